@@ -1,0 +1,106 @@
+//! Wires the parts together: token cache, check context, scheduler, per-target state and the HTTP
+//! endpoint. `main` and the tests start an [`Agent`] and stop it with its handle.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::TokenCache;
+use crate::checks::{Context, Job};
+use crate::config::Config;
+use crate::metrics::AgentInfo;
+use crate::scheduler::Scheduler;
+use crate::server::{self, Shared};
+use crate::state::StateStore;
+
+/// How long a stop waits for runs in progress before it abandons them.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Where and how the agent serves.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen_address: String,
+    pub telemetry_path: String,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self { listen_address: "127.0.0.1:0".into(), telemetry_path: "/metrics".into() }
+    }
+}
+
+/// A running agent.
+pub struct Agent {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    server: JoinHandle<()>,
+    scheduler: Scheduler,
+}
+
+impl Agent {
+    /// Binds the endpoint and starts the scheduler.
+    pub async fn start(config: Config, opts: &ServeOptions) -> anyhow::Result<Agent> {
+        for w in &config.warnings {
+            tracing::warn!("{w}");
+        }
+        let listener = TcpListener::bind(&opts.listen_address)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen_address))?;
+        let addr = listener.local_addr()?;
+        let tokens = Arc::new(TokenCache::new());
+        let ctx = Arc::new(Context::new(&config, tokens.clone()).map_err(anyhow::Error::msg)?);
+        let state = Arc::new(StateStore::new());
+        let shared = Arc::new(Shared {
+            state: state.clone(),
+            tokens: tokens.clone(),
+            agent: Mutex::new(AgentInfo { config_reload_successful: true, config_reload_success_at: Some(chrono::Utc::now()) }),
+            telemetry_path: opts.telemetry_path.clone(),
+            ready: Default::default(),
+        });
+        let shutdown = CancellationToken::new();
+        let jobs = Job::all(&config);
+        tracing::info!(
+            apps = config.apps.len(),
+            mailboxes = config.mailboxes.len(),
+            jobs = jobs.len(),
+            listen_address = %addr,
+            "starting smtp-oauth-exporter {}",
+            env!("CARGO_PKG_VERSION")
+        );
+        let scheduler = Scheduler::start(jobs, ctx, state, &config.scheduler, &shutdown);
+        let server = tokio::spawn(server::serve(listener, shared.clone(), shutdown.clone()));
+        shared.ready.store(true, Ordering::Relaxed);
+        Ok(Agent { addr, shared, shutdown, server, scheduler })
+    }
+
+    /// The address the endpoint listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The `/metrics` text, as a scrape would see it.
+    pub fn render_metrics(&self) -> String {
+        self.shared.render_metrics()
+    }
+
+    /// Stops the scheduler and the endpoint, within a bounded time.
+    pub async fn stop(self) {
+        self.shared.ready.store(false, Ordering::Relaxed);
+        self.shutdown.cancel();
+        self.scheduler.stop(STOP_GRACE).await;
+        let _ = tokio::time::timeout(STOP_GRACE, self.server).await;
+    }
+
+    /// Runs until `signal` resolves, then stops.
+    pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
+        signal.await;
+        tracing::info!("shutting down");
+        self.stop().await;
+    }
+}

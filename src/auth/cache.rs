@@ -1,0 +1,181 @@
+//! The shared token cache: one entry per (token URL, tenant, client ID, scope), refreshed ahead of
+//! expiry, never serving an expired token, with one request in flight per entry.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::client::{request_token, AccessToken, Resource};
+use super::error::TokenError;
+use crate::config::App;
+
+/// What identifies a token: two apps with the same four values share one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenKey {
+    pub token_url: String,
+    pub tenant: String,
+    pub client_id: String,
+    pub scope: String,
+}
+
+impl TokenKey {
+    pub fn new(app: &App, resource: Resource) -> Self {
+        Self {
+            token_url: app.token_url(),
+            tenant: app.tenant.clone(),
+            client_id: app.client_id.clone(),
+            scope: resource.scope(app),
+        }
+    }
+}
+
+/// After a failed request, readers get the same error for this long instead of asking again,
+/// so a broken endpoint sees one request per app per backoff, not one per check.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Refresh this long before expiry: a tenth of the lifetime, at most five minutes.
+fn refresh_margin(lifetime: Duration) -> Duration {
+    (lifetime / 10).min(Duration::from_secs(300))
+}
+
+#[derive(Default)]
+struct Slot {
+    token: Option<AccessToken>,
+    failure: Option<(Instant, TokenError)>,
+}
+
+struct Entry {
+    /// Held across a request: the single-flight lock.
+    slot: tokio::sync::Mutex<Slot>,
+    app_name: String,
+    resource: Resource,
+    requests_ok: AtomicU64,
+    requests_failed: AtomicU64,
+}
+
+/// Counters of one cache entry, for the metrics module.
+#[derive(Debug, Clone)]
+pub struct EntryStats {
+    pub app: String,
+    pub resource: Resource,
+    pub requests_ok: u64,
+    pub requests_failed: u64,
+}
+
+/// Tokens shared by every check that uses the same app.
+#[derive(Default)]
+pub struct TokenCache {
+    entries: Mutex<HashMap<TokenKey, Arc<Entry>>>,
+}
+
+impl TokenCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn entry(&self, app: &App, resource: Resource) -> Arc<Entry> {
+        let key = TokenKey::new(app, resource);
+        let mut map = self.entries.lock().expect("token cache lock");
+        map.entry(key)
+            .or_insert_with(|| {
+                Arc::new(Entry {
+                    slot: tokio::sync::Mutex::new(Slot::default()),
+                    app_name: app.name.clone(),
+                    resource,
+                    requests_ok: AtomicU64::new(0),
+                    requests_failed: AtomicU64::new(0),
+                })
+            })
+            .clone()
+    }
+
+    async fn request(entry: &Entry, app: &App, http: &reqwest::Client, resource: Resource) -> Result<AccessToken, TokenError> {
+        let r = request_token(app, http, &resource.scope(app), app.token_check.timeout).await;
+        match &r {
+            Ok(_) => entry.requests_ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => entry.requests_failed.fetch_add(1, Ordering::Relaxed),
+        };
+        r
+    }
+
+    /// A valid token for the app: the cached one while it is outside its refresh margin,
+    /// otherwise a new one. Concurrent callers wait for the one request in flight.
+    pub async fn get(&self, app: &App, http: &reqwest::Client, resource: Resource) -> Result<AccessToken, TokenError> {
+        let entry = self.entry(app, resource);
+        let mut slot = entry.slot.lock().await;
+        let now = Instant::now();
+        if let Some(t) = &slot.token {
+            if now + refresh_margin(t.lifetime) < t.expires_at {
+                return Ok(t.clone());
+            }
+        }
+        if let Some((at, err)) = &slot.failure {
+            let wait = err.retry_after.unwrap_or(FAILURE_BACKOFF).max(FAILURE_BACKOFF);
+            if now < *at + wait {
+                // Inside the refresh margin an unexpired token is still better than an error.
+                if let Some(t) = slot.token.as_ref().filter(|t| now < t.expires_at) {
+                    return Ok(t.clone());
+                }
+                return Err(err.clone());
+            }
+        }
+        match Self::request(&entry, app, http, resource).await {
+            Ok(t) => {
+                slot.token = Some(t.clone());
+                slot.failure = None;
+                Ok(t)
+            }
+            Err(e) => {
+                slot.failure = Some((Instant::now(), e.clone()));
+                match slot.token.as_ref().filter(|t| Instant::now() < t.expires_at) {
+                    Some(t) => Ok(t.clone()),
+                    None => {
+                        slot.token = None;
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Always asks the endpoint (the token check measures exactly that); a new token refills the cache.
+    pub async fn fetch(&self, app: &App, http: &reqwest::Client, resource: Resource) -> Result<AccessToken, TokenError> {
+        let entry = self.entry(app, resource);
+        let r = Self::request(&entry, app, http, resource).await;
+        let mut slot = entry.slot.lock().await;
+        match &r {
+            Ok(t) => {
+                let newer = slot.token.as_ref().is_none_or(|old| old.expires_at <= t.expires_at);
+                if newer {
+                    slot.token = Some(t.clone());
+                }
+                slot.failure = None;
+            }
+            Err(e) => slot.failure = Some((Instant::now(), e.clone())),
+        }
+        r
+    }
+
+    /// Forgets entries of apps that are no longer configured.
+    pub fn retain_apps(&self, keep: impl Fn(&str) -> bool) {
+        self.entries.lock().expect("token cache lock").retain(|_, e| keep(&e.app_name));
+    }
+
+    pub fn stats(&self) -> Vec<EntryStats> {
+        let map = self.entries.lock().expect("token cache lock");
+        let mut v: Vec<EntryStats> = map
+            .values()
+            .map(|e| EntryStats {
+                app: e.app_name.clone(),
+                resource: e.resource,
+                requests_ok: e.requests_ok.load(Ordering::Relaxed),
+                requests_failed: e.requests_failed.load(Ordering::Relaxed),
+            })
+            .collect();
+        v.sort_by(|a, b| (&a.app, a.resource).cmp(&(&b.app, b.resource)));
+        v
+    }
+}

@@ -1,0 +1,231 @@
+//! One client-credentials token request (RFC 6749 section 4.4) through the `oauth2` crate, with a
+//! client secret or a certificate assertion (RFC 7523), mapped to a typed [`TokenError`].
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use oauth2::basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenResponse};
+use oauth2::{AuthType, ClientId, ClientSecret, RequestTokenError, Scope, StandardRevocableToken, TokenResponse, TokenUrl};
+
+use super::assertion;
+use super::claims::{self, TokenClaims};
+use super::error::{AadErrorResponse, TokenError, TokenReason};
+use crate::config::{App, Credential};
+use crate::http_client::{self as http, HttpError};
+use crate::secret::Secret;
+
+/// An access token and when it stops being valid.
+#[derive(Clone, Debug)]
+pub struct AccessToken {
+    pub value: Secret,
+    /// Monotonic expiry (follows tokio's clock, so paused-time tests see it).
+    pub expires_at: tokio::time::Instant,
+    /// Wall-clock expiry, for metrics.
+    pub expires_at_wall: DateTime<Utc>,
+    /// `expires_in` as the endpoint gave it.
+    pub lifetime: Duration,
+    /// Decoded payload, for diagnosis only.
+    pub claims: Option<TokenClaims>,
+}
+
+/// Which resource a token is for: one resource per token request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Resource {
+    Exchange,
+    Graph,
+}
+
+impl Resource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Resource::Exchange => "exchange",
+            Resource::Graph => "graph",
+        }
+    }
+
+    pub fn scope(self, app: &App) -> String {
+        match self {
+            Resource::Exchange => app.exchange_scope().to_string(),
+            Resource::Graph => app.graph_scope(),
+        }
+    }
+}
+
+type AadClient = oauth2::Client<
+    AadErrorResponse,
+    BasicTokenResponse,
+    BasicTokenIntrospectionResponse,
+    StandardRevocableToken,
+    BasicRevocationErrorResponse,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointNotSet,
+    oauth2::EndpointSet,
+>;
+
+/// What the transport saw of the reply, which `oauth2` does not hand back.
+#[derive(Default)]
+struct Seen {
+    status: Option<u16>,
+    retry_after: Option<Duration>,
+    transport: Option<HttpError>,
+}
+
+/// Requests a token for `scope` from the app's token endpoint, within `timeout`.
+pub async fn request_token(app: &App, client: &reqwest::Client, scope: &str, timeout: Duration) -> Result<AccessToken, TokenError> {
+    let token_url = app.token_url();
+    let url = TokenUrl::new(token_url.clone()).map_err(|e| TokenError::new(TokenReason::Other, format!("invalid token URL: {e}")))?;
+    let mut oauth: AadClient = oauth2::Client::new(ClientId::new(app.client_id.clone()))
+        .set_token_uri(url)
+        // Entra ID takes the credential in the form body (client_secret_post).
+        .set_auth_type(AuthType::RequestBody);
+    let assertion_value;
+    let mut request_assertion = None;
+    match &app.credential {
+        Credential::ClientSecret(s) => {
+            oauth = oauth.set_client_secret(ClientSecret::new(s.expose().to_string()));
+        }
+        Credential::Certificate(cert) => {
+            assertion_value = assertion::client_assertion(cert, &app.client_id, &token_url)
+                .map_err(|m| TokenError::new(TokenReason::Other, m))?;
+            request_assertion = Some(&assertion_value);
+        }
+    }
+    let mut req = oauth.exchange_client_credentials().add_scope(Scope::new(scope.to_string()));
+    if let Some(a) = request_assertion {
+        req = req
+            .add_extra_param("client_assertion_type", assertion::ASSERTION_TYPE)
+            .add_extra_param("client_assertion", a.expose());
+    }
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let transport = {
+        let seen = seen.clone();
+        move |r: oauth2::HttpRequest| {
+            let seen = seen.clone();
+            let client = client.clone();
+            async move {
+                let (parts, body) = r.into_parts();
+                let rb = client.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body);
+                match http::send(rb, timeout).await {
+                    Ok(resp) => {
+                        let mut s = seen.lock().expect("lock");
+                        s.status = Some(resp.status);
+                        s.retry_after = http::retry_after(&resp.headers);
+                        drop(s);
+                        let mut out = ::http::Response::builder().status(resp.status);
+                        if let Some(h) = out.headers_mut() {
+                            *h = resp.headers;
+                        }
+                        out.body(resp.body).map_err(|e| TransportError(e.to_string()))
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        seen.lock().expect("lock").transport = Some(e);
+                        Err(TransportError(msg))
+                    }
+                }
+            }
+        }
+    };
+
+    let started = tokio::time::Instant::now();
+    let result = req.request_async(&transport).await;
+    let seen = std::mem::take(&mut *seen.lock().expect("lock"));
+    let redact = |text: String| redact_credential(text, app);
+    match result {
+        Ok(resp) => {
+            let lifetime = resp.expires_in().ok_or_else(|| {
+                TokenError::new(TokenReason::InvalidResponse, "the token reply has no expires_in")
+            })?;
+            if lifetime.is_zero() {
+                return Err(TokenError::new(TokenReason::InvalidResponse, "the token reply has expires_in 0"));
+            }
+            let value = resp.access_token().secret().clone();
+            if value.is_empty() {
+                return Err(TokenError::new(TokenReason::InvalidResponse, "the token reply has an empty access_token"));
+            }
+            let claims = claims::decode(&value);
+            Ok(AccessToken {
+                value: Secret::new(value),
+                // Count from when the request was sent: the server's clock started before ours ended.
+                expires_at: started + lifetime,
+                expires_at_wall: Utc::now() + chrono::Duration::from_std(lifetime).unwrap_or_default()
+                    - chrono::Duration::from_std(started.elapsed()).unwrap_or_default(),
+                lifetime,
+                claims,
+            })
+        }
+        Err(RequestTokenError::ServerResponse(body)) => {
+            let code = body.error_codes.first().copied();
+            let reason = match (code.and_then(TokenReason::from_aadsts), seen.status) {
+                (Some(r), _) => r,
+                (None, Some(429)) => TokenReason::Throttled,
+                (None, Some(400 | 401)) => TokenReason::Other,
+                (None, _) => TokenReason::HttpError,
+            };
+            Err(TokenError {
+                reason,
+                aadsts: code,
+                http_status: seen.status,
+                trace_id: body.trace_id.clone(),
+                correlation_id: body.correlation_id.clone(),
+                retry_after: seen.retry_after,
+                message: redact(format!("HTTP {}: {}", seen.status.unwrap_or(0), body)),
+            })
+        }
+        Err(RequestTokenError::Parse(_, raw)) => {
+            let status = seen.status.unwrap_or(0);
+            let (reason, what) = match status {
+                200 => (TokenReason::InvalidResponse, "the token reply is not valid JSON"),
+                429 => (TokenReason::Throttled, "throttled"),
+                _ => (TokenReason::HttpError, "the error reply is not Microsoft's JSON"),
+            };
+            let snippet: String = String::from_utf8_lossy(&raw[..raw.len().min(120)])
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect();
+            Err(TokenError {
+                http_status: seen.status,
+                retry_after: seen.retry_after,
+                ..TokenError::new(reason, redact(format!("HTTP {status}: {what} (body starts {snippet:?})")))
+            })
+        }
+        Err(RequestTokenError::Request(_)) => {
+            let (reason, msg) = match seen.transport {
+                Some(HttpError::Timeout) => (TokenReason::Timeout, format!("no reply from {token_url} within {timeout:?}")),
+                Some(HttpError::TooLarge) => (TokenReason::InvalidResponse, "the reply is larger than 1 MiB".to_string()),
+                Some(e) => (TokenReason::Other, format!("{token_url}: {e}")),
+                None => (TokenReason::Other, "request failed".to_string()),
+            };
+            Err(TokenError::new(reason, redact(msg)))
+        }
+        Err(RequestTokenError::Other(m)) => {
+            let status = seen.status.unwrap_or(0);
+            let reason = match status {
+                429 => TokenReason::Throttled,
+                200 => TokenReason::InvalidResponse,
+                _ => TokenReason::HttpError,
+            };
+            Err(TokenError {
+                http_status: seen.status,
+                retry_after: seen.retry_after,
+                ..TokenError::new(reason, redact(format!("HTTP {status}: {m}")))
+            })
+        }
+    }
+}
+
+/// A server could echo what we sent; make sure the secret never travels on into a log line.
+fn redact_credential(text: String, app: &App) -> String {
+    match &app.credential {
+        Credential::ClientSecret(s) if !s.is_empty() => text.replace(s.expose(), "[redacted]"),
+        _ => text,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct TransportError(String);

@@ -1,0 +1,68 @@
+//! The token check: asks Entra ID for an SMTP (Exchange) token with the app's credential, every
+//! time, and refills the shared cache with it. Failures keep the AADSTS code and Microsoft's ids.
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use super::{Context, Details, Failure, Outcome, Target};
+use crate::auth::Resource;
+
+/// The role an app needs for SMTP AUTH with client credentials (setup step 3).
+pub const SMTP_ROLE: &str = "SMTP.SendAsApp";
+
+/// What a token run learned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenDetails {
+    pub resource: Resource,
+    /// When the token expires (from `expires_in`).
+    pub expires_at: Option<DateTime<Utc>>,
+    pub lifetime_seconds: Option<u64>,
+    /// Whether the token's `roles` claim has `SMTP.SendAsApp`; `None` if the token is not a JWT.
+    pub smtp_role: Option<bool>,
+    /// The HTTP status of a failed request.
+    pub http_status: Option<u16>,
+}
+
+pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
+    let app = target.app();
+    let http = ctx.http(app);
+    let fetch = ctx.tokens.fetch(app, http, Resource::Exchange);
+    let result = match tokio::time::timeout_at(deadline, fetch).await {
+        Ok(r) => r,
+        Err(_) => {
+            return Outcome::failure(
+                Failure::new("timeout", format!("no reply from {} before the check's timeout", app.token_url())),
+                Details::Token(TokenDetails {
+                    resource: Resource::Exchange,
+                    expires_at: None,
+                    lifetime_seconds: None,
+                    smtp_role: None,
+                    http_status: None,
+                }),
+            )
+        }
+    };
+    match result {
+        Ok(token) => Outcome::success(Details::Token(TokenDetails {
+            resource: Resource::Exchange,
+            expires_at: Some(token.expires_at_wall),
+            lifetime_seconds: Some(token.lifetime.as_secs()),
+            smtp_role: token.claims.as_ref().map(|c| c.has_role(SMTP_ROLE)),
+            http_status: None,
+        })),
+        Err(e) => {
+            let mut o = Outcome::failure(
+                Failure::from_token_error(e.reason.as_str(), &e),
+                Details::Token(TokenDetails {
+                    resource: Resource::Exchange,
+                    expires_at: None,
+                    lifetime_seconds: None,
+                    smtp_role: None,
+                    http_status: e.http_status,
+                }),
+            );
+            o.retry_after = e.retry_after;
+            o
+        }
+    }
+}

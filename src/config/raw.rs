@@ -1,0 +1,90 @@
+//! The configuration file exactly as written: serde structs that reject unknown fields.
+//! Nothing here is trusted; `config::validate` turns it into typed settings.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub scheduler: RawScheduler,
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    #[serde(default)]
+    pub apps: Vec<RawApp>,
+    #[serde(default)]
+    pub mailboxes: Vec<RawMailbox>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScheduler {
+    pub max_concurrent_checks: Option<usize>,
+    pub startup_spread: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    pub cloud: Option<String>,
+    #[serde(default)]
+    pub checks: RawChecks,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawChecks {
+    pub token: Option<RawCheck>,
+    pub smtp: Option<RawCheck>,
+    pub graph: Option<RawCheck>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub enabled: Option<bool>,
+    pub schedule: Option<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    pub name: Option<String>,
+    pub tenant: Option<String>,
+    pub client_id: Option<String>,
+    pub cloud: Option<String>,
+    pub client_secret: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub client_secret_env: Option<String>,
+    pub certificate: Option<RawCertificate>,
+    pub login_url: Option<String>,
+    pub graph_url: Option<String>,
+    pub ca_file: Option<String>,
+    pub graph_reader: Option<String>,
+    #[serde(default)]
+    pub checks: RawChecks,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub algorithm: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMailbox {
+    pub name: Option<String>,
+    pub app: Option<String>,
+    pub address: Option<String>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub ehlo_name: Option<String>,
+    pub mail_from: Option<bool>,
+    pub tls_insecure_skip_verify: Option<bool>,
+    #[serde(default)]
+    pub checks: RawChecks,
+}

@@ -1,0 +1,196 @@
+//! The only writer of metric series: turns per-target state, token cache counters and agent facts
+//! into the Prometheus text exposition at scrape time, so no series outlives its target.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType};
+use prometheus::Encoder;
+
+use crate::auth::cache::EntryStats;
+use crate::checks::{Details, JobKey};
+use crate::state::TargetState;
+
+/// Metric name prefix.
+pub const NAMESPACE: &str = "smtp_oauth";
+
+/// Facts about the agent itself.
+#[derive(Debug, Clone)]
+pub struct AgentInfo {
+    pub config_reload_successful: bool,
+    pub config_reload_success_at: Option<DateTime<Utc>>,
+}
+
+/// Collects families by name while rendering.
+#[derive(Default)]
+pub struct Families {
+    map: BTreeMap<String, MetricFamily>,
+}
+
+impl Families {
+    fn add(&mut self, name: &str, help: &str, kind: MetricType, labels: &[(&str, &str)], value: f64) {
+        let full = format!("{NAMESPACE}_{name}");
+        let fam = self.map.entry(full.clone()).or_insert_with(|| {
+            let mut f = MetricFamily::default();
+            f.set_name(full);
+            f.set_help(help.to_string());
+            f.set_field_type(kind);
+            f
+        });
+        let mut m = Metric::default();
+        m.set_label(
+            labels
+                .iter()
+                .map(|(k, v)| {
+                    let mut l = LabelPair::default();
+                    l.set_name((*k).to_string());
+                    l.set_value((*v).to_string());
+                    l
+                })
+                .collect(),
+        );
+        match kind {
+            MetricType::COUNTER => {
+                let mut c = Counter::default();
+                c.set_value(value);
+                m.set_counter(c);
+            }
+            _ => {
+                let mut g = Gauge::default();
+                g.set_value(value);
+                m.set_gauge(g);
+            }
+        }
+        fam.mut_metric().push(m);
+    }
+
+    pub fn gauge(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+        self.add(name, help, MetricType::GAUGE, labels, value)
+    }
+
+    pub fn counter(&mut self, name: &str, help: &str, labels: &[(&str, &str)], value: f64) {
+        self.add(name, help, MetricType::COUNTER, labels, value)
+    }
+
+    /// The text exposition format (version 0.0.4).
+    pub fn encode(self) -> String {
+        let fams: Vec<MetricFamily> = self.map.into_values().filter(|f| !f.get_metric().is_empty()).collect();
+        let mut buf = Vec::new();
+        prometheus::TextEncoder::new().encode(&fams, &mut buf).expect("text encoding of well-formed families");
+        String::from_utf8(buf).expect("exposition is UTF-8")
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> f64 {
+    t.timestamp_millis() as f64 / 1000.0
+}
+
+fn b(v: bool) -> f64 {
+    if v {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Writes the series of the given targets' state.
+pub fn write_targets(f: &mut Families, targets: &[(JobKey, TargetState)]) {
+    for (key, st) in targets {
+        let check = key.kind.as_str();
+        let target = key.target.as_str();
+        let l = [("check", check), ("target", target)];
+        for (result, n) in [("success", st.runs_success), ("failure", st.runs_failure)] {
+            f.counter(
+                "check_runs_total",
+                "Runs of a check on a target, by result.",
+                &[("check", check), ("target", target), ("result", result)],
+                n as f64,
+            );
+        }
+        for (reason, n) in &st.failures_by_reason {
+            f.counter(
+                "check_failures_total",
+                "Failed runs of a check on a target, by reason.",
+                &[("check", check), ("target", target), ("reason", reason)],
+                *n as f64,
+            );
+        }
+        if let Some(t) = st.last_success {
+            f.gauge("check_last_success_timestamp_seconds", "When the check last succeeded (start of the run).", &l, ts(t));
+        }
+        let Some(r) = &st.last else { continue };
+        f.gauge("check_success", "Whether the last run of the check succeeded (1) or failed (0).", &l, b(r.success()));
+        f.gauge("check_duration_seconds", "How long the last run took.", &l, r.duration.as_secs_f64());
+        f.gauge("check_last_run_timestamp_seconds", "When the last run started.", &l, ts(r.started_at));
+        if let Some(fail) = &r.failure {
+            let aadsts = fail.aadsts.map(|c| c.to_string()).unwrap_or_default();
+            f.gauge(
+                "check_failure_info",
+                "Present (1) while the last run failed: the reason from the check's fixed set and the AADSTS code when it is a known one.",
+                &[("check", check), ("target", target), ("reason", fail.reason), ("aadsts", &aadsts)],
+                1.0,
+            );
+        }
+        write_details(f, target, &r.details);
+    }
+}
+
+fn write_details(f: &mut Families, target: &str, details: &Details) {
+    match details {
+        Details::None => {}
+        Details::Token(d) => {
+            let l = [("target", target), ("resource", d.resource.as_str())];
+            if let Some(t) = d.expires_at {
+                f.gauge("token_expiry_timestamp_seconds", "When the token from the last successful token check expires.", &l, ts(t));
+            }
+            if let Some(s) = d.lifetime_seconds {
+                f.gauge("token_lifetime_seconds", "The expires_in of the last token (60 to 90 minutes at Entra ID).", &l, s as f64);
+            }
+            if let Some(has) = d.smtp_role {
+                f.gauge(
+                    "token_smtp_role_present",
+                    "Whether the last SMTP token carries the SMTP.SendAsApp role (admin consent, setup step 3).",
+                    &[("target", target)],
+                    b(has),
+                );
+            }
+        }
+    }
+}
+
+/// Token requests the cache made (token check and cache refreshes alike).
+pub fn write_token_cache(f: &mut Families, stats: &[EntryStats]) {
+    for s in stats {
+        for (result, n) in [("success", s.requests_ok), ("failure", s.requests_failed)] {
+            f.counter(
+                "token_requests_total",
+                "Requests sent to the token endpoint, per app and resource, by result.",
+                &[("target", &s.app), ("resource", s.resource.as_str()), ("result", result)],
+                n as f64,
+            );
+        }
+    }
+}
+
+/// Build and configuration facts.
+pub fn write_agent(f: &mut Families, info: &AgentInfo) {
+    f.gauge(
+        "build_info",
+        "Build facts of the running agent; always 1.",
+        &[
+            ("version", env!("CARGO_PKG_VERSION")),
+            ("revision", crate::version::REVISION),
+            ("rustversion", crate::version::RUSTC),
+        ],
+        1.0,
+    );
+    f.gauge(
+        "config_last_reload_successful",
+        "Whether the last configuration (re)load succeeded.",
+        &[],
+        b(info.config_reload_successful),
+    );
+    if let Some(t) = info.config_reload_success_at {
+        f.gauge("config_last_reload_success_timestamp_seconds", "When the configuration was last loaded successfully.", &[], ts(t));
+    }
+}

@@ -1,0 +1,185 @@
+//! Runs every (check, target) on its own schedule: one lightweight tokio task per job (no thread
+//! per target), a stable per-target phase so big fleets spread out, a bound on concurrent runs,
+//! a timeout on each run, and a prompt stop.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::checks::{self, Context, Job, JobKey};
+use crate::config::{Schedule, SchedulerSettings};
+use crate::state::StateStore;
+
+/// FNV-1a: a hash that is stable across builds and runs, so a target keeps its phase.
+fn stable_hash(key: &JobKey) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for byte in key.kind.as_str().bytes().chain([0u8]).chain(key.target.bytes()) {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+fn fraction_of(d: Duration, hash: u64) -> Duration {
+    let ms = d.as_millis() as u64;
+    if ms == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(hash % ms)
+    }
+}
+
+/// When a job runs, from a fixed origin (the scheduler's start) so phases stay put.
+#[derive(Debug, Clone)]
+struct Timing {
+    origin: Instant,
+    hash: u64,
+    schedule: Schedule,
+}
+
+/// Cron runs get a small jitter too, so that many targets on `*/5 * * * *` do not fire at once.
+const MAX_CRON_JITTER: Duration = Duration::from_secs(30);
+
+impl Timing {
+    /// First run: within the startup spread, so metrics appear soon after start.
+    fn first(&self, spread: Duration) -> Instant {
+        let spread = spread.min(self.schedule.typical_interval());
+        self.origin + fraction_of(spread, self.hash)
+    }
+
+    /// The next run strictly after `after`.
+    fn next(&self, after: Instant) -> Instant {
+        match &self.schedule {
+            Schedule::Every(interval) => {
+                // Slots at origin + phase + k * interval; skip slots closer than half an interval,
+                // so the run after the startup run is not squeezed in right behind it.
+                let phase = fraction_of(*interval, self.hash);
+                let earliest = after + *interval / 2;
+                let since = earliest.saturating_duration_since(self.origin + phase);
+                let k = since.as_nanos().div_ceil(interval.as_nanos().max(1)) as u32;
+                let slot = self.origin + phase + *interval * k;
+                if slot <= after {
+                    slot + *interval
+                } else {
+                    slot
+                }
+            }
+            Schedule::Cron { schedule, .. } => {
+                let jitter = fraction_of(MAX_CRON_JITTER.min(self.schedule.typical_interval() / 10), self.hash);
+                let now_wall = chrono::Utc::now();
+                let wait = schedule
+                    .after(&now_wall)
+                    .next()
+                    .and_then(|t| (t - now_wall).to_std().ok())
+                    .unwrap_or(Duration::from_secs(3600));
+                let base = Instant::now() + wait + jitter;
+                base.max(after + Duration::from_millis(1))
+            }
+        }
+    }
+}
+
+/// The running scheduler: its tasks stop when it is stopped or the shutdown token fires.
+pub struct Scheduler {
+    tasks: JoinSet<()>,
+    cancel: CancellationToken,
+}
+
+impl Scheduler {
+    /// Starts one task per job. Their state goes to `state`.
+    pub fn start(jobs: Vec<Job>, ctx: Arc<Context>, state: Arc<StateStore>, settings: &SchedulerSettings, shutdown: &CancellationToken) -> Self {
+        let cancel = shutdown.child_token();
+        let slots = Arc::new(Semaphore::new(settings.max_concurrent_checks));
+        let origin = Instant::now();
+        let keep: HashSet<JobKey> = jobs.iter().map(Job::key).collect();
+        state.retain(&keep);
+        let mut tasks = JoinSet::new();
+        for job in jobs {
+            let key = job.key();
+            state.ensure(&key);
+            let timing = Timing { origin, hash: stable_hash(&key), schedule: job.settings.schedule.clone() };
+            let first = timing.first(settings.startup_spread);
+            tasks.spawn(job_loop(job, timing, first, ctx.clone(), state.clone(), slots.clone(), cancel.clone()));
+        }
+        Self { tasks, cancel }
+    }
+
+    /// Stops every task, waiting at most `grace` for runs in progress to notice.
+    pub async fn stop(mut self, grace: Duration) {
+        self.cancel.cancel();
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            self.tasks.abort_all();
+        }
+    }
+}
+
+async fn job_loop(
+    job: Job,
+    timing: Timing,
+    first: Instant,
+    ctx: Arc<Context>,
+    state: Arc<StateStore>,
+    slots: Arc<Semaphore>,
+    cancel: CancellationToken,
+) {
+    let mut next = first;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let report = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = checks::run(&job, &ctx) => r,
+        };
+        drop(permit);
+        crate::logging::log_report(&report);
+        let retry_after = report.retry_after;
+        state.record(report);
+        let now = Instant::now();
+        next = timing.next(now);
+        if let Some(wait) = retry_after {
+            // Honour the server's Retry-After: never come back sooner than it asked.
+            next = next.max(now + wait);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::CheckKind;
+
+    #[test]
+    fn phases_spread_and_stay_stable() {
+        let origin = Instant::now();
+        let interval = Duration::from_secs(300);
+        let mut firsts = Vec::new();
+        for i in 0..1000 {
+            let key = JobKey { kind: CheckKind::Token, target: format!("app-{i}") };
+            let t = Timing { origin, hash: stable_hash(&key), schedule: Schedule::Every(interval) };
+            let n1 = t.next(origin + Duration::from_secs(1));
+            let n2 = t.next(n1);
+            assert_eq!(n2 - n1, interval, "steady runs are one interval apart");
+            firsts.push((n1 - origin).as_secs() % 300);
+        }
+        // 1,000 targets over 300 one-second buckets: no second holds more than a few dozen.
+        let mut buckets = [0u32; 300];
+        for s in firsts {
+            buckets[s as usize] += 1;
+        }
+        assert!(buckets.iter().max().copied().unwrap_or(0) < 15, "{buckets:?}");
+        let key = JobKey { kind: CheckKind::Token, target: "x".into() };
+        assert_eq!(stable_hash(&key), stable_hash(&key.clone()));
+    }
+}

@@ -1,0 +1,117 @@
+//! The HTTP endpoint (hyper): `/metrics`, the landing page, `/-/healthy` and `/-/ready`.
+//! It only reads state; protocol work happens in the checks.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::TokenCache;
+use crate::metrics::{self, AgentInfo, Families};
+use crate::state::StateStore;
+
+/// Everything the endpoint reads.
+pub struct Shared {
+    pub state: Arc<StateStore>,
+    pub tokens: Arc<TokenCache>,
+    pub agent: Mutex<AgentInfo>,
+    pub telemetry_path: String,
+    pub ready: AtomicBool,
+}
+
+impl Shared {
+    /// The whole `/metrics` page.
+    pub fn render_metrics(&self) -> String {
+        let mut f = Families::default();
+        metrics::write_agent(&mut f, &self.agent.lock().expect("agent lock"));
+        metrics::write_targets(&mut f, &self.state.snapshot());
+        metrics::write_token_cache(&mut f, &self.tokens.stats());
+        f.encode()
+    }
+}
+
+type Body = Full<Bytes>;
+
+fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header(hyper::header::CONTENT_TYPE, content_type)
+        .body(Full::new(body.into()))
+        .expect("static response parts")
+}
+
+fn landing(telemetry_path: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html><head><title>smtp-oauth-exporter</title></head><body>\n\
+<h1>smtp-oauth-exporter</h1>\n<p>Watches Microsoft 365 SMTP with OAuth 2.0 client credentials: tokens, SMTP AUTH, credential expiry.</p>\n\
+<p>{}</p>\n<ul>\n<li><a href=\"{telemetry_path}\">Metrics</a></li>\n<li><a href=\"/-/healthy\">Health</a></li>\n<li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n</body></html>\n",
+        crate::version::long()
+    )
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "Method not allowed\n");
+        r.headers_mut().insert(hyper::header::ALLOW, "GET, HEAD".parse().expect("static header"));
+        return Ok(r);
+    }
+    let path = req.uri().path();
+    let resp = if path == shared.telemetry_path {
+        let s = shared.clone();
+        let text = tokio::task::spawn_blocking(move || s.render_metrics()).await.unwrap_or_default();
+        reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
+    } else {
+        match path {
+            "/" => reply(StatusCode::OK, "text/html; charset=utf-8", landing(&shared.telemetry_path)),
+            "/-/healthy" => reply(StatusCode::OK, "text/plain; charset=utf-8", "Healthy\n"),
+            "/-/ready" => {
+                if shared.ready.load(Ordering::Relaxed) {
+                    reply(StatusCode::OK, "text/plain; charset=utf-8", "Ready\n")
+                } else {
+                    reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "Not ready\n")
+                }
+            }
+            _ => reply(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "Not found\n"),
+        }
+    };
+    Ok(resp)
+}
+
+/// Serves until `shutdown` fires. Slow or idle clients are cut off by the header timeout.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+        });
+    }
+}

@@ -1,0 +1,87 @@
+//! The simulator's HTTPS server (hyper over rustls): routes the login and Graph endpoints.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::Directory;
+
+#[derive(Clone)]
+pub struct HttpsState {
+    pub directory: Arc<Mutex<Directory>>,
+    pub signing_key: Arc<Vec<u8>>,
+}
+
+pub type SimResponse = Response<Full<Bytes>>;
+
+pub fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> SimResponse {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(Full::new(body.into()))
+        .expect("response parts")
+}
+
+pub fn json(status: StatusCode, value: &serde_json::Value) -> SimResponse {
+    respond(status, "application/json; charset=utf-8", value.to_string())
+}
+
+async fn route(state: HttpsState, req: Request<Incoming>) -> Result<SimResponse, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = match Limited::new(body, 64 * 1024).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return Ok(respond(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", "too large")),
+    };
+    let path = parts.uri.path().to_string();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let resp = match (parts.method.as_str(), segments.as_slice()) {
+        ("POST", [tenant, "oauth2", "v2.0", "token"]) => {
+            let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+            super::token::handle(&state, tenant, &host, &path, &body).await
+        }
+        _ => respond(StatusCode::NOT_FOUND, "application/json", "{\"error\":\"not_found\"}"),
+    };
+    Ok(resp)
+}
+
+/// Binds 127.0.0.1:0 and serves TLS connections until `stop` fires.
+pub async fn start(state: HttpsState, tls: Arc<rustls::ServerConfig>, stop: CancellationToken) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+            };
+            let acceptor = acceptor.clone();
+            let state = state.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(move |req| route(state.clone(), req));
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(tls), svc);
+                tokio::select! {
+                    _ = conn => {}
+                    _ = stop.cancelled() => {}
+                }
+            });
+        }
+    });
+    Ok(addr)
+}

@@ -1,0 +1,256 @@
+//! A Microsoft 365 simulator on loopback, for the demo and the tests: an Entra ID token endpoint
+//! (HTTPS) that issues JWT-shaped tokens and can be scripted to fail.
+//! The directory (tenants, apps, credentials, mailboxes) lives in [`Directory`].
+
+mod https;
+pub mod tls;
+mod token;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+pub use tls::{app_certificate, AppCertificate, TestCa};
+
+/// The Exchange Online role that SMTP AUTH needs.
+pub const ROLE_SMTP: &str = "SMTP.SendAsApp";
+/// The Graph role that reads app registrations.
+pub const ROLE_APPLICATION_READ_ALL: &str = "Application.Read.All";
+
+/// A client secret of an app registration.
+#[derive(Debug, Clone)]
+pub struct SimSecret {
+    pub key_id: String,
+    pub display_name: Option<String>,
+    pub value: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// A certificate credential of an app registration.
+#[derive(Debug, Clone)]
+pub struct SimCertificate {
+    pub key_id: String,
+    pub display_name: Option<String>,
+    pub der: Vec<u8>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// An app registration with its service principal.
+#[derive(Debug, Clone)]
+pub struct SimApp {
+    pub client_id: String,
+    pub tenant_id: String,
+    pub object_id: String,
+    pub display_name: String,
+    pub secrets: Vec<SimSecret>,
+    pub certificates: Vec<SimCertificate>,
+    /// Application roles consented for Exchange Online (SMTP.SendAsApp when step 3 is done).
+    pub exchange_roles: Vec<String>,
+    /// Application roles consented for Microsoft Graph.
+    pub graph_roles: Vec<String>,
+}
+
+impl SimApp {
+    pub fn new(tenant_id: &str, client_id: &str, display_name: &str) -> Self {
+        Self {
+            client_id: client_id.into(),
+            tenant_id: tenant_id.into(),
+            object_id: uuid::Uuid::new_v4().to_string(),
+            display_name: display_name.into(),
+            secrets: Vec::new(),
+            certificates: Vec::new(),
+            exchange_roles: vec![ROLE_SMTP.into()],
+            graph_roles: Vec::new(),
+        }
+    }
+
+    /// Adds a secret valid from `start` to `end`.
+    pub fn with_secret(mut self, value: &str, display_name: Option<&str>, start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
+        self.secrets.push(SimSecret {
+            key_id: uuid::Uuid::new_v4().to_string(),
+            display_name: display_name.map(str::to_string),
+            value: value.into(),
+            start,
+            end,
+        });
+        self
+    }
+
+    pub fn with_certificate(mut self, der: Vec<u8>, display_name: Option<&str>, start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
+        self.certificates.push(SimCertificate {
+            key_id: uuid::Uuid::new_v4().to_string(),
+            display_name: display_name.map(str::to_string),
+            der,
+            start,
+            end,
+        });
+        self
+    }
+}
+
+/// A tenant: its ID and verified domains.
+#[derive(Debug, Clone)]
+pub struct SimTenant {
+    pub id: String,
+    pub domains: Vec<String>,
+}
+
+/// A mailbox and who may send as it.
+#[derive(Debug, Clone)]
+pub struct SimMailbox {
+    pub address: String,
+    /// Client IDs whose service principal has FullAccess (setup step 4).
+    pub full_access: HashSet<String>,
+    /// `Set-CASMailbox -SmtpClientAuthenticationDisabled $true`.
+    pub smtp_auth_disabled: bool,
+}
+
+/// A scripted failure of the token endpoint for one client ID.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TokenFault {
+    /// AADSTS7000222 whatever the secret.
+    ExpiredSecret,
+    /// AADSTS7000215 whatever the secret.
+    InvalidSecret,
+    /// AADSTS700016.
+    UnknownApp,
+    /// AADSTS90002.
+    UnknownTenant,
+    /// HTTP 500 with an HTML body.
+    ServerError,
+    /// Answer only after this long.
+    Slow(Duration),
+    /// HTTP 429 with `Retry-After`.
+    TooManyRequests { retry_after_seconds: u64 },
+    /// HTTP 200 with a body that is not JSON.
+    MalformedJson,
+}
+
+/// Everything the simulator knows and records.
+#[derive(Default)]
+pub struct Directory {
+    pub tenants: Vec<SimTenant>,
+    pub apps: HashMap<String, SimApp>,
+    pub mailboxes: HashMap<String, SimMailbox>,
+    pub token_faults: HashMap<String, TokenFault>,
+    /// Fixed token lifetime; `None` means random 60 to 90 minutes, as Entra ID does.
+    pub token_lifetime: Option<Duration>,
+    /// Token requests received per client ID.
+    pub token_requests: HashMap<String, u64>,
+    /// Every access token issued (tests assert none leaks).
+    pub issued_tokens: Vec<String>,
+    /// `jti` values of accepted client assertions (replays are refused).
+    pub seen_jti: HashSet<String>,
+}
+
+impl Directory {
+    pub fn tenant(&self, id_or_domain: &str) -> Option<&SimTenant> {
+        let k = id_or_domain.to_ascii_lowercase();
+        self.tenants.iter().find(|t| t.id == k || t.domains.iter().any(|d| d.eq_ignore_ascii_case(&k)))
+    }
+}
+
+/// A running simulator. Dropping it stops its servers.
+pub struct Simulator {
+    pub directory: Arc<Mutex<Directory>>,
+    /// HTTPS address of the login (token) and Graph endpoints.
+    pub https_addr: SocketAddr,
+    /// PEM of the CA that signed the simulator's certificates (the agent's `ca_file`).
+    pub ca_pem: String,
+    pub ca: Arc<TestCa>,
+    /// HMAC key the simulator signs its access tokens with.
+    signing_key: Arc<Vec<u8>>,
+    stop: CancellationToken,
+}
+
+impl Simulator {
+    /// Starts the simulator's servers on 127.0.0.1 with fresh certificates and an empty directory.
+    pub async fn start() -> std::io::Result<Simulator> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca = Arc::new(TestCa::new("smtp-oauth-exporter simulator CA"));
+        let directory = Arc::new(Mutex::new(Directory::default()));
+        let signing_key: Arc<Vec<u8>> = Arc::new((0..32).map(|_| rand::random::<u8>()).collect());
+        let stop = CancellationToken::new();
+        let server_cert = ca.loopback_cert();
+        let https_addr = https::start(
+            https::HttpsState { directory: directory.clone(), signing_key: signing_key.clone() },
+            server_cert.server_config(),
+            stop.clone(),
+        )
+        .await?;
+        Ok(Simulator { directory, https_addr, ca_pem: ca.pem(), ca, signing_key, stop })
+    }
+
+    /// Base URL to use as an app's `login_url` (and `graph_url`).
+    pub fn base_url(&self) -> String {
+        format!("https://127.0.0.1:{}", self.https_addr.port())
+    }
+
+    pub fn addr_summary(&self) -> String {
+        format!("{} (login, Graph)", self.base_url())
+    }
+
+    pub fn add_tenant(&self, id: &str, domains: &[&str]) {
+        self.directory.lock().expect("sim lock").tenants.push(SimTenant {
+            id: id.to_ascii_lowercase(),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+        });
+    }
+
+    pub fn add_app(&self, app: SimApp) {
+        self.directory.lock().expect("sim lock").apps.insert(app.client_id.clone(), app);
+    }
+
+    pub fn add_mailbox(&self, address: &str, full_access: &[&str]) {
+        self.directory.lock().expect("sim lock").mailboxes.insert(
+            address.to_ascii_lowercase(),
+            SimMailbox {
+                address: address.into(),
+                full_access: full_access.iter().map(|s| s.to_string()).collect(),
+                smtp_auth_disabled: false,
+            },
+        );
+    }
+
+    /// Scripts (or with `None` clears) a token endpoint failure for a client ID.
+    pub fn set_token_fault(&self, client_id: &str, fault: Option<TokenFault>) {
+        let mut d = self.directory.lock().expect("sim lock");
+        match fault {
+            Some(f) => d.token_faults.insert(client_id.into(), f),
+            None => d.token_faults.remove(client_id),
+        };
+    }
+
+    /// Makes every issued token live exactly this long.
+    pub fn set_token_lifetime(&self, lifetime: Option<Duration>) {
+        self.directory.lock().expect("sim lock").token_lifetime = lifetime;
+    }
+
+    /// Token requests received for a client ID so far.
+    pub fn token_requests(&self, client_id: &str) -> u64 {
+        self.directory.lock().expect("sim lock").token_requests.get(client_id).copied().unwrap_or(0)
+    }
+
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.directory.lock().expect("sim lock").issued_tokens.clone()
+    }
+
+    /// Verifies a token this simulator issued and returns its claims, or why it is unacceptable.
+    pub fn verify_token(&self, token: &str) -> Result<token::IssuedClaims, String> {
+        token::verify(&self.signing_key, token)
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+pub use token::IssuedClaims;
