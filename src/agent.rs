@@ -30,7 +30,10 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { listen_address: "127.0.0.1:0".into(), telemetry_path: "/metrics".into() }
+        Self {
+            listen_address: "127.0.0.1:0".into(),
+            telemetry_path: "/metrics".into(),
+        }
     }
 }
 
@@ -59,7 +62,10 @@ impl Agent {
         let shared = Arc::new(Shared {
             state: state.clone(),
             tokens: tokens.clone(),
-            agent: Mutex::new(AgentInfo { config_reload_successful: true, config_reload_success_at: Some(chrono::Utc::now()) }),
+            agent: Mutex::new(AgentInfo {
+                config_reload_successful: true,
+                config_reload_success_at: Some(chrono::Utc::now()),
+            }),
             telemetry_path: opts.telemetry_path.clone(),
             ready: Default::default(),
         });
@@ -76,7 +82,13 @@ impl Agent {
         let scheduler = Scheduler::start(jobs, ctx, state, &config.scheduler, &shutdown);
         let server = tokio::spawn(server::serve(listener, shared.clone(), shutdown.clone()));
         shared.ready.store(true, Ordering::Relaxed);
-        Ok(Agent { addr, shared, shutdown, server, scheduler })
+        Ok(Agent {
+            addr,
+            shared,
+            shutdown,
+            server,
+            scheduler,
+        })
     }
 
     /// The address the endpoint listens on (useful with port 0).

@@ -23,7 +23,12 @@ pub struct Cli {
     pub command: Option<Command>,
 
     /// Configuration file (YAML).
-    #[arg(long = "config.file", global = true, default_value = "smtp-oauth-exporter.yml", value_name = "PATH")]
+    #[arg(
+        long = "config.file",
+        global = true,
+        default_value = "smtp-oauth-exporter.yml",
+        value_name = "PATH"
+    )]
     pub config_file: PathBuf,
 
     /// Validate the configuration file and exit (same as the check-config command).
@@ -35,7 +40,12 @@ pub struct Cli {
     pub listen_address: Option<String>,
 
     /// Path under which metrics are exposed.
-    #[arg(long = "web.telemetry-path", global = true, default_value = "/metrics", value_name = "PATH")]
+    #[arg(
+        long = "web.telemetry-path",
+        global = true,
+        default_value = "/metrics",
+        value_name = "PATH"
+    )]
     pub telemetry_path: String,
 
     /// Only log messages at or above this level.
@@ -43,7 +53,12 @@ pub struct Cli {
     pub log_level: LogLevel,
 
     /// Log format.
-    #[arg(long = "log.format", global = true, value_enum, default_value = "logfmt")]
+    #[arg(
+        long = "log.format",
+        global = true,
+        value_enum,
+        default_value = "logfmt"
+    )]
     pub log_format: LogFormat,
 }
 

@@ -17,12 +17,16 @@ pub fn client(ca_file: Option<&Path>) -> Result<reqwest::Client, String> {
         .pool_idle_timeout(Duration::from_secs(90))
         .user_agent(concat!("smtp-oauth-exporter/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path).map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("invalid CA file {}: {e}", path.display()))? {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("invalid CA file {}: {e}", path.display()))?
+        {
             b = b.add_root_certificate(cert);
         }
     }
-    b.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
+    b.build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
 /// A reply read with a bound on its body.
@@ -79,7 +83,10 @@ impl WithoutUrl for reqwest::Error {
 }
 
 /// Sends a request and reads the reply, at most [`MAX_BODY_BYTES`], within `timeout`.
-pub async fn send(req: reqwest::RequestBuilder, timeout: Duration) -> Result<BoundedResponse, HttpError> {
+pub async fn send(
+    req: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<BoundedResponse, HttpError> {
     let fut = async {
         let mut resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
@@ -92,7 +99,10 @@ pub async fn send(req: reqwest::RequestBuilder, timeout: Duration) -> Result<Bou
         })?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        if resp.content_length().is_some_and(|n| n as usize > MAX_BODY_BYTES) {
+        if resp
+            .content_length()
+            .is_some_and(|n| n as usize > MAX_BODY_BYTES)
+        {
             return Err(HttpError::TooLarge);
         }
         let mut body = Vec::new();
@@ -108,7 +118,11 @@ pub async fn send(req: reqwest::RequestBuilder, timeout: Duration) -> Result<Bou
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(BoundedResponse { status, headers, body })
+        Ok(BoundedResponse {
+            status,
+            headers,
+            body,
+        })
     };
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
@@ -118,7 +132,11 @@ pub async fn send(req: reqwest::RequestBuilder, timeout: Duration) -> Result<Bou
 
 /// `Retry-After` in seconds (RFC 9110 section 10.2.3); the HTTP-date form is read as 60 seconds.
 pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    let v = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let v = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     match v.parse::<u64>() {
         Ok(s) => Some(Duration::from_secs(s.min(86_400))),
         Err(_) => Some(Duration::from_secs(60)),

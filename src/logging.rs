@@ -37,7 +37,8 @@ impl LogLevel {
 /// Installs the global subscriber. Our crate logs at `level`; dependencies only from `warn` up,
 /// so no library can print a request (and the credential in it) at debug level.
 pub fn init(level: LogLevel, format: LogFormat) {
-    let filter = EnvFilter::from_str(&format!("warn,smtp_oauth_exporter={}", level.as_str())).expect("static filter");
+    let filter = EnvFilter::from_str(&format!("warn,smtp_oauth_exporter={}", level.as_str()))
+        .expect("static filter");
     let layer = match format {
         LogFormat::Logfmt => tracing_logfmt::builder()
             .with_span_name(false)
@@ -54,7 +55,9 @@ pub fn init(level: LogLevel, format: LogFormat) {
             .boxed(),
     };
     // A second init (tests start several agents in one process) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(layer.with_filter(filter)).try_init();
+    let _ = tracing_subscriber::registry()
+        .with(layer.with_filter(filter))
+        .try_init();
 }
 
 /// Logs one finished run.

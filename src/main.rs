@@ -9,8 +9,15 @@ use smtp_oauth_exporter::{agent, config, demo, logging};
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
-    let command = if cli.config_check { Command::CheckConfig } else { cli.command.unwrap_or(Command::Serve) };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let command = if cli.config_check {
+        Command::CheckConfig
+    } else {
+        cli.command.unwrap_or(Command::Serve)
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -28,11 +35,15 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli, command: Command) -> anyhow::Result<()> {
-    let listen = cli::normalize_listen_address(cli.listen_address.as_deref().unwrap_or(match command {
-        Command::Demo => "127.0.0.1:9587",
-        _ => cli::DEFAULT_LISTEN_ADDRESS,
-    }));
-    let opts = agent::ServeOptions { listen_address: listen, telemetry_path: cli.telemetry_path.clone() };
+    let listen =
+        cli::normalize_listen_address(cli.listen_address.as_deref().unwrap_or(match command {
+            Command::Demo => "127.0.0.1:9587",
+            _ => cli::DEFAULT_LISTEN_ADDRESS,
+        }));
+    let opts = agent::ServeOptions {
+        listen_address: listen,
+        telemetry_path: cli.telemetry_path.clone(),
+    };
     match command {
         Command::CheckConfig => {
             let c = config::Config::load(&cli.config_file)?;
@@ -73,13 +84,14 @@ async fn run(cli: Cli, command: Command) -> anyhow::Result<()> {
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}

@@ -28,7 +28,14 @@ pub struct Families {
 }
 
 impl Families {
-    fn add(&mut self, name: &str, help: &str, kind: MetricType, labels: &[(&str, &str)], value: f64) {
+    fn add(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: MetricType,
+        labels: &[(&str, &str)],
+        value: f64,
+    ) {
         let full = format!("{NAMESPACE}_{name}");
         let fam = self.map.entry(full.clone()).or_insert_with(|| {
             let mut f = MetricFamily::default();
@@ -74,9 +81,15 @@ impl Families {
 
     /// The text exposition format (version 0.0.4).
     pub fn encode(self) -> String {
-        let fams: Vec<MetricFamily> = self.map.into_values().filter(|f| !f.get_metric().is_empty()).collect();
+        let fams: Vec<MetricFamily> = self
+            .map
+            .into_values()
+            .filter(|f| !f.get_metric().is_empty())
+            .collect();
         let mut buf = Vec::new();
-        prometheus::TextEncoder::new().encode(&fams, &mut buf).expect("text encoding of well-formed families");
+        prometheus::TextEncoder::new()
+            .encode(&fams, &mut buf)
+            .expect("text encoding of well-formed families");
         String::from_utf8(buf).expect("exposition is UTF-8")
     }
 }
@@ -116,12 +129,32 @@ pub fn write_targets(f: &mut Families, targets: &[(JobKey, TargetState)]) {
             );
         }
         if let Some(t) = st.last_success {
-            f.gauge("check_last_success_timestamp_seconds", "When the check last succeeded (start of the run).", &l, ts(t));
+            f.gauge(
+                "check_last_success_timestamp_seconds",
+                "When the check last succeeded (start of the run).",
+                &l,
+                ts(t),
+            );
         }
         let Some(r) = &st.last else { continue };
-        f.gauge("check_success", "Whether the last run of the check succeeded (1) or failed (0).", &l, b(r.success()));
-        f.gauge("check_duration_seconds", "How long the last run took.", &l, r.duration.as_secs_f64());
-        f.gauge("check_last_run_timestamp_seconds", "When the last run started.", &l, ts(r.started_at));
+        f.gauge(
+            "check_success",
+            "Whether the last run of the check succeeded (1) or failed (0).",
+            &l,
+            b(r.success()),
+        );
+        f.gauge(
+            "check_duration_seconds",
+            "How long the last run took.",
+            &l,
+            r.duration.as_secs_f64(),
+        );
+        f.gauge(
+            "check_last_run_timestamp_seconds",
+            "When the last run started.",
+            &l,
+            ts(r.started_at),
+        );
         if let Some(fail) = &r.failure {
             let aadsts = fail.aadsts.map(|c| c.to_string()).unwrap_or_default();
             f.gauge(
@@ -141,10 +174,20 @@ fn write_details(f: &mut Families, target: &str, details: &Details) {
         Details::Token(d) => {
             let l = [("target", target), ("resource", d.resource.as_str())];
             if let Some(t) = d.expires_at {
-                f.gauge("token_expiry_timestamp_seconds", "When the token from the last successful token check expires.", &l, ts(t));
+                f.gauge(
+                    "token_expiry_timestamp_seconds",
+                    "When the token from the last successful token check expires.",
+                    &l,
+                    ts(t),
+                );
             }
             if let Some(s) = d.lifetime_seconds {
-                f.gauge("token_lifetime_seconds", "The expires_in of the last token (60 to 90 minutes at Entra ID).", &l, s as f64);
+                f.gauge(
+                    "token_lifetime_seconds",
+                    "The expires_in of the last token (60 to 90 minutes at Entra ID).",
+                    &l,
+                    s as f64,
+                );
             }
             if let Some(has) = d.smtp_role {
                 f.gauge(
@@ -165,7 +208,11 @@ pub fn write_token_cache(f: &mut Families, stats: &[EntryStats]) {
             f.counter(
                 "token_requests_total",
                 "Requests sent to the token endpoint, per app and resource, by result.",
-                &[("target", &s.app), ("resource", s.resource.as_str()), ("result", result)],
+                &[
+                    ("target", &s.app),
+                    ("resource", s.resource.as_str()),
+                    ("result", result),
+                ],
                 n as f64,
             );
         }
@@ -191,6 +238,11 @@ pub fn write_agent(f: &mut Families, info: &AgentInfo) {
         b(info.config_reload_successful),
     );
     if let Some(t) = info.config_reload_success_at {
-        f.gauge("config_last_reload_success_timestamp_seconds", "When the configuration was last loaded successfully.", &[], ts(t));
+        f.gauge(
+            "config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully.",
+            &[],
+            ts(t),
+        );
     }
 }

@@ -18,7 +18,13 @@ use crate::state::StateStore;
 /// FNV-1a: a hash that is stable across builds and runs, so a target keeps its phase.
 fn stable_hash(key: &JobKey) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
-    for byte in key.kind.as_str().bytes().chain([0u8]).chain(key.target.bytes()) {
+    for byte in key
+        .kind
+        .as_str()
+        .bytes()
+        .chain([0u8])
+        .chain(key.target.bytes())
+    {
         h ^= u64::from(byte);
         h = h.wrapping_mul(0x100000001b3);
     }
@@ -70,7 +76,10 @@ impl Timing {
                 }
             }
             Schedule::Cron { schedule, .. } => {
-                let jitter = fraction_of(MAX_CRON_JITTER.min(self.schedule.typical_interval() / 10), self.hash);
+                let jitter = fraction_of(
+                    MAX_CRON_JITTER.min(self.schedule.typical_interval() / 10),
+                    self.hash,
+                );
                 let now_wall = chrono::Utc::now();
                 let wait = schedule
                     .after(&now_wall)
@@ -92,7 +101,13 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// Starts one task per job. Their state goes to `state`.
-    pub fn start(jobs: Vec<Job>, ctx: Arc<Context>, state: Arc<StateStore>, settings: &SchedulerSettings, shutdown: &CancellationToken) -> Self {
+    pub fn start(
+        jobs: Vec<Job>,
+        ctx: Arc<Context>,
+        state: Arc<StateStore>,
+        settings: &SchedulerSettings,
+        shutdown: &CancellationToken,
+    ) -> Self {
         let cancel = shutdown.child_token();
         let slots = Arc::new(Semaphore::new(settings.max_concurrent_checks));
         let origin = Instant::now();
@@ -102,9 +117,21 @@ impl Scheduler {
         for job in jobs {
             let key = job.key();
             state.ensure(&key);
-            let timing = Timing { origin, hash: stable_hash(&key), schedule: job.settings.schedule.clone() };
+            let timing = Timing {
+                origin,
+                hash: stable_hash(&key),
+                schedule: job.settings.schedule.clone(),
+            };
             let first = timing.first(settings.startup_spread);
-            tasks.spawn(job_loop(job, timing, first, ctx.clone(), state.clone(), slots.clone(), cancel.clone()));
+            tasks.spawn(job_loop(
+                job,
+                timing,
+                first,
+                ctx.clone(),
+                state.clone(),
+                slots.clone(),
+                cancel.clone(),
+            ));
         }
         Self { tasks, cancel }
     }
@@ -166,8 +193,15 @@ mod tests {
         let interval = Duration::from_secs(300);
         let mut firsts = Vec::new();
         for i in 0..1000 {
-            let key = JobKey { kind: CheckKind::Token, target: format!("app-{i}") };
-            let t = Timing { origin, hash: stable_hash(&key), schedule: Schedule::Every(interval) };
+            let key = JobKey {
+                kind: CheckKind::Token,
+                target: format!("app-{i}"),
+            };
+            let t = Timing {
+                origin,
+                hash: stable_hash(&key),
+                schedule: Schedule::Every(interval),
+            };
             let n1 = t.next(origin + Duration::from_secs(1));
             let n2 = t.next(n1);
             assert_eq!(n2 - n1, interval, "steady runs are one interval apart");
@@ -178,8 +212,14 @@ mod tests {
         for s in firsts {
             buckets[s as usize] += 1;
         }
-        assert!(buckets.iter().max().copied().unwrap_or(0) < 15, "{buckets:?}");
-        let key = JobKey { kind: CheckKind::Token, target: "x".into() };
+        assert!(
+            buckets.iter().max().copied().unwrap_or(0) < 15,
+            "{buckets:?}"
+        );
+        let key = JobKey {
+            kind: CheckKind::Token,
+            target: "x".into(),
+        };
         assert_eq!(stable_hash(&key), stable_hash(&key.clone()));
     }
 }

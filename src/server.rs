@@ -59,27 +59,52 @@ fn landing(telemetry_path: &str) -> String {
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = reply(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "Method not allowed\n");
-        r.headers_mut().insert(hyper::header::ALLOW, "GET, HEAD".parse().expect("static header"));
+        let mut r = reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "Method not allowed\n",
+        );
+        r.headers_mut().insert(
+            hyper::header::ALLOW,
+            "GET, HEAD".parse().expect("static header"),
+        );
         return Ok(r);
     }
     let path = req.uri().path();
     let resp = if path == shared.telemetry_path {
         let s = shared.clone();
-        let text = tokio::task::spawn_blocking(move || s.render_metrics()).await.unwrap_or_default();
-        reply(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", text)
+        let text = tokio::task::spawn_blocking(move || s.render_metrics())
+            .await
+            .unwrap_or_default();
+        reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            text,
+        )
     } else {
         match path {
-            "/" => reply(StatusCode::OK, "text/html; charset=utf-8", landing(&shared.telemetry_path)),
+            "/" => reply(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                landing(&shared.telemetry_path),
+            ),
             "/-/healthy" => reply(StatusCode::OK, "text/plain; charset=utf-8", "Healthy\n"),
             "/-/ready" => {
                 if shared.ready.load(Ordering::Relaxed) {
                     reply(StatusCode::OK, "text/plain; charset=utf-8", "Ready\n")
                 } else {
-                    reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "Not ready\n")
+                    reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain; charset=utf-8",
+                        "Not ready\n",
+                    )
                 }
             }
-            _ => reply(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "Not found\n"),
+            _ => reply(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "Not found\n",
+            ),
         }
     };
     Ok(resp)

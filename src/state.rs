@@ -33,7 +33,10 @@ impl StateStore {
     /// Records a finished run.
     pub fn record(&self, report: Report) -> Arc<Report> {
         let report = Arc::new(report);
-        let key = JobKey { kind: report.kind, target: report.target.clone() };
+        let key = JobKey {
+            kind: report.kind,
+            target: report.target.clone(),
+        };
         let mut map = self.inner.lock().expect("state lock");
         let st = map.entry(key).or_default();
         match &report.failure {
@@ -52,16 +55,28 @@ impl StateStore {
 
     /// Makes sure a configured job has an entry (so it shows as "not run yet").
     pub fn ensure(&self, key: &JobKey) {
-        self.inner.lock().expect("state lock").entry(key.clone()).or_default();
+        self.inner
+            .lock()
+            .expect("state lock")
+            .entry(key.clone())
+            .or_default();
     }
 
     /// Drops the state of jobs that are no longer configured.
     pub fn retain(&self, keep: &HashSet<JobKey>) {
-        self.inner.lock().expect("state lock").retain(|k, _| keep.contains(k));
+        self.inner
+            .lock()
+            .expect("state lock")
+            .retain(|k, _| keep.contains(k));
     }
 
     pub fn snapshot(&self) -> Vec<(JobKey, TargetState)> {
-        self.inner.lock().expect("state lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.inner
+            .lock()
+            .expect("state lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     pub fn get(&self, key: &JobKey) -> Option<TargetState> {

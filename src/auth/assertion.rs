@@ -26,7 +26,11 @@ struct Claims<'a> {
 }
 
 /// Builds a signed assertion for `client_id` at `token_url`.
-pub fn client_assertion(cert: &CertificateCredential, client_id: &str, token_url: &str) -> Result<Secret, String> {
+pub fn client_assertion(
+    cert: &CertificateCredential,
+    client_id: &str,
+    token_url: &str,
+) -> Result<Secret, String> {
     let alg = match cert.algorithm {
         AssertionAlgorithm::Ps256 => jsonwebtoken::Algorithm::PS256,
         AssertionAlgorithm::Rs256 => jsonwebtoken::Algorithm::RS256,

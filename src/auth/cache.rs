@@ -92,7 +92,12 @@ impl TokenCache {
             .clone()
     }
 
-    async fn request(entry: &Entry, app: &App, http: &reqwest::Client, resource: Resource) -> Result<AccessToken, TokenError> {
+    async fn request(
+        entry: &Entry,
+        app: &App,
+        http: &reqwest::Client,
+        resource: Resource,
+    ) -> Result<AccessToken, TokenError> {
         let r = request_token(app, http, &resource.scope(app), app.token_check.timeout).await;
         match &r {
             Ok(_) => entry.requests_ok.fetch_add(1, Ordering::Relaxed),
@@ -103,7 +108,12 @@ impl TokenCache {
 
     /// A valid token for the app: the cached one while it is outside its refresh margin,
     /// otherwise a new one. Concurrent callers wait for the one request in flight.
-    pub async fn get(&self, app: &App, http: &reqwest::Client, resource: Resource) -> Result<AccessToken, TokenError> {
+    pub async fn get(
+        &self,
+        app: &App,
+        http: &reqwest::Client,
+        resource: Resource,
+    ) -> Result<AccessToken, TokenError> {
         let entry = self.entry(app, resource);
         let mut slot = entry.slot.lock().await;
         let now = Instant::now();
@@ -113,7 +123,10 @@ impl TokenCache {
             }
         }
         if let Some((at, err)) = &slot.failure {
-            let wait = err.retry_after.unwrap_or(FAILURE_BACKOFF).max(FAILURE_BACKOFF);
+            let wait = err
+                .retry_after
+                .unwrap_or(FAILURE_BACKOFF)
+                .max(FAILURE_BACKOFF);
             if now < *at + wait {
                 // Inside the refresh margin an unexpired token is still better than an error.
                 if let Some(t) = slot.token.as_ref().filter(|t| now < t.expires_at) {
@@ -130,7 +143,11 @@ impl TokenCache {
             }
             Err(e) => {
                 slot.failure = Some((Instant::now(), e.clone()));
-                match slot.token.as_ref().filter(|t| Instant::now() < t.expires_at) {
+                match slot
+                    .token
+                    .as_ref()
+                    .filter(|t| Instant::now() < t.expires_at)
+                {
                     Some(t) => Ok(t.clone()),
                     None => {
                         slot.token = None;
@@ -142,13 +159,21 @@ impl TokenCache {
     }
 
     /// Always asks the endpoint (the token check measures exactly that); a new token refills the cache.
-    pub async fn fetch(&self, app: &App, http: &reqwest::Client, resource: Resource) -> Result<AccessToken, TokenError> {
+    pub async fn fetch(
+        &self,
+        app: &App,
+        http: &reqwest::Client,
+        resource: Resource,
+    ) -> Result<AccessToken, TokenError> {
         let entry = self.entry(app, resource);
         let r = Self::request(&entry, app, http, resource).await;
         let mut slot = entry.slot.lock().await;
         match &r {
             Ok(t) => {
-                let newer = slot.token.as_ref().is_none_or(|old| old.expires_at <= t.expires_at);
+                let newer = slot
+                    .token
+                    .as_ref()
+                    .is_none_or(|old| old.expires_at <= t.expires_at);
                 if newer {
                     slot.token = Some(t.clone());
                 }
@@ -161,7 +186,10 @@ impl TokenCache {
 
     /// Forgets entries of apps that are no longer configured.
     pub fn retain_apps(&self, keep: impl Fn(&str) -> bool) {
-        self.entries.lock().expect("token cache lock").retain(|_, e| keep(&e.app_name));
+        self.entries
+            .lock()
+            .expect("token cache lock")
+            .retain(|_, e| keep(&e.app_name));
     }
 
     pub fn stats(&self) -> Vec<EntryStats> {

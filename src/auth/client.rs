@@ -5,8 +5,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use oauth2::basic::{BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenResponse};
-use oauth2::{AuthType, ClientId, ClientSecret, RequestTokenError, Scope, StandardRevocableToken, TokenResponse, TokenUrl};
+use oauth2::basic::{
+    BasicRevocationErrorResponse, BasicTokenIntrospectionResponse, BasicTokenResponse,
+};
+use oauth2::{
+    AuthType, ClientId, ClientSecret, RequestTokenError, Scope, StandardRevocableToken,
+    TokenResponse, TokenUrl,
+};
 
 use super::assertion;
 use super::claims::{self, TokenClaims};
@@ -74,9 +79,15 @@ struct Seen {
 }
 
 /// Requests a token for `scope` from the app's token endpoint, within `timeout`.
-pub async fn request_token(app: &App, client: &reqwest::Client, scope: &str, timeout: Duration) -> Result<AccessToken, TokenError> {
+pub async fn request_token(
+    app: &App,
+    client: &reqwest::Client,
+    scope: &str,
+    timeout: Duration,
+) -> Result<AccessToken, TokenError> {
     let token_url = app.token_url();
-    let url = TokenUrl::new(token_url.clone()).map_err(|e| TokenError::new(TokenReason::Other, format!("invalid token URL: {e}")))?;
+    let url = TokenUrl::new(token_url.clone())
+        .map_err(|e| TokenError::new(TokenReason::Other, format!("invalid token URL: {e}")))?;
     let mut oauth: AadClient = oauth2::Client::new(ClientId::new(app.client_id.clone()))
         .set_token_uri(url)
         // Entra ID takes the credential in the form body (client_secret_post).
@@ -93,7 +104,9 @@ pub async fn request_token(app: &App, client: &reqwest::Client, scope: &str, tim
             request_assertion = Some(&assertion_value);
         }
     }
-    let mut req = oauth.exchange_client_credentials().add_scope(Scope::new(scope.to_string()));
+    let mut req = oauth
+        .exchange_client_credentials()
+        .add_scope(Scope::new(scope.to_string()));
     if let Some(a) = request_assertion {
         req = req
             .add_extra_param("client_assertion_type", assertion::ASSERTION_TYPE)
@@ -108,7 +121,10 @@ pub async fn request_token(app: &App, client: &reqwest::Client, scope: &str, tim
             let client = client.clone();
             async move {
                 let (parts, body) = r.into_parts();
-                let rb = client.request(parts.method, parts.uri.to_string()).headers(parts.headers).body(body);
+                let rb = client
+                    .request(parts.method, parts.uri.to_string())
+                    .headers(parts.headers)
+                    .body(body);
                 match http::send(rb, timeout).await {
                     Ok(resp) => {
                         let mut s = seen.lock().expect("lock");
@@ -119,7 +135,8 @@ pub async fn request_token(app: &App, client: &reqwest::Client, scope: &str, tim
                         if let Some(h) = out.headers_mut() {
                             *h = resp.headers;
                         }
-                        out.body(resp.body).map_err(|e| TransportError(e.to_string()))
+                        out.body(resp.body)
+                            .map_err(|e| TransportError(e.to_string()))
                     }
                     Err(e) => {
                         let msg = e.to_string();
@@ -138,21 +155,31 @@ pub async fn request_token(app: &App, client: &reqwest::Client, scope: &str, tim
     match result {
         Ok(resp) => {
             let lifetime = resp.expires_in().ok_or_else(|| {
-                TokenError::new(TokenReason::InvalidResponse, "the token reply has no expires_in")
+                TokenError::new(
+                    TokenReason::InvalidResponse,
+                    "the token reply has no expires_in",
+                )
             })?;
             if lifetime.is_zero() {
-                return Err(TokenError::new(TokenReason::InvalidResponse, "the token reply has expires_in 0"));
+                return Err(TokenError::new(
+                    TokenReason::InvalidResponse,
+                    "the token reply has expires_in 0",
+                ));
             }
             let value = resp.access_token().secret().clone();
             if value.is_empty() {
-                return Err(TokenError::new(TokenReason::InvalidResponse, "the token reply has an empty access_token"));
+                return Err(TokenError::new(
+                    TokenReason::InvalidResponse,
+                    "the token reply has an empty access_token",
+                ));
             }
             let claims = claims::decode(&value);
             Ok(AccessToken {
                 value: Secret::new(value),
                 // Count from when the request was sent: the server's clock started before ours ended.
                 expires_at: started + lifetime,
-                expires_at_wall: Utc::now() + chrono::Duration::from_std(lifetime).unwrap_or_default()
+                expires_at_wall: Utc::now()
+                    + chrono::Duration::from_std(lifetime).unwrap_or_default()
                     - chrono::Duration::from_std(started.elapsed()).unwrap_or_default(),
                 lifetime,
                 claims,
@@ -179,9 +206,15 @@ pub async fn request_token(app: &App, client: &reqwest::Client, scope: &str, tim
         Err(RequestTokenError::Parse(_, raw)) => {
             let status = seen.status.unwrap_or(0);
             let (reason, what) = match status {
-                200 => (TokenReason::InvalidResponse, "the token reply is not valid JSON"),
+                200 => (
+                    TokenReason::InvalidResponse,
+                    "the token reply is not valid JSON",
+                ),
                 429 => (TokenReason::Throttled, "throttled"),
-                _ => (TokenReason::HttpError, "the error reply is not Microsoft's JSON"),
+                _ => (
+                    TokenReason::HttpError,
+                    "the error reply is not Microsoft's JSON",
+                ),
             };
             let snippet: String = String::from_utf8_lossy(&raw[..raw.len().min(120)])
                 .chars()
@@ -190,13 +223,22 @@ pub async fn request_token(app: &App, client: &reqwest::Client, scope: &str, tim
             Err(TokenError {
                 http_status: seen.status,
                 retry_after: seen.retry_after,
-                ..TokenError::new(reason, redact(format!("HTTP {status}: {what} (body starts {snippet:?})")))
+                ..TokenError::new(
+                    reason,
+                    redact(format!("HTTP {status}: {what} (body starts {snippet:?})")),
+                )
             })
         }
         Err(RequestTokenError::Request(_)) => {
             let (reason, msg) = match seen.transport {
-                Some(HttpError::Timeout) => (TokenReason::Timeout, format!("no reply from {token_url} within {timeout:?}")),
-                Some(HttpError::TooLarge) => (TokenReason::InvalidResponse, "the reply is larger than 1 MiB".to_string()),
+                Some(HttpError::Timeout) => (
+                    TokenReason::Timeout,
+                    format!("no reply from {token_url} within {timeout:?}"),
+                ),
+                Some(HttpError::TooLarge) => (
+                    TokenReason::InvalidResponse,
+                    "the reply is larger than 1 MiB".to_string(),
+                ),
                 Some(e) => (TokenReason::Other, format!("{token_url}: {e}")),
                 None => (TokenReason::Other, "request failed".to_string()),
             };

@@ -170,6 +170,7 @@ impl TokenError {
 
     /// The AADSTS code when it is one of the reference table's codes (safe as a label value).
     pub fn known_aadsts(&self) -> Option<u32> {
-        self.aadsts.filter(|c| TokenReason::from_aadsts(*c).is_some())
+        self.aadsts
+            .filter(|c| TokenReason::from_aadsts(*c).is_some())
     }
 }

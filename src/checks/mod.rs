@@ -41,7 +41,10 @@ impl fmt::Display for CheckKind {
 #[derive(Debug, Clone)]
 pub enum Target {
     App(Arc<App>),
-    Mailbox { mailbox: Arc<Mailbox>, app: Arc<App> },
+    Mailbox {
+        mailbox: Arc<Mailbox>,
+        app: Arc<App>,
+    },
 }
 
 impl Target {
@@ -72,7 +75,10 @@ pub struct Job {
 impl Job {
     /// Stable identity of the job, for state that survives a reload.
     pub fn key(&self) -> JobKey {
-        JobKey { kind: self.kind, target: self.target.name().to_string() }
+        JobKey {
+            kind: self.kind,
+            target: self.target.name().to_string(),
+        }
     }
 
     /// All enabled jobs of a configuration, in a stable order.
@@ -80,7 +86,11 @@ impl Job {
         let mut jobs = Vec::new();
         for app in &config.apps {
             if app.token_check.enabled {
-                jobs.push(Job { kind: CheckKind::Token, target: Target::App(app.clone()), settings: app.token_check.clone() });
+                jobs.push(Job {
+                    kind: CheckKind::Token,
+                    target: Target::App(app.clone()),
+                    settings: app.token_check.clone(),
+                });
             }
         }
         jobs
@@ -103,7 +113,8 @@ impl Context {
     pub fn new(config: &Config, tokens: Arc<TokenCache>) -> Result<Self, String> {
         let mut http = HashMap::new();
         for app in &config.apps {
-            let c = crate::http_client::client(app.ca_file.as_deref()).map_err(|e| format!("app {:?}: {e}", app.name))?;
+            let c = crate::http_client::client(app.ca_file.as_deref())
+                .map_err(|e| format!("app {:?}: {e}", app.name))?;
             http.insert(app.name.clone(), c);
         }
         Ok(Self { tokens, http })
@@ -111,7 +122,9 @@ impl Context {
 
     /// The HTTP client of an app (built from its CA file).
     pub fn http(&self, app: &App) -> &reqwest::Client {
-        self.http.get(&app.name).expect("every configured app has an HTTP client")
+        self.http
+            .get(&app.name)
+            .expect("every configured app has an HTTP client")
     }
 }
 
@@ -129,7 +142,13 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
-        Self { reason, aadsts: None, message: message.into(), trace_id: None, correlation_id: None }
+        Self {
+            reason,
+            aadsts: None,
+            message: message.into(),
+            trace_id: None,
+            correlation_id: None,
+        }
     }
 
     /// A failure caused by a token error, keeping the ids Microsoft support asks for.
@@ -162,11 +181,19 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn success(details: Details) -> Self {
-        Self { failure: None, details, retry_after: None }
+        Self {
+            failure: None,
+            details,
+            retry_after: None,
+        }
     }
 
     pub fn failure(failure: Failure, details: Details) -> Self {
-        Self { failure: Some(failure), details, retry_after: None }
+        Self {
+            failure: Some(failure),
+            details,
+            retry_after: None,
+        }
     }
 }
 
@@ -208,7 +235,13 @@ pub async fn run(job: &Job, ctx: &Context) -> Report {
     let outcome = match tokio::time::timeout_at(deadline + Duration::from_millis(500), work).await {
         Ok(o) => o,
         Err(_) => Outcome::failure(
-            Failure::new("timeout", format!("the check did not finish within its timeout of {:?}", job.settings.timeout)),
+            Failure::new(
+                "timeout",
+                format!(
+                    "the check did not finish within its timeout of {:?}",
+                    job.settings.timeout
+                ),
+            ),
             Details::None,
         ),
     };

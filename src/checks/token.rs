@@ -31,7 +31,13 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         Ok(r) => r,
         Err(_) => {
             return Outcome::failure(
-                Failure::new("timeout", format!("no reply from {} before the check's timeout", app.token_url())),
+                Failure::new(
+                    "timeout",
+                    format!(
+                        "no reply from {} before the check's timeout",
+                        app.token_url()
+                    ),
+                ),
                 Details::Token(TokenDetails {
                     resource: Resource::Exchange,
                     expires_at: None,

@@ -81,6 +81,8 @@ impl FromStr for Cloud {
         Cloud::ALL
             .into_iter()
             .find(|c| c.as_str() == s)
-            .ok_or_else(|| format!("unknown cloud {s:?}, expected one of global, usgov, usgov-dod, china"))
+            .ok_or_else(|| {
+                format!("unknown cloud {s:?}, expected one of global, usgov, usgov-dod, china")
+            })
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 /// Parses a Prometheus-style duration: one or more `<number><unit>` with units
 /// `ms`, `s`, `m`, `h`, `d`, `w`, largest first (`1h30m`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let err = || format!("invalid duration {text:?}: expected a number and a unit (ms, s, m, h, d, w), such as 30s, 5m or 1h30m");
+    let err = || {
+        format!("invalid duration {text:?}: expected a number and a unit (ms, s, m, h, d, w), such as 30s, 5m or 1h30m")
+    };
     let s = text.trim();
     if s.is_empty() {
         return Err(err());
@@ -57,7 +59,14 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in [("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+    for (unit, size) in [
+        ("w", 604_800_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ] {
         if ms >= size {
             out.push_str(&format!("{}{}", ms / size, unit));
             ms %= size;
@@ -71,7 +80,10 @@ pub fn format_duration(d: Duration) -> String {
 pub enum Schedule {
     Every(Duration),
     /// A cron expression; five fields (minute first) get a leading `0` seconds field.
-    Cron { expr: String, schedule: Box<cron::Schedule> },
+    Cron {
+        expr: String,
+        schedule: Box<cron::Schedule>,
+    },
 }
 
 impl Schedule {
@@ -126,15 +138,24 @@ impl FromStr for Schedule {
                 format!("invalid schedule {text:?}: expected an interval such as 5m or a cron expression such as \"*/5 * * * *\"")
             })?;
             if d < Duration::from_secs(1) {
-                return Err(format!("invalid schedule {text:?}: the interval must be at least 1s"));
+                return Err(format!(
+                    "invalid schedule {text:?}: the interval must be at least 1s"
+                ));
             }
             return Ok(Schedule::Every(d));
         }
         // The cron crate wants seconds first (6 or 7 fields); accept the classic 5-field form too.
-        let expr = if fields == 5 { format!("0 {t}") } else { t.to_string() };
+        let expr = if fields == 5 {
+            format!("0 {t}")
+        } else {
+            t.to_string()
+        };
         let schedule = cron::Schedule::from_str(&expr)
             .map_err(|e| format!("invalid cron expression {text:?}: {e} (expected 5 fields \"min hour day month weekday\", or 6-7 with seconds first)"))?;
-        Ok(Schedule::Cron { expr: t.to_string(), schedule: Box::new(schedule) })
+        Ok(Schedule::Cron {
+            expr: t.to_string(),
+            schedule: Box::new(schedule),
+        })
     }
 }
 
@@ -155,7 +176,10 @@ mod tests {
 
     #[test]
     fn schedules() {
-        assert_eq!("5m".parse::<Schedule>().unwrap(), Schedule::Every(Duration::from_secs(300)));
+        assert_eq!(
+            "5m".parse::<Schedule>().unwrap(),
+            Schedule::Every(Duration::from_secs(300))
+        );
         let c: Schedule = "*/5 * * * *".parse().unwrap();
         assert_eq!(c.typical_interval(), Duration::from_secs(300));
         assert!("every day".parse::<Schedule>().is_err());

@@ -68,7 +68,10 @@ pub struct SchedulerSettings {
 
 impl Default for SchedulerSettings {
     fn default() -> Self {
-        Self { max_concurrent_checks: 100, startup_spread: Duration::from_secs(60) }
+        Self {
+            max_concurrent_checks: 100,
+            startup_spread: Duration::from_secs(60),
+        }
     }
 }
 
@@ -103,7 +106,11 @@ pub struct App {
 impl App {
     /// The v2 token endpoint of this app's tenant.
     pub fn token_url(&self) -> String {
-        format!("{}/{}/oauth2/v2.0/token", self.login_url.as_str().trim_end_matches('/'), self.tenant)
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.login_url.as_str().trim_end_matches('/'),
+            self.tenant
+        )
     }
 
     pub fn exchange_scope(&self) -> &'static str {
@@ -210,7 +217,12 @@ impl Config {
                 });
             }
         };
-        Validator { file, base, warnings: Vec::new() }.validate(raw)
+        Validator {
+            file,
+            base,
+            warnings: Vec::new(),
+        }
+        .validate(raw)
     }
 }
 
@@ -249,10 +261,13 @@ impl Validator<'_> {
             scheduler.max_concurrent_checks = n;
         }
         if let Some(s) = &raw.scheduler.startup_spread {
-            scheduler.startup_spread = parse_duration(s).map_err(|m| self.err("scheduler.startup_spread", m))?;
+            scheduler.startup_spread =
+                parse_duration(s).map_err(|m| self.err("scheduler.startup_spread", m))?;
         }
         let default_cloud = match &raw.defaults.cloud {
-            Some(c) => c.parse::<Cloud>().map_err(|m| self.err("defaults.cloud", m))?,
+            Some(c) => c
+                .parse::<Cloud>()
+                .map_err(|m| self.err("defaults.cloud", m))?,
             None => Cloud::Global,
         };
         let defaults = raw.defaults.checks;
@@ -261,11 +276,18 @@ impl Validator<'_> {
             ("smtp", &defaults.smtp, SMTP_DEFAULT),
             ("graph", &defaults.graph, GRAPH_DEFAULT),
         ] {
-            self.check_settings(&format!("defaults.checks.{kind}"), c.as_ref(), None, built_in)?;
+            self.check_settings(
+                &format!("defaults.checks.{kind}"),
+                c.as_ref(),
+                None,
+                built_in,
+            )?;
         }
 
         if raw.apps.is_empty() && raw.mailboxes.is_empty() {
-            self.warnings.push("the configuration has no apps and no mailboxes: nothing will be checked".into());
+            self.warnings.push(
+                "the configuration has no apps and no mailboxes: nothing will be checked".into(),
+            );
         }
 
         let mut apps = Vec::new();
@@ -274,14 +296,23 @@ impl Validator<'_> {
             let p = format!("apps[{i}]");
             let app = self.app(&p, a, default_cloud, &defaults)?;
             if !names.insert(app.name.clone()) {
-                return Err(self.err(format!("{p}.name"), format!("duplicate app name {:?}: app names must be unique", app.name)));
+                return Err(self.err(
+                    format!("{p}.name"),
+                    format!(
+                        "duplicate app name {:?}: app names must be unique",
+                        app.name
+                    ),
+                ));
             }
             apps.push(app);
         }
         for (i, app) in apps.iter().enumerate() {
             if let Some(r) = &app.graph_reader {
                 if !names.contains(r) {
-                    return Err(self.err(format!("apps[{i}].graph_reader"), format!("no app is named {r:?}")));
+                    return Err(self.err(
+                        format!("apps[{i}].graph_reader"),
+                        format!("no app is named {r:?}"),
+                    ));
                 }
             }
         }
@@ -290,9 +321,15 @@ impl Validator<'_> {
         let mut mnames = HashSet::new();
         for (i, m) in raw.mailboxes.into_iter().enumerate() {
             let p = format!("mailboxes[{i}]");
-            let mb = self.mailbox(&p, m, &apps, default_cloud, &defaults)?;
+            let mb = self.mailbox(&p, m, &apps, &defaults)?;
             if !mnames.insert(mb.name.clone()) {
-                return Err(self.err(format!("{p}.name"), format!("duplicate mailbox name {:?}: mailbox names must be unique", mb.name)));
+                return Err(self.err(
+                    format!("{p}.name"),
+                    format!(
+                        "duplicate mailbox name {:?}: mailbox names must be unique",
+                        mb.name
+                    ),
+                ));
             }
             mailboxes.push(Arc::new(mb));
         }
@@ -312,16 +349,27 @@ impl Validator<'_> {
         default: Option<&RawCheck>,
         built_in: (&str, &str),
     ) -> Result<CheckSettings, ConfigError> {
-        let pick = |f: fn(&RawCheck) -> Option<String>| own.and_then(f).or_else(|| default.and_then(f));
-        let enabled = own.and_then(|c| c.enabled).or_else(|| default.and_then(|c| c.enabled)).unwrap_or(true);
+        let pick =
+            |f: fn(&RawCheck) -> Option<String>| own.and_then(f).or_else(|| default.and_then(f));
+        let enabled = own
+            .and_then(|c| c.enabled)
+            .or_else(|| default.and_then(|c| c.enabled))
+            .unwrap_or(true);
         let schedule_text = pick(|c| c.schedule.clone()).unwrap_or_else(|| built_in.0.to_string());
-        let schedule = schedule_text.parse::<Schedule>().map_err(|m| self.err(format!("{path}.schedule"), m))?;
+        let schedule = schedule_text
+            .parse::<Schedule>()
+            .map_err(|m| self.err(format!("{path}.schedule"), m))?;
         let timeout_text = pick(|c| c.timeout.clone()).unwrap_or_else(|| built_in.1.to_string());
-        let timeout = parse_duration(&timeout_text).map_err(|m| self.err(format!("{path}.timeout"), m))?;
+        let timeout =
+            parse_duration(&timeout_text).map_err(|m| self.err(format!("{path}.timeout"), m))?;
         if timeout.is_zero() {
             return Err(self.err(format!("{path}.timeout"), "must be greater than 0s"));
         }
-        Ok(CheckSettings { enabled, schedule, timeout })
+        Ok(CheckSettings {
+            enabled,
+            schedule,
+            timeout,
+        })
     }
 
     fn required(&self, path: &str, v: Option<String>) -> Result<String, ConfigError> {
@@ -333,17 +381,31 @@ impl Validator<'_> {
 
     fn url(&self, path: &str, v: Option<String>, default: &str) -> Result<Url, ConfigError> {
         let text = v.unwrap_or_else(|| default.to_string());
-        let u = Url::parse(&text).map_err(|e| self.err(path, format!("invalid URL {text:?}: {e}")))?;
+        let u =
+            Url::parse(&text).map_err(|e| self.err(path, format!("invalid URL {text:?}: {e}")))?;
         if u.scheme() != "https" && u.scheme() != "http" {
-            return Err(self.err(path, format!("invalid URL {text:?}: the scheme must be https")));
+            return Err(self.err(
+                path,
+                format!("invalid URL {text:?}: the scheme must be https"),
+            ));
         }
         Ok(u)
     }
 
-    fn app(&mut self, p: &str, a: raw::RawApp, default_cloud: Cloud, defaults: &RawChecks) -> Result<App, ConfigError> {
+    fn app(
+        &mut self,
+        p: &str,
+        a: raw::RawApp,
+        default_cloud: Cloud,
+        defaults: &RawChecks,
+    ) -> Result<App, ConfigError> {
         let name = self.required(&format!("{p}.name"), a.name)?;
         let tenant = self.required(&format!("{p}.tenant"), a.tenant)?;
-        if !is_guid(&tenant) && !(tenant.contains('.') && tenant.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')) {
+        let is_domain = tenant.contains('.')
+            && tenant
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+        if !is_guid(&tenant) && !is_domain {
             return Err(self.err(
                 format!("{p}.tenant"),
                 format!("invalid tenant {tenant:?}: expected the directory (tenant) ID, a GUID, or a verified domain such as contoso.onmicrosoft.com"),
@@ -357,7 +419,9 @@ impl Validator<'_> {
             ));
         }
         let cloud = match a.cloud {
-            Some(c) => c.parse::<Cloud>().map_err(|m| self.err(format!("{p}.cloud"), m))?,
+            Some(c) => c
+                .parse::<Cloud>()
+                .map_err(|m| self.err(format!("{p}.cloud"), m))?,
             None => default_cloud,
         };
 
@@ -386,12 +450,19 @@ impl Validator<'_> {
             self.secret_value(&format!("{p}.client_secret"), s)?
         } else if let Some(f) = a.client_secret_file {
             let path = self.resolve(&f);
-            let s = std::fs::read_to_string(&path)
-                .map_err(|e| self.err(format!("{p}.client_secret_file"), format!("cannot read {}: {e}", path.display())))?;
+            let s = std::fs::read_to_string(&path).map_err(|e| {
+                self.err(
+                    format!("{p}.client_secret_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
             self.secret_value(&format!("{p}.client_secret_file"), s)?
         } else if let Some(var) = a.client_secret_env {
             let s = std::env::var(&var).map_err(|_| {
-                self.err(format!("{p}.client_secret_env"), format!("environment variable {var} is not set"))
+                self.err(
+                    format!("{p}.client_secret_env"),
+                    format!("environment variable {var} is not set"),
+                )
             })?;
             self.secret_value(&format!("{p}.client_secret_env"), s)?
         } else {
@@ -402,10 +473,20 @@ impl Validator<'_> {
         let ca_file = match a.ca_file {
             Some(f) => {
                 let path = self.resolve(&f);
-                let pem = std::fs::read(&path).map_err(|e| self.err(format!("{p}.ca_file"), format!("cannot read {}: {e}", path.display())))?;
-                let n = CertificateDer::pem_slice_iter(&pem).filter(|c| c.is_ok()).count();
+                let pem = std::fs::read(&path).map_err(|e| {
+                    self.err(
+                        format!("{p}.ca_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                let n = CertificateDer::pem_slice_iter(&pem)
+                    .filter(|c| c.is_ok())
+                    .count();
                 if n == 0 {
-                    return Err(self.err(format!("{p}.ca_file"), format!("{} holds no PEM certificate", path.display())));
+                    return Err(self.err(
+                        format!("{p}.ca_file"),
+                        format!("{} holds no PEM certificate", path.display()),
+                    ));
                 }
                 Some(path)
             }
@@ -415,8 +496,18 @@ impl Validator<'_> {
         Ok(App {
             login_url: self.url(&format!("{p}.login_url"), a.login_url, cloud.login_url())?,
             graph_url: self.url(&format!("{p}.graph_url"), a.graph_url, cloud.graph_url())?,
-            token_check: self.check_settings(&format!("{p}.checks.token"), a.checks.token.as_ref(), defaults.token.as_ref(), TOKEN_DEFAULT)?,
-            graph_check: self.check_settings(&format!("{p}.checks.graph"), a.checks.graph.as_ref(), defaults.graph.as_ref(), GRAPH_DEFAULT)?,
+            token_check: self.check_settings(
+                &format!("{p}.checks.token"),
+                a.checks.token.as_ref(),
+                defaults.token.as_ref(),
+                TOKEN_DEFAULT,
+            )?,
+            graph_check: self.check_settings(
+                &format!("{p}.checks.graph"),
+                a.checks.graph.as_ref(),
+                defaults.graph.as_ref(),
+                GRAPH_DEFAULT,
+            )?,
             name,
             tenant,
             client_id,
@@ -427,7 +518,10 @@ impl Validator<'_> {
         })
         .and_then(|app| {
             if a.checks.smtp.is_some() {
-                return Err(self.err(format!("{p}.checks.smtp"), "the smtp check belongs to mailboxes; apps take token and graph"));
+                return Err(self.err(
+                    format!("{p}.checks.smtp"),
+                    "the smtp check belongs to mailboxes; apps take token and graph",
+                ));
             }
             Ok(app)
         })
@@ -441,27 +535,56 @@ impl Validator<'_> {
         Ok(Credential::ClientSecret(Secret::new(s)))
     }
 
-    fn certificate(&self, p: &str, c: raw::RawCertificate) -> Result<CertificateCredential, ConfigError> {
+    fn certificate(
+        &self,
+        p: &str,
+        c: raw::RawCertificate,
+    ) -> Result<CertificateCredential, ConfigError> {
         let cert_file = self.required(&format!("{p}.cert_file"), c.cert_file)?;
         let key_file = self.required(&format!("{p}.key_file"), c.key_file)?;
         let algorithm = match c.algorithm.as_deref() {
             None | Some("PS256") => AssertionAlgorithm::Ps256,
             Some("RS256") => AssertionAlgorithm::Rs256,
-            Some(o) => return Err(self.err(format!("{p}.algorithm"), format!("unknown algorithm {o:?}, expected PS256 or RS256"))),
+            Some(o) => {
+                return Err(self.err(
+                    format!("{p}.algorithm"),
+                    format!("unknown algorithm {o:?}, expected PS256 or RS256"),
+                ))
+            }
         };
         let cert_path = self.resolve(&cert_file);
-        let pem = std::fs::read(&cert_path).map_err(|e| self.err(format!("{p}.cert_file"), format!("cannot read {}: {e}", cert_path.display())))?;
+        let pem = std::fs::read(&cert_path).map_err(|e| {
+            self.err(
+                format!("{p}.cert_file"),
+                format!("cannot read {}: {e}", cert_path.display()),
+            )
+        })?;
         let cert_der = CertificateDer::pem_slice_iter(&pem)
             .next()
             .and_then(|r| r.ok())
-            .ok_or_else(|| self.err(format!("{p}.cert_file"), format!("{} holds no PEM certificate", cert_path.display())))?
+            .ok_or_else(|| {
+                self.err(
+                    format!("{p}.cert_file"),
+                    format!("{} holds no PEM certificate", cert_path.display()),
+                )
+            })?
             .to_vec();
         let key_path = self.resolve(&key_file);
-        let key = std::fs::read_to_string(&key_path)
-            .map_err(|e| self.err(format!("{p}.key_file"), format!("cannot read {}: {e}", key_path.display())))?;
+        let key = std::fs::read_to_string(&key_path).map_err(|e| {
+            self.err(
+                format!("{p}.key_file"),
+                format!("cannot read {}: {e}", key_path.display()),
+            )
+        })?;
         // Fail at load time, not at the first check, when the key is unusable.
         jsonwebtoken::EncodingKey::from_rsa_pem(key.as_bytes()).map_err(|_| {
-            self.err(format!("{p}.key_file"), format!("{} holds no RSA private key in PEM (PKCS#1 or PKCS#8)", key_path.display()))
+            self.err(
+                format!("{p}.key_file"),
+                format!(
+                    "{} holds no RSA private key in PEM (PKCS#1 or PKCS#8)",
+                    key_path.display()
+                ),
+            )
         })?;
         Ok(CertificateCredential {
             thumbprint_sha1: sha1::Sha1::digest(&cert_der).into(),
@@ -477,31 +600,53 @@ impl Validator<'_> {
         p: &str,
         m: raw::RawMailbox,
         apps: &[App],
-        default_cloud: Cloud,
         defaults: &RawChecks,
     ) -> Result<Mailbox, ConfigError> {
         let name = self.required(&format!("{p}.name"), m.name)?;
         let app_name = self.required(&format!("{p}.app"), m.app)?;
         let app = apps.iter().find(|a| a.name == app_name).ok_or_else(|| {
             let known: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
-            self.err(format!("{p}.app"), format!("no app is named {app_name:?} (known apps: {})", known.join(", ")))
+            self.err(
+                format!("{p}.app"),
+                format!(
+                    "no app is named {app_name:?} (known apps: {})",
+                    known.join(", ")
+                ),
+            )
         })?;
         let address = self.required(&format!("{p}.address"), m.address)?;
-        if address.matches('@').count() != 1 || address.starts_with('@') || address.ends_with('@') || address.contains(char::is_whitespace) || address.contains(['<', '>']) {
-            return Err(self.err(format!("{p}.address"), format!("invalid mailbox address {address:?}: expected user@domain")));
+        if address.matches('@').count() != 1
+            || address.starts_with('@')
+            || address.ends_with('@')
+            || address.contains(char::is_whitespace)
+            || address.contains(['<', '>'])
+        {
+            return Err(self.err(
+                format!("{p}.address"),
+                format!("invalid mailbox address {address:?}: expected user@domain"),
+            ));
         }
         let cloud = app.cloud;
-        let _ = default_cloud;
         if m.checks.token.is_some() || m.checks.graph.is_some() {
-            return Err(self.err(format!("{p}.checks"), "mailboxes take only the smtp check; token and graph belong to apps"));
+            return Err(self.err(
+                format!("{p}.checks"),
+                "mailboxes take only the smtp check; token and graph belong to apps",
+            ));
         }
         Ok(Mailbox {
             smtp_host: m.smtp_host.unwrap_or_else(|| cloud.smtp_host().to_string()),
             smtp_port: m.smtp_port.unwrap_or(587),
-            ehlo_name: m.ehlo_name.unwrap_or_else(|| "smtp-oauth-exporter.localhost".to_string()),
+            ehlo_name: m
+                .ehlo_name
+                .unwrap_or_else(|| "smtp-oauth-exporter.localhost".to_string()),
             mail_from: m.mail_from.unwrap_or(true),
             tls_insecure_skip_verify: m.tls_insecure_skip_verify.unwrap_or(false),
-            smtp_check: self.check_settings(&format!("{p}.checks.smtp"), m.checks.smtp.as_ref(), defaults.smtp.as_ref(), SMTP_DEFAULT)?,
+            smtp_check: self.check_settings(
+                &format!("{p}.checks.smtp"),
+                m.checks.smtp.as_ref(),
+                defaults.smtp.as_ref(),
+                SMTP_DEFAULT,
+            )?,
             name,
             app: app_name,
             address,
@@ -513,5 +658,8 @@ impl Validator<'_> {
 pub fn is_guid(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
     parts.len() == 5
-        && [8, 4, 4, 4, 12].iter().zip(&parts).all(|(n, p)| p.len() == *n && p.chars().all(|c| c.is_ascii_hexdigit()))
+        && [8, 4, 4, 4, 12]
+            .iter()
+            .zip(&parts)
+            .all(|(n, p)| p.len() == *n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }

@@ -39,22 +39,41 @@ async fn route(state: HttpsState, req: Request<Incoming>) -> Result<SimResponse,
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, 64 * 1024).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(_) => return Ok(respond(StatusCode::PAYLOAD_TOO_LARGE, "text/plain", "too large")),
+        Err(_) => {
+            return Ok(respond(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "text/plain",
+                "too large",
+            ))
+        }
     };
     let path = parts.uri.path().to_string();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let resp = match (parts.method.as_str(), segments.as_slice()) {
         ("POST", [tenant, "oauth2", "v2.0", "token"]) => {
-            let host = parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+            let host = parts
+                .headers
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("")
+                .to_string();
             super::token::handle(&state, tenant, &host, &path, &body).await
         }
-        _ => respond(StatusCode::NOT_FOUND, "application/json", "{\"error\":\"not_found\"}"),
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "application/json",
+            "{\"error\":\"not_found\"}",
+        ),
     };
     Ok(resp)
 }
 
 /// Binds 127.0.0.1:0 and serves TLS connections until `stop` fires.
-pub async fn start(state: HttpsState, tls: Arc<rustls::ServerConfig>, stop: CancellationToken) -> std::io::Result<SocketAddr> {
+pub async fn start(
+    state: HttpsState,
+    tls: Arc<rustls::ServerConfig>,
+    stop: CancellationToken,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
@@ -68,7 +87,9 @@ pub async fn start(state: HttpsState, tls: Arc<rustls::ServerConfig>, stop: Canc
             let state = state.clone();
             let stop = stop.clone();
             tokio::spawn(async move {
-                let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await else {
+                let Ok(Ok(tls)) =
+                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+                else {
                     return;
                 };
                 let svc = hyper::service::service_fn(move |req| route(state.clone(), req));

@@ -71,7 +71,13 @@ impl SimApp {
     }
 
     /// Adds a secret valid from `start` to `end`.
-    pub fn with_secret(mut self, value: &str, display_name: Option<&str>, start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
+    pub fn with_secret(
+        mut self,
+        value: &str,
+        display_name: Option<&str>,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Self {
         self.secrets.push(SimSecret {
             key_id: uuid::Uuid::new_v4().to_string(),
             display_name: display_name.map(str::to_string),
@@ -82,7 +88,13 @@ impl SimApp {
         self
     }
 
-    pub fn with_certificate(mut self, der: Vec<u8>, display_name: Option<&str>, start: DateTime<Utc>, end: DateTime<Utc>) -> Self {
+    pub fn with_certificate(
+        mut self,
+        der: Vec<u8>,
+        display_name: Option<&str>,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Self {
         self.certificates.push(SimCertificate {
             key_id: uuid::Uuid::new_v4().to_string(),
             display_name: display_name.map(str::to_string),
@@ -152,7 +164,9 @@ pub struct Directory {
 impl Directory {
     pub fn tenant(&self, id_or_domain: &str) -> Option<&SimTenant> {
         let k = id_or_domain.to_ascii_lowercase();
-        self.tenants.iter().find(|t| t.id == k || t.domains.iter().any(|d| d.eq_ignore_ascii_case(&k)))
+        self.tenants
+            .iter()
+            .find(|t| t.id == k || t.domains.iter().any(|d| d.eq_ignore_ascii_case(&k)))
     }
 }
 
@@ -179,12 +193,22 @@ impl Simulator {
         let stop = CancellationToken::new();
         let server_cert = ca.loopback_cert();
         let https_addr = https::start(
-            https::HttpsState { directory: directory.clone(), signing_key: signing_key.clone() },
+            https::HttpsState {
+                directory: directory.clone(),
+                signing_key: signing_key.clone(),
+            },
             server_cert.server_config(),
             stop.clone(),
         )
         .await?;
-        Ok(Simulator { directory, https_addr, ca_pem: ca.pem(), ca, signing_key, stop })
+        Ok(Simulator {
+            directory,
+            https_addr,
+            ca_pem: ca.pem(),
+            ca,
+            signing_key,
+            stop,
+        })
     }
 
     /// Base URL to use as an app's `login_url` (and `graph_url`).
@@ -197,14 +221,22 @@ impl Simulator {
     }
 
     pub fn add_tenant(&self, id: &str, domains: &[&str]) {
-        self.directory.lock().expect("sim lock").tenants.push(SimTenant {
-            id: id.to_ascii_lowercase(),
-            domains: domains.iter().map(|d| d.to_string()).collect(),
-        });
+        self.directory
+            .lock()
+            .expect("sim lock")
+            .tenants
+            .push(SimTenant {
+                id: id.to_ascii_lowercase(),
+                domains: domains.iter().map(|d| d.to_string()).collect(),
+            });
     }
 
     pub fn add_app(&self, app: SimApp) {
-        self.directory.lock().expect("sim lock").apps.insert(app.client_id.clone(), app);
+        self.directory
+            .lock()
+            .expect("sim lock")
+            .apps
+            .insert(app.client_id.clone(), app);
     }
 
     pub fn add_mailbox(&self, address: &str, full_access: &[&str]) {
@@ -234,11 +266,21 @@ impl Simulator {
 
     /// Token requests received for a client ID so far.
     pub fn token_requests(&self, client_id: &str) -> u64 {
-        self.directory.lock().expect("sim lock").token_requests.get(client_id).copied().unwrap_or(0)
+        self.directory
+            .lock()
+            .expect("sim lock")
+            .token_requests
+            .get(client_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn issued_tokens(&self) -> Vec<String> {
-        self.directory.lock().expect("sim lock").issued_tokens.clone()
+        self.directory
+            .lock()
+            .expect("sim lock")
+            .issued_tokens
+            .clone()
     }
 
     /// Verifies a token this simulator issued and returns its claims, or why it is unacceptable.

@@ -19,7 +19,11 @@ impl TestCa {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let cert = params.self_signed(&key).expect("self-sign CA");
         Self { cert, key }
     }
@@ -29,19 +33,31 @@ impl TestCa {
     }
 
     /// A server certificate for `hosts` (DNS names or IP addresses), valid between the two dates.
-    pub fn server_cert(&self, hosts: &[&str], not_before: time::OffsetDateTime, not_after: time::OffsetDateTime) -> ServerCert {
+    pub fn server_cert(
+        &self,
+        hosts: &[&str],
+        not_before: time::OffsetDateTime,
+        not_after: time::OffsetDateTime,
+    ) -> ServerCert {
         let key = KeyPair::generate().expect("generate server key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("server params");
         for h in hosts {
             match h.parse::<IpAddr>() {
                 Ok(ip) => params.subject_alt_names.push(SanType::IpAddress(ip)),
-                Err(_) => params.subject_alt_names.push(SanType::DnsName((*h).try_into().expect("DNS name"))),
+                Err(_) => params
+                    .subject_alt_names
+                    .push(SanType::DnsName((*h).try_into().expect("DNS name"))),
             }
         }
-        params.distinguished_name.push(DnType::CommonName, hosts.first().copied().unwrap_or("localhost"));
+        params.distinguished_name.push(
+            DnType::CommonName,
+            hosts.first().copied().unwrap_or("localhost"),
+        );
         params.not_before = not_before;
         params.not_after = not_after;
-        let cert = params.signed_by(&key, &self.cert, &self.key).expect("sign server cert");
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("sign server cert");
         ServerCert {
             chain: vec![cert.der().clone(), self.cert.der().clone()],
             key_der: key.serialize_der(),
@@ -73,7 +89,10 @@ impl ServerCert {
             .with_safe_default_protocol_versions()
             .expect("protocol versions")
             .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())))
+            .with_single_cert(
+                self.chain.clone(),
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key_der.clone())),
+            )
             .expect("server config");
         Arc::new(cfg)
     }
@@ -92,13 +111,23 @@ pub fn app_certificate(common_name: &str) -> AppCertificate {
     use rsa::pkcs8::EncodePrivateKey;
     let mut rng = rand::thread_rng();
     let key = rsa::RsaPrivateKey::new(&mut rng, 2048).expect("generate RSA key");
-    let key_pem = key.to_pkcs8_pem(rsa::pkcs8::LineEnding::LF).expect("PKCS#8 PEM").to_string();
-    let kp = KeyPair::from_pkcs8_pem_and_sign_algo(&key_pem, &rcgen::PKCS_RSA_SHA256).expect("load RSA key");
+    let key_pem = key
+        .to_pkcs8_pem(rsa::pkcs8::LineEnding::LF)
+        .expect("PKCS#8 PEM")
+        .to_string();
+    let kp = KeyPair::from_pkcs8_pem_and_sign_algo(&key_pem, &rcgen::PKCS_RSA_SHA256)
+        .expect("load RSA key");
     let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.distinguished_name.push(DnType::CommonName, common_name);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
     let now = time::OffsetDateTime::now_utc();
     params.not_before = now - time::Duration::days(1);
     params.not_after = now + time::Duration::days(365);
     let cert = params.self_signed(&kp).expect("self-sign app cert");
-    AppCertificate { cert_pem: cert.pem(), cert_der: cert.der().to_vec(), key_pem }
+    AppCertificate {
+        cert_pem: cert.pem(),
+        cert_der: cert.der().to_vec(),
+        key_pem,
+    }
 }

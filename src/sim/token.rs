@@ -76,7 +76,13 @@ const GRAPH_RESOURCES: [&str; 4] = [
     "https://microsoftgraph.chinacloudapi.cn",
 ];
 
-pub async fn handle(state: &HttpsState, tenant: &str, host: &str, path: &str, body: &[u8]) -> SimResponse {
+pub async fn handle(
+    state: &HttpsState,
+    tenant: &str,
+    host: &str,
+    path: &str,
+    body: &[u8],
+) -> SimResponse {
     let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
     let client_id = form.get("client_id").cloned().unwrap_or_default();
 
@@ -120,7 +126,12 @@ pub async fn handle(state: &HttpsState, tenant: &str, host: &str, path: &str, bo
     }
 
     if form.get("grant_type").map(String::as_str) != Some("client_credentials") {
-        return aad_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.");
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            70003,
+            "The app requested an unsupported grant type.",
+        );
     }
     let scope = form.get("scope").cloned().unwrap_or_default();
     let Some(resource) = scope.strip_suffix("/.default") else {
@@ -146,7 +157,12 @@ pub async fn handle(state: &HttpsState, tenant: &str, host: &str, path: &str, bo
     let Some(tenant_id) = d.tenant(tenant).map(|t| t.id.clone()) else {
         return unknown_tenant(tenant);
     };
-    let Some(app) = d.apps.get(&client_id).filter(|a| a.tenant_id == tenant_id).cloned() else {
+    let Some(app) = d
+        .apps
+        .get(&client_id)
+        .filter(|a| a.tenant_id == tenant_id)
+        .cloned()
+    else {
         return unknown_app(&client_id);
     };
     let now = Utc::now();
@@ -172,11 +188,20 @@ pub async fn handle(state: &HttpsState, tenant: &str, host: &str, path: &str, bo
             Some(_) => acr = "1",
         }
     } else if let Some(assertion) = form.get("client_assertion") {
-        if form.get("client_assertion_type").map(String::as_str) != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer") {
-            return aad_error(StatusCode::BAD_REQUEST, "invalid_request", 7000218, "The request body must contain client_assertion_type.");
+        if form.get("client_assertion_type").map(String::as_str)
+            != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        {
+            return aad_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                7000218,
+                "The request body must contain client_assertion_type.",
+            );
         }
         let expected_aud_suffix = path.to_string();
-        if let Err((code, msg)) = check_assertion(&mut d.seen_jti, &app, assertion, &expected_aud_suffix, host) {
+        if let Err((code, msg)) =
+            check_assertion(&mut d.seen_jti, &app, assertion, &expected_aud_suffix, host)
+        {
             return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", code, &msg);
         }
         acr = "2";
@@ -189,8 +214,14 @@ pub async fn handle(state: &HttpsState, tenant: &str, host: &str, path: &str, bo
         );
     }
 
-    let lifetime = d.token_lifetime.unwrap_or_else(|| Duration::from_secs(rand::random::<u64>() % 1801 + 3600));
-    let roles = if is_exchange { app.exchange_roles.clone() } else { app.graph_roles.clone() };
+    let lifetime = d
+        .token_lifetime
+        .unwrap_or_else(|| Duration::from_secs(rand::random::<u64>() % 1801 + 3600));
+    let roles = if is_exchange {
+        app.exchange_roles.clone()
+    } else {
+        app.graph_roles.clone()
+    };
     let claims = IssuedClaims {
         aud: resource.to_string(),
         iss: format!("https://sts.windows.net/{tenant_id}/"),
@@ -258,42 +289,81 @@ fn check_assertion(
     token_path: &str,
     host: &str,
 ) -> Result<(), (u32, String)> {
-    let header = jsonwebtoken::decode_header(assertion).map_err(|_| (700027, "Client assertion is not a valid JWT.".to_string()))?;
-    if !matches!(header.alg, jsonwebtoken::Algorithm::PS256 | jsonwebtoken::Algorithm::RS256) {
-        return Err((700027, "Client assertion must be signed with PS256 or RS256.".into()));
+    let header = jsonwebtoken::decode_header(assertion)
+        .map_err(|_| (700027, "Client assertion is not a valid JWT.".to_string()))?;
+    if !matches!(
+        header.alg,
+        jsonwebtoken::Algorithm::PS256 | jsonwebtoken::Algorithm::RS256
+    ) {
+        return Err((
+            700027,
+            "Client assertion must be signed with PS256 or RS256.".into(),
+        ));
     }
-    let x5t = header.x5t_s256.ok_or((700027, "Client assertion has no x5t#S256 header.".to_string()))?;
+    let x5t = header.x5t_s256.ok_or((
+        700027,
+        "Client assertion has no x5t#S256 header.".to_string(),
+    ))?;
     let now = Utc::now();
     let cert = app
         .certificates
         .iter()
         .find(|c| URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(&c.der)) == x5t)
-        .ok_or((700027, format!("Client assertion failed signature validation. The key was not found for app '{}'.", app.client_id)))?;
+        .ok_or((
+            700027,
+            format!(
+                "Client assertion failed signature validation. The key was not found for app '{}'.",
+                app.client_id
+            ),
+        ))?;
     if cert.end <= now {
-        return Err((700027, "The certificate used to sign the client assertion is expired.".into()));
+        return Err((
+            700027,
+            "The certificate used to sign the client assertion is expired.".into(),
+        ));
     }
-    let (_, parsed) = x509_parser::parse_x509_certificate(&cert.der).map_err(|_| (700027, "bad stored certificate".to_string()))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(&cert.der)
+        .map_err(|_| (700027, "bad stored certificate".to_string()))?;
     let key = jsonwebtoken::DecodingKey::from_rsa_der(&parsed.public_key().subject_public_key.data);
     let mut v = jsonwebtoken::Validation::new(header.alg);
     v.validate_aud = false;
     v.validate_nbf = true;
     v.leeway = 60;
-    let data = jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &v).map_err(|e| match e.kind() {
-        jsonwebtoken::errors::ErrorKind::ExpiredSignature | jsonwebtoken::errors::ErrorKind::ImmatureSignature => {
-            (700024, "Client assertion is not within its valid time range.".to_string())
-        }
-        _ => (700027, "Client assertion failed signature validation.".to_string()),
+    let data = jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &v).map_err(|e| match e
+        .kind()
+    {
+        jsonwebtoken::errors::ErrorKind::ExpiredSignature
+        | jsonwebtoken::errors::ErrorKind::ImmatureSignature => (
+            700024,
+            "Client assertion is not within its valid time range.".to_string(),
+        ),
+        _ => (
+            700027,
+            "Client assertion failed signature validation.".to_string(),
+        ),
     })?;
     let c = data.claims;
     let aud_ok = c.aud.ends_with(token_path) && (host.is_empty() || c.aud.contains(host));
     if !aud_ok {
-        return Err((700027, format!("Client assertion audience {:?} is not this token endpoint.", c.aud)));
+        return Err((
+            700027,
+            format!(
+                "Client assertion audience {:?} is not this token endpoint.",
+                c.aud
+            ),
+        ));
     }
     if c.iss != app.client_id || c.sub != app.client_id {
-        return Err((700027, "Client assertion iss and sub must be the client ID.".into()));
+        return Err((
+            700027,
+            "Client assertion iss and sub must be the client ID.".into(),
+        ));
     }
     if c.exp - c.nbf > 600 + 60 {
-        return Err((700024, "Client assertion lifetime is longer than 10 minutes.".into()));
+        return Err((
+            700024,
+            "Client assertion lifetime is longer than 10 minutes.".into(),
+        ));
     }
     if !seen_jti.insert(c.jti) {
         return Err((700027, "Client assertion jti was already used.".into()));
