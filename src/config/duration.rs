@@ -144,14 +144,16 @@ impl FromStr for Schedule {
             }
             return Ok(Schedule::Every(d));
         }
+        if !(5..=7).contains(&fields) {
+            return Err(format!(
+                "invalid schedule {text:?}: expected an interval such as 5m or a cron expression of 5 fields such as \"*/5 * * * *\" (found {fields} fields)"
+            ));
+        }
         // The cron crate wants seconds first (6 or 7 fields); accept the classic 5-field form too.
-        let expr = if fields == 5 {
-            format!("0 {t}")
-        } else {
-            t.to_string()
-        };
-        let schedule = cron::Schedule::from_str(&expr)
-            .map_err(|e| format!("invalid cron expression {text:?}: {e} (expected 5 fields \"min hour day month weekday\", or 6-7 with seconds first)"))?;
+        let expr = if fields == 5 { format!("0 {t}") } else { t.to_string() };
+        let schedule = cron::Schedule::from_str(&expr).map_err(|_| {
+            format!("invalid cron expression {text:?}: expected 5 fields \"minute hour day-of-month month day-of-week\" (or 6-7 with seconds first), such as \"*/5 * * * *\"")
+        })?;
         Ok(Schedule::Cron {
             expr: t.to_string(),
             schedule: Box::new(schedule),

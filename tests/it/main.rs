@@ -1,0 +1,8 @@
+//! Integration tests: one binary (link once), a module per area. Everything runs over real
+//! loopback sockets against the simulator, with TLS certificates generated per run.
+
+mod common;
+mod config_errors;
+mod promtool;
+mod secrets;
+mod token;
