@@ -64,6 +64,8 @@ impl Demo {
             ),
         );
         sim.add_mailbox("invoices@contoso.com", &[BILLING]);
+        // Step 4 was never done for the scanner: no FullAccess, so AUTH fails 535 5.7.3.
+        sim.add_mailbox("scans@contoso.com", &[]);
 
         let write = |name: &str, text: &str| -> anyhow::Result<String> {
             let p = dir.path().join(name);
@@ -115,7 +117,19 @@ apps:
     login_url: {base}
     graph_url: {base}
     ca_file: {ca}
-"#
+mailboxes:
+  - name: invoices
+    app: billing
+    address: invoices@contoso.com
+    smtp_host: 127.0.0.1
+    smtp_port: {smtp_port}
+  - name: scans
+    app: scanner
+    address: scans@contoso.com
+    smtp_host: 127.0.0.1
+    smtp_port: {smtp_port}
+"#,
+            smtp_port = sim.smtp_addr.port()
         );
         let config = Config::from_yaml(&yaml, "demo.yml", dir.path())?;
         Ok(Demo {

@@ -41,6 +41,7 @@ pub fn init(level: LogLevel, format: LogFormat) {
         .expect("static filter");
     let layer = match format {
         LogFormat::Logfmt => tracing_logfmt::builder()
+            .with_target(false)
             .with_span_name(false)
             .with_span_path(false)
             .layer()
@@ -48,6 +49,7 @@ pub fn init(level: LogLevel, format: LogFormat) {
             .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
+            .with_target(false)
             .flatten_event(true)
             .with_current_span(false)
             .with_span_list(false)
@@ -67,7 +69,7 @@ pub fn log_report(r: &Report) {
         None => tracing::info!(
             target: "smtp_oauth_exporter::check",
             check = r.kind.as_str(),
-            target_name = r.target.as_str(),
+            target = r.target.as_str(),
             outcome = "success",
             duration_seconds = duration.as_str(),
             "check succeeded"
@@ -75,7 +77,7 @@ pub fn log_report(r: &Report) {
         Some(f) => tracing::warn!(
             target: "smtp_oauth_exporter::check",
             check = r.kind.as_str(),
-            target_name = r.target.as_str(),
+            target = r.target.as_str(),
             outcome = "failure",
             duration_seconds = duration.as_str(),
             reason = f.reason,

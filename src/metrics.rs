@@ -171,6 +171,7 @@ pub fn write_targets(f: &mut Families, targets: &[(JobKey, TargetState)]) {
 fn write_details(f: &mut Families, target: &str, details: &Details) {
     match details {
         Details::None => {}
+        Details::Smtp(d) => write_smtp(f, target, d),
         Details::Token(d) => {
             let l = [("target", target), ("resource", d.resource.as_str())];
             if let Some(t) = d.expires_at {
@@ -244,5 +245,87 @@ pub fn write_agent(f: &mut Families, info: &AgentInfo) {
             &[],
             ts(t),
         );
+    }
+}
+
+fn write_smtp(f: &mut Families, target: &str, d: &crate::checks::smtp::SmtpDetails) {
+    let t = [("target", target)];
+    f.gauge(
+        "mailbox_info",
+        "A configured mailbox: its app and address; always 1.",
+        &[("target", target), ("app", &d.app), ("address", &d.address)],
+        1.0,
+    );
+    f.gauge(
+        "smtp_tls_insecure_skip_verify",
+        "Whether server certificate verification is switched off for this mailbox (dangerous).",
+        &t,
+        b(d.insecure_skip_verify),
+    );
+    for (phase, dur) in &d.phases {
+        f.gauge(
+            "smtp_duration_seconds",
+            "Time spent in each phase of the last SMTP run (both EHLOs count as ehlo).",
+            &[("target", target), ("phase", phase.as_str())],
+            dur.as_secs_f64(),
+        );
+    }
+    if let Some(phase) = d.failed_phase {
+        let (code, enhanced) = match &d.failed_reply {
+            Some((c, e)) => (*c, e.clone().unwrap_or_default()),
+            None => (0, String::new()),
+        };
+        f.gauge(
+            "smtp_status_code",
+            "Reply code of the step that failed in the last SMTP run (0 when the server gave none).",
+            &[("target", target), ("phase", phase.as_str())],
+            f64::from(code),
+        );
+        if !enhanced.is_empty() {
+            f.gauge(
+                "smtp_enhanced_status_code_info",
+                "Enhanced status code (RFC 3463) of the reply that failed the last SMTP run; always 1.",
+                &[("target", target), ("phase", phase.as_str()), ("enhanced_status_code", &enhanced)],
+                1.0,
+            );
+        }
+    }
+    if let Some(tls) = &d.tls {
+        f.gauge(
+            "smtp_tls_version_info",
+            "TLS version negotiated in the last SMTP run; always 1.",
+            &[("target", target), ("version", &tls.version)],
+            1.0,
+        );
+        if let Some(e) = tls.earliest_expiry() {
+            f.gauge(
+                "smtp_ssl_earliest_cert_expiry",
+                "Earliest notAfter (Unix seconds) in the certificate chain the SMTP server presented.",
+                &t,
+                ts(e),
+            );
+        }
+        if let Some(leaf) = tls.chain.first() {
+            f.gauge(
+                "smtp_ssl_last_chain_info",
+                "The SMTP server's leaf certificate in the last run; always 1.",
+                &[
+                    ("target", target),
+                    ("subject", &leaf.subject),
+                    ("issuer", &leaf.issuer),
+                    ("serialnumber", &leaf.serial),
+                    ("fingerprint_sha256", &leaf.fingerprint_sha256),
+                ],
+                1.0,
+            );
+        }
+        for (depth, c) in tls.chain.iter().enumerate() {
+            f.gauge(
+                "smtp_ssl_cert_not_after_timestamp_seconds",
+                "notAfter of each certificate the SMTP server presented, by position in the chain (0 = leaf).",
+                &[("target", target), ("depth", &depth.to_string()), ("subject", &c.subject)],
+                ts(c.not_after),
+            );
+        }
     }
 }

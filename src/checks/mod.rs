@@ -1,6 +1,7 @@
 //! The check kinds, one module each behind one signature, and the typed report every run returns.
 //! Checks never touch metrics or HTTP serving: they return a [`Report`] and the caller decides.
 
+pub mod smtp;
 pub mod token;
 
 use std::collections::HashMap;
@@ -19,14 +20,17 @@ use crate::config::{App, CheckSettings, Config, Mailbox};
 pub enum CheckKind {
     /// Client-credentials token for SMTP from Entra ID (per app).
     Token,
+    /// Authenticated SMTP handshake: STARTTLS + AUTH XOAUTH2 (per mailbox).
+    Smtp,
 }
 
 impl CheckKind {
-    pub const ALL: [CheckKind; 1] = [CheckKind::Token];
+    pub const ALL: [CheckKind; 2] = [CheckKind::Token, CheckKind::Smtp];
 
     pub fn as_str(self) -> &'static str {
         match self {
             CheckKind::Token => "token",
+            CheckKind::Smtp => "smtp",
         }
     }
 }
@@ -93,6 +97,21 @@ impl Job {
                 });
             }
         }
+        for mailbox in &config.mailboxes {
+            let Some(app) = config.apps.iter().find(|a| a.name == mailbox.app) else {
+                continue; // validation guarantees the app exists
+            };
+            if mailbox.smtp_check.enabled {
+                jobs.push(Job {
+                    kind: CheckKind::Smtp,
+                    target: Target::Mailbox {
+                        mailbox: mailbox.clone(),
+                        app: app.clone(),
+                    },
+                    settings: mailbox.smtp_check.clone(),
+                });
+            }
+        }
         jobs
     }
 }
@@ -106,25 +125,42 @@ pub struct JobKey {
 /// What checks share: the token cache and one HTTP client per app.
 pub struct Context {
     pub tokens: Arc<TokenCache>,
-    http: HashMap<String, reqwest::Client>,
+    clients: HashMap<String, AppClients>,
+}
+
+/// Per-app network set-up, built once (loading CA roots per run would cost 10,000 mailboxes dear).
+struct AppClients {
+    http: reqwest::Client,
+    smtp_tls: Arc<rustls::ClientConfig>,
 }
 
 impl Context {
     pub fn new(config: &Config, tokens: Arc<TokenCache>) -> Result<Self, String> {
-        let mut http = HashMap::new();
+        let mut clients = HashMap::new();
         for app in &config.apps {
-            let c = crate::http_client::client(app.ca_file.as_deref())
+            let http = crate::http_client::client(app.ca_file.as_deref())
                 .map_err(|e| format!("app {:?}: {e}", app.name))?;
-            http.insert(app.name.clone(), c);
+            let smtp_tls = smtp::tls::client_config(app.ca_file.as_deref())
+                .map_err(|e| format!("app {:?}: {e}", app.name))?;
+            clients.insert(app.name.clone(), AppClients { http, smtp_tls });
         }
-        Ok(Self { tokens, http })
+        Ok(Self { tokens, clients })
+    }
+
+    fn clients(&self, app: &App) -> &AppClients {
+        self.clients
+            .get(&app.name)
+            .expect("every configured app has its clients")
     }
 
     /// The HTTP client of an app (built from its CA file).
     pub fn http(&self, app: &App) -> &reqwest::Client {
-        self.http
-            .get(&app.name)
-            .expect("every configured app has an HTTP client")
+        &self.clients(app).http
+    }
+
+    /// The verifying TLS configuration for SMTP to an app's mailboxes (system roots + CA file).
+    pub fn smtp_tls(&self, app: &App) -> Arc<rustls::ClientConfig> {
+        self.clients(app).smtp_tls.clone()
     }
 }
 
@@ -168,6 +204,7 @@ impl Failure {
 pub enum Details {
     None,
     Token(token::TokenDetails),
+    Smtp(smtp::SmtpDetails),
 }
 
 /// What a check module returns.
@@ -228,6 +265,7 @@ pub async fn run(job: &Job, ctx: &Context) -> Report {
     let work = async {
         match job.kind {
             CheckKind::Token => token::run(&job.target, ctx, deadline).await,
+            CheckKind::Smtp => smtp::run(&job.target, ctx, deadline).await,
         }
     };
     // Each check respects the deadline itself (so it can say which step was slow); this is the

@@ -1,8 +1,10 @@
 //! A Microsoft 365 simulator on loopback, for the demo and the tests: an Entra ID token endpoint
-//! (HTTPS) that issues JWT-shaped tokens and can be scripted to fail.
+//! (HTTPS) that issues JWT-shaped tokens, and Exchange SMTP submission with STARTTLS and XOAUTH2,
+//! each scriptable to fail.
 //! The directory (tenants, apps, credentials, mailboxes) lives in [`Directory`].
 
 mod https;
+pub mod smtp;
 pub mod tls;
 mod token;
 
@@ -175,6 +177,9 @@ pub struct Simulator {
     pub directory: Arc<Mutex<Directory>>,
     /// HTTPS address of the login (token) and Graph endpoints.
     pub https_addr: SocketAddr,
+    /// The SMTP submission listener without faults.
+    pub smtp_addr: SocketAddr,
+    smtp_shared: smtp::SmtpShared,
     /// PEM of the CA that signed the simulator's certificates (the agent's `ca_file`).
     pub ca_pem: String,
     pub ca: Arc<TestCa>,
@@ -201,9 +206,23 @@ impl Simulator {
             stop.clone(),
         )
         .await?;
+        let smtp_shared = smtp::SmtpShared {
+            directory: directory.clone(),
+            signing_key: signing_key.clone(),
+            transcripts: Default::default(),
+        };
+        let smtp_addr = smtp::start(
+            smtp_shared.clone(),
+            server_cert.server_config(),
+            None,
+            stop.clone(),
+        )
+        .await?;
         Ok(Simulator {
             directory,
             https_addr,
+            smtp_addr,
+            smtp_shared,
             ca_pem: ca.pem(),
             ca,
             signing_key,
@@ -217,7 +236,58 @@ impl Simulator {
     }
 
     pub fn addr_summary(&self) -> String {
-        format!("{} (login, Graph)", self.base_url())
+        format!(
+            "{} (login, Graph), smtp://{}",
+            self.base_url(),
+            self.smtp_addr
+        )
+    }
+
+    /// Starts another SMTP listener with a scripted fault; returns its address.
+    pub async fn start_smtp(&self, fault: Option<SmtpFault>) -> std::io::Result<SocketAddr> {
+        let now = time::OffsetDateTime::now_utc();
+        let cert = match fault {
+            Some(SmtpFault::ExpiredCertificate) => self.ca.server_cert(
+                &["localhost", "127.0.0.1"],
+                now - time::Duration::days(30),
+                now - time::Duration::days(1),
+            ),
+            Some(SmtpFault::WrongHostCertificate) => self.ca.server_cert(
+                &["mail.example.net"],
+                now - time::Duration::days(1),
+                now + time::Duration::days(30),
+            ),
+            _ => self.ca.loopback_cert(),
+        };
+        smtp::start(
+            self.smtp_shared.clone(),
+            cert.server_config(),
+            fault,
+            self.stop.clone(),
+        )
+        .await
+    }
+
+    /// What every SMTP connection so far sent, in order of connection.
+    pub fn smtp_transcripts(&self) -> Vec<smtp::Transcript> {
+        self.smtp_shared
+            .transcripts
+            .lock()
+            .expect("sim lock")
+            .clone()
+    }
+
+    /// `Set-CASMailbox -SmtpClientAuthenticationDisabled` for one mailbox.
+    pub fn set_mailbox_smtp_auth_disabled(&self, address: &str, disabled: bool) {
+        if let Some(m) = self
+            .directory
+            .lock()
+            .expect("sim lock")
+            .mailboxes
+            .get_mut(&address.to_ascii_lowercase())
+        {
+            m.smtp_auth_disabled = disabled;
+        }
     }
 
     pub fn add_tenant(&self, id: &str, domains: &[&str]) {
@@ -295,4 +365,5 @@ impl Drop for Simulator {
     }
 }
 
+pub use smtp::{SmtpFault, SmtpStep, Transcript};
 pub use token::IssuedClaims;

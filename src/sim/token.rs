@@ -76,6 +76,11 @@ const GRAPH_RESOURCES: [&str; 4] = [
     "https://microsoftgraph.chinacloudapi.cn",
 ];
 
+/// Whether an audience is Exchange Online (any cloud).
+pub fn is_exchange_resource(aud: &str) -> bool {
+    EXCHANGE_RESOURCES.contains(&aud)
+}
+
 pub async fn handle(
     state: &HttpsState,
     tenant: &str,

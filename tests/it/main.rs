@@ -3,6 +3,8 @@
 
 mod common;
 mod config_errors;
+mod fixtures;
 mod promtool;
 mod secrets;
+mod smtp;
 mod token;

@@ -1,0 +1,419 @@
+//! The simulated Exchange Online SMTP submission endpoint (smtp.office365.com:587): real
+//! STARTTLS, Office 365's replies, XOAUTH2 checked against tokens the simulator issued, and
+//! scriptable faults. Every client line is kept in a transcript for the tests.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use super::{Directory, ROLE_SMTP};
+
+/// Where in the dialog a scripted reply replaces the normal one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpStep {
+    Banner,
+    Ehlo,
+    StartTls,
+    EhloAfterTls,
+    Auth,
+    MailFrom,
+}
+
+/// A scripted misbehaviour of one SMTP listener.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SmtpFault {
+    /// EHLO does not list STARTTLS.
+    NoStartTls,
+    /// The banner comes only after this long.
+    BannerDelay(Duration),
+    /// The connection is closed right after the first EHLO reply.
+    DropAfterEhlo,
+    /// The banner is not SMTP.
+    GarbageBanner,
+    /// The banner is an endless line without CRLF (megabytes of it).
+    EndlessLine,
+    /// After `220` to STARTTLS, bytes that are not TLS.
+    StartTlsThenGarbage,
+    /// The server certificate expired yesterday.
+    ExpiredCertificate,
+    /// The server certificate is for another host name.
+    WrongHostCertificate,
+    /// After TLS, AUTH lists LOGIN only.
+    NoXoauth2,
+    /// `535 5.7.139 ... disabled for the Tenant`.
+    TenantSmtpAuthDisabled,
+    /// `554 5.2.252 SendAsDenied` to MAIL FROM.
+    DenyMailFrom,
+    /// This reply instead of the normal one at this step; 421 closes the connection.
+    Reply {
+        at: SmtpStep,
+        code: u16,
+        text: String,
+    },
+}
+
+/// What one connection sent us, line by line (the AUTH line included, as received).
+#[derive(Debug, Clone, Default)]
+pub struct Transcript {
+    pub listener: Option<SocketAddr>,
+    pub lines: Vec<String>,
+}
+
+#[derive(Clone)]
+pub(super) struct SmtpShared {
+    pub directory: Arc<Mutex<Directory>>,
+    pub signing_key: Arc<Vec<u8>>,
+    pub transcripts: Arc<Mutex<Vec<Transcript>>>,
+}
+
+const HOST: &str = "SIM01.prod.outlook.office365.com";
+
+/// Starts one SMTP listener on 127.0.0.1 with its own certificate and fault.
+pub(super) async fn start(
+    shared: SmtpShared,
+    tls: Arc<rustls::ServerConfig>,
+    fault: Option<SmtpFault>,
+    stop: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+            };
+            let _ = stream.set_nodelay(true);
+            let idx = {
+                let mut t = shared.transcripts.lock().expect("sim lock");
+                t.push(Transcript {
+                    listener: Some(addr),
+                    lines: Vec::new(),
+                });
+                t.len() - 1
+            };
+            let conn = Conn {
+                shared: shared.clone(),
+                fault: fault.clone(),
+                idx,
+                user: None,
+                authed_app: None,
+            };
+            let acceptor = acceptor.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = conn.run(stream, acceptor) => {}
+                    _ = stop.cancelled() => {}
+                    // No session lasts longer than this, whatever a client does.
+                    _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
+struct Conn {
+    shared: SmtpShared,
+    fault: Option<SmtpFault>,
+    idx: usize,
+    /// The mailbox authenticated as.
+    user: Option<String>,
+    authed_app: Option<String>,
+}
+
+enum Next {
+    Close,
+    StartTls,
+}
+
+impl Conn {
+    fn scripted(&self, step: SmtpStep) -> Option<(u16, String)> {
+        match &self.fault {
+            Some(SmtpFault::Reply { at, code, text }) if *at == step => Some((*code, text.clone())),
+            _ => None,
+        }
+    }
+
+    fn record(&self, line: &str) {
+        if let Some(t) = self
+            .shared
+            .transcripts
+            .lock()
+            .expect("sim lock")
+            .get_mut(self.idx)
+        {
+            t.lines.push(line.to_string());
+        }
+    }
+
+    async fn run(mut self, mut tcp: TcpStream, acceptor: tokio_rustls::TlsAcceptor) {
+        match &self.fault {
+            Some(SmtpFault::BannerDelay(d)) => tokio::time::sleep(*d).await,
+            Some(SmtpFault::GarbageBanner) => {
+                let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+                return;
+            }
+            Some(SmtpFault::EndlessLine) => {
+                let chunk = vec![b'A'; 64 * 1024];
+                // Up to 64 MiB, until the client hangs up.
+                for _ in 0..1024 {
+                    if tcp.write_all(&chunk).await.is_err() {
+                        return;
+                    }
+                }
+                return;
+            }
+            _ => {}
+        }
+        if let Some((code, text)) = self.scripted(SmtpStep::Banner) {
+            let _ = tcp.write_all(format!("{code} {text}\r\n").as_bytes()).await;
+            return;
+        }
+        let banner = format!(
+            "220 {HOST} Microsoft ESMTP MAIL Service ready at {}\r\n",
+            chrono::Utc::now().to_rfc2822()
+        );
+        if tcp.write_all(banner.as_bytes()).await.is_err() {
+            return;
+        }
+        let mut plain = BufReader::new(tcp);
+        match self.commands(&mut plain, false).await {
+            Next::Close => {}
+            Next::StartTls => {
+                let mut tcp = plain.into_inner();
+                if self.fault == Some(SmtpFault::StartTlsThenGarbage) {
+                    // Take the client's hello, then answer with something that is not TLS.
+                    let mut hello = [0u8; 512];
+                    let _ = tokio::io::AsyncReadExt::read(&mut tcp, &mut hello).await;
+                    let _ = tcp.write_all(b"this is not a TLS server hello\r\n").await;
+                    return;
+                }
+                let Ok(Ok(tls)) =
+                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
+                else {
+                    return;
+                };
+                let mut s = BufReader::new(tls);
+                let _ = self.commands(&mut s, true).await;
+            }
+        }
+    }
+
+    async fn commands<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        s: &mut BufReader<S>,
+        tls: bool,
+    ) -> Next {
+        let mut buf = Vec::new();
+        loop {
+            let line = match read_line(s, &mut buf).await {
+                Some(l) => l,
+                None => return Next::Close,
+            };
+            self.record(&line);
+            let upper = line.to_ascii_uppercase();
+            let verb = upper.split_whitespace().next().unwrap_or("").to_string();
+            let reply: String = match verb.as_str() {
+                "EHLO" | "HELO" => {
+                    let step = if tls {
+                        SmtpStep::EhloAfterTls
+                    } else {
+                        SmtpStep::Ehlo
+                    };
+                    if let Some((code, text)) = self.scripted(step) {
+                        format!("{code} {text}\r\n")
+                    } else {
+                        let mut ext = vec![
+                            format!("{HOST} Hello [127.0.0.1]"),
+                            "SIZE 157286400".into(),
+                            "PIPELINING".into(),
+                            "DSN".into(),
+                            "ENHANCEDSTATUSCODES".into(),
+                        ];
+                        if !tls && self.fault != Some(SmtpFault::NoStartTls) {
+                            ext.push("STARTTLS".into());
+                        }
+                        if tls {
+                            ext.push(if self.fault == Some(SmtpFault::NoXoauth2) {
+                                "AUTH LOGIN".into()
+                            } else {
+                                "AUTH LOGIN XOAUTH2".into()
+                            });
+                        }
+                        ext.extend([
+                            "8BITMIME".to_string(),
+                            "BINARYMIME".into(),
+                            "CHUNKING".into(),
+                            "SMTPUTF8".into(),
+                        ]);
+                        let n = ext.len();
+                        ext.iter()
+                            .enumerate()
+                            .map(|(i, e)| {
+                                format!("250{}{e}\r\n", if i + 1 == n { ' ' } else { '-' })
+                            })
+                            .collect()
+                    }
+                }
+                "STARTTLS" if !tls => {
+                    if let Some((code, text)) = self.scripted(SmtpStep::StartTls) {
+                        format!("{code} {text}\r\n")
+                    } else if self.fault == Some(SmtpFault::NoStartTls) {
+                        "500 5.3.3 Unrecognized command 'STARTTLS'\r\n".into()
+                    } else {
+                        if write(s, "220 2.0.0 SMTP server ready\r\n").await.is_err() {
+                            return Next::Close;
+                        }
+                        return Next::StartTls;
+                    }
+                }
+                "AUTH" if !tls => "504 5.7.4 Unrecognized authentication type\r\n".into(),
+                "AUTH" => {
+                    if let Some((code, text)) = self.scripted(SmtpStep::Auth) {
+                        format!("{code} {text}\r\n")
+                    } else {
+                        let mut words = line.split_whitespace().skip(1);
+                        let mech = words.next().unwrap_or("").to_ascii_uppercase();
+                        let initial = words.next().map(str::to_string);
+                        if mech != "XOAUTH2" || self.fault == Some(SmtpFault::NoXoauth2) {
+                            "504 5.7.4 Unrecognized authentication type\r\n".into()
+                        } else {
+                            let blob = match initial {
+                                Some(b) => b,
+                                None => {
+                                    if write(s, "334 \r\n").await.is_err() {
+                                        return Next::Close;
+                                    }
+                                    match read_line(s, &mut buf).await {
+                                        Some(l) => {
+                                            self.record(&l);
+                                            l
+                                        }
+                                        None => return Next::Close,
+                                    }
+                                }
+                            };
+                            self.auth_xoauth2(&blob)
+                        }
+                    }
+                }
+                "MAIL" => {
+                    if let Some((code, text)) = self.scripted(SmtpStep::MailFrom) {
+                        format!("{code} {text}\r\n")
+                    } else {
+                        match &self.user {
+                            None => "530 5.7.57 Client not authenticated to send mail. [SIM01.prod.outlook.office365.com]\r\n".into(),
+                            Some(user) => {
+                                let from = line.split_once(':').map(|x| x.1).unwrap_or("").trim().trim_start_matches('<');
+                                let from = from.split('>').next().unwrap_or("");
+                                if self.fault == Some(SmtpFault::DenyMailFrom) || !from.eq_ignore_ascii_case(user) {
+                                    "554 5.2.252 SendAsDenied; the sender is not allowed to send as this address\r\n".into()
+                                } else {
+                                    "250 2.1.0 Sender OK\r\n".into()
+                                }
+                            }
+                        }
+                    }
+                }
+                "RSET" => "250 2.0.0 Resetting\r\n".into(),
+                "NOOP" => "250 2.0.0 OK\r\n".into(),
+                "QUIT" => {
+                    let _ = write(s, "221 2.0.0 Service closing transmission channel\r\n").await;
+                    return Next::Close;
+                }
+                _ => "500 5.3.3 Unrecognized command\r\n".into(),
+            };
+            if write(s, &reply).await.is_err() || reply.starts_with("421") {
+                return Next::Close;
+            }
+            if !tls
+                && self.fault == Some(SmtpFault::DropAfterEhlo)
+                && (verb == "EHLO" || verb == "HELO")
+            {
+                return Next::Close;
+            }
+        }
+    }
+
+    /// RFC 4954 + the XOAUTH2 format: `user=<mailbox>^Aauth=Bearer <token>^A^A`, base64.
+    fn auth_xoauth2(&mut self, blob: &str) -> String {
+        let rejected = format!("535 5.7.3 Authentication unsuccessful [{HOST}]\r\n");
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(blob.trim()) else {
+            return "501 5.5.2 Cannot decode response\r\n".into();
+        };
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let mut parts = text.split('\x01');
+        let user = parts
+            .next()
+            .and_then(|p| p.strip_prefix("user="))
+            .unwrap_or("")
+            .to_string();
+        let token = parts
+            .next()
+            .and_then(|p| p.strip_prefix("auth=Bearer "))
+            .unwrap_or("")
+            .to_string();
+        if user.is_empty() || !text.ends_with("\x01\x01") {
+            return "501 5.5.124 Invalid XOAUTH2 response\r\n".into();
+        }
+        let Ok(claims) = super::token::verify(&self.shared.signing_key, &token) else {
+            return rejected;
+        };
+        if !super::token::is_exchange_resource(&claims.aud)
+            || !claims.roles.iter().any(|r| r == ROLE_SMTP)
+        {
+            return rejected;
+        }
+        let d = self.shared.directory.lock().expect("sim lock");
+        let Some(mb) = d.mailboxes.get(&user.to_ascii_lowercase()) else {
+            return rejected;
+        };
+        if self.fault == Some(SmtpFault::TenantSmtpAuthDisabled) {
+            return "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.\r\n".into();
+        }
+        if mb.smtp_auth_disabled {
+            return "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox. Visit https://aka.ms/smtp_auth_disabled for more information.\r\n".into();
+        }
+        if !mb.full_access.contains(&claims.appid) {
+            return rejected;
+        }
+        drop(d);
+        self.user = Some(user);
+        self.authed_app = Some(claims.appid);
+        "235 2.7.0 Authentication successful\r\n".into()
+    }
+}
+
+async fn write<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut BufReader<S>,
+    text: &str,
+) -> std::io::Result<()> {
+    let w = s.get_mut();
+    w.write_all(text.as_bytes()).await?;
+    w.flush().await
+}
+
+/// One command line, at most 64 KiB (a long XOAUTH2 blob fits); `None` on close or overflow.
+async fn read_line<S: AsyncBufRead + Unpin>(s: &mut S, buf: &mut Vec<u8>) -> Option<String> {
+    buf.clear();
+    let mut limited = (&mut *s).take(64 * 1024);
+    let n = limited.read_until(b'\n', buf).await.ok()?;
+    if n == 0 || !buf.ends_with(b"\n") {
+        return None;
+    }
+    Some(
+        String::from_utf8_lossy(buf)
+            .trim_end_matches(['\r', '\n'])
+            .to_string(),
+    )
+}

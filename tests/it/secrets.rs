@@ -1,0 +1,132 @@
+//! Secrets and tokens never reach logs or metrics: the real binary runs against the simulator
+//! with a fleet that succeeds and fails, at debug level, in both log formats; everything it
+//! prints and every scrape is searched for the client secrets, the private key and every
+//! access token the simulator issued.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+
+use crate::common::*;
+use crate::fixtures::fleet;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_key_or_token_in_logs_or_metrics() {
+    let w = World::new().await;
+    let f = fleet(&w).await;
+    let config = w.file("fleet.yml", &f.yaml);
+    let mut printed = String::new();
+    let mut scrapes = Vec::new();
+    for format in ["logfmt", "json"] {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let out = w.dir.path().join(format!("{format}.log"));
+        let log = std::fs::File::create(&out).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_smtp-oauth-exporter"))
+            .args([
+                "--config.file",
+                &config,
+                "--web.listen-address",
+                &format!("127.0.0.1:{port}"),
+                "--log.level",
+                "debug",
+                "--log.format",
+                format,
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the agent binary");
+        let url = format!("http://127.0.0.1:{port}/metrics");
+        let start = std::time::Instant::now();
+        // Scrape for a few seconds: every check runs several times, failures included.
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(r) = reqwest::get(&url).await {
+                scrapes.push(r.text().await.unwrap_or_default());
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let status = child.wait().unwrap();
+        assert!(
+            status.success(),
+            "the agent did not stop cleanly on SIGTERM: {status}"
+        );
+        printed += &std::fs::read_to_string(&out).unwrap();
+    }
+    let all_scrapes = scrapes.join("\n");
+    assert!(
+        scrapes.len() >= 10,
+        "expected many scrapes, got {}",
+        scrapes.len()
+    );
+
+    // The run had failures and successes of each kind, so the search below covers error paths.
+    for (target, check) in [("good", "token"), ("ok", "smtp"), ("cert-mb", "smtp")] {
+        assert!(
+            all_scrapes.contains(&format!(
+                "smtp_oauth_check_success{{check=\"{check}\",target=\"{target}\"}} 1"
+            )),
+            "{target}"
+        );
+    }
+    for reason in [
+        "secret_expired",
+        "secret_invalid",
+        "http_error",
+        "auth_rejected",
+        "token_unavailable",
+        "starttls_missing",
+    ] {
+        assert!(
+            all_scrapes.contains(&format!("reason=\"{reason}\"")),
+            "no {reason} in the run"
+        );
+    }
+    assert!(
+        printed.contains("check failed") && printed.contains("check succeeded"),
+        "logs:\n{printed}"
+    );
+    assert!(
+        printed.contains("client secret inline"),
+        "the inline secret is warned about"
+    );
+
+    let tokens = w.sim.issued_tokens();
+    assert!(tokens.len() >= 3, "tokens were issued: {}", tokens.len());
+    let mut needles: Vec<(String, String)> = Vec::new();
+    for s in &f.secrets {
+        needles.push(("client secret".into(), s.clone()));
+    }
+    for line in f.cert.key_pem.lines().filter(|l| !l.starts_with("-----")) {
+        needles.push(("private key line".into(), line.to_string()));
+    }
+    for t in &tokens {
+        needles.push(("access token".into(), t.clone()));
+        // The signature part alone, and the XOAUTH2 blob as it goes on the wire.
+        needles.push((
+            "token signature".into(),
+            t.rsplit('.').next().unwrap().to_string(),
+        ));
+        for user in ["ok@contoso.com", "cert@contoso.com", "denied@contoso.com"] {
+            let blob = base64::engine::general_purpose::STANDARD
+                .encode(format!("user={user}\x01auth=Bearer {t}\x01\x01"));
+            needles.push(("XOAUTH2 blob".into(), blob));
+        }
+    }
+    for (what, needle) in &needles {
+        assert!(
+            !printed.contains(needle.as_str()),
+            "a {what} appears in the log output"
+        );
+        assert!(
+            !all_scrapes.contains(needle.as_str()),
+            "a {what} appears in a metrics scrape"
+        );
+    }
+}
