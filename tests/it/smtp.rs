@@ -42,6 +42,16 @@ fn mailbox(name: &str, app: &str, host: &str, port: u16, extra: &str) -> String 
     format!("  - name: {name}\n    app: {app}\n    address: {name}@contoso.com\n    smtp_host: {host}\n    smtp_port: {port}\n{extra}")
 }
 
+/// (mailbox, fault of its own listener, expected reason, failed phase, reply code, enhanced code)
+type Case = (
+    &'static str,
+    Option<SmtpFault>,
+    &'static str,
+    &'static str,
+    u16,
+    &'static str,
+);
+
 fn reply(at: SmtpStep, code: u16, text: &str) -> Option<SmtpFault> {
     Some(SmtpFault::Reply {
         at,
@@ -54,8 +64,7 @@ fn reply(at: SmtpStep, code: u16, text: &str) -> Option<SmtpFault> {
 async fn every_failure_reason_reaches_the_metrics() {
     let w = world().await;
     let app = client_id(APP);
-    // (mailbox, fault of its own listener, expected reason, failed phase, reply code, enhanced)
-    let cases: Vec<(&str, Option<SmtpFault>, &str, &str, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("timeout", Some(SmtpFault::BannerDelay(Duration::from_secs(60))), "timeout", "banner", 0, ""),
         ("tls-handshake", Some(SmtpFault::StartTlsThenGarbage), "tls_handshake", "tls", 0, ""),
         ("expired-cert", Some(SmtpFault::ExpiredCertificate), "tls_cert_invalid", "tls", 0, ""),
