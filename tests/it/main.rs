@@ -4,6 +4,7 @@
 mod common;
 mod config_errors;
 mod fixtures;
+mod independent;
 mod promtool;
 mod secrets;
 mod smtp;
