@@ -97,8 +97,9 @@ impl Job {
                 });
             }
         }
+        let by_name: HashMap<&str, &Arc<App>> = config.apps.iter().map(|a| (a.name.as_str(), a)).collect();
         for mailbox in &config.mailboxes {
-            let Some(app) = config.apps.iter().find(|a| a.name == mailbox.app) else {
+            let Some(app) = by_name.get(mailbox.app.as_str()).copied() else {
                 continue; // validation guarantees the app exists
             };
             if mailbox.smtp_check.enabled {

@@ -8,7 +8,7 @@ mod raw;
 pub use cloud::Cloud;
 pub use duration::{format_duration, parse_duration, Schedule};
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -329,9 +329,10 @@ impl Validator<'_> {
 
         let mut mailboxes = Vec::new();
         let mut mnames = HashSet::new();
+        let by_name: HashMap<&str, &App> = apps.iter().map(|a| (a.name.as_str(), a)).collect();
         for (i, m) in raw.mailboxes.into_iter().enumerate() {
             let p = format!("mailboxes[{i}]");
-            let mb = self.mailbox(&p, m, &apps, &defaults)?;
+            let mb = self.mailbox(&p, m, &by_name, &defaults)?;
             if !mnames.insert(mb.name.clone()) {
                 return Err(self.err(
                     format!("{p}.name"),
@@ -613,13 +614,14 @@ impl Validator<'_> {
         &self,
         p: &str,
         m: raw::RawMailbox,
-        apps: &[App],
+        apps: &HashMap<&str, &App>,
         defaults: &RawChecks,
     ) -> Result<Mailbox, ConfigError> {
         let name = self.required(&format!("{p}.name"), m.name)?;
         let app_name = self.required(&format!("{p}.app"), m.app)?;
-        let app = apps.iter().find(|a| a.name == app_name).ok_or_else(|| {
-            let known: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+        let app = apps.get(app_name.as_str()).ok_or_else(|| {
+            let mut known: Vec<&str> = apps.keys().copied().collect();
+            known.sort_unstable();
             self.err(
                 format!("{p}.app"),
                 format!(
