@@ -27,8 +27,11 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(run(cli, command)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
+            if command == Command::CheckConfig {
+                eprintln!("error: {e:#}");
+            } else {
+                tracing::error!("{e:#}");
+            }
             std::process::ExitCode::FAILURE
         }
     }

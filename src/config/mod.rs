@@ -601,6 +601,17 @@ impl Validator<'_> {
                 ),
             )
         })?;
+        // A key that does not belong to the certificate would fail every run with AADSTS700027.
+        if !key_matches_certificate(&key, &cert_der) {
+            return Err(self.err(
+                format!("{p}.key_file"),
+                format!(
+                    "the private key in {} does not belong to the certificate in {}",
+                    key_path.display(),
+                    cert_path.display()
+                ),
+            ));
+        }
         Ok(CertificateCredential {
             thumbprint_sha1: sha1::Sha1::digest(&cert_der).into(),
             thumbprint_sha256: sha2::Sha256::digest(&cert_der).into(),
@@ -668,6 +679,26 @@ impl Validator<'_> {
             address,
         })
     }
+}
+
+/// Whether the RSA private key (PKCS#8 or PKCS#1 PEM) is the certificate's key pair.
+fn key_matches_certificate(key_pem: &str, cert_der: &[u8]) -> bool {
+    use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPublicKey};
+    use rsa::pkcs8::DecodePrivateKey;
+    let key = match rsa::RsaPrivateKey::from_pkcs8_pem(key_pem) {
+        Ok(k) => k,
+        Err(_) => match rsa::RsaPrivateKey::from_pkcs1_pem(key_pem) {
+            Ok(k) => k,
+            Err(_) => return false,
+        },
+    };
+    let Ok(public) = key.to_public_key().to_pkcs1_der() else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(cert_der) else {
+        return false;
+    };
+    cert.public_key().subject_public_key.data.as_ref() == public.as_bytes()
 }
 
 /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` with hex digits.
