@@ -1,30 +1,20 @@
 //! HTTP clients for the token endpoint and Graph: rustls with the system roots plus the app's
 //! CA file, no redirects, bounded timeouts, and reply bodies read up to a size limit.
 
-use std::path::Path;
 use std::time::Duration;
 
 /// Largest reply body the agent reads from Entra ID or Graph.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Builds the client an app's requests go through.
-pub fn client(ca_file: Option<&Path>) -> Result<reqwest::Client, String> {
-    let mut b = reqwest::Client::builder()
-        .use_rustls_tls()
+/// Builds the client an app's requests go through, on the given TLS configuration.
+pub fn client(tls: &rustls::ClientConfig) -> Result<reqwest::Client, String> {
+    let b = reqwest::Client::builder()
+        .use_preconfigured_tls(tls.clone())
         // RFC 6749 section 3.2: the token endpoint is called directly; a redirect is an error.
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))
         .user_agent(concat!("smtp-oauth-exporter/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
-        for cert in reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("invalid CA file {}: {e}", path.display()))?
-        {
-            b = b.add_root_certificate(cert);
-        }
-    }
     b.build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }

@@ -30,5 +30,7 @@ pub mod server;
 pub mod sim;
 /// Per-target state kept across runs.
 pub mod state;
+/// TLS client configurations (system roots once, CA files, the dangerous variant).
+pub mod tls;
 /// Build facts.
 pub mod version;

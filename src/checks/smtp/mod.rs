@@ -444,7 +444,7 @@ async fn dialog(
     let tcp = plain.into_inner();
 
     let tls_config = if r.mailbox.tls_insecure_skip_verify {
-        tls::insecure_client_config()
+        crate::tls::insecure_client_config()
     } else {
         ctx.smtp_tls(app)
     };
