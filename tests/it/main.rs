@@ -3,6 +3,4 @@
 
 mod common;
 mod config_errors;
-mod promtool;
-mod secrets;
 mod token;
