@@ -150,7 +150,11 @@ impl FromStr for Schedule {
             ));
         }
         // The cron crate wants seconds first (6 or 7 fields); accept the classic 5-field form too.
-        let expr = if fields == 5 { format!("0 {t}") } else { t.to_string() };
+        let expr = if fields == 5 {
+            format!("0 {t}")
+        } else {
+            t.to_string()
+        };
         let schedule = cron::Schedule::from_str(&expr).map_err(|_| {
             format!("invalid cron expression {text:?}: expected 5 fields \"minute hour day-of-month month day-of-week\" (or 6-7 with seconds first), such as \"*/5 * * * *\"")
         })?;

@@ -210,7 +210,11 @@ impl Config {
                 }
                 // ... and may start with its own copy of the field path.
                 if let Some((head, rest)) = message.split_once(": ") {
-                    if !head.is_empty() && head.chars().all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c)) {
+                    if !head.is_empty()
+                        && head
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_.[]".contains(c))
+                    {
                         message = rest.to_string();
                     }
                 }
@@ -388,7 +392,10 @@ impl Validator<'_> {
     fn url(&self, path: &str, v: Option<String>, default: &str) -> Result<Url, ConfigError> {
         let text = v.unwrap_or_else(|| default.to_string());
         let u = Url::parse(&text).map_err(|e| {
-            self.err(path, format!("invalid URL {text:?}: {e}; expected an absolute URL such as {default}"))
+            self.err(
+                path,
+                format!("invalid URL {text:?}: {e}; expected an absolute URL such as {default}"),
+            )
         })?;
         if u.scheme() != "https" && u.scheme() != "http" {
             return Err(self.err(

@@ -60,7 +60,9 @@ impl World {
     }
 
     pub async fn agent(&self, yaml: &str) -> Agent {
-        Agent::start(self.config(yaml), &ServeOptions::default()).await.expect("start agent")
+        Agent::start(self.config(yaml), &ServeOptions::default())
+            .await
+            .expect("start agent")
     }
 }
 
@@ -89,7 +91,10 @@ pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         if n != name {
             continue;
         }
-        if labels.iter().all(|(k, val)| rest.contains(&format!("{k}=\"{val}\""))) {
+        if labels
+            .iter()
+            .all(|(k, val)| rest.contains(&format!("{k}=\"{val}\"")))
+        {
             return v.parse().ok();
         }
     }
@@ -97,7 +102,12 @@ pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 }
 
 /// Scrapes until `pred` holds on the text, or panics with the last scrape after `limit`.
-pub async fn wait_for(agent: &Agent, limit: Duration, what: &str, pred: impl Fn(&str) -> bool) -> String {
+pub async fn wait_for(
+    agent: &Agent,
+    limit: Duration,
+    what: &str,
+    pred: impl Fn(&str) -> bool,
+) -> String {
     let start = std::time::Instant::now();
     loop {
         let text = scrape(agent).await;
@@ -112,7 +122,13 @@ pub async fn wait_for(agent: &Agent, limit: Duration, what: &str, pred: impl Fn(
 }
 
 /// A secret-credential app block for a config.
-pub fn secret_app(world: &World, name: &str, client: &str, secret_file: &str, extra: &str) -> String {
+pub fn secret_app(
+    world: &World,
+    name: &str,
+    client: &str,
+    secret_file: &str,
+    extra: &str,
+) -> String {
     format!(
         "  - name: {name}\n    tenant: {TENANT}\n    client_id: {client}\n    client_secret_file: {secret_file}\n    {}\n{extra}",
         world.endpoints()

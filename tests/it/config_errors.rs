@@ -12,10 +12,18 @@ fn invalid_config_files_give_their_exact_error() {
     let mut cases: Vec<_> = std::fs::read_dir(dir)
         .expect("testdata dir")
         .map(|e| e.expect("entry").path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("invalid-") && n.ends_with(".yml")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("invalid-") && n.ends_with(".yml"))
+        })
         .collect();
     cases.sort();
-    assert!(cases.len() >= 20, "expected the whole table, found {}", cases.len());
+    assert!(
+        cases.len() >= 20,
+        "expected the whole table, found {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for yml in &cases {
         let expected_path = yml.with_extension("err");
@@ -24,9 +32,15 @@ fn invalid_config_files_give_their_exact_error() {
             .trim_end()
             .to_string();
         match Config::load(yml) {
-            Ok(_) => failures.push(format!("{}: loaded, expected error {expected:?}", yml.display())),
+            Ok(_) => failures.push(format!(
+                "{}: loaded, expected error {expected:?}",
+                yml.display()
+            )),
             Err(e) if e.to_string() == expected => {}
-            Err(e) => failures.push(format!("{}:\n  expected: {expected}\n  actual:   {e}", yml.display())),
+            Err(e) => failures.push(format!(
+                "{}:\n  expected: {expected}\n  actual:   {e}",
+                yml.display()
+            )),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

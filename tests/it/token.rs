@@ -16,14 +16,51 @@ async fn every_scripted_failure_has_its_reason() {
     let now = Utc::now();
     // (app name, fault, expected reason, expected AADSTS label)
     let cases: Vec<(&str, Option<TokenFault>, &str, &str)> = vec![
-        ("scripted-expired", Some(TokenFault::ExpiredSecret), "secret_expired", "7000222"),
-        ("scripted-invalid", Some(TokenFault::InvalidSecret), "secret_invalid", "7000215"),
-        ("scripted-unknown-app", Some(TokenFault::UnknownApp), "app_not_found", "700016"),
-        ("scripted-unknown-tenant", Some(TokenFault::UnknownTenant), "tenant_not_found", "90002"),
+        (
+            "scripted-expired",
+            Some(TokenFault::ExpiredSecret),
+            "secret_expired",
+            "7000222",
+        ),
+        (
+            "scripted-invalid",
+            Some(TokenFault::InvalidSecret),
+            "secret_invalid",
+            "7000215",
+        ),
+        (
+            "scripted-unknown-app",
+            Some(TokenFault::UnknownApp),
+            "app_not_found",
+            "700016",
+        ),
+        (
+            "scripted-unknown-tenant",
+            Some(TokenFault::UnknownTenant),
+            "tenant_not_found",
+            "90002",
+        ),
         ("http-500", Some(TokenFault::ServerError), "http_error", ""),
-        ("slow", Some(TokenFault::Slow(Duration::from_secs(30))), "timeout", ""),
-        ("throttled", Some(TokenFault::TooManyRequests { retry_after_seconds: 120 }), "throttled", ""),
-        ("malformed", Some(TokenFault::MalformedJson), "invalid_response", ""),
+        (
+            "slow",
+            Some(TokenFault::Slow(Duration::from_secs(30))),
+            "timeout",
+            "",
+        ),
+        (
+            "throttled",
+            Some(TokenFault::TooManyRequests {
+                retry_after_seconds: 120,
+            }),
+            "throttled",
+            "",
+        ),
+        (
+            "malformed",
+            Some(TokenFault::MalformedJson),
+            "invalid_response",
+            "",
+        ),
         // The same failures from the directory's data rather than a script:
         ("expired-by-date", None, "secret_expired", "7000222"),
         ("wrong-value", None, "secret_invalid", "7000215"),
@@ -33,12 +70,25 @@ async fn every_scripted_failure_has_its_reason() {
     for (i, (name, fault, _, _)) in cases.iter().enumerate() {
         let id = client_id(100 + i as u32);
         let value = format!("Sec~{name}-value");
-        let end = if *name == "expired-by-date" { now - chrono::Duration::days(1) } else { now + chrono::Duration::days(90) };
+        let end = if *name == "expired-by-date" {
+            now - chrono::Duration::days(1)
+        } else {
+            now + chrono::Duration::days(90)
+        };
         if *name != "not-registered" {
-            w.sim.add_app(SimApp::new(TENANT, &id, name).with_secret(&value, Some(name), now - chrono::Duration::days(100), end));
+            w.sim.add_app(SimApp::new(TENANT, &id, name).with_secret(
+                &value,
+                Some(name),
+                now - chrono::Duration::days(100),
+                end,
+            ));
         }
         w.sim.set_token_fault(&id, fault.clone());
-        let sent = if *name == "wrong-value" { "Sec~someone-pasted-the-secret-id".to_string() } else { value };
+        let sent = if *name == "wrong-value" {
+            "Sec~someone-pasted-the-secret-id".to_string()
+        } else {
+            value
+        };
         let file = w.file(&format!("{name}.secret"), &sent);
         yaml += &secret_app(&w, name, &id, &file, "");
     }
@@ -50,28 +100,66 @@ async fn every_scripted_failure_has_its_reason() {
         w.endpoints()
     );
     let agent = w.agent(&yaml).await;
-    let text = wait_for(&agent, Duration::from_secs(20), "every app to have failed once", |t| {
-        cases.iter().all(|(n, _, _, _)| value(t, "smtp_oauth_check_success", &[("check", "token"), ("target", n)]) == Some(0.0))
-            && value(t, "smtp_oauth_check_success", &[("target", "wrong-tenant")]) == Some(0.0)
-    })
+    let text = wait_for(
+        &agent,
+        Duration::from_secs(20),
+        "every app to have failed once",
+        |t| {
+            cases.iter().all(|(n, _, _, _)| {
+                value(
+                    t,
+                    "smtp_oauth_check_success",
+                    &[("check", "token"), ("target", n)],
+                ) == Some(0.0)
+            }) && value(t, "smtp_oauth_check_success", &[("target", "wrong-tenant")]) == Some(0.0)
+        },
+    )
     .await;
     for (name, _, reason, aadsts) in &cases {
         assert_eq!(
-            value(&text, "smtp_oauth_check_failure_info", &[("check", "token"), ("target", name), ("reason", reason), ("aadsts", aadsts)]),
+            value(
+                &text,
+                "smtp_oauth_check_failure_info",
+                &[
+                    ("check", "token"),
+                    ("target", name),
+                    ("reason", reason),
+                    ("aadsts", aadsts)
+                ]
+            ),
             Some(1.0),
             "{name}: expected reason {reason} aadsts {aadsts:?}\n{text}"
         );
         assert!(
-            value(&text, "smtp_oauth_check_failures_total", &[("target", name), ("reason", reason)]).unwrap_or(0.0) >= 1.0,
+            value(
+                &text,
+                "smtp_oauth_check_failures_total",
+                &[("target", name), ("reason", reason)]
+            )
+            .unwrap_or(0.0)
+                >= 1.0,
             "{name}"
         );
     }
     assert_eq!(
-        value(&text, "smtp_oauth_check_failure_info", &[("target", "wrong-tenant"), ("reason", "tenant_not_found"), ("aadsts", "90002")]),
+        value(
+            &text,
+            "smtp_oauth_check_failure_info",
+            &[
+                ("target", "wrong-tenant"),
+                ("reason", "tenant_not_found"),
+                ("aadsts", "90002")
+            ]
+        ),
         Some(1.0)
     );
     // The slow app failed on time, not after the simulator's 30 seconds.
-    let d = value(&text, "smtp_oauth_check_duration_seconds", &[("target", "slow")]).unwrap();
+    let d = value(
+        &text,
+        "smtp_oauth_check_duration_seconds",
+        &[("target", "slow")],
+    )
+    .unwrap();
     assert!((1.9..5.0).contains(&d), "slow check took {d}s");
     agent.stop().await;
 }
@@ -81,22 +169,57 @@ async fn success_sets_expiry_from_expires_in() {
     let w = World::new().await;
     let now = Utc::now();
     let id = client_id(1);
-    w.sim.add_app(SimApp::new(TENANT, &id, "ok").with_secret("Ok~value-1", None, now, now + chrono::Duration::days(30)));
+    w.sim.add_app(SimApp::new(TENANT, &id, "ok").with_secret(
+        "Ok~value-1",
+        None,
+        now,
+        now + chrono::Duration::days(30),
+    ));
     w.sim.set_token_lifetime(Some(Duration::from_secs(4321)));
     let file = w.file("ok.secret", "Ok~value-1\n");
     let yaml = format!("{HEADER}{}", secret_app(&w, "ok", &id, &file, ""));
     let agent = w.agent(&yaml).await;
     let before = Utc::now().timestamp() as f64;
-    let text = wait_for(&agent, Duration::from_secs(10), "a successful token check", |t| {
-        value(t, "smtp_oauth_check_success", &[("target", "ok")]) == Some(1.0)
-    })
+    let text = wait_for(
+        &agent,
+        Duration::from_secs(10),
+        "a successful token check",
+        |t| value(t, "smtp_oauth_check_success", &[("target", "ok")]) == Some(1.0),
+    )
     .await;
     let after = Utc::now().timestamp() as f64;
-    assert_eq!(value(&text, "smtp_oauth_token_lifetime_seconds", &[("target", "ok"), ("resource", "exchange")]), Some(4321.0));
-    let expiry = value(&text, "smtp_oauth_token_expiry_timestamp_seconds", &[("target", "ok"), ("resource", "exchange")]).unwrap();
-    assert!(expiry >= before + 4321.0 - 2.0 && expiry <= after + 4321.0 + 1.0, "expiry {expiry} not now+4321 ({before}..{after})");
-    assert_eq!(value(&text, "smtp_oauth_token_smtp_role_present", &[("target", "ok")]), Some(1.0));
-    assert!(value(&text, "smtp_oauth_check_last_success_timestamp_seconds", &[("check", "token"), ("target", "ok")]).is_some());
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_token_lifetime_seconds",
+            &[("target", "ok"), ("resource", "exchange")]
+        ),
+        Some(4321.0)
+    );
+    let expiry = value(
+        &text,
+        "smtp_oauth_token_expiry_timestamp_seconds",
+        &[("target", "ok"), ("resource", "exchange")],
+    )
+    .unwrap();
+    assert!(
+        expiry >= before + 4321.0 - 2.0 && expiry <= after + 4321.0 + 1.0,
+        "expiry {expiry} not now+4321 ({before}..{after})"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_token_smtp_role_present",
+            &[("target", "ok")]
+        ),
+        Some(1.0)
+    );
+    assert!(value(
+        &text,
+        "smtp_oauth_check_last_success_timestamp_seconds",
+        &[("check", "token"), ("target", "ok")]
+    )
+    .is_some());
     agent.stop().await;
 }
 
@@ -106,10 +229,16 @@ async fn a_hung_token_endpoint_does_not_delay_another_app() {
     let now = Utc::now();
     let (hung, fine) = (client_id(1), client_id(2));
     for id in [&hung, &fine] {
-        w.sim.add_app(SimApp::new(TENANT, id, "x").with_secret("Sec~same", None, now, now + chrono::Duration::days(30)));
+        w.sim.add_app(SimApp::new(TENANT, id, "x").with_secret(
+            "Sec~same",
+            None,
+            now,
+            now + chrono::Duration::days(30),
+        ));
     }
     // The hung app's endpoint answers after ten minutes; its check times out after 3 seconds.
-    w.sim.set_token_fault(&hung, Some(TokenFault::Slow(Duration::from_secs(600))));
+    w.sim
+        .set_token_fault(&hung, Some(TokenFault::Slow(Duration::from_secs(600))));
     let file = w.file("s.secret", "Sec~same");
     let yaml = format!(
         "scheduler:\n  startup_spread: 100ms\n  max_concurrent_checks: 2\ndefaults:\n  checks:\n    graph: {{ enabled: false }}\napps:\n{}{}",
@@ -120,18 +249,58 @@ async fn a_hung_token_endpoint_does_not_delay_another_app() {
     let started = std::time::Instant::now();
     // While the first hung run is still waiting (it cannot end before 3 s), the other app runs
     // on its one-second schedule.
-    let text = wait_for(&agent, Duration::from_secs(10), "three successful runs of the fine app", |t| {
-        value(t, "smtp_oauth_check_runs_total", &[("target", "fine"), ("result", "success")]).unwrap_or(0.0) >= 3.0
-    })
+    let text = wait_for(
+        &agent,
+        Duration::from_secs(10),
+        "three successful runs of the fine app",
+        |t| {
+            value(
+                t,
+                "smtp_oauth_check_runs_total",
+                &[("target", "fine"), ("result", "success")],
+            )
+            .unwrap_or(0.0)
+                >= 3.0
+        },
+    )
     .await;
-    assert!(started.elapsed() < Duration::from_secs(6), "fine app was held up: {:?}", started.elapsed());
-    assert!(value(&text, "smtp_oauth_check_duration_seconds", &[("target", "fine")]).unwrap() < 1.0);
-    let text = wait_for(&agent, Duration::from_secs(10), "the hung app to time out", |t| {
-        value(t, "smtp_oauth_check_failure_info", &[("target", "hung"), ("reason", "timeout")]) == Some(1.0)
-    })
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "fine app was held up: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        value(
+            &text,
+            "smtp_oauth_check_duration_seconds",
+            &[("target", "fine")]
+        )
+        .unwrap()
+            < 1.0
+    );
+    let text = wait_for(
+        &agent,
+        Duration::from_secs(10),
+        "the hung app to time out",
+        |t| {
+            value(
+                t,
+                "smtp_oauth_check_failure_info",
+                &[("target", "hung"), ("reason", "timeout")],
+            ) == Some(1.0)
+        },
+    )
     .await;
-    let d = value(&text, "smtp_oauth_check_duration_seconds", &[("target", "hung")]).unwrap();
-    assert!((2.9..4.5).contains(&d), "hung check should end at its 3s timeout, took {d}");
+    let d = value(
+        &text,
+        "smtp_oauth_check_duration_seconds",
+        &[("target", "hung")],
+    )
+    .unwrap();
+    assert!(
+        (2.9..4.5).contains(&d),
+        "hung check should end at its 3s timeout, took {d}"
+    );
     agent.stop().await;
 }
 
@@ -143,7 +312,13 @@ async fn certificate_credentials_work_with_ps256_and_rs256() {
     let other = app_certificate("not-registered");
     let (ps, rs, wrong) = (client_id(1), client_id(2), client_id(3));
     for id in [&ps, &rs, &wrong] {
-        w.sim.add_app(SimApp::new(TENANT, id, "cert").with_certificate(cert.cert_der.clone(), None, now, now + chrono::Duration::days(30)));
+        w.sim
+            .add_app(SimApp::new(TENANT, id, "cert").with_certificate(
+                cert.cert_der.clone(),
+                None,
+                now,
+                now + chrono::Duration::days(30),
+            ));
     }
     let crt = w.file("app.crt", &cert.cert_pem);
     let key = w.file("app.key", &cert.key_pem);
@@ -163,19 +338,58 @@ async fn certificate_credentials_work_with_ps256_and_rs256() {
         app("unknown-cert", &wrong, &other_crt, &other_key, "PS256"),
     );
     let agent = w.agent(&yaml).await;
-    let text = wait_for(&agent, Duration::from_secs(10), "all three certificate apps to run twice", |t| {
-        ["ps256", "rs256", "unknown-cert"].iter().all(|n| {
-            let s = value(t, "smtp_oauth_check_runs_total", &[("target", n), ("result", "success")]).unwrap_or(0.0);
-            let f = value(t, "smtp_oauth_check_runs_total", &[("target", n), ("result", "failure")]).unwrap_or(0.0);
-            s + f >= 2.0
-        })
-    })
+    let text = wait_for(
+        &agent,
+        Duration::from_secs(10),
+        "all three certificate apps to run twice",
+        |t| {
+            ["ps256", "rs256", "unknown-cert"].iter().all(|n| {
+                let s = value(
+                    t,
+                    "smtp_oauth_check_runs_total",
+                    &[("target", n), ("result", "success")],
+                )
+                .unwrap_or(0.0);
+                let f = value(
+                    t,
+                    "smtp_oauth_check_runs_total",
+                    &[("target", n), ("result", "failure")],
+                )
+                .unwrap_or(0.0);
+                s + f >= 2.0
+            })
+        },
+    )
     .await;
     // Two runs each: the second assertion carries a fresh jti (a replay would be refused).
-    assert_eq!(value(&text, "smtp_oauth_check_runs_total", &[("target", "ps256"), ("result", "failure")]), Some(0.0), "{text}");
-    assert_eq!(value(&text, "smtp_oauth_check_runs_total", &[("target", "rs256"), ("result", "failure")]), Some(0.0), "{text}");
     assert_eq!(
-        value(&text, "smtp_oauth_check_failure_info", &[("target", "unknown-cert"), ("reason", "assertion_invalid"), ("aadsts", "700027")]),
+        value(
+            &text,
+            "smtp_oauth_check_runs_total",
+            &[("target", "ps256"), ("result", "failure")]
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_check_runs_total",
+            &[("target", "rs256"), ("result", "failure")]
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_check_failure_info",
+            &[
+                ("target", "unknown-cert"),
+                ("reason", "assertion_invalid"),
+                ("aadsts", "700027")
+            ]
+        ),
         Some(1.0)
     );
     agent.stop().await;
