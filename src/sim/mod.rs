@@ -1,7 +1,9 @@
 //! A Microsoft 365 simulator on loopback, for the demo and the tests: an Entra ID token endpoint
-//! (HTTPS) that issues JWT-shaped tokens and can be scripted to fail.
+//! (HTTPS) that issues JWT-shaped tokens and a Microsoft Graph endpoint that serves app
+//! registrations, both scriptable to fail.
 //! The directory (tenants, apps, credentials, mailboxes) lives in [`Directory`].
 
+mod graph;
 mod https;
 pub mod tls;
 mod token;
@@ -27,6 +29,8 @@ pub struct SimSecret {
     pub key_id: String,
     pub display_name: Option<String>,
     pub value: String,
+    /// What Graph shows of the value: its first three characters.
+    pub hint: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
 }
@@ -37,6 +41,9 @@ pub struct SimCertificate {
     pub key_id: String,
     pub display_name: Option<String>,
     pub der: Vec<u8>,
+    /// Graph's `customKeyIdentifier` as served; `None` serves what Graph does: the base64 of the
+    /// certificate's SHA-1 thumbprint. Tests set other spellings (such as hex) here.
+    pub custom_key_identifier: Option<String>,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
 }
@@ -82,6 +89,7 @@ impl SimApp {
             key_id: uuid::Uuid::new_v4().to_string(),
             display_name: display_name.map(str::to_string),
             value: value.into(),
+            hint: value.chars().take(3).collect(),
             start,
             end,
         });
@@ -99,9 +107,16 @@ impl SimApp {
             key_id: uuid::Uuid::new_v4().to_string(),
             display_name: display_name.map(str::to_string),
             der,
+            custom_key_identifier: None,
             start,
             end,
         });
+        self
+    }
+
+    /// Adds a consented Microsoft Graph application role (such as `Application.Read.All`).
+    pub fn with_graph_role(mut self, role: &str) -> Self {
+        self.graph_roles.push(role.into());
         self
     }
 }
@@ -144,6 +159,25 @@ pub enum TokenFault {
     MalformedJson,
 }
 
+/// A scripted failure of the Graph endpoint for the app registration it is asked about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GraphFault {
+    /// HTTP 403 `Authorization_RequestDenied`, whatever the token's roles.
+    Forbidden,
+    /// HTTP 404 `Request_ResourceNotFound`, as for a deleted app registration.
+    NotFound,
+    /// HTTP 429 with `Retry-After`.
+    TooManyRequests { retry_after_seconds: u64 },
+    /// HTTP 503 with `Retry-After`.
+    Unavailable { retry_after_seconds: u64 },
+    /// HTTP 500 `generalException`.
+    ServerError,
+    /// HTTP 200 with a body that is not JSON.
+    MalformedJson,
+    /// Answer only after this long.
+    Slow(Duration),
+}
+
 /// Everything the simulator knows and records.
 #[derive(Default)]
 pub struct Directory {
@@ -155,6 +189,10 @@ pub struct Directory {
     pub token_lifetime: Option<Duration>,
     /// Token requests received per client ID.
     pub token_requests: HashMap<String, u64>,
+    /// Scripted Graph failures, by the client ID (appId) of the app registration asked about.
+    pub graph_faults: HashMap<String, GraphFault>,
+    /// Graph requests received, by the client ID (appId) of the app registration asked about.
+    pub graph_requests: HashMap<String, u64>,
     /// Every access token issued (tests assert none leaks).
     pub issued_tokens: Vec<String>,
     /// `jti` values of accepted client assertions (replays are refused).
@@ -270,6 +308,28 @@ impl Simulator {
             .lock()
             .expect("sim lock")
             .token_requests
+            .get(client_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Scripts (or with `None` clears) a Graph failure for the app registration with this
+    /// client ID (whoever asks about it).
+    pub fn set_graph_fault(&self, client_id: &str, fault: Option<GraphFault>) {
+        let mut d = self.directory.lock().expect("sim lock");
+        match fault {
+            Some(f) => d.graph_faults.insert(client_id.into(), f),
+            None => d.graph_faults.remove(client_id),
+        };
+    }
+
+    /// Graph requests received so far about the app registration with this client ID
+    /// (from the app itself or from a reader app), faults included.
+    pub fn graph_requests(&self, client_id: &str) -> u64 {
+        self.directory
+            .lock()
+            .expect("sim lock")
+            .graph_requests
             .get(client_id)
             .copied()
             .unwrap_or(0)
