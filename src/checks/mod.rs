@@ -1,6 +1,7 @@
 //! The check kinds, one module each behind one signature, and the typed report every run returns.
 //! Checks never touch metrics or HTTP serving: they return a [`Report`] and the caller decides.
 
+pub mod graph;
 pub mod token;
 
 use std::collections::HashMap;
@@ -19,14 +20,17 @@ use crate::config::{App, CheckSettings, Config, Mailbox};
 pub enum CheckKind {
     /// Client-credentials token for SMTP from Entra ID (per app).
     Token,
+    /// Expiry of the app's secrets and certificates, read from Microsoft Graph (per app).
+    Graph,
 }
 
 impl CheckKind {
-    pub const ALL: [CheckKind; 1] = [CheckKind::Token];
+    pub const ALL: [CheckKind; 2] = [CheckKind::Token, CheckKind::Graph];
 
     pub fn as_str(self) -> &'static str {
         match self {
             CheckKind::Token => "token",
+            CheckKind::Graph => "graph",
         }
     }
 }
@@ -92,6 +96,13 @@ impl Job {
                     settings: app.token_check.clone(),
                 });
             }
+            if app.graph_check.enabled {
+                jobs.push(Job {
+                    kind: CheckKind::Graph,
+                    target: Target::App(app.clone()),
+                    settings: app.graph_check.clone(),
+                });
+            }
         }
         jobs
     }
@@ -103,21 +114,29 @@ pub struct JobKey {
     pub target: String,
 }
 
-/// What checks share: the token cache and one HTTP client per app.
+/// What checks share: the token cache, one HTTP client per app, and the apps by name.
 pub struct Context {
     pub tokens: Arc<TokenCache>,
     http: HashMap<String, reqwest::Client>,
+    apps: HashMap<String, Arc<App>>,
 }
 
 impl Context {
     pub fn new(config: &Config, tokens: Arc<TokenCache>) -> Result<Self, String> {
         let mut http = HashMap::new();
+        let mut apps = HashMap::new();
         for app in &config.apps {
             let c = crate::http_client::client(app.ca_file.as_deref())
                 .map_err(|e| format!("app {:?}: {e}", app.name))?;
             http.insert(app.name.clone(), c);
+            apps.insert(app.name.clone(), app.clone());
         }
-        Ok(Self { tokens, http })
+        Ok(Self { tokens, http, apps })
+    }
+
+    /// A configured app by name (such as another app's `graph_reader`).
+    pub fn app_by_name(&self, name: &str) -> Option<&Arc<App>> {
+        self.apps.get(name)
     }
 
     /// The HTTP client of an app (built from its CA file).
@@ -168,6 +187,7 @@ impl Failure {
 pub enum Details {
     None,
     Token(token::TokenDetails),
+    Graph(graph::GraphDetails),
 }
 
 /// What a check module returns.
@@ -228,6 +248,7 @@ pub async fn run(job: &Job, ctx: &Context) -> Report {
     let work = async {
         match job.kind {
             CheckKind::Token => token::run(&job.target, ctx, deadline).await,
+            CheckKind::Graph => graph::run(&job.target, ctx, deadline).await,
         }
     };
     // Each check respects the deadline itself (so it can say which step was slow); this is the
