@@ -154,6 +154,11 @@ pub async fn handle(
     let fault = {
         let mut d = state.directory.lock().expect("sim lock");
         *d.graph_requests.entry(app_id.clone()).or_default() += 1;
+        let times = d.graph_request_times.entry(app_id.clone()).or_default();
+        if times.len() == super::GRAPH_TIMES_KEPT {
+            times.pop_front();
+        }
+        times.push_back(tokio::time::Instant::now());
         d.graph_faults.get(&app_id).cloned()
     };
     match fault {

@@ -8,7 +8,7 @@ mod https;
 pub mod tls;
 mod token;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -159,6 +159,9 @@ pub enum TokenFault {
     MalformedJson,
 }
 
+/// How many Graph request times the simulator keeps per app.
+pub const GRAPH_TIMES_KEPT: usize = 64;
+
 /// A scripted failure of the Graph endpoint for the app registration it is asked about.
 #[derive(Debug, Clone, PartialEq)]
 pub enum GraphFault {
@@ -193,6 +196,9 @@ pub struct Directory {
     pub graph_faults: HashMap<String, GraphFault>,
     /// Graph requests received, by the client ID (appId) of the app registration asked about.
     pub graph_requests: HashMap<String, u64>,
+    /// When the last [`GRAPH_TIMES_KEPT`] of them arrived, on tokio's clock (so a test with a
+    /// paused clock sees its virtual time).
+    pub graph_request_times: HashMap<String, VecDeque<tokio::time::Instant>>,
     /// Every access token issued (tests assert none leaks).
     pub issued_tokens: Vec<String>,
     /// `jti` values of accepted client assertions (replays are refused).
@@ -333,6 +339,18 @@ impl Simulator {
             .get(client_id)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// When the last Graph requests about this client ID's app registration arrived, oldest
+    /// first, on tokio's clock.
+    pub fn graph_request_times(&self, client_id: &str) -> Vec<tokio::time::Instant> {
+        self.directory
+            .lock()
+            .expect("sim lock")
+            .graph_request_times
+            .get(client_id)
+            .map(|t| t.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     pub fn issued_tokens(&self) -> Vec<String> {
