@@ -3,4 +3,5 @@
 
 mod common;
 mod config_errors;
+mod graph;
 mod token;
