@@ -45,6 +45,7 @@ pub enum GraphReason {
 }
 
 impl GraphReason {
+    /// Every reason, for documentation and tests.
     pub const ALL: [GraphReason; 7] = [
         GraphReason::PermissionMissing,
         GraphReason::AppNotFound,
@@ -55,6 +56,7 @@ impl GraphReason {
         GraphReason::TokenUnavailable,
     ];
 
+    /// The `reason` label value.
     pub fn as_str(self) -> &'static str {
         match self {
             GraphReason::PermissionMissing => "graph_permission_missing",
@@ -98,10 +100,13 @@ impl CredentialType {
 pub struct CredentialInfo {
     /// Graph's `keyId`: the identity of the credential (display names repeat).
     pub key_id: String,
+    /// Secret or certificate: the `type` label.
     pub kind: CredentialType,
     /// As Graph gives it: unsanitised, may be missing.
     pub display_name: Option<String>,
+    /// Graph's `startDateTime`.
     pub start: Option<DateTime<Utc>>,
+    /// Graph's `endDateTime`: when the credential expires.
     pub end: Option<DateTime<Utc>>,
     /// Whether this is (one of) the credential(s) the agent's configured credential matches.
     pub in_use: bool,
@@ -790,6 +795,91 @@ mod tests {
         assert_eq!(u, format!("https://127.0.0.1:8443{q}"));
         // The token's audience stays the cloud's Graph resource.
         assert_eq!(scope, "https://graph.microsoft.us/.default");
+    }
+
+    fn reply(status: u16, headers: &[(&str, &str)], body: &str) -> BoundedResponse {
+        let mut h = http::HeaderMap::new();
+        for (k, v) in headers {
+            h.insert(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        BoundedResponse {
+            status,
+            headers: h,
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn error_replies_map_to_reasons_and_waits() {
+        let yaml = format!("apps:\n  - name: a\n    tenant: contoso.onmicrosoft.com\n    client_id: {CLIENT}\n    client_secret: x\n");
+        let config = Config::from_yaml(&yaml, "t.yml", std::path::Path::new(".")).unwrap();
+        let app = &config.apps[0];
+        let graph_error = |code: &str| {
+            json!({"error": {"code": code, "message": "Insufficient privileges to complete the operation.",
+                             "innerError": {"date": "2026-01-01T00:00:00", "request-id": "req-1", "client-request-id": "cli-1"}}})
+            .to_string()
+        };
+        let run = |r: BoundedResponse| {
+            let o = error_reply(
+                app,
+                "reader",
+                "https://graph.example/x",
+                &r,
+                GraphDetails::default(),
+            );
+            let f = o.failure.expect("a failure");
+            (f.reason, o.retry_after, f)
+        };
+
+        let (reason, wait, f) = run(reply(403, &[], &graph_error("Authorization_RequestDenied")));
+        assert_eq!((reason, wait), ("graph_permission_missing", None));
+        assert_eq!(f.trace_id.as_deref(), Some("req-1"));
+        assert_eq!(f.correlation_id.as_deref(), Some("cli-1"));
+        assert!(
+            f.message.contains("Authorization_RequestDenied") && f.message.contains("req-1"),
+            "{}",
+            f.message
+        );
+        assert!(f.message.contains("Application.Read.All") && f.message.contains("\"reader\""));
+        assert_eq!(f.aadsts, None);
+
+        let (reason, ..) = run(reply(404, &[], &graph_error("Request_ResourceNotFound")));
+        assert_eq!(reason, "app_not_found");
+        // The same statuses from something that is not Graph (a proxy, a wrong graph_url).
+        assert_eq!(
+            run(reply(404, &[], "{\"error\":\"not_found\"}")).0,
+            "http_error"
+        );
+        assert_eq!(
+            run(reply(403, &[], "<html>Forbidden</html>")).0,
+            "http_error"
+        );
+
+        let (reason, wait, _) = run(reply(
+            429,
+            &[("retry-after", "30")],
+            &graph_error("TooManyRequests"),
+        ));
+        assert_eq!((reason, wait), ("throttled", Some(Duration::from_secs(30))));
+        // No Retry-After on a 429: still no tight loop.
+        let (reason, wait, _) = run(reply(429, &[], ""));
+        assert_eq!((reason, wait), ("throttled", Some(DEFAULT_THROTTLE_WAIT)));
+        let (reason, wait, _) = run(reply(
+            503,
+            &[("retry-after", "7")],
+            &graph_error("serviceNotAvailable"),
+        ));
+        assert_eq!((reason, wait), ("http_error", Some(Duration::from_secs(7))));
+        let (reason, wait, f) = run(reply(500, &[("request-id", "hdr-9")], "oops\u{1b}[31m"));
+        assert_eq!((reason, wait), ("http_error", None));
+        assert!(
+            f.message.contains("hdr-9") && !f.message.contains('\u{1b}'),
+            "{}",
+            f.message
+        );
     }
 
     #[test]

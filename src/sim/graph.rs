@@ -124,6 +124,8 @@ fn application_json(app: &SimApp) -> Map<String, Value> {
     m
 }
 
+/// Answers `GET /v1.0/{object}`: scripted fault first, then the bearer token (signature,
+/// expiry, Graph audience, a read role), then the app registration in the token's tenant.
 pub async fn handle(
     state: &HttpsState,
     object: &str,
