@@ -4,7 +4,7 @@
 use chrono::{Duration as Days, Utc};
 
 use crate::config::Config;
-use crate::sim::{app_certificate, SimApp, Simulator};
+use crate::sim::{app_certificate, SimApp, Simulator, ROLE_APPLICATION_READ_ALL};
 
 /// A running demo: the simulator and the configuration for the agent.
 pub struct Demo {
@@ -27,17 +27,36 @@ impl Demo {
         let now = Utc::now();
         sim.add_tenant(TENANT, &["contoso.onmicrosoft.com"]);
 
-        // Healthy app with a client secret.
+        // Healthy app with a client secret that expires in 20 days, an older secret that is not
+        // the one in use (it expires sooner: only the in-use series tells them apart) and a
+        // certificate. It may read app registrations in Graph, its own and those of the apps
+        // that name it as graph_reader.
         let billing_secret = "Bq8~demo-billing-secret-value-0001";
+        let billing_cert = app_certificate("billing.contoso.example");
         sim.add_app(
-            SimApp::new(TENANT, BILLING, "Billing (ERP invoices)").with_secret(
-                billing_secret,
-                Some("erp-2025"),
-                now - Days::days(700),
-                now + Days::days(20),
-            ),
+            SimApp::new(TENANT, BILLING, "Billing (ERP invoices)")
+                .with_secret(
+                    billing_secret,
+                    Some("erp-2025"),
+                    now - Days::days(700),
+                    now + Days::days(20),
+                )
+                .with_secret(
+                    "Wn2~demo-billing-old-secret-0000",
+                    Some("erp-2024"),
+                    now - Days::days(725),
+                    now + Days::days(5),
+                )
+                .with_certificate(
+                    billing_cert.cert_der,
+                    Some("CN=billing.contoso.example"),
+                    now - Days::days(30),
+                    now + Days::days(335),
+                )
+                .with_graph_role(ROLE_APPLICATION_READ_ALL),
         );
-        // Healthy app with a certificate credential.
+        // Healthy app with a certificate credential, but no Graph permission and no reader:
+        // its Graph check fails with graph_permission_missing.
         let cert = app_certificate("scanner.contoso.example");
         sim.add_app(
             SimApp::new(TENANT, SCANNER, "Scan to mail").with_certificate(
@@ -110,6 +129,8 @@ apps:
     login_url: {base}
     graph_url: {base}
     ca_file: {ca}
+    # Graph, read with billing's token, shows why the token fails: the secret in use expired.
+    graph_reader: billing
   - name: dms
     tenant: {TENANT}
     client_id: {TYPO}
@@ -117,6 +138,8 @@ apps:
     login_url: {base}
     graph_url: {base}
     ca_file: {ca}
+    # Graph shows that the configured secret is none of the app's (in_use_found 0).
+    graph_reader: billing
 mailboxes:
   - name: invoices
     app: billing

@@ -172,6 +172,7 @@ fn write_details(f: &mut Families, target: &str, details: &Details) {
     match details {
         Details::None => {}
         Details::Smtp(d) => write_smtp(f, target, d),
+        Details::Graph(d) => write_graph(f, target, d),
         Details::Token(d) => {
             let l = [("target", target), ("resource", d.resource.as_str())];
             if let Some(t) = d.expires_at {
@@ -328,4 +329,80 @@ fn write_smtp(f: &mut Families, target: &str, d: &crate::checks::smtp::SmtpDetai
             );
         }
     }
+}
+
+/// A label value from Graph data (a display name): no control characters, at most 128 characters.
+fn graph_label(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(128)
+        .collect()
+}
+
+/// The app registration's credentials, keyed by `key_id` (display names repeat), and the one
+/// the agent uses. Nothing is written when the run did not read the registration.
+fn write_graph(f: &mut Families, target: &str, d: &crate::checks::graph::GraphDetails) {
+    let Some(reg) = &d.registration else { return };
+    for c in &reg.credentials {
+        let key_id = graph_label(&c.key_id);
+        let name = graph_label(c.display_name.as_deref().unwrap_or(""));
+        let l = [
+            ("target", target),
+            ("key_id", key_id.as_str()),
+            ("type", c.kind.as_str()),
+            ("display_name", name.as_str()),
+        ];
+        if let Some(t) = c.end {
+            f.gauge(
+                "credential_expiry_timestamp_seconds",
+                "When a secret or certificate of the app registration expires (Graph endDateTime).",
+                &l,
+                ts(t),
+            );
+        }
+        if let Some(t) = c.start {
+            f.gauge(
+                "credential_start_timestamp_seconds",
+                "When a secret or certificate of the app registration becomes valid (Graph startDateTime).",
+                &l,
+                ts(t),
+            );
+        }
+        f.gauge(
+            "credential_in_use",
+            "Whether this credential matches the one the agent signs in with (secret hint or certificate thumbprint); several are 1 when ambiguous.",
+            &l,
+            b(c.in_use),
+        );
+    }
+    if let Some(t) = reg.earliest_expiry {
+        f.gauge(
+            "app_credential_earliest_expiry_timestamp_seconds",
+            "The earliest expiry among all secrets and certificates of the app registration, expired ones included.",
+            &[("target", target)],
+            ts(t),
+        );
+    }
+    if let Some(c) = reg.in_use() {
+        if let Some(t) = c.end {
+            f.gauge(
+                "credential_in_use_expiry_timestamp_seconds",
+                "When the credential the agent signs in with expires; only when exactly one credential matches.",
+                &[("target", target), ("type", c.kind.as_str())],
+                ts(t),
+            );
+        }
+    }
+    f.gauge(
+        "credential_in_use_ambiguous",
+        "1 when several credentials match the agent's own (secrets sharing the first three characters), so none is picked.",
+        &[("target", target)],
+        b(reg.hint_ambiguous),
+    );
+    f.gauge(
+        "credential_in_use_found",
+        "Whether any credential of the app registration matches the one the agent signs in with (0: the configured secret or certificate is not on the app).",
+        &[("target", target)],
+        b(reg.in_use_matches > 0),
+    );
 }

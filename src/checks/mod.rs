@@ -1,6 +1,7 @@
 //! The check kinds, one module each behind one signature, and the typed report every run returns.
 //! Checks never touch metrics or HTTP serving: they return a [`Report`] and the caller decides.
 
+pub mod graph;
 pub mod smtp;
 pub mod token;
 
@@ -22,15 +23,18 @@ pub enum CheckKind {
     Token,
     /// Authenticated SMTP handshake: STARTTLS + AUTH XOAUTH2 (per mailbox).
     Smtp,
+    /// Expiry of the app's secrets and certificates, read from Microsoft Graph (per app).
+    Graph,
 }
 
 impl CheckKind {
-    pub const ALL: [CheckKind; 2] = [CheckKind::Token, CheckKind::Smtp];
+    pub const ALL: [CheckKind; 3] = [CheckKind::Token, CheckKind::Smtp, CheckKind::Graph];
 
     pub fn as_str(self) -> &'static str {
         match self {
             CheckKind::Token => "token",
             CheckKind::Smtp => "smtp",
+            CheckKind::Graph => "graph",
         }
     }
 }
@@ -96,6 +100,13 @@ impl Job {
                     settings: app.token_check.clone(),
                 });
             }
+            if app.graph_check.enabled {
+                jobs.push(Job {
+                    kind: CheckKind::Graph,
+                    target: Target::App(app.clone()),
+                    settings: app.graph_check.clone(),
+                });
+            }
         }
         let by_name: HashMap<&str, &Arc<App>> =
             config.apps.iter().map(|a| (a.name.as_str(), a)).collect();
@@ -124,10 +135,11 @@ pub struct JobKey {
     pub target: String,
 }
 
-/// What checks share: the token cache and one HTTP client per app.
+/// What checks share: the token cache, one HTTP client per app, and the apps by name.
 pub struct Context {
     pub tokens: Arc<TokenCache>,
     clients: HashMap<String, AppClients>,
+    apps: HashMap<String, Arc<App>>,
 }
 
 /// Per-app network set-up, built once (loading CA roots per run would cost 10,000 mailboxes dear).
@@ -161,13 +173,27 @@ impl Context {
             };
             clients.insert(app.name.clone(), shared);
         }
-        Ok(Self { tokens, clients })
+        let apps = config
+            .apps
+            .iter()
+            .map(|a| (a.name.clone(), a.clone()))
+            .collect();
+        Ok(Self {
+            tokens,
+            clients,
+            apps,
+        })
     }
 
     fn clients(&self, app: &App) -> &AppClients {
         self.clients
             .get(&app.name)
             .expect("every configured app has its clients")
+    }
+
+    /// A configured app by name (such as another app's `graph_reader`).
+    pub fn app_by_name(&self, name: &str) -> Option<&Arc<App>> {
+        self.apps.get(name)
     }
 
     /// The HTTP client of an app (built from its CA file).
@@ -222,6 +248,7 @@ pub enum Details {
     None,
     Token(token::TokenDetails),
     Smtp(smtp::SmtpDetails),
+    Graph(graph::GraphDetails),
 }
 
 /// What a check module returns.
@@ -283,6 +310,7 @@ pub async fn run(job: &Job, ctx: &Context) -> Report {
         match job.kind {
             CheckKind::Token => token::run(&job.target, ctx, deadline).await,
             CheckKind::Smtp => smtp::run(&job.target, ctx, deadline).await,
+            CheckKind::Graph => graph::run(&job.target, ctx, deadline).await,
         }
     };
     // Each check respects the deadline itself (so it can say which step was slow); this is the

@@ -59,6 +59,9 @@ async fn route(state: HttpsState, req: Request<Incoming>) -> Result<SimResponse,
                 .to_string();
             super::token::handle(&state, tenant, &host, &path, &body).await
         }
+        ("GET", ["v1.0", object]) if object.starts_with("applications(") => {
+            super::graph::handle(&state, object, parts.uri.query(), &parts.headers).await
+        }
         _ => respond(
             StatusCode::NOT_FOUND,
             "application/json",

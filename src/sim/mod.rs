@@ -1,14 +1,15 @@
 //! A Microsoft 365 simulator on loopback, for the demo and the tests: an Entra ID token endpoint
-//! (HTTPS) that issues JWT-shaped tokens, and Exchange SMTP submission with STARTTLS and XOAUTH2,
-//! each scriptable to fail.
+//! (HTTPS) that issues JWT-shaped tokens, a Microsoft Graph endpoint that serves app
+//! registrations, and Exchange SMTP submission with STARTTLS and XOAUTH2, each scriptable to fail.
 //! The directory (tenants, apps, credentials, mailboxes) lives in [`Directory`].
 
+mod graph;
 mod https;
 pub mod smtp;
 pub mod tls;
 mod token;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -29,6 +30,8 @@ pub struct SimSecret {
     pub key_id: String,
     pub display_name: Option<String>,
     pub value: String,
+    /// What Graph shows of the value: its first three characters.
+    pub hint: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
 }
@@ -39,6 +42,9 @@ pub struct SimCertificate {
     pub key_id: String,
     pub display_name: Option<String>,
     pub der: Vec<u8>,
+    /// Graph's `customKeyIdentifier` as served; `None` serves what Graph does: the base64 of the
+    /// certificate's SHA-1 thumbprint. Tests set other spellings (such as hex) here.
+    pub custom_key_identifier: Option<String>,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
 }
@@ -84,6 +90,7 @@ impl SimApp {
             key_id: uuid::Uuid::new_v4().to_string(),
             display_name: display_name.map(str::to_string),
             value: value.into(),
+            hint: value.chars().take(3).collect(),
             start,
             end,
         });
@@ -101,9 +108,16 @@ impl SimApp {
             key_id: uuid::Uuid::new_v4().to_string(),
             display_name: display_name.map(str::to_string),
             der,
+            custom_key_identifier: None,
             start,
             end,
         });
+        self
+    }
+
+    /// Adds a consented Microsoft Graph application role (such as `Application.Read.All`).
+    pub fn with_graph_role(mut self, role: &str) -> Self {
+        self.graph_roles.push(role.into());
         self
     }
 }
@@ -146,6 +160,28 @@ pub enum TokenFault {
     MalformedJson,
 }
 
+/// How many Graph request times the simulator keeps per app.
+pub const GRAPH_TIMES_KEPT: usize = 64;
+
+/// A scripted failure of the Graph endpoint for the app registration it is asked about.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GraphFault {
+    /// HTTP 403 `Authorization_RequestDenied`, whatever the token's roles.
+    Forbidden,
+    /// HTTP 404 `Request_ResourceNotFound`, as for a deleted app registration.
+    NotFound,
+    /// HTTP 429 with `Retry-After`.
+    TooManyRequests { retry_after_seconds: u64 },
+    /// HTTP 503 with `Retry-After`.
+    Unavailable { retry_after_seconds: u64 },
+    /// HTTP 500 `generalException`.
+    ServerError,
+    /// HTTP 200 with a body that is not JSON.
+    MalformedJson,
+    /// Answer only after this long.
+    Slow(Duration),
+}
+
 /// Everything the simulator knows and records.
 #[derive(Default)]
 pub struct Directory {
@@ -157,6 +193,13 @@ pub struct Directory {
     pub token_lifetime: Option<Duration>,
     /// Token requests received per client ID.
     pub token_requests: HashMap<String, u64>,
+    /// Scripted Graph failures, by the client ID (appId) of the app registration asked about.
+    pub graph_faults: HashMap<String, GraphFault>,
+    /// Graph requests received, by the client ID (appId) of the app registration asked about.
+    pub graph_requests: HashMap<String, u64>,
+    /// When the last [`GRAPH_TIMES_KEPT`] of them arrived, on tokio's clock (so a test with a
+    /// paused clock sees its virtual time).
+    pub graph_request_times: HashMap<String, VecDeque<tokio::time::Instant>>,
     /// Every access token issued (tests assert none leaks).
     pub issued_tokens: Vec<String>,
     /// `jti` values of accepted client assertions (replays are refused).
@@ -343,6 +386,40 @@ impl Simulator {
             .get(client_id)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// Scripts (or with `None` clears) a Graph failure for the app registration with this
+    /// client ID (whoever asks about it).
+    pub fn set_graph_fault(&self, client_id: &str, fault: Option<GraphFault>) {
+        let mut d = self.directory.lock().expect("sim lock");
+        match fault {
+            Some(f) => d.graph_faults.insert(client_id.into(), f),
+            None => d.graph_faults.remove(client_id),
+        };
+    }
+
+    /// Graph requests received so far about the app registration with this client ID
+    /// (from the app itself or from a reader app), faults included.
+    pub fn graph_requests(&self, client_id: &str) -> u64 {
+        self.directory
+            .lock()
+            .expect("sim lock")
+            .graph_requests
+            .get(client_id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// When the last Graph requests about this client ID's app registration arrived, oldest
+    /// first, on tokio's clock.
+    pub fn graph_request_times(&self, client_id: &str) -> Vec<tokio::time::Instant> {
+        self.directory
+            .lock()
+            .expect("sim lock")
+            .graph_request_times
+            .get(client_id)
+            .map(|t| t.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     pub fn issued_tokens(&self) -> Vec<String> {

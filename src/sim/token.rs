@@ -69,7 +69,7 @@ const EXCHANGE_RESOURCES: [&str; 4] = [
     "https://outlook-dod.office365.us",
     "https://partner.outlook.cn",
 ];
-const GRAPH_RESOURCES: [&str; 4] = [
+pub(super) const GRAPH_RESOURCES: [&str; 4] = [
     "https://graph.microsoft.com",
     "https://graph.microsoft.us",
     "https://dod-graph.microsoft.us",

@@ -1,0 +1,315 @@
+//! The simulated Microsoft Graph endpoint: `GET /v1.0/applications(appId='…')` serves an app
+//! registration's password and key credentials to a bearer token with `Application.Read.All`.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, SecondsFormat, Utc};
+use hyper::{HeaderMap, StatusCode};
+use serde_json::{json, Map, Value};
+use sha1::Digest;
+
+use super::https::{json, respond, HttpsState, SimResponse};
+use super::token::{verify, GRAPH_RESOURCES};
+use super::{GraphFault, SimApp};
+
+/// Application roles that may read app registrations (least privileged first).
+const READ_ROLES: [&str; 3] = [
+    super::ROLE_APPLICATION_READ_ALL,
+    "Application.ReadWrite.All",
+    "Directory.Read.All",
+];
+
+/// The ids Graph puts in every reply (headers, and `innerError` of error bodies).
+struct Ids {
+    request_id: String,
+    client_request_id: String,
+}
+
+fn with_ids(mut r: SimResponse, ids: &Ids) -> SimResponse {
+    let h = r.headers_mut();
+    for (k, v) in [
+        ("request-id", &ids.request_id),
+        ("client-request-id", &ids.client_request_id),
+    ] {
+        if let Ok(v) = v.parse() {
+            h.insert(k, v);
+        }
+    }
+    r
+}
+
+/// An error in Graph's shape: `{"error":{"code","message","innerError":{date, request-id, ...}}}`.
+fn graph_error(status: StatusCode, code: &str, message: &str, ids: &Ids) -> SimResponse {
+    let body = json!({
+        "error": {
+            "code": code,
+            "message": message,
+            "innerError": {
+                "date": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+                "request-id": ids.request_id,
+                "client-request-id": ids.client_request_id,
+            }
+        }
+    });
+    with_ids(json(status, &body), ids)
+}
+
+fn with_retry_after(mut r: SimResponse, seconds: u64) -> SimResponse {
+    r.headers_mut().insert(
+        "retry-after",
+        seconds.to_string().parse().expect("numeric header"),
+    );
+    r
+}
+
+/// `applications(appId='X')` (also with the quotes percent-encoded) → `X`.
+fn app_id_of(object: &str) -> Option<String> {
+    let inner = object
+        .strip_prefix("applications(appId=")?
+        .strip_suffix(')')?
+        .replace("%27", "'");
+    let id = inner.strip_prefix('\'')?.strip_suffix('\'')?;
+    (!id.is_empty() && !id.contains('\'')).then(|| id.to_ascii_lowercase())
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The application object as Graph v1.0 returns it.
+fn application_json(app: &SimApp) -> Map<String, Value> {
+    let passwords: Vec<Value> = app
+        .secrets
+        .iter()
+        .map(|s| {
+            json!({
+                "customKeyIdentifier": null,
+                "displayName": s.display_name,
+                "endDateTime": time(s.end),
+                "hint": s.hint,
+                "keyId": s.key_id,
+                "secretText": null,
+                "startDateTime": time(s.start),
+            })
+        })
+        .collect();
+    let keys: Vec<Value> = app
+        .certificates
+        .iter()
+        .map(|c| {
+            // Graph's customKeyIdentifier is Edm.Binary: JSON carries it base64-encoded; for an
+            // uploaded certificate it holds the SHA-1 thumbprint.
+            let ski = c
+                .custom_key_identifier
+                .clone()
+                .unwrap_or_else(|| STANDARD.encode(sha1::Sha1::digest(&c.der)));
+            json!({
+                "customKeyIdentifier": ski,
+                "displayName": c.display_name,
+                "endDateTime": time(c.end),
+                "key": null,
+                "keyId": c.key_id,
+                "startDateTime": time(c.start),
+                "type": "AsymmetricX509Cert",
+                "usage": "Verify",
+            })
+        })
+        .collect();
+    let mut m = Map::new();
+    m.insert("id".into(), json!(app.object_id));
+    m.insert("appId".into(), json!(app.client_id));
+    m.insert("displayName".into(), json!(app.display_name));
+    m.insert("passwordCredentials".into(), Value::Array(passwords));
+    m.insert("keyCredentials".into(), Value::Array(keys));
+    m
+}
+
+/// Answers `GET /v1.0/{object}`: scripted fault first, then the bearer token (signature,
+/// expiry, Graph audience, a read role), then the app registration in the token's tenant.
+pub async fn handle(
+    state: &HttpsState,
+    object: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> SimResponse {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let ids = Ids {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        client_request_id: header("client-request-id")
+            .filter(|v| v.len() <= 64)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+    };
+    let Some(app_id) = app_id_of(object) else {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Invalid object identifier.",
+            &ids,
+        );
+    };
+
+    let fault = {
+        let mut d = state.directory.lock().expect("sim lock");
+        *d.graph_requests.entry(app_id.clone()).or_default() += 1;
+        let times = d.graph_request_times.entry(app_id.clone()).or_default();
+        if times.len() == super::GRAPH_TIMES_KEPT {
+            times.pop_front();
+        }
+        times.push_back(tokio::time::Instant::now());
+        d.graph_faults.get(&app_id).cloned()
+    };
+    match fault {
+        Some(GraphFault::Forbidden) => return forbidden(&ids),
+        Some(GraphFault::NotFound) => return not_found(&app_id, &ids),
+        Some(GraphFault::TooManyRequests {
+            retry_after_seconds,
+        }) => {
+            let r = graph_error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                "Too many requests.",
+                &ids,
+            );
+            return with_retry_after(r, retry_after_seconds);
+        }
+        Some(GraphFault::Unavailable {
+            retry_after_seconds,
+        }) => {
+            let r = graph_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "serviceNotAvailable",
+                "The service is temporarily unavailable.",
+                &ids,
+            );
+            return with_retry_after(r, retry_after_seconds);
+        }
+        Some(GraphFault::ServerError) => {
+            return graph_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "generalException",
+                "An unexpected error occurred.",
+                &ids,
+            )
+        }
+        Some(GraphFault::MalformedJson) => {
+            return with_ids(
+                respond(
+                    StatusCode::OK,
+                    "application/json",
+                    "{\"id\":\"00000000\",\"passwordCredentials\":[{\"keyId\":",
+                ),
+                &ids,
+            )
+        }
+        Some(GraphFault::Slow(d)) => tokio::time::sleep(d).await,
+        None => {}
+    }
+
+    // The bearer token must be one this simulator issued, unexpired, for Graph.
+    let token = header("authorization")
+        .and_then(|v| v.strip_prefix("Bearer ").map(str::to_string))
+        .unwrap_or_default();
+    if token.is_empty() {
+        return unauthenticated("Access token is empty.", &ids);
+    }
+    let claims = match verify(&state.signing_key, &token) {
+        Ok(c) => c,
+        Err(m) => return unauthenticated(&format!("Access token validation failure: {m}."), &ids),
+    };
+    if !GRAPH_RESOURCES.contains(&claims.aud.as_str()) {
+        return unauthenticated("Access token validation failure. Invalid audience.", &ids);
+    }
+    if !claims
+        .roles
+        .iter()
+        .any(|r| READ_ROLES.contains(&r.as_str()))
+    {
+        return forbidden(&ids);
+    }
+
+    // A token reads its own tenant only: an app of another tenant is not found.
+    let app = {
+        let d = state.directory.lock().expect("sim lock");
+        d.apps
+            .get(&app_id)
+            .filter(|a| a.tenant_id == claims.tid)
+            .cloned()
+    };
+    let Some(app) = app else {
+        return not_found(&app_id, &ids);
+    };
+    let mut obj = application_json(&app);
+    let select: Option<Vec<String>> = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "$select")
+            .map(|(_, v)| v.split(',').map(|s| s.trim().to_string()).collect())
+    });
+    if let Some(fields) = &select {
+        obj.retain(|k, _| fields.iter().any(|f| f == k));
+    }
+    let context = format!(
+        "https://graph.microsoft.com/v1.0/$metadata#applications({})/$entity",
+        select.map(|f| f.join(",")).unwrap_or_default()
+    );
+    obj.insert("@odata.context".into(), json!(context));
+    let mut r = json(StatusCode::OK, &Value::Object(obj));
+    r.headers_mut().insert(
+        "content-type",
+        "application/json;odata.metadata=minimal;odata.streaming=true;IEEE754Compatible=false;charset=utf-8"
+            .parse()
+            .expect("static header"),
+    );
+    with_ids(r, &ids)
+}
+
+fn forbidden(ids: &Ids) -> SimResponse {
+    graph_error(
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+        ids,
+    )
+}
+
+fn not_found(app_id: &str, ids: &Ids) -> SimResponse {
+    graph_error(
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+        &format!("Resource '{app_id}' does not exist or one of its queried reference-property objects are not present."),
+        ids,
+    )
+}
+
+fn unauthenticated(message: &str, ids: &Ids) -> SimResponse {
+    graph_error(
+        StatusCode::UNAUTHORIZED,
+        "InvalidAuthenticationToken",
+        message,
+        ids,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_app_id_in_both_spellings() {
+        let id = "00000000-0000-4000-8000-000000000001";
+        assert_eq!(
+            app_id_of(&format!("applications(appId='{id}')")).as_deref(),
+            Some(id)
+        );
+        assert_eq!(
+            app_id_of(&format!("applications(appId=%27{id}%27)")).as_deref(),
+            Some(id)
+        );
+        assert_eq!(app_id_of("applications(appId=)"), None);
+        assert_eq!(app_id_of("applications(appId='a'b')"), None);
+    }
+}
