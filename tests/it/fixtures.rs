@@ -2,7 +2,9 @@
 //! certificate) and mailboxes, so that a run has successes and failures of every check kind.
 
 use chrono::Utc;
-use smtp_oauth_exporter::sim::{app_certificate, AppCertificate, SimApp, SmtpFault, TokenFault};
+use smtp_oauth_exporter::sim::{
+    app_certificate, AppCertificate, SimApp, SmtpFault, TokenFault, ROLE_APPLICATION_READ_ALL,
+};
 
 use crate::common::*;
 
@@ -27,12 +29,17 @@ pub async fn fleet(w: &World) -> Fleet {
         client_id(4),
         client_id(5),
     );
-    w.sim.add_app(SimApp::new(TENANT, &a1, "good").with_secret(
-        good,
-        Some("good"),
-        now - days(10),
-        now + days(300),
-    ));
+    w.sim.add_app(
+        SimApp::new(TENANT, &a1, "good")
+            .with_secret(good, Some("good"), now - days(10), now + days(300))
+            .with_secret(
+                "Old~an-older-secret",
+                Some("good"),
+                now - days(400),
+                now + days(5),
+            )
+            .with_graph_role(ROLE_APPLICATION_READ_ALL),
+    );
     w.sim.add_app(SimApp::new(TENANT, &a2, "stale").with_secret(
         stale,
         Some("stale"),

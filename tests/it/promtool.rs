@@ -28,6 +28,7 @@ async fn promtool_check_metrics_is_clean_on_a_live_scrape() {
                     )
                     .is_some()
                 })
+                && value(t, "smtp_oauth_credential_in_use", &[("target", "good")]).is_some()
                 && ["ok", "cert-mb", "denied", "stale-mb", "plain"]
                     .iter()
                     .all(|m| {
