@@ -164,7 +164,13 @@ pub fn write_targets(f: &mut Families, targets: &[(JobKey, TargetState)]) {
                 1.0,
             );
         }
-        write_details(f, target, &r.details);
+        // Facts that a failed run could not re-read stay as the last successful run saw them
+        // (Graph runs every few hours; one 429 must not resolve an expiry alert).
+        let details = match (&r.details, &st.last_ok) {
+            (Details::Graph(g), Some(ok)) if g.registration.is_none() => &ok.details,
+            _ => &r.details,
+        };
+        write_details(f, target, details);
     }
 }
 

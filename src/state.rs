@@ -13,6 +13,9 @@ use crate::checks::{JobKey, Report};
 pub struct TargetState {
     pub last: Option<Arc<Report>>,
     pub last_success: Option<DateTime<Utc>>,
+    /// The last successful run, whose facts (such as credential expiry) stay true after a
+    /// failed run: a throttled Graph read must not make expiry series vanish.
+    pub last_ok: Option<Arc<Report>>,
     pub runs_success: u64,
     pub runs_failure: u64,
     /// Failed runs by reason (a counter per reason seen).
@@ -48,6 +51,9 @@ impl StateStore {
                 st.runs_failure += 1;
                 *st.failures_by_reason.entry(f.reason).or_default() += 1;
             }
+        }
+        if report.success() {
+            st.last_ok = Some(report.clone());
         }
         st.last = Some(report.clone());
         report

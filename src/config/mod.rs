@@ -316,12 +316,23 @@ impl Validator<'_> {
             }
             apps.push(app);
         }
+        let by_name: HashMap<&str, &App> = apps.iter().map(|a| (a.name.as_str(), a)).collect();
         for (i, app) in apps.iter().enumerate() {
             if let Some(r) = &app.graph_reader {
-                if !names.contains(r) {
+                let Some(reader) = by_name.get(r.as_str()) else {
                     return Err(self.err(
                         format!("apps[{i}].graph_reader"),
                         format!("no app is named {r:?}"),
+                    ));
+                };
+                // A reader's Graph token is for its own cloud's Graph: it cannot read another.
+                if reader.cloud != app.cloud || reader.graph_url != app.graph_url {
+                    return Err(self.err(
+                        format!("apps[{i}].graph_reader"),
+                        format!(
+                            "the reader app {r:?} uses cloud {} and Graph {}, but this app uses cloud {} and Graph {}",
+                            reader.cloud, reader.graph_url, app.cloud, app.graph_url
+                        ),
                     ));
                 }
             }
@@ -329,7 +340,6 @@ impl Validator<'_> {
 
         let mut mailboxes = Vec::new();
         let mut mnames = HashSet::new();
-        let by_name: HashMap<&str, &App> = apps.iter().map(|a| (a.name.as_str(), a)).collect();
         for (i, m) in raw.mailboxes.into_iter().enumerate() {
             let p = format!("mailboxes[{i}]");
             let mb = self.mailbox(&p, m, &by_name, &defaults)?;

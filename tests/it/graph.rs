@@ -179,6 +179,38 @@ async fn every_credential_has_a_series_and_the_secret_in_use_is_found_by_its_hin
     );
     // The secret itself appears nowhere; its three-character hint is not a label either.
     assert!(!text.contains("Abc~current-value"));
+
+    // A failed read (Graph throttles) keeps the facts of the last successful one: an expiry
+    // alert must not resolve because one call was refused.
+    w.sim.set_graph_fault(&id, Some(GraphFault::ServerError));
+    let text = wait_for(
+        &agent,
+        Duration::from_secs(10),
+        "a failed Graph check",
+        |t| {
+            value(
+                t,
+                "smtp_oauth_check_success",
+                &[("check", "graph"), ("target", "mailer")],
+            ) == Some(0.0)
+        },
+    )
+    .await;
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_credential_in_use_expiry_timestamp_seconds",
+            &[("target", "mailer"), ("type", "password")]
+        ),
+        Some(app.secrets[0].end.timestamp() as f64),
+        "{text}"
+    );
+    assert!(value(
+        &text,
+        "smtp_oauth_check_failure_info",
+        &[("target", "mailer"), ("reason", "http_error")]
+    )
+    .is_some());
     agent.stop().await;
 }
 
