@@ -406,6 +406,22 @@ async fn an_endless_line_costs_bounded_memory_and_ends_in_protocol_error() {
     agent.stop().await;
 }
 
+/// Ten mailboxes of `mail-app`, all with FullAccess, on the simulator's healthy listener.
+fn ten_mailboxes(w: &World, app: &str) -> String {
+    let mut yaml = String::new();
+    for i in 0..10 {
+        w.sim.add_mailbox(&format!("mb{i}@contoso.com"), &[app]);
+        yaml += &mailbox(
+            &format!("mb{i}"),
+            "mail-app",
+            "127.0.0.1",
+            w.sim.smtp_addr.port(),
+            "",
+        );
+    }
+    yaml
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_mailboxes_share_one_token_per_lifetime() {
     let w = world().await;
@@ -416,16 +432,7 @@ async fn ten_mailboxes_share_one_token_per_lifetime() {
     w.sim.set_token_lifetime(Some(Duration::from_secs(3600)));
     let mut yaml = apps(&w, "{ schedule: 1s, timeout: 5s }")
         .replace("startup_spread: 200ms", "startup_spread: 1ms");
-    for i in 0..10 {
-        w.sim.add_mailbox(&format!("mb{i}@contoso.com"), &[&app]);
-        yaml += &mailbox(
-            &format!("mb{i}"),
-            "mail-app",
-            "127.0.0.1",
-            w.sim.smtp_addr.port(),
-            "",
-        );
-    }
+    yaml += &ten_mailboxes(&w, &app);
     let agent = w.agent(&yaml).await;
     let text = wait_for(
         &agent,
@@ -464,16 +471,7 @@ async fn ten_mailboxes_share_one_token_per_lifetime() {
     let app = client_id(APP);
     w.sim.set_token_lifetime(Some(Duration::from_secs(5)));
     let mut yaml = apps(&w, "{ schedule: 1s, timeout: 5s }");
-    for i in 0..10 {
-        w.sim.add_mailbox(&format!("mb{i}@contoso.com"), &[&app]);
-        yaml += &mailbox(
-            &format!("mb{i}"),
-            "mail-app",
-            "127.0.0.1",
-            w.sim.smtp_addr.port(),
-            "",
-        );
-    }
+    yaml += &ten_mailboxes(&w, &app);
     let agent = w.agent(&yaml).await;
     let started = std::time::Instant::now();
     tokio::time::sleep(Duration::from_secs(11)).await;
