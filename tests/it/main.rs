@@ -4,6 +4,7 @@
 mod common;
 mod config_errors;
 mod fixtures;
+mod golden;
 mod graph;
 mod independent;
 mod promtool;

@@ -1,0 +1,201 @@
+//! Golden test of the `/metrics` text (node_exporter's e2e-output style): fixed reports of every
+//! check kind go through the state store and the metrics module, and the exposition must match
+//! `tests/testdata/metrics.golden` byte for byte (build_info aside). A renamed metric, a changed
+//! label or help text shows up here. Regenerate with `UPDATE_GOLDEN=1 cargo test --test it golden`.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use smtp_oauth_exporter::auth::cache::EntryStats;
+use smtp_oauth_exporter::auth::Resource;
+use smtp_oauth_exporter::checks::graph::{
+    CredentialInfo, CredentialType, GraphDetails, Registration,
+};
+use smtp_oauth_exporter::checks::smtp::{CertFacts, Phase, SmtpDetails, TlsFacts};
+use smtp_oauth_exporter::checks::token::TokenDetails;
+use smtp_oauth_exporter::checks::{CheckKind, Details, Failure, Report};
+use smtp_oauth_exporter::metrics::{self, AgentInfo, Families};
+use smtp_oauth_exporter::state::StateStore;
+
+fn at(s: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+}
+
+fn report(kind: CheckKind, target: &str, failure: Option<Failure>, details: Details) -> Report {
+    Report {
+        kind,
+        target: target.into(),
+        started_at: at(0),
+        duration: Duration::from_millis(250),
+        failure,
+        details,
+        retry_after: None,
+    }
+}
+
+fn token(expires: Option<i64>) -> Details {
+    Details::Token(TokenDetails {
+        resource: Resource::Exchange,
+        expires_at: expires.map(at),
+        lifetime_seconds: expires.map(|e| e as u64),
+        smtp_role: expires.map(|_| true),
+        http_status: if expires.is_some() { None } else { Some(401) },
+    })
+}
+
+fn smtp(failed: Option<(Phase, u16, &str)>) -> Details {
+    let phases: Vec<(Phase, Duration)> = Phase::ALL
+        .iter()
+        .take(if failed.is_some() { 7 } else { 9 })
+        .map(|p| (*p, Duration::from_millis(10)))
+        .collect();
+    Details::Smtp(SmtpDetails {
+        app: "billing".into(),
+        address: "invoices@contoso.com".into(),
+        phases,
+        failed_phase: failed.map(|f| f.0),
+        failed_reply: failed.map(|f| (f.1, Some(f.2.to_string()))),
+        tls: Some(TlsFacts {
+            version: "TLS 1.3".into(),
+            chain: vec![
+                CertFacts {
+                    subject: "CN=smtp.office365.com".into(),
+                    issuer: "CN=Example CA".into(),
+                    serial: "0a1b".into(),
+                    not_after: at(86_400 * 90),
+                    fingerprint_sha256: "ab".repeat(32),
+                },
+                CertFacts {
+                    subject: "CN=Example CA".into(),
+                    issuer: "CN=Example Root".into(),
+                    serial: "01".into(),
+                    not_after: at(86_400 * 900),
+                    fingerprint_sha256: "cd".repeat(32),
+                },
+            ],
+        }),
+        insecure_skip_verify: false,
+    })
+}
+
+fn graph() -> Details {
+    let cred = |key: &str, kind, name: Option<&str>, end: i64, in_use| CredentialInfo {
+        key_id: key.into(),
+        kind,
+        display_name: name.map(str::to_string),
+        start: Some(at(-86_400)),
+        end: Some(at(end)),
+        in_use,
+    };
+    Details::Graph(GraphDetails {
+        reader: "billing".into(),
+        http_status: Some(200),
+        registration: Some(Registration {
+            object_id: Some("obj".into()),
+            credentials: vec![
+                cred(
+                    "key-1",
+                    CredentialType::Password,
+                    Some("erp"),
+                    86_400 * 20,
+                    true,
+                ),
+                cred(
+                    "key-2",
+                    CredentialType::Password,
+                    Some("erp"),
+                    86_400 * 5,
+                    false,
+                ),
+                cred(
+                    "key-3",
+                    CredentialType::Certificate,
+                    None,
+                    86_400 * 300,
+                    false,
+                ),
+            ],
+            earliest_expiry: Some(at(86_400 * 5)),
+            in_use_matches: 1,
+            hint_ambiguous: false,
+        }),
+    })
+}
+
+#[test]
+fn metrics_exposition_matches_the_golden_file() {
+    let state = StateStore::new();
+    let failed = |reason, aadsts| Failure {
+        reason,
+        aadsts,
+        message: "not in metrics".into(),
+        trace_id: Some("not in metrics".into()),
+        correlation_id: None,
+    };
+    state.record(report(CheckKind::Token, "billing", None, token(Some(4000))));
+    state.record(report(
+        CheckKind::Token,
+        "legacy",
+        Some(failed("secret_expired", Some(7000222))),
+        token(None),
+    ));
+    state.record(report(CheckKind::Smtp, "invoices", None, smtp(None)));
+    state.record(report(
+        CheckKind::Smtp,
+        "scans",
+        Some(failed("auth_rejected", None)),
+        smtp(Some((Phase::Auth, 535, "5.7.3"))),
+    ));
+    state.record(report(CheckKind::Graph, "billing", None, graph()));
+
+    let mut f = Families::default();
+    metrics::write_agent(
+        &mut f,
+        &AgentInfo {
+            config_reload_successful: true,
+            config_reload_success_at: Some(at(-60)),
+        },
+    );
+    metrics::write_targets(&mut f, &state.snapshot());
+    metrics::write_token_cache(
+        &mut f,
+        &[EntryStats {
+            app: "billing".into(),
+            resource: Resource::Exchange,
+            requests_ok: 3,
+            requests_failed: 1,
+        }],
+    );
+    let text: String = f
+        .encode()
+        .lines()
+        .filter(|l| !l.contains("smtp_oauth_build_info"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        !text.contains("not in metrics"),
+        "log text leaked into the metrics"
+    );
+
+    let path = std::path::Path::new("tests/testdata/metrics.golden");
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(path, &text).unwrap();
+    }
+    let golden = std::fs::read_to_string(path)
+        .expect("tests/testdata/metrics.golden (UPDATE_GOLDEN=1 writes it)");
+    if text != golden {
+        let diff: Vec<String> = golden
+            .lines()
+            .zip(text.lines())
+            .filter(|(a, b)| a != b)
+            .take(10)
+            .map(|(a, b)| format!("- {a}\n+ {b}"))
+            .collect();
+        panic!(
+            "the /metrics exposition changed ({} golden lines, {} now); first differences:\n{}",
+            golden.lines().count(),
+            text.lines().count(),
+            diff.join("\n")
+        );
+    }
+}
