@@ -8,6 +8,7 @@ mod golden;
 mod graph;
 mod independent;
 mod promtool;
+mod scale;
 mod secrets;
 mod smtp;
 mod token;
