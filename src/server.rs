@@ -57,6 +57,31 @@ fn landing(telemetry_path: &str) -> String {
     )
 }
 
+/// Whether the client takes gzip (Prometheus asks for it; 10,000 mailboxes make 20 MB of text).
+fn accepts_gzip(headers: &hyper::HeaderMap) -> bool {
+    headers
+        .get_all(hyper::header::ACCEPT_ENCODING)
+        .iter()
+        .any(|v| {
+            v.to_str().unwrap_or("").split(',').any(|part| {
+                let mut it = part.split(';');
+                let coding = it.next().unwrap_or("").trim();
+                let refused = it.any(|p| p.trim().replace(' ', "") == "q=0");
+                coding.eq_ignore_ascii_case("gzip") && !refused
+            })
+        })
+}
+
+fn gzip_bytes(data: &[u8]) -> Option<Vec<u8>> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 8),
+        flate2::Compression::fast(),
+    );
+    e.write_all(data).ok()?;
+    e.finish().ok()
+}
+
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = reply(
@@ -72,15 +97,33 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     }
     let path = req.uri().path();
     let resp = if path == shared.telemetry_path {
+        let gzip = accepts_gzip(req.headers());
         let s = shared.clone();
-        let text = tokio::task::spawn_blocking(move || s.render_metrics())
-            .await
-            .unwrap_or_default();
-        reply(
+        // Rendering a large fleet takes a while: keep it off the async workers.
+        let body = tokio::task::spawn_blocking(move || {
+            let text = s.render_metrics();
+            if gzip {
+                gzip_bytes(text.as_bytes())
+                    .map(|b| (b, true))
+                    .unwrap_or_else(|| (text.into_bytes(), false))
+            } else {
+                (text.into_bytes(), false)
+            }
+        })
+        .await
+        .unwrap_or_default();
+        let mut r = reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            text,
-        )
+            body.0,
+        );
+        if body.1 {
+            r.headers_mut().insert(
+                hyper::header::CONTENT_ENCODING,
+                "gzip".parse().expect("static header"),
+            );
+        }
+        r
     } else {
         match path {
             "/" => reply(

@@ -10,5 +10,6 @@ mod independent;
 mod promtool;
 mod scale;
 mod secrets;
+mod server;
 mod smtp;
 mod token;
