@@ -218,6 +218,42 @@ impl Config {
                         message = rest.to_string();
                     }
                 }
+                // Name the expected shape in the file's words, not our type names.
+                for (internal, shown) in [
+                    (
+                        "struct RawConfig",
+                        "a mapping with scheduler, defaults, apps and mailboxes",
+                    ),
+                    (
+                        "struct RawScheduler",
+                        "a mapping with max_concurrent_checks and startup_spread",
+                    ),
+                    ("struct RawDefaults", "a mapping with cloud and checks"),
+                    ("struct RawChecks", "a mapping with token, smtp and graph"),
+                    (
+                        "struct RawCheck",
+                        "a mapping with enabled, schedule and timeout",
+                    ),
+                    (
+                        "struct RawApp",
+                        "an app (a mapping with name, tenant, client_id, ...)",
+                    ),
+                    (
+                        "struct RawCertificate",
+                        "a mapping with cert_file, key_file and algorithm",
+                    ),
+                    (
+                        "struct RawMailbox",
+                        "a mailbox (a mapping with name, app, address, ...)",
+                    ),
+                    ("u16", "a port number (1-65535)"),
+                    ("usize", "a whole number"),
+                ] {
+                    message = message.replace(
+                        &format!("expected {internal}"),
+                        &format!("expected {shown}"),
+                    );
+                }
                 return Err(ConfigError {
                     file: file.to_string(),
                     line: loc.as_ref().map(|l| l.line()),
