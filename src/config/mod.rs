@@ -708,7 +708,16 @@ impl Validator<'_> {
         }
         Ok(Mailbox {
             smtp_host: m.smtp_host.unwrap_or_else(|| cloud.smtp_host().to_string()),
-            smtp_port: m.smtp_port.unwrap_or(587),
+            smtp_port: match m.smtp_port {
+                Some(0) => {
+                    return Err(self.err(
+                        format!("{p}.smtp_port"),
+                        "must be a port number from 1 to 65535",
+                    ))
+                }
+                Some(port) => port,
+                None => 587,
+            },
             ehlo_name: m
                 .ehlo_name
                 .unwrap_or_else(|| "smtp-oauth-exporter.localhost".to_string()),

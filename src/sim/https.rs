@@ -10,7 +10,6 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use super::Directory;
@@ -77,35 +76,23 @@ pub async fn start(
     tls: Arc<rustls::ServerConfig>,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
+    super::serve_loopback(stop, move |stream, _| {
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        async move {
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+            else {
+                return;
             };
-            let acceptor = acceptor.clone();
-            let state = state.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let Ok(Ok(tls)) =
-                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
-                else {
-                    return;
-                };
-                let svc = hyper::service::service_fn(move |req| route(state.clone(), req));
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .serve_connection(TokioIo::new(tls), svc);
-                tokio::select! {
-                    _ = conn => {}
-                    _ = stop.cancelled() => {}
-                }
-            });
+            let svc = hyper::service::service_fn(move |req| route(state.clone(), req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
         }
-    });
-    Ok(addr)
+    })
+    .await
 }

@@ -436,6 +436,42 @@ impl Simulator {
     }
 }
 
+/// Binds 127.0.0.1:0 and hands every connection to `serve` in its own task, until `stop`.
+/// No session outlives five minutes, whatever a client does.
+async fn serve_loopback<F, Fut>(stop: CancellationToken, serve: F) -> std::io::Result<SocketAddr>
+where
+    F: Fn(tokio::net::TcpStream, SocketAddr) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok((s, _)) => s,
+                    Err(_) => {
+                        // Out of file descriptors and the like: do not spin.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let session = serve(stream, addr);
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = session => {}
+                    _ = stop.cancelled() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(300)) => {}
+                }
+            });
+        }
+    });
+    Ok(addr)
+}
+
 impl Drop for Simulator {
     fn drop(&mut self) {
         self.stop.cancel();

@@ -10,7 +10,7 @@ use base64::Engine;
 use tokio::io::{
     AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
 };
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use super::{Directory, ROLE_SMTP};
@@ -82,44 +82,27 @@ pub(super) async fn start(
     fault: Option<SmtpFault>,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
-            };
-            let _ = stream.set_nodelay(true);
-            let idx = {
-                let mut t = shared.transcripts.lock().expect("sim lock");
-                t.push(Transcript {
-                    listener: Some(addr),
-                    lines: Vec::new(),
-                });
-                t.len() - 1
-            };
-            let conn = Conn {
-                shared: shared.clone(),
-                fault: fault.clone(),
-                idx,
-                user: None,
-                authed_app: None,
-            };
-            let acceptor = acceptor.clone();
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = conn.run(stream, acceptor) => {}
-                    _ = stop.cancelled() => {}
-                    // No session lasts longer than this, whatever a client does.
-                    _ = tokio::time::sleep(Duration::from_secs(300)) => {}
-                }
+    super::serve_loopback(stop, move |stream, addr| {
+        let _ = stream.set_nodelay(true);
+        let idx = {
+            let mut t = shared.transcripts.lock().expect("sim lock");
+            t.push(Transcript {
+                listener: Some(addr),
+                lines: Vec::new(),
             });
-        }
-    });
-    Ok(addr)
+            t.len() - 1
+        };
+        let conn = Conn {
+            shared: shared.clone(),
+            fault: fault.clone(),
+            idx,
+            user: None,
+            authed_app: None,
+        };
+        conn.run(stream, acceptor.clone())
+    })
+    .await
 }
 
 struct Conn {
