@@ -668,7 +668,7 @@ impl Validator<'_> {
     }
 
     fn mailbox(
-        &self,
+        &mut self,
         p: &str,
         m: raw::RawMailbox,
         apps: &HashMap<&str, &App>,
@@ -722,7 +722,15 @@ impl Validator<'_> {
                 .ehlo_name
                 .unwrap_or_else(|| "smtp-oauth-exporter.localhost".to_string()),
             mail_from: m.mail_from.unwrap_or(true),
-            tls_insecure_skip_verify: m.tls_insecure_skip_verify.unwrap_or(false),
+            tls_insecure_skip_verify: if m.tls_insecure_skip_verify == Some(true) {
+                self.warnings.push(format!(
+                    "{}: {p}.tls_insecure_skip_verify: server certificate verification is OFF for mailbox {name:?}: anyone in the path can read its token",
+                    self.file
+                ));
+                true
+            } else {
+                false
+            },
             smtp_check: self.check_settings(
                 &format!("{p}.checks.smtp"),
                 m.checks.smtp.as_ref(),
