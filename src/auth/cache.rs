@@ -6,19 +6,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::time::Instant;
 
 use super::client::{request_token, AccessToken, Resource};
-use super::error::TokenError;
+use super::error::{TokenError, TokenReason};
 use crate::config::App;
 
-/// What identifies a token: two apps with the same four values share one.
+/// What identifies a token: apps with the same endpoint, tenant, client ID, scope and
+/// credential share one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TokenKey {
     pub token_url: String,
     pub tenant: String,
     pub client_id: String,
     pub scope: String,
+    /// SHA-256 of the credential (see `Credential::fingerprint`), never the credential itself.
+    pub credential: [u8; 32],
 }
 
 impl TokenKey {
@@ -28,6 +32,7 @@ impl TokenKey {
             tenant: app.tenant.clone(),
             client_id: app.client_id.clone(),
             scope: resource.scope(app),
+            credential: app.credential.fingerprint(),
         }
     }
 }
@@ -35,25 +40,45 @@ impl TokenKey {
 /// After a failed request, readers get the same error for this long instead of asking again,
 /// so a broken endpoint sees one request per app per backoff, not one per check.
 const FAILURE_BACKOFF: Duration = Duration::from_secs(30);
+/// A `Retry-After` longer than this is not honoured for cache readers (a day-long backoff would
+/// hide a recovered endpoint); the token check itself still runs on its schedule.
+const MAX_FAILURE_BACKOFF: Duration = Duration::from_secs(300);
 
 /// Refresh this long before expiry: a tenth of the lifetime, at most five minutes.
 fn refresh_margin(lifetime: Duration) -> Duration {
     (lifetime / 10).min(Duration::from_secs(300))
 }
 
+type TokenResult = Result<AccessToken, TokenError>;
+/// A refresh in flight: a detached task whose result every waiter shares.
+type Inflight = Shared<BoxFuture<'static, TokenResult>>;
+
 #[derive(Default)]
 struct Slot {
     token: Option<AccessToken>,
     failure: Option<(Instant, TokenError)>,
+    inflight: Option<Inflight>,
+}
+
+impl Slot {
+    /// The cached token while it has not expired (it may be inside its refresh margin).
+    fn unexpired(&self, now: Instant) -> Option<AccessToken> {
+        self.token.as_ref().filter(|t| now < t.expires_at).cloned()
+    }
 }
 
 struct Entry {
-    /// Held across a request: the single-flight lock.
-    slot: tokio::sync::Mutex<Slot>,
+    slot: Mutex<Slot>,
     app_name: String,
     resource: Resource,
     requests_ok: AtomicU64,
     requests_failed: AtomicU64,
+}
+
+impl Entry {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Slot> {
+        self.slot.lock().expect("token cache slot lock")
+    }
 }
 
 /// Counters of one cache entry, for the metrics module.
@@ -82,7 +107,7 @@ impl TokenCache {
         map.entry(key)
             .or_insert_with(|| {
                 Arc::new(Entry {
-                    slot: tokio::sync::Mutex::new(Slot::default()),
+                    slot: Mutex::new(Slot::default()),
                     app_name: app.name.clone(),
                     resource,
                     requests_ok: AtomicU64::new(0),
@@ -97,7 +122,7 @@ impl TokenCache {
         app: &App,
         http: &reqwest::Client,
         resource: Resource,
-    ) -> Result<AccessToken, TokenError> {
+    ) -> TokenResult {
         let r = request_token(app, http, &resource.scope(app), app.token_check.timeout).await;
         match &r {
             Ok(_) => entry.requests_ok.fetch_add(1, Ordering::Relaxed),
@@ -106,68 +131,92 @@ impl TokenCache {
         r
     }
 
+    /// Starts a refresh as its own task: a caller that gives up (its check timed out) does not
+    /// cancel it, so a slow endpoint still fills the cache for the next caller.
+    fn spawn_refresh(
+        entry: Arc<Entry>,
+        app: Arc<App>,
+        http: reqwest::Client,
+        resource: Resource,
+    ) -> Inflight {
+        let task = tokio::spawn(async move {
+            let r = Self::request(&entry, &app, &http, resource).await;
+            let mut slot = entry.slot();
+            slot.inflight = None;
+            match &r {
+                Ok(t) => {
+                    slot.token = Some(t.clone());
+                    slot.failure = None;
+                }
+                Err(e) => slot.failure = Some((Instant::now(), e.clone())),
+            }
+            r
+        });
+        async move {
+            task.await.unwrap_or_else(|_| {
+                Err(TokenError::new(
+                    TokenReason::Other,
+                    "the token request task failed",
+                ))
+            })
+        }
+        .boxed()
+        .shared()
+    }
+
     /// A valid token for the app: the cached one while it is outside its refresh margin,
-    /// otherwise a new one. Concurrent callers wait for the one request in flight.
+    /// otherwise a new one. Concurrent callers share the one request in flight.
     pub async fn get(
         &self,
-        app: &App,
+        app: &Arc<App>,
         http: &reqwest::Client,
         resource: Resource,
-    ) -> Result<AccessToken, TokenError> {
+    ) -> TokenResult {
         let entry = self.entry(app, resource);
-        let mut slot = entry.slot.lock().await;
-        let now = Instant::now();
-        if let Some(t) = &slot.token {
-            if now + refresh_margin(t.lifetime) < t.expires_at {
-                return Ok(t.clone());
-            }
-        }
-        if let Some((at, err)) = &slot.failure {
-            let wait = err
-                .retry_after
-                .unwrap_or(FAILURE_BACKOFF)
-                .max(FAILURE_BACKOFF);
-            if now < *at + wait {
-                // Inside the refresh margin an unexpired token is still better than an error.
-                if let Some(t) = slot.token.as_ref().filter(|t| now < t.expires_at) {
+        let refresh = {
+            let mut slot = entry.slot();
+            let now = Instant::now();
+            if let Some(t) = &slot.token {
+                if now + refresh_margin(t.lifetime) < t.expires_at {
                     return Ok(t.clone());
                 }
-                return Err(err.clone());
             }
-        }
-        match Self::request(&entry, app, http, resource).await {
-            Ok(t) => {
-                slot.token = Some(t.clone());
-                slot.failure = None;
-                Ok(t)
-            }
-            Err(e) => {
-                slot.failure = Some((Instant::now(), e.clone()));
-                match slot
-                    .token
-                    .as_ref()
-                    .filter(|t| Instant::now() < t.expires_at)
-                {
-                    Some(t) => Ok(t.clone()),
-                    None => {
-                        slot.token = None;
-                        Err(e)
-                    }
+            if let Some((at, err)) = &slot.failure {
+                let wait = err
+                    .retry_after
+                    .unwrap_or(FAILURE_BACKOFF)
+                    .clamp(FAILURE_BACKOFF, MAX_FAILURE_BACKOFF);
+                if now < *at + wait {
+                    // Inside the refresh margin an unexpired token is still better than an error.
+                    return slot.unexpired(now).ok_or_else(|| err.clone());
                 }
             }
+            match &slot.inflight {
+                Some(f) => f.clone(),
+                None => {
+                    let f = Self::spawn_refresh(entry.clone(), app.clone(), http.clone(), resource);
+                    slot.inflight = Some(f.clone());
+                    f
+                }
+            }
+        };
+        match refresh.await {
+            Ok(t) => Ok(t),
+            // Never an expired token, but an unexpired one rather than an error.
+            Err(e) => entry.slot().unexpired(Instant::now()).ok_or(e),
         }
     }
 
     /// Always asks the endpoint (the token check measures exactly that); a new token refills the cache.
     pub async fn fetch(
         &self,
-        app: &App,
+        app: &Arc<App>,
         http: &reqwest::Client,
         resource: Resource,
-    ) -> Result<AccessToken, TokenError> {
+    ) -> TokenResult {
         let entry = self.entry(app, resource);
         let r = Self::request(&entry, app, http, resource).await;
-        let mut slot = entry.slot.lock().await;
+        let mut slot = entry.slot();
         match &r {
             Ok(t) => {
                 let newer = slot

@@ -70,6 +70,9 @@ type AadClient = oauth2::Client<
     oauth2::EndpointSet,
 >;
 
+/// The longest `expires_in` taken as a token lifetime.
+const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// What the transport saw of the reply, which `oauth2` does not hand back.
 #[derive(Default)]
 struct Seen {
@@ -160,10 +163,14 @@ pub async fn request_token(
                     "the token reply has no expires_in",
                 )
             })?;
-            if lifetime.is_zero() {
+            // Entra ID issues tokens for 60 to 90 minutes; a day or more is not a token lifetime.
+            if lifetime.is_zero() || lifetime > MAX_LIFETIME {
                 return Err(TokenError::new(
                     TokenReason::InvalidResponse,
-                    "the token reply has expires_in 0",
+                    format!(
+                        "the token reply has expires_in {} (expected 1 s to 24 h)",
+                        lifetime.as_secs()
+                    ),
                 ));
             }
             let value = resp.access_token().secret().clone();

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use tokio::time::Instant;
 
 use crate::auth::{TokenCache, TokenError};
@@ -300,6 +301,9 @@ impl Report {
     }
 }
 
+/// Reason of a run that ended in a panic: common to every check kind, like `timeout`.
+pub const INTERNAL_ERROR: &str = "internal_error";
+
 /// Runs one job now, within its timeout. The scheduler, `/probe` and the `check` command all
 /// come through here, so they measure the same thing.
 pub async fn run(job: &Job, ctx: &Context) -> Report {
@@ -315,8 +319,17 @@ pub async fn run(job: &Job, ctx: &Context) -> Report {
     };
     // Each check respects the deadline itself (so it can say which step was slow); this is the
     // backstop that makes a hung run end whatever the check does.
+    // A bug in a check (a panic) fails that run, not the scheduler's loop for the target.
+    let work = std::panic::AssertUnwindSafe(work).catch_unwind();
     let outcome = match tokio::time::timeout_at(deadline + Duration::from_millis(500), work).await {
-        Ok(o) => o,
+        Ok(Ok(o)) => o,
+        Ok(Err(_)) => Outcome::failure(
+            Failure::new(
+                INTERNAL_ERROR,
+                "the check failed with an internal error (a bug: please report it with this log)",
+            ),
+            Details::None,
+        ),
         Err(_) => Outcome::failure(
             Failure::new(
                 "timeout",

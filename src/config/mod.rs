@@ -130,6 +130,23 @@ pub enum Credential {
 }
 
 impl Credential {
+    /// SHA-256 identifying the credential without revealing it (a token cache key part: two
+    /// apps with the same client ID but different secrets must not share tokens or failures).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut h = sha2::Sha256::new();
+        match self {
+            Credential::ClientSecret(s) => {
+                h.update(b"secret\0");
+                h.update(s.expose().as_bytes());
+            }
+            Credential::Certificate(c) => {
+                h.update(b"certificate\0");
+                h.update(c.thumbprint_sha256);
+            }
+        }
+        h.finalize().into()
+    }
+
     pub fn kind(&self) -> &'static str {
         match self {
             Credential::ClientSecret(_) => "secret",
@@ -444,10 +461,27 @@ impl Validator<'_> {
                 format!("invalid URL {text:?}: {e}; expected an absolute URL such as {default}"),
             )
         })?;
-        if u.scheme() != "https" && u.scheme() != "http" {
+        // The client secret and tokens travel in these requests: TLS only. Plain http is
+        // allowed to a loopback host alone (a local test endpoint or proxy on the same machine).
+        let loopback = matches!(u.host(), Some(url::Host::Domain("localhost")))
+            || matches!(u.host(), Some(url::Host::Ipv4(ip)) if ip.is_loopback())
+            || matches!(u.host(), Some(url::Host::Ipv6(ip)) if ip.is_loopback());
+        if u.scheme() != "https" && !(u.scheme() == "http" && loopback) {
             return Err(self.err(
                 path,
-                format!("invalid URL {text:?}: the scheme must be https"),
+                format!("invalid URL {text:?}: the scheme must be https (credentials and tokens travel in these requests)"),
+            ));
+        }
+        if !u.username().is_empty()
+            || u.password().is_some()
+            || u.query().is_some()
+            || u.fragment().is_some()
+        {
+            return Err(self.err(
+                path,
+                format!(
+                    "invalid URL {text:?}: expected a base URL without user, query or fragment"
+                ),
             ));
         }
         Ok(u)
