@@ -29,6 +29,13 @@ impl Secret {
     }
 }
 
+/// Read from configuration (an inline `client_secret`) without ever holding it as a plain String.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
@@ -39,6 +46,19 @@ impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")
     }
+}
+
+/// Replaces every occurrence of the given secrets in a text from outside (a server's reply
+/// that might echo what we sent) with `[redacted]`, raw and form-encoded alike.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        let encoded: String = url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
+        for needle in [s.to_string(), encoded] {
+            out = out.replace(&needle, "[redacted]");
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -53,5 +73,12 @@ mod tests {
         assert_eq!(format!("{:?}", Some(&s)), "Some([redacted])");
         assert_eq!(s.hint(), "Abc");
         assert_eq!(s.expose(), "Abc~very-secret-value");
+    }
+
+    #[test]
+    fn redacts_raw_and_form_encoded() {
+        let echoed = "client_secret=Abc%7Every-secret+value&x=1 and Abc~very-secret value";
+        let r = redact(echoed, &["Abc~very-secret value", ""]);
+        assert_eq!(r, "client_secret=[redacted]&x=1 and [redacted]");
     }
 }

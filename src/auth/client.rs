@@ -154,7 +154,13 @@ pub async fn request_token(
     let started = tokio::time::Instant::now();
     let result = req.request_async(&transport).await;
     let seen = std::mem::take(&mut *seen.lock().expect("lock"));
-    let redact = |text: String| redact_credential(text, app);
+    // A server (or a proxy) could echo what we sent: keep the credential out of the log.
+    let sent: Vec<&str> = match (&app.credential, request_assertion) {
+        (Credential::ClientSecret(s), _) => vec![s.expose()],
+        (_, Some(a)) => vec![a.expose()],
+        _ => vec![],
+    };
+    let redact = |text: String| crate::secret::redact(&text, &sent);
     match result {
         Ok(resp) => {
             let lifetime = resp.expires_in().ok_or_else(|| {
@@ -264,14 +270,6 @@ pub async fn request_token(
                 ..TokenError::new(reason, redact(format!("HTTP {status}: {m}")))
             })
         }
-    }
-}
-
-/// A server could echo what we sent; make sure the secret never travels on into a log line.
-fn redact_credential(text: String, app: &App) -> String {
-    match &app.credential {
-        Credential::ClientSecret(s) if !s.is_empty() => text.replace(s.expose(), "[redacted]"),
-        _ => text,
     }
 }
 

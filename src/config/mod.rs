@@ -542,7 +542,7 @@ impl Validator<'_> {
                 "{}: {p}.client_secret: app {name:?} has its client secret inline in the configuration file; prefer client_secret_file or client_secret_env",
                 self.file
             ));
-            self.secret_value(&format!("{p}.client_secret"), s)?
+            self.secret_value(&format!("{p}.client_secret"), s.expose().to_string())?
         } else if let Some(f) = a.client_secret_file {
             let path = self.resolve(&f);
             let s = std::fs::read_to_string(&path).map_err(|e| {

@@ -54,7 +54,7 @@ pub struct RawApp {
     pub tenant: Option<String>,
     pub client_id: Option<String>,
     pub cloud: Option<String>,
-    pub client_secret: Option<String>,
+    pub client_secret: Option<crate::secret::Secret>,
     pub client_secret_file: Option<String>,
     pub client_secret_env: Option<String>,
     pub certificate: Option<RawCertificate>,

@@ -210,6 +210,8 @@ struct Run<'a> {
     mailbox: &'a Mailbox,
     deadline: Instant,
     details: SmtpDetails,
+    /// What we sent that must never come back out in a log line (a relay could echo it).
+    sent: Vec<crate::secret::Secret>,
 }
 
 impl Run<'_> {
@@ -305,6 +307,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
     let mut r = Run {
         mailbox,
         deadline,
+        sent: Vec::new(),
         details: SmtpDetails {
             app: app.name.clone(),
             address: mailbox.address.clone(),
@@ -316,6 +319,8 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         },
     };
     let result = dialog(&mut r, ctx, app).await;
+    let sent: Vec<&str> = r.sent.iter().map(|s| s.expose()).collect();
+    let redact = |text: String| crate::secret::redact(&text, &sent);
     let mut details = r.details;
     match result {
         Ok(()) => Outcome::success(Details::Smtp(details)),
@@ -330,7 +335,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
                     reason: SmtpReason::TokenUnavailable.as_str(),
                     ..*f
                 },
-                None => Failure::new(e.reason.as_str(), format!("{phase}: {}", e.message)),
+                None => Failure::new(e.reason.as_str(), redact(format!("{phase}: {}", e.message))),
             };
             Outcome::failure(failure, Details::Smtp(details))
         }
@@ -545,10 +550,10 @@ async fn dialog(
                 ),
             )
         })?;
-    let auth_cmd = format!(
-        "AUTH XOAUTH2 {}",
-        base64::engine::general_purpose::STANDARD.encode(blob)
-    );
+    let encoded = base64::engine::general_purpose::STANDARD.encode(blob);
+    r.sent.push(token.value.clone());
+    r.sent.push(crate::secret::Secret::new(encoded.clone()));
+    let auth_cmd = format!("AUTH XOAUTH2 {encoded}");
     r.timed(Phase::Auth, async {
         let mut reply = exchange(&mut s, Some(&auth_cmd)).await?;
         if reply.code == 334 {
