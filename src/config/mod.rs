@@ -741,7 +741,16 @@ impl Validator<'_> {
             ));
         }
         Ok(Mailbox {
-            smtp_host: m.smtp_host.unwrap_or_else(|| cloud.smtp_host().to_string()),
+            smtp_host: match m.smtp_host {
+                Some(h) if !is_host(&h) => {
+                    return Err(self.err(
+                        format!("{p}.smtp_host"),
+                        format!("invalid host {h:?}: expected a host name or IP address, without port (use smtp_port)"),
+                    ))
+                }
+                Some(h) => h,
+                None => cloud.smtp_host().to_string(),
+            },
             smtp_port: match m.smtp_port {
                 Some(0) => {
                     return Err(self.err(
@@ -752,9 +761,17 @@ impl Validator<'_> {
                 Some(port) => port,
                 None => 587,
             },
-            ehlo_name: m
-                .ehlo_name
-                .unwrap_or_else(|| "smtp-oauth-exporter.localhost".to_string()),
+            ehlo_name: match m.ehlo_name {
+                // It goes on the wire before TLS: no spaces or line breaks (RFC 5321 section 4.1.1.1).
+                Some(n) if !(is_host(&n) || is_address_literal(&n)) => {
+                    return Err(self.err(
+                        format!("{p}.ehlo_name"),
+                        format!("invalid EHLO name {n:?}: expected a domain name such as monitoring.contoso.com or an address literal such as [192.0.2.1]"),
+                    ))
+                }
+                Some(n) => n,
+                None => "smtp-oauth-exporter.localhost".to_string(),
+            },
             mail_from: m.mail_from.unwrap_or(true),
             tls_insecure_skip_verify: if m.tls_insecure_skip_verify == Some(true) {
                 self.warnings.push(format!(
@@ -796,6 +813,31 @@ fn key_matches_certificate(key_pem: &str, cert_der: &[u8]) -> bool {
         return false;
     };
     cert.public_key().subject_public_key.data.as_ref() == public.as_bytes()
+}
+
+/// A DNS name (letters, digits, `-`, `.`) or an IP address.
+fn is_host(s: &str) -> bool {
+    s.parse::<std::net::IpAddr>().is_ok()
+        || (!s.is_empty()
+            && s.len() <= 253
+            && s.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            }))
+}
+
+/// `[192.0.2.1]` or `[IPv6:2001:db8::1]` (RFC 5321 section 4.1.3).
+fn is_address_literal(s: &str) -> bool {
+    s.strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .is_some_and(|inner| {
+            inner.parse::<std::net::Ipv4Addr>().is_ok()
+                || inner
+                    .strip_prefix("IPv6:")
+                    .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok())
+        })
 }
 
 /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` with hex digits.

@@ -28,6 +28,9 @@ use super::{Context, Details, Failure, Outcome, Target};
 use crate::auth::Resource;
 use crate::config::Mailbox;
 
+/// How long QUIT may take once everything else has succeeded.
+const QUIT_WAIT: Duration = Duration::from_secs(2);
+
 /// The fixed set of SMTP failure reasons (the `reason` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SmtpReason {
@@ -290,10 +293,12 @@ fn extensions(reply: &Reply) -> Vec<String> {
         .collect()
 }
 
+/// Whether `AUTH` lists XOAUTH2, in the RFC 4954 form (`AUTH LOGIN XOAUTH2`) or the old
+/// `AUTH=LOGIN XOAUTH2` form some servers still send.
 fn offers_xoauth2(ext: &[String]) -> bool {
     ext.iter().any(|l| {
-        let mut w = l.split_whitespace();
-        matches!(w.next(), Some("AUTH") | Some("AUTH=")) && w.any(|m| m == "XOAUTH2")
+        let mechanisms = l.strip_prefix("AUTH=").or_else(|| l.strip_prefix("AUTH "));
+        mechanisms.is_some_and(|m| m.split_whitespace().any(|w| w == "XOAUTH2"))
     })
 }
 
@@ -368,17 +373,32 @@ async fn dialog(
         })
         .await?;
 
+    let r_deadline = r.deadline;
     let tcp = r
         .timed(Phase::Connect, async {
             let mut last = None;
-            for a in &addrs {
-                match TcpStream::connect(a).await {
-                    Ok(s) => return Ok(s),
-                    Err(e) => last = Some(format!("{a}: {e}")),
+            let mut refused = false;
+            for (i, a) in addrs.iter().enumerate() {
+                // Share what is left between the addresses still to try, so an unreachable first
+                // address (often IPv6) cannot use up the whole timeout.
+                let left =
+                    r_deadline.saturating_duration_since(Instant::now()) / (addrs.len() - i) as u32;
+                match tokio::time::timeout(left, TcpStream::connect(a)).await {
+                    Ok(Ok(s)) => return Ok(s),
+                    Ok(Err(e)) => {
+                        refused = true;
+                        last = Some(format!("{a}: {e}"));
+                    }
+                    Err(_) => last = Some(format!("{a}: no answer within {left:?}")),
                 }
             }
+            // Only unanswered attempts: the network dropped them, the port did not refuse.
             Err(StepError::new(
-                SmtpReason::ConnectRefused,
+                if refused {
+                    SmtpReason::ConnectRefused
+                } else {
+                    SmtpReason::Timeout
+                },
                 format!(
                     "cannot connect to {host}:{port}: {}",
                     last.unwrap_or_default()
@@ -585,8 +605,61 @@ async fn dialog(
     }
 
     // A QUIT that goes wrong does not fail the check: everything it proves is already proven.
+    // Nor may a server that never answers it hold the run (and a slot) until the deadline.
     let _ = r
-        .timed(Phase::Quit, async { exchange(&mut s, Some("QUIT")).await })
+        .timed(Phase::Quit, async {
+            match tokio::time::timeout(QUIT_WAIT, exchange(&mut s, Some("QUIT"))).await {
+                Ok(reply) => reply,
+                Err(_) => Err(StepError::new(SmtpReason::Timeout, "no reply to QUIT")),
+            }
+        })
         .await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(code: u16, text: &str) -> Reply {
+        Reply {
+            code,
+            lines: vec![text.to_string()],
+        }
+    }
+
+    #[test]
+    fn xoauth2_in_both_auth_forms() {
+        let ext = |l: &str| vec![l.to_ascii_uppercase()];
+        assert!(offers_xoauth2(&ext("AUTH LOGIN XOAUTH2")));
+        assert!(offers_xoauth2(&ext("AUTH=LOGIN XOAUTH2")));
+        assert!(offers_xoauth2(&ext("AUTH=XOAUTH2")));
+        assert!(!offers_xoauth2(&ext("AUTH LOGIN PLAIN")));
+        assert!(!offers_xoauth2(&ext("AUTHX XOAUTH2")));
+    }
+
+    #[test]
+    fn replies_map_to_the_reference_table() {
+        let cases = [
+            (Phase::Auth, 535, "5.7.3 Authentication unsuccessful", SmtpReason::AuthRejected),
+            (Phase::Auth, 535, "5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.", SmtpReason::SmtpAuthDisabled),
+            (Phase::Auth, 535, "5.7.139 Authentication unsuccessful, security defaults policy", SmtpReason::SmtpAuthDisabled),
+            (Phase::Auth, 504, "5.7.4 Unrecognized authentication type", SmtpReason::Xoauth2NotOffered),
+            (Phase::Ehlo, 421, "4.7.66 TLS 1.0 and 1.1 are not supported.", SmtpReason::TlsVersion),
+            (Phase::Auth, 432, "4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded", SmtpReason::Throttled),
+            (Phase::MailFrom, 451, "4.7.0 Temporary server error.", SmtpReason::Throttled),
+            (Phase::Banner, 421, "Service not available", SmtpReason::Throttled),
+            (Phase::MailFrom, 554, "5.2.252 SendAsDenied", SmtpReason::SendAsDenied),
+            (Phase::MailFrom, 550, "5.7.60 SMTP; Client does not have permissions to send as this sender", SmtpReason::SendAsDenied),
+            (Phase::Banner, 554, "No SMTP service here", SmtpReason::ProtocolError),
+            (Phase::Ehlo, 500, "5.3.3 Unrecognized command", SmtpReason::ProtocolError),
+        ];
+        for (phase, code, text, want) in cases {
+            assert_eq!(
+                classify(phase, &reply(code, text)),
+                want,
+                "{code} {text} at {phase}"
+            );
+        }
+    }
 }

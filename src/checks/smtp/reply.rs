@@ -122,6 +122,10 @@ pub async fn read_reply<R: AsyncBufRead + Unpin>(r: &mut R) -> Result<Reply, Rea
             return Err(ReadError::Malformed(printable(&line)));
         }
         raw.push_str(trimmed);
+        // RFC 5321 section 4.2 allows a reply line with no text ("220"); lettre wants the space.
+        if b.len() == 3 {
+            raw.push(' ');
+        }
         raw.push_str("\r\n");
         if b.len() == 3 || b[3] == b' ' {
             // lettre parses the complete reply (code consistency across lines included).
@@ -165,6 +169,8 @@ mod tests {
         assert_eq!(r.enhanced(), Some("2.0.0"));
         let r = parse(b"250 smtp.example Hello\r\n").await.unwrap();
         assert_eq!(r.enhanced(), None);
+        let r = parse(b"220\r\n").await.unwrap();
+        assert_eq!((r.code, r.enhanced()), (220, None));
     }
 
     #[tokio::test]
