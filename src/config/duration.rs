@@ -151,7 +151,15 @@ impl FromStr for Schedule {
         }
         // The cron crate wants seconds first (6 or 7 fields); accept the classic 5-field form too.
         let expr = if fields == 5 {
-            format!("0 {t}")
+            // Classic crontab: minute first, day-of-week 0-7 with 0 and 7 = Sunday. The cron crate
+            // wants seconds first and counts 1 = Sunday, so the day-of-week field goes by name.
+            let parts: Vec<&str> = t.split_whitespace().collect();
+            let dow = crontab_day_of_week(parts[4])
+                .map_err(|e| format!("invalid cron expression {text:?}: {e}"))?;
+            format!(
+                "0 {} {} {} {} {dow}",
+                parts[0], parts[1], parts[2], parts[3]
+            )
         } else {
             t.to_string()
         };
@@ -163,6 +171,40 @@ impl FromStr for Schedule {
             schedule: Box::new(schedule),
         })
     }
+}
+
+/// Rewrites a crontab day-of-week field (numbers 0-7, 0 and 7 = Sunday; ranges, lists, steps)
+/// with day names, which the cron crate reads unambiguously.
+fn crontab_day_of_week(field: &str) -> Result<String, String> {
+    const NAMES: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
+    let day = |d: &str| -> Result<String, String> {
+        match d.parse::<usize>() {
+            Ok(n) if n < NAMES.len() => Ok(NAMES[n].to_string()),
+            Ok(_) => Err(format!("day of week {d} is out of range 0-7")),
+            Err(_) => Ok(d.to_string()), // a name, or *
+        }
+    };
+    let mut items = Vec::new();
+    for item in field.split(',') {
+        let (range, step) = match item.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (item, None),
+        };
+        let mut out = match range.split_once('-') {
+            // "5-0" (Friday to Sunday) is written 5-7 in crontab; SUN as an upper bound wraps.
+            Some((a, b)) => format!(
+                "{}-{}",
+                day(a)?,
+                if b == "0" { "SUN".into() } else { day(b)? }
+            ),
+            None => day(range)?,
+        };
+        if let Some(s) = step {
+            out = format!("{out}/{s}");
+        }
+        items.push(out);
+    }
+    Ok(items.join(","))
 }
 
 #[cfg(test)]
@@ -178,6 +220,38 @@ mod tests {
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("30m1h").is_err());
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+    }
+
+    #[test]
+    fn crontab_days_of_week_mean_what_crontab_means() {
+        use chrono::{Datelike, TimeZone, Weekday};
+        let next_days = |expr: &str| -> Vec<Weekday> {
+            let Schedule::Cron { schedule, .. } = expr.parse::<Schedule>().unwrap() else {
+                panic!("not cron")
+            };
+            let start = chrono::Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap(); // a Sunday
+            schedule
+                .after(&start)
+                .take(7)
+                .map(|t| t.weekday())
+                .collect()
+        };
+        assert_eq!(next_days("0 9 * * 1"), vec![Weekday::Mon; 7]);
+        assert_eq!(next_days("0 9 * * 0")[0], Weekday::Sun);
+        assert_eq!(next_days("0 9 * * 7")[0], Weekday::Sun);
+        assert_eq!(
+            next_days("0 9 * * 1-5")[..5],
+            [
+                Weekday::Mon,
+                Weekday::Tue,
+                Weekday::Wed,
+                Weekday::Thu,
+                Weekday::Fri
+            ]
+        );
+        assert_eq!(next_days("0 9 * * 6,0")[..2], [Weekday::Sun, Weekday::Sat]);
+        assert_eq!(next_days("0 9 * * MON")[0], Weekday::Mon);
+        assert!("0 9 * * 8".parse::<Schedule>().is_err());
     }
 
     #[test]
