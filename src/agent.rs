@@ -68,6 +68,7 @@ impl Agent {
             }),
             telemetry_path: opts.telemetry_path.clone(),
             ready: Default::default(),
+            page: Default::default(),
         });
         let shutdown = CancellationToken::new();
         let jobs = Job::all(&config);

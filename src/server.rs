@@ -25,7 +25,20 @@ pub struct Shared {
     pub agent: Mutex<AgentInfo>,
     pub telemetry_path: String,
     pub ready: AtomicBool,
+    /// The last rendered page: scrapes arriving together share one render (a 10,000-mailbox
+    /// page is 20 MB; rendering it per request would let parallel scrapes exhaust memory).
+    pub page: tokio::sync::Mutex<Option<Page>>,
 }
+
+/// A rendered `/metrics` page and when it was made.
+pub struct Page {
+    at: std::time::Instant,
+    text: Bytes,
+    gzip: Option<Bytes>,
+}
+
+/// How long a rendered page serves further scrapes.
+const PAGE_REUSE: Duration = Duration::from_secs(1);
 
 impl Shared {
     /// The whole `/metrics` page.
@@ -55,6 +68,39 @@ fn landing(telemetry_path: &str) -> String {
 <p>{}</p>\n<ul>\n<li><a href=\"{telemetry_path}\">Metrics</a></li>\n<li><a href=\"/-/healthy\">Health</a></li>\n<li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n</body></html>\n",
         crate::version::long()
     )
+}
+
+/// The page for one scrape: rendered at most once per [`PAGE_REUSE`], one render at a time, off
+/// the async workers; gzip made once per page when a scraper asks for it.
+async fn metrics_page(shared: &Arc<Shared>, gzip: bool) -> Option<(Bytes, bool)> {
+    let mut page = shared.page.lock().await;
+    if page.as_ref().is_none_or(|p| p.at.elapsed() > PAGE_REUSE) {
+        let s = shared.clone();
+        let text = tokio::task::spawn_blocking(move || s.render_metrics())
+            .await
+            .ok()?;
+        *page = Some(Page {
+            at: std::time::Instant::now(),
+            text: Bytes::from(text),
+            gzip: None,
+        });
+    }
+    let p = page.as_mut()?;
+    if !gzip {
+        return Some((p.text.clone(), false));
+    }
+    if p.gzip.is_none() {
+        let text = p.text.clone();
+        p.gzip = tokio::task::spawn_blocking(move || gzip_bytes(&text))
+            .await
+            .ok()
+            .flatten()
+            .map(Bytes::from);
+    }
+    match &p.gzip {
+        Some(g) => Some((g.clone(), true)),
+        None => Some((p.text.clone(), false)),
+    }
 }
 
 /// Whether the client takes gzip (Prometheus asks for it; 10,000 mailboxes make 20 MB of text).
@@ -97,33 +143,33 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     }
     let path = req.uri().path();
     let resp = if path == shared.telemetry_path {
-        let gzip = accepts_gzip(req.headers());
-        let s = shared.clone();
-        // Rendering a large fleet takes a while: keep it off the async workers.
-        let body = tokio::task::spawn_blocking(move || {
-            let text = s.render_metrics();
-            if gzip {
-                gzip_bytes(text.as_bytes())
-                    .map(|b| (b, true))
-                    .unwrap_or_else(|| (text.into_bytes(), false))
-            } else {
-                (text.into_bytes(), false)
+        match metrics_page(&shared, accepts_gzip(req.headers())).await {
+            Some((body, gzip)) => {
+                let mut r = reply(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    body,
+                );
+                let h = r.headers_mut();
+                h.insert(
+                    hyper::header::VARY,
+                    "Accept-Encoding".parse().expect("static header"),
+                );
+                if gzip {
+                    h.insert(
+                        hyper::header::CONTENT_ENCODING,
+                        "gzip".parse().expect("static header"),
+                    );
+                }
+                r
             }
-        })
-        .await
-        .unwrap_or_default();
-        let mut r = reply(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            body.0,
-        );
-        if body.1 {
-            r.headers_mut().insert(
-                hyper::header::CONTENT_ENCODING,
-                "gzip".parse().expect("static header"),
-            );
+            // An empty 200 would make every series vanish at once; say that it failed.
+            None => reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain; charset=utf-8",
+                "cannot render the metrics\n",
+            ),
         }
-        r
     } else {
         match path {
             "/" => reply(
