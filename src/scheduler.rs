@@ -2,7 +2,7 @@
 //! per target), a stable per-target phase so big fleets spread out, a bound on concurrent runs,
 //! a timeout on each run, and a prompt stop.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::{self, Context, Job, JobKey};
+use crate::checks::{self, CheckKind, Context, Job, JobKey};
 use crate::config::{Schedule, SchedulerSettings};
 use crate::state::StateStore;
 
@@ -47,6 +47,9 @@ struct Timing {
     hash: u64,
     schedule: Schedule,
 }
+
+/// Gap between first Graph reads after start, per Graph job (see `Scheduler::start`).
+const GRAPH_START_GAP: Duration = Duration::from_millis(500);
 
 /// Cron runs get a small jitter too, so that many targets on `*/5 * * * *` do not fire at once.
 const MAX_CRON_JITTER: Duration = Duration::from_secs(30);
@@ -109,7 +112,16 @@ impl Scheduler {
         shutdown: &CancellationToken,
     ) -> Self {
         let cancel = shutdown.child_token();
-        let slots = Arc::new(Semaphore::new(settings.max_concurrent_checks));
+        // One bound per check kind: 10,000 SMTP runs stuck on an unreachable host must not keep
+        // the token checks (which would show the cause) waiting behind them.
+        let slots: HashMap<CheckKind, Arc<Semaphore>> = CheckKind::ALL
+            .iter()
+            .map(|k| (*k, Arc::new(Semaphore::new(settings.max_concurrent_checks))))
+            .collect();
+        let mut per_kind: HashMap<CheckKind, usize> = HashMap::new();
+        for j in &jobs {
+            *per_kind.entry(j.kind).or_default() += 1;
+        }
         let origin = Instant::now();
         let keep: HashSet<JobKey> = jobs.iter().map(Job::key).collect();
         state.retain(&keep);
@@ -122,14 +134,22 @@ impl Scheduler {
                 hash: stable_hash(&key),
                 schedule: job.settings.schedule.clone(),
             };
-            let first = timing.first(settings.startup_spread);
+            let spread = match job.kind {
+                // Graph allows about 150 credential reads a minute per tenant: after a restart,
+                // spread the first reads at two a second rather than into one startup_spread.
+                CheckKind::Graph => settings
+                    .startup_spread
+                    .max(GRAPH_START_GAP * per_kind[&CheckKind::Graph] as u32),
+                _ => settings.startup_spread,
+            };
+            let first = timing.first(spread);
             tasks.spawn(job_loop(
                 job,
                 timing,
                 first,
                 ctx.clone(),
                 state.clone(),
-                slots.clone(),
+                slots[&key.kind].clone(),
                 cancel.clone(),
             ));
         }
@@ -185,7 +205,6 @@ async fn job_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::CheckKind;
 
     #[test]
     fn phases_spread_and_stay_stable() {
