@@ -253,6 +253,7 @@ impl Simulator {
             directory: directory.clone(),
             signing_key: signing_key.clone(),
             transcripts: Default::default(),
+            streamed: Default::default(),
         };
         let smtp_addr = smtp::start(
             smtp_shared.clone(),
@@ -309,6 +310,13 @@ impl Simulator {
             self.stop.clone(),
         )
         .await
+    }
+
+    /// Bytes the `EndlessLine` listeners managed to write before their clients hung up.
+    pub fn smtp_bytes_streamed(&self) -> u64 {
+        self.smtp_shared
+            .streamed
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// What every SMTP connection so far sent, in order of connection.

@@ -39,6 +39,9 @@ pub enum SmtpFault {
     GarbageBanner,
     /// The banner is an endless line without CRLF (megabytes of it).
     EndlessLine,
+    /// The `220` to STARTTLS and a forged `250` in one write, before any TLS: the
+    /// command-injection pattern RFC 3207 section 5 warns about.
+    StartTlsInjection,
     /// After `220` to STARTTLS, bytes that are not TLS.
     StartTlsThenGarbage,
     /// The server certificate expired yesterday.
@@ -71,6 +74,8 @@ pub(super) struct SmtpShared {
     pub directory: Arc<Mutex<Directory>>,
     pub signing_key: Arc<Vec<u8>>,
     pub transcripts: Arc<Mutex<Vec<Transcript>>>,
+    /// Bytes written by `EndlessLine` listeners so far.
+    pub streamed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 const HOST: &str = "SIM01.prod.outlook.office365.com";
@@ -148,11 +153,15 @@ impl Conn {
             }
             Some(SmtpFault::EndlessLine) => {
                 let chunk = vec![b'A'; 64 * 1024];
-                // Up to 64 MiB, until the client hangs up.
-                for _ in 0..1024 {
+                // Until the client hangs up (16 GiB at most): a client that buffered without
+                // bound would read until its deadline. The tests read the count.
+                for _ in 0..(256 * 1024) {
                     if tcp.write_all(&chunk).await.is_err() {
                         return;
                     }
+                    self.shared
+                        .streamed
+                        .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
                 }
                 return;
             }
@@ -253,6 +262,17 @@ impl Conn {
                         format!("{code} {text}\r\n")
                     } else if self.fault == Some(SmtpFault::NoStartTls) {
                         "500 5.3.3 Unrecognized command 'STARTTLS'\r\n".into()
+                    } else if self.fault == Some(SmtpFault::StartTlsInjection) {
+                        if write(
+                            s,
+                            "220 2.0.0 SMTP server ready\r\n250 2.0.0 injected before TLS\r\n",
+                        )
+                        .await
+                        .is_err()
+                        {
+                            return Next::Close;
+                        }
+                        return Next::StartTls;
                     } else {
                         if write(s, "220 2.0.0 SMTP server ready\r\n").await.is_err() {
                             return Next::Close;

@@ -394,8 +394,9 @@ async fn an_endless_line_costs_bounded_memory_and_ends_in_protocol_error() {
         ),
         Some(1.0)
     );
-    // The reader stops at 4 KiB: the run ends at once, well within the 10 s timeout, instead of
-    // buffering the server's 64 MiB until the deadline.
+    // The reader gives up after 4 KiB and hangs up: the run ends at once, well within the 10 s
+    // timeout, and the server got rid of no more than what socket buffers hold. A reader without
+    // a bound would have taken gigabytes until the deadline.
     let d = value(
         &text,
         "smtp_oauth_check_duration_seconds",
@@ -404,6 +405,75 @@ async fn an_endless_line_costs_bounded_memory_and_ends_in_protocol_error() {
     .unwrap();
     assert!(d < 2.0, "took {d}s");
     agent.stop().await;
+    let runs = value(
+        &text,
+        "smtp_oauth_check_runs_total",
+        &[("target", "flood"), ("result", "failure")],
+    )
+    .unwrap();
+    let streamed = w.sim.smtp_bytes_streamed();
+    assert!(
+        (streamed as f64) < runs * 32.0 * 1024.0 * 1024.0,
+        "{streamed} bytes went out to {runs} runs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_injected_before_the_tls_handshake_is_refused() {
+    let w = world().await;
+    let addr = w
+        .sim
+        .start_smtp(Some(SmtpFault::StartTlsInjection))
+        .await
+        .unwrap();
+    w.sim
+        .add_mailbox("injected@contoso.com", &[&client_id(APP)]);
+    let yaml = apps(&w, "{ schedule: 1s, timeout: 5s }")
+        + &mailbox("injected", "mail-app", "127.0.0.1", addr.port(), "");
+    let agent = w.agent(&yaml).await;
+    let text = wait_for(
+        &agent,
+        Duration::from_secs(10),
+        "the injected check to end",
+        |t| value(t, "smtp_oauth_check_success", &[("target", "injected")]).is_some(),
+    )
+    .await;
+    agent.stop().await;
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_check_failure_info",
+            &[("target", "injected"), ("reason", "protocol_error")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_smtp_status_code",
+            &[("target", "injected"), ("phase", "starttls")]
+        ),
+        Some(0.0)
+    );
+    // RFC 3207 section 5: nothing of the plaintext phase is trusted, and nothing more is sent.
+    for t in w
+        .sim
+        .smtp_transcripts()
+        .iter()
+        .filter(|t| t.listener == Some(addr))
+    {
+        assert_eq!(
+            t.lines.last().map(String::as_str),
+            Some("STARTTLS"),
+            "{:?}",
+            t.lines
+        );
+        assert!(t
+            .lines
+            .iter()
+            .all(|l| !l.to_ascii_uppercase().starts_with("AUTH")));
+    }
 }
 
 /// Ten mailboxes of `mail-app`, all with FullAccess, on the simulator's healthy listener.
