@@ -204,6 +204,8 @@ pub struct Directory {
     pub issued_tokens: Vec<String>,
     /// `jti` values of accepted client assertions (replays are refused).
     pub seen_jti: HashSet<String>,
+    /// Every client assertion received (tests assert none leaks).
+    pub received_assertions: Vec<String>,
 }
 
 impl Directory {
@@ -428,6 +430,14 @@ impl Simulator {
             .get(client_id)
             .map(|t| t.iter().copied().collect())
             .unwrap_or_default()
+    }
+
+    pub fn received_assertions(&self) -> Vec<String> {
+        self.directory
+            .lock()
+            .expect("sim lock")
+            .received_assertions
+            .clone()
     }
 
     pub fn issued_tokens(&self) -> Vec<String> {

@@ -193,6 +193,7 @@ pub async fn handle(
             Some(_) => acr = "1",
         }
     } else if let Some(assertion) = form.get("client_assertion") {
+        d.received_assertions.push(assertion.clone());
         if form.get("client_assertion_type").map(String::as_str)
             != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
         {

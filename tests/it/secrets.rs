@@ -11,6 +11,27 @@ use base64::Engine;
 use crate::common::*;
 use crate::fixtures::fleet;
 
+/// The port from the agent's start-up line (`listen_address=127.0.0.1:PORT` in either format).
+async fn listen_port(log: &std::path::Path) -> u16 {
+    for _ in 0..100 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(i) = text.find("127.0.0.1:") {
+            let digits: String = text[i + 10..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            if let Ok(p) = digits.parse() {
+                return p;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the agent did not log its listen address:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_key_or_token_in_logs_or_metrics() {
     let w = World::new().await;
@@ -19,11 +40,6 @@ async fn no_secret_key_or_token_in_logs_or_metrics() {
     let mut printed = String::new();
     let mut scrapes = Vec::new();
     for format in ["logfmt", "json"] {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let out = w.dir.path().join(format!("{format}.log"));
         let log = std::fs::File::create(&out).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_smtp-oauth-exporter"))
@@ -31,7 +47,7 @@ async fn no_secret_key_or_token_in_logs_or_metrics() {
                 "--config.file",
                 &config,
                 "--web.listen-address",
-                &format!("127.0.0.1:{port}"),
+                "127.0.0.1:0",
                 "--log.level",
                 "debug",
                 "--log.format",
@@ -42,6 +58,8 @@ async fn no_secret_key_or_token_in_logs_or_metrics() {
             .stdin(Stdio::null())
             .spawn()
             .expect("start the agent binary");
+        // The agent picks its port (no bind-release-rebind race) and logs it.
+        let port = listen_port(&out).await;
         let url = format!("http://127.0.0.1:{port}/metrics");
         let start = std::time::Instant::now();
         // Scrape for a few seconds: every check runs several times, failures included.
@@ -102,6 +120,21 @@ async fn no_secret_key_or_token_in_logs_or_metrics() {
     let mut needles: Vec<(String, String)> = Vec::new();
     for s in &f.secrets {
         needles.push(("client secret".into(), s.clone()));
+        // ... and as it goes on the wire, form-encoded (`~` becomes %7E).
+        let encoded: String = url::form_urlencoded::byte_serialize(s.as_bytes()).collect();
+        needles.push(("form-encoded client secret".into(), encoded));
+    }
+    let assertions = w.sim.received_assertions();
+    assert!(
+        !assertions.is_empty(),
+        "the certificate app sent client assertions"
+    );
+    for a in assertions {
+        needles.push((
+            "client assertion signature".into(),
+            a.rsplit('.').next().unwrap().to_string(),
+        ));
+        needles.push(("client assertion".into(), a));
     }
     for line in f.cert.key_pem.lines().filter(|l| !l.starts_with("-----")) {
         needles.push(("private key line".into(), line.to_string()));
