@@ -498,13 +498,16 @@ pub fn thumbprint_from_graph(s: &str) -> Option<[u8; 20]> {
 fn read_registration(client_id: &str, body: &[u8]) -> Result<Parsed, String> {
     let a: Application = serde_json::from_slice(body)
         .map_err(|e| format!("the body is not an application object: {e}"))?;
-    if let Some(got) = &a.app_id {
-        if !got.eq_ignore_ascii_case(client_id) {
-            return Err(format!(
-                "the reply is about appId {:?}, not {client_id}",
-                clean(got)
-            ));
-        }
+    // The appId proves the reply is about the app asked for (not another object behind a wrong
+    // graph_url or a proxy); $select asks for it, so a reply without it is not trusted.
+    let Some(got) = &a.app_id else {
+        return Err(format!("the reply has no appId (expected {client_id})"));
+    };
+    if !got.eq_ignore_ascii_case(client_id) {
+        return Err(format!(
+            "the reply is about appId {:?}, not {client_id}",
+            clean(got)
+        ));
     }
     let mut credentials = Vec::new();
     let mut matchers = Vec::new();
@@ -751,7 +754,25 @@ mod tests {
             .unwrap_err()
             .contains("endDateTime"));
         let other = json!({"appId": "00000000-0000-4000-8000-000000000002"}).to_string();
-        assert!(read_registration(CLIENT, other.as_bytes()).is_err());
+        assert!(read_registration(CLIENT, other.as_bytes())
+            .unwrap_err()
+            .contains("not"));
+        // The client ID matches in any letter case.
+        let upper = json!({"appId": CLIENT.to_uppercase()}).to_string();
+        assert!(read_registration(CLIENT, upper.as_bytes()).is_ok());
+        // No appId: nothing proves the reply is about this app.
+        let mut anonymous: serde_json::Value = serde_json::from_slice(&app_json(
+            vec![password("k1", None, "Abc", "2026-03-01T00:00:00Z")],
+            vec![],
+        ))
+        .unwrap();
+        anonymous.as_object_mut().unwrap().remove("appId");
+        assert!(read_registration(CLIENT, anonymous.to_string().as_bytes())
+            .unwrap_err()
+            .contains("no appId"));
+        let null_app_id =
+            json!({"id": "obj", "appId": null, "passwordCredentials": []}).to_string();
+        assert!(read_registration(CLIENT, null_app_id.as_bytes()).is_err());
         assert!(read_registration(CLIENT, b"{\"id\":").is_err());
         // A password and a certificate may carry the same keyId: their series differ by type.
         let same = app_json(
