@@ -32,7 +32,8 @@ pub enum GraphReason {
     PermissionMissing,
     /// HTTP 404 `Request_ResourceNotFound`: no app registration with this client ID in the tenant.
     AppNotFound,
-    /// HTTP 429: Graph throttled the request; the next run waits for `Retry-After`.
+    /// HTTP 429, or HTTP 503 with `Retry-After`: Graph throttled the request; the next run
+    /// waits for `Retry-After`.
     Throttled,
     /// Any other HTTP status, or no HTTP exchange at all (connection refused, TLS failure).
     HttpError,
@@ -357,6 +358,7 @@ fn error_reply(
             )
         }
     };
+    let mut retry_after = http_client::retry_after(&resp.headers);
     // A 403 or 404 counts as Graph's verdict only in Graph's own error shape; the same status
     // from something else on the way (a proxy, a wrong graph_url) is an HTTP error.
     let (reason, advice) = match (status, &body) {
@@ -369,9 +371,10 @@ fn error_reply(
             format!("; no app registration with client ID {} in tenant {} (deleted, or the reader is in another tenant)", app.client_id, app.tenant),
         ),
         (429, _) => (GraphReason::Throttled, String::new()),
+        // Graph also throttles with a 503 and Retry-After; a 503 without one is an outage.
+        (503, _) if retry_after.is_some() => (GraphReason::Throttled, String::new()),
         _ => (GraphReason::HttpError, String::new()),
     };
-    let mut retry_after = http_client::retry_after(&resp.headers);
     if status == 429 && retry_after.is_none() {
         retry_after = Some(DEFAULT_THROTTLE_WAIT);
     }
@@ -888,12 +891,27 @@ mod tests {
         // No Retry-After on a 429: still no tight loop.
         let (reason, wait, _) = run(reply(429, &[], ""));
         assert_eq!((reason, wait), ("throttled", Some(DEFAULT_THROTTLE_WAIT)));
-        let (reason, wait, _) = run(reply(
+        // A 503 with Retry-After is Graph throttling too, and its wait is kept.
+        let (reason, wait, f) = run(reply(
             503,
             &[("retry-after", "7")],
             &graph_error("serviceNotAvailable"),
         ));
-        assert_eq!((reason, wait), ("http_error", Some(Duration::from_secs(7))));
+        assert_eq!((reason, wait), ("throttled", Some(Duration::from_secs(7))));
+        assert!(f.message.contains("next try in 7s"), "{}", f.message);
+        // Also in another body shape (a gateway's): Retry-After decides, not the body.
+        let (reason, wait, _) = run(reply(503, &[("retry-after", "5")], "Service Unavailable"));
+        assert_eq!((reason, wait), ("throttled", Some(Duration::from_secs(5))));
+        // A 503 without Retry-After is an outage, with no default wait.
+        let (reason, wait, _) = run(reply(503, &[], &graph_error("serviceNotAvailable")));
+        assert_eq!((reason, wait), ("http_error", None));
+        // Retry-After as an HTTP date: throttled, waiting 60 s (how http_client reads a date).
+        let (reason, wait, _) = run(reply(
+            503,
+            &[("retry-after", "Wed, 21 Oct 2026 07:28:00 GMT")],
+            "",
+        ));
+        assert_eq!((reason, wait), ("throttled", Some(Duration::from_secs(60))));
         let (reason, wait, f) = run(reply(500, &[("request-id", "hdr-9")], "oops\u{1b}[31m"));
         assert_eq!((reason, wait), ("http_error", None));
         assert!(

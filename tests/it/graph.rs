@@ -595,11 +595,12 @@ async fn every_failure_has_its_reason() {
             "unavailable",
             true,
             true,
+            // Graph's other way to throttle: 503 with Retry-After.
             Some(GraphFault::Unavailable {
                 retry_after_seconds: 1,
             }),
             None,
-            "http_error",
+            "throttled",
             "",
         ),
         (
