@@ -389,6 +389,14 @@ fn write_graph(f: &mut Families, target: &str, d: &crate::checks::graph::GraphDe
             ts(t),
         );
     }
+    if let Some(t) = reg.next_expiry {
+        f.gauge(
+            "app_credential_next_expiry_timestamp_seconds",
+            "The earliest expiry among the secrets and certificates of the app registration not yet expired at the last successful Graph run; absent when all have expired.",
+            &[("target", target)],
+            ts(t),
+        );
+    }
     if let Some(c) = reg.in_use() {
         if let Some(t) = c.end {
             f.gauge(

@@ -32,7 +32,8 @@ pub enum GraphReason {
     PermissionMissing,
     /// HTTP 404 `Request_ResourceNotFound`: no app registration with this client ID in the tenant.
     AppNotFound,
-    /// HTTP 429: Graph throttled the request; the next run waits for `Retry-After`.
+    /// HTTP 429, or HTTP 503 with `Retry-After`: Graph throttled the request; the next run
+    /// waits for `Retry-After`.
     Throttled,
     /// Any other HTTP status, or no HTTP exchange at all (connection refused, TLS failure).
     HttpError,
@@ -119,8 +120,12 @@ pub struct Registration {
     pub object_id: Option<String>,
     /// Every secret and certificate, secrets first, in Graph's order.
     pub credentials: Vec<CredentialInfo>,
-    /// The earliest `endDateTime` of all credentials, expired ones included.
+    /// The earliest `endDateTime` of all credentials, expired ones included (Entra keeps expired
+    /// credentials listed, so this is often in the past).
     pub earliest_expiry: Option<DateTime<Utc>>,
+    /// The earliest `endDateTime` among the credentials not yet expired when the check ran;
+    /// `None` when every credential has expired (or none has an end date).
+    pub next_expiry: Option<DateTime<Utc>>,
     /// How many credentials match the agent's own: by `hint` for a secret, by thumbprint for a
     /// certificate. 0: the configured credential is not on the app registration.
     pub in_use_matches: usize,
@@ -257,7 +262,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
     if resp.status != 200 {
         return error_reply(app, &reader.name, &url, &resp, details);
     }
-    match read_registration(&app.client_id, &resp.body) {
+    match read_registration(&app.client_id, &resp.body, Utc::now()) {
         Ok(mut reg) => {
             mark_in_use(&app.credential, &mut reg);
             details.registration = Some(reg.registration);
@@ -357,6 +362,7 @@ fn error_reply(
             )
         }
     };
+    let mut retry_after = http_client::retry_after(&resp.headers);
     // A 403 or 404 counts as Graph's verdict only in Graph's own error shape; the same status
     // from something else on the way (a proxy, a wrong graph_url) is an HTTP error.
     let (reason, advice) = match (status, &body) {
@@ -369,9 +375,10 @@ fn error_reply(
             format!("; no app registration with client ID {} in tenant {} (deleted, or the reader is in another tenant)", app.client_id, app.tenant),
         ),
         (429, _) => (GraphReason::Throttled, String::new()),
+        // Graph also throttles with a 503 and Retry-After; a 503 without one is an outage.
+        (503, _) if retry_after.is_some() => (GraphReason::Throttled, String::new()),
         _ => (GraphReason::HttpError, String::new()),
     };
-    let mut retry_after = http_client::retry_after(&resp.headers);
     if status == 429 && retry_after.is_none() {
         retry_after = Some(DEFAULT_THROTTLE_WAIT);
     }
@@ -495,16 +502,21 @@ pub fn thumbprint_from_graph(s: &str) -> Option<[u8; 20]> {
     }
 }
 
-fn read_registration(client_id: &str, body: &[u8]) -> Result<Parsed, String> {
+/// Reads the application object; `now` is the time of the run, which decides which credentials
+/// have expired.
+fn read_registration(client_id: &str, body: &[u8], now: DateTime<Utc>) -> Result<Parsed, String> {
     let a: Application = serde_json::from_slice(body)
         .map_err(|e| format!("the body is not an application object: {e}"))?;
-    if let Some(got) = &a.app_id {
-        if !got.eq_ignore_ascii_case(client_id) {
-            return Err(format!(
-                "the reply is about appId {:?}, not {client_id}",
-                clean(got)
-            ));
-        }
+    // The appId proves the reply is about the app asked for (not another object behind a wrong
+    // graph_url or a proxy); $select asks for it, so a reply without it is not trusted.
+    let Some(got) = &a.app_id else {
+        return Err(format!("the reply has no appId (expected {client_id})"));
+    };
+    if !got.eq_ignore_ascii_case(client_id) {
+        return Err(format!(
+            "the reply is about appId {:?}, not {client_id}",
+            clean(got)
+        ));
     }
     let mut credentials = Vec::new();
     let mut matchers = Vec::new();
@@ -562,11 +574,17 @@ fn read_registration(client_id: &str, body: &[u8]) -> Result<Parsed, String> {
         matchers.push(Matcher::Thumbprint(thumb));
     }
     let earliest_expiry = credentials.iter().filter_map(|c| c.end).min();
+    let next_expiry = credentials
+        .iter()
+        .filter_map(|c| c.end)
+        .filter(|&end| end > now)
+        .min();
     Ok(Parsed {
         registration: Registration {
             object_id: a.id,
             credentials,
             earliest_expiry,
+            next_expiry,
             in_use_matches: 0,
             hint_ambiguous: false,
         },
@@ -637,8 +655,19 @@ mod tests {
         .into_bytes()
     }
 
+    /// The time of the test runs: after the January 2025 start dates, before the 2026 ends.
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-15T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    fn read(body: &[u8]) -> Result<Parsed, String> {
+        read_registration(CLIENT, body, now())
+    }
+
     fn analyse(own: &Credential, body: &[u8]) -> Registration {
-        let mut p = read_registration(CLIENT, body).expect("valid body");
+        let mut p = read(body).expect("valid body");
         mark_in_use(own, &mut p);
         p.registration
     }
@@ -741,31 +770,70 @@ mod tests {
             ],
             vec![],
         );
-        assert!(read_registration(CLIENT, &dup)
-            .unwrap_err()
-            .contains("twice"));
+        assert!(read(&dup).unwrap_err().contains("twice"));
         let no_key = app_json(vec![json!({"hint": "Abc"})], vec![]);
-        assert!(read_registration(CLIENT, &no_key).is_err());
+        assert!(read(&no_key).is_err());
         let bad_date = app_json(vec![password("k1", None, "Abc", "next tuesday")], vec![]);
-        assert!(read_registration(CLIENT, &bad_date)
-            .unwrap_err()
-            .contains("endDateTime"));
+        assert!(read(&bad_date).unwrap_err().contains("endDateTime"));
         let other = json!({"appId": "00000000-0000-4000-8000-000000000002"}).to_string();
-        assert!(read_registration(CLIENT, other.as_bytes()).is_err());
-        assert!(read_registration(CLIENT, b"{\"id\":").is_err());
+        assert!(read(other.as_bytes()).unwrap_err().contains("not"));
+        // The client ID matches in any letter case.
+        let upper = json!({"appId": CLIENT.to_uppercase()}).to_string();
+        assert!(read(upper.as_bytes()).is_ok());
+        // No appId: nothing proves the reply is about this app.
+        let mut anonymous: serde_json::Value = serde_json::from_slice(&app_json(
+            vec![password("k1", None, "Abc", "2026-03-01T00:00:00Z")],
+            vec![],
+        ))
+        .unwrap();
+        anonymous.as_object_mut().unwrap().remove("appId");
+        assert!(read(anonymous.to_string().as_bytes())
+            .unwrap_err()
+            .contains("no appId"));
+        let null_app_id =
+            json!({"id": "obj", "appId": null, "passwordCredentials": []}).to_string();
+        assert!(read(null_app_id.as_bytes()).is_err());
+        assert!(read(b"{\"id\":").is_err());
         // A password and a certificate may carry the same keyId: their series differ by type.
         let same = app_json(
             vec![password("k1", None, "Abc", "2026-03-01T00:00:00Z")],
             vec![key("k1", "x", "Verify", "2027-01-01T00:00:00Z")],
         );
-        assert_eq!(
-            read_registration(CLIENT, &same)
-                .unwrap()
-                .registration
-                .credentials
-                .len(),
-            2
+        assert_eq!(read(&same).unwrap().registration.credentials.len(), 2);
+    }
+
+    #[test]
+    fn the_next_expiry_skips_expired_credentials() {
+        let body = app_json(
+            vec![
+                // Expired before the run: Entra keeps listing it.
+                password("old", None, "Old", "2025-06-01T00:00:00Z"),
+                password("new", None, "New", "2026-09-01T00:00:00Z"),
+                // Expires exactly at the run: already expired.
+                password("now", None, "Now", "2026-01-15T12:00:00Z"),
+            ],
+            vec![key("c1", "x", "Verify", "2026-04-01T00:00:00Z")],
         );
+        let reg = read(&body).unwrap().registration;
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        assert_eq!(reg.earliest_expiry, Some(at("2025-06-01T00:00:00Z")));
+        assert_eq!(reg.next_expiry, Some(at("2026-04-01T00:00:00Z")));
+
+        // Every credential expired: no next expiry, the earliest one stays.
+        let body = app_json(
+            vec![password("old", None, "Old", "2025-06-01T00:00:00Z")],
+            vec![key("c1", "x", "Verify", "2025-12-01T00:00:00Z")],
+        );
+        let reg = read(&body).unwrap().registration;
+        assert_eq!(reg.earliest_expiry, Some(at("2025-06-01T00:00:00Z")));
+        assert_eq!(reg.next_expiry, None);
+
+        // No credentials, or none with an end date: neither.
+        let reg = read(&app_json(vec![], vec![])).unwrap().registration;
+        assert_eq!((reg.earliest_expiry, reg.next_expiry), (None, None));
+        let no_end = app_json(vec![json!({"keyId": "k", "hint": "Abc"})], vec![]);
+        let reg = read(&no_end).unwrap().registration;
+        assert_eq!((reg.earliest_expiry, reg.next_expiry), (None, None));
     }
 
     #[test]
@@ -867,12 +935,27 @@ mod tests {
         // No Retry-After on a 429: still no tight loop.
         let (reason, wait, _) = run(reply(429, &[], ""));
         assert_eq!((reason, wait), ("throttled", Some(DEFAULT_THROTTLE_WAIT)));
-        let (reason, wait, _) = run(reply(
+        // A 503 with Retry-After is Graph throttling too, and its wait is kept.
+        let (reason, wait, f) = run(reply(
             503,
             &[("retry-after", "7")],
             &graph_error("serviceNotAvailable"),
         ));
-        assert_eq!((reason, wait), ("http_error", Some(Duration::from_secs(7))));
+        assert_eq!((reason, wait), ("throttled", Some(Duration::from_secs(7))));
+        assert!(f.message.contains("next try in 7s"), "{}", f.message);
+        // Also in another body shape (a gateway's): Retry-After decides, not the body.
+        let (reason, wait, _) = run(reply(503, &[("retry-after", "5")], "Service Unavailable"));
+        assert_eq!((reason, wait), ("throttled", Some(Duration::from_secs(5))));
+        // A 503 without Retry-After is an outage, with no default wait.
+        let (reason, wait, _) = run(reply(503, &[], &graph_error("serviceNotAvailable")));
+        assert_eq!((reason, wait), ("http_error", None));
+        // Retry-After as an HTTP date: throttled, waiting 60 s (how http_client reads a date).
+        let (reason, wait, _) = run(reply(
+            503,
+            &[("retry-after", "Wed, 21 Oct 2026 07:28:00 GMT")],
+            "",
+        ));
+        assert_eq!((reason, wait), ("throttled", Some(Duration::from_secs(60))));
         let (reason, wait, f) = run(reply(500, &[("request-id", "hdr-9")], "oops\u{1b}[31m"));
         assert_eq!((reason, wait), ("http_error", None));
         assert!(

@@ -116,6 +116,7 @@ fn graph() -> Details {
                 ),
             ],
             earliest_expiry: Some(at(86_400 * 5)),
+            next_expiry: Some(at(86_400 * 5)),
             in_use_matches: 1,
             hint_ambiguous: false,
         }),

@@ -1,6 +1,7 @@
 //! Graph credential check over loopback: one series per credential keyed by keyId, the credential
-//! in use found by secret hint or certificate thumbprint, ambiguity, the reader app, every
-//! failure reason, and a 429's Retry-After holding back the next Graph call.
+//! in use found by secret hint or certificate thumbprint, ambiguity, the earliest and the next
+//! expiry, the reader app, every failure reason, and a 429's Retry-After holding back the next
+//! Graph call.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -211,6 +212,79 @@ async fn every_credential_has_a_series_and_the_secret_in_use_is_found_by_its_hin
         &[("target", "mailer"), ("reason", "http_error")]
     )
     .is_some());
+    agent.stop().await;
+}
+
+/// Entra keeps expired credentials listed: the earliest expiry includes them (and so sits in the
+/// past), the next expiry is the soonest among those still valid, absent when none is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_expiry_skips_expired_credentials_the_earliest_does_not() {
+    let w = World::new().await;
+    let now = Utc::now();
+    let (rotated, lapsed) = (client_id(1), client_id(2));
+    let rotated_app = SimApp::new(TENANT, &rotated, "Rotated")
+        // Replaced a month ago, still listed.
+        .with_secret(
+            "Old~expired-value",
+            Some("old"),
+            now - days(400),
+            now - days(30),
+        )
+        .with_secret(
+            "New~current-value",
+            Some("new"),
+            now - days(31),
+            now + days(90),
+        )
+        .with_certificate(
+            b"a certificate, valid for three more weeks".to_vec(),
+            Some("CN=rotated"),
+            now - days(1),
+            now + days(21),
+        )
+        .with_graph_role(ROLE_APPLICATION_READ_ALL);
+    // Every credential expired: read through the other app's token (its own cannot sign in).
+    let lapsed_app = SimApp::new(TENANT, &lapsed, "Lapsed")
+        .with_secret("Lap~expired-value", None, now - days(200), now - days(10))
+        .with_secret("Lap~older-value", None, now - days(400), now - days(200));
+    w.sim.add_app(rotated_app.clone());
+    w.sim.add_app(lapsed_app.clone());
+    let rf = w.file("rotated.secret", "New~current-value");
+    let lf = w.file("lapsed.secret", "Lap~expired-value");
+    let agent = w
+        .agent(&format!(
+            "{HEADER}{}{}",
+            secret_app(&w, "rotated", &rotated, &rf, ""),
+            secret_app(&w, "lapsed", &lapsed, &lf, "    graph_reader: rotated\n")
+        ))
+        .await;
+    let text = wait_for(
+        &agent,
+        Duration::from_secs(10),
+        "both Graph checks to succeed",
+        |t| graph_ok(t, "rotated") && graph_ok(t, "lapsed"),
+    )
+    .await;
+    let at = |target: &str, name: &str| value(&text, name, &[("target", target)]);
+    const EARLIEST: &str = "smtp_oauth_app_credential_earliest_expiry_timestamp_seconds";
+    const NEXT: &str = "smtp_oauth_app_credential_next_expiry_timestamp_seconds";
+    assert_eq!(
+        at("rotated", EARLIEST),
+        Some(rotated_app.secrets[0].end.timestamp() as f64),
+        "{text}"
+    );
+    // The certificate (three weeks) comes before the secret in use (90 days).
+    assert_eq!(
+        at("rotated", NEXT),
+        Some(rotated_app.certificates[0].end.timestamp() as f64),
+        "{text}"
+    );
+    assert_eq!(
+        at("lapsed", EARLIEST),
+        Some(lapsed_app.secrets[1].end.timestamp() as f64),
+        "{text}"
+    );
+    assert_eq!(at("lapsed", NEXT), None, "{text}");
     agent.stop().await;
 }
 
@@ -595,11 +669,12 @@ async fn every_failure_has_its_reason() {
             "unavailable",
             true,
             true,
+            // Graph's other way to throttle: 503 with Retry-After.
             Some(GraphFault::Unavailable {
                 retry_after_seconds: 1,
             }),
             None,
-            "http_error",
+            "throttled",
             "",
         ),
         (
