@@ -12,12 +12,26 @@ if ! command -v promtool >/dev/null 2>&1; then
   as_root apt-get update -qq
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
-if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
-  echo "== installing aiosmtpd (independent SMTP server for the interoperability test)"
-  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore 'aiosmtpd==1.4.6'
+# aiosmtpd in a virtual environment under target/ (a distribution's own Python may refuse
+# pip installs, PEP 668), unless the python3 on PATH already has it.
+PY=python3
+if ! "$PY" -c 'import aiosmtpd' >/dev/null 2>&1; then
+  venv=target/test-venv
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "== creating $venv for aiosmtpd (independent SMTP server for the interoperability test)"
+    if ! python3 -m venv "$venv"; then
+      as_root apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+      python3 -m venv "$venv"
+    fi
+  fi
+  "$venv/bin/python" -c 'import aiosmtpd' >/dev/null 2>&1 \
+    || "$venv/bin/python" -m pip install --quiet --disable-pip-version-check 'aiosmtpd==1.4.6'
+  PY="$PWD/$venv/bin/python"
 fi
+export SMTP_OAUTH_TEST_PYTHON="$PY"
 promtool --version | head -n 1
-python3 -c 'import aiosmtpd; print("aiosmtpd", aiosmtpd.__version__)'
+"$PY" -c 'import aiosmtpd; print("aiosmtpd", aiosmtpd.__version__)'
 
 echo "== cargo test"
 cargo test --locked --all-targets

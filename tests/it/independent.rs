@@ -28,7 +28,9 @@ async fn success_path_against_aiosmtpd() {
     let crt = w.file("aiosmtpd.crt", &cert.chain_pem());
     let key = w.file("aiosmtpd.key", &cert.key_pem());
     let record = w.dir.path().join("tokens.txt");
-    let mut server = Command::new("python3")
+    // scripts/test.sh names the interpreter that has aiosmtpd (a virtual environment if needed).
+    let python = std::env::var("SMTP_OAUTH_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut server = Command::new(&python)
         .args([
             "tests/independent/xoauth2_server.py",
             "--cert",
