@@ -580,3 +580,50 @@ async fn ten_mailboxes_share_one_token_per_lifetime() {
     }
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_outlives_the_check_that_started_it() {
+    let w = world().await;
+    let app = client_id(APP);
+    // The token endpoint answers after 2.5 s; each SMTP run gives up after 1.5 s.
+    w.sim
+        .set_token_fault(&app, Some(TokenFault::Slow(Duration::from_millis(2500))));
+    w.sim.add_mailbox("slow-token@contoso.com", &[&app]);
+    let yaml = apps(&w, "{ schedule: 1s, timeout: 1500ms }")
+        + &mailbox(
+            "slow-token",
+            "mail-app",
+            "127.0.0.1",
+            w.sim.smtp_addr.port(),
+            "",
+        );
+    let agent = w.agent(&yaml).await;
+    let text = wait_for(
+        &agent,
+        Duration::from_secs(15),
+        "a success after the slow refresh",
+        |t| {
+            value(
+                t,
+                "smtp_oauth_check_runs_total",
+                &[("target", "slow-token"), ("result", "success")],
+            )
+            .unwrap_or(0.0)
+                >= 1.0
+        },
+    )
+    .await;
+    agent.stop().await;
+    // The first run timed out waiting, but its refresh went on and filled the cache: one request.
+    assert!(
+        value(
+            &text,
+            "smtp_oauth_check_failures_total",
+            &[("target", "slow-token"), ("reason", "timeout")]
+        )
+        .unwrap_or(0.0)
+            >= 1.0,
+        "{text}"
+    );
+    assert_eq!(w.sim.token_requests(&app), 1);
+}
