@@ -61,6 +61,24 @@ struct Slot {
 }
 
 impl Slot {
+    /// Takes a request's result: a token that outlives the cached one replaces it (a refresh
+    /// and the token check may finish in either order); a failure starts the backoff.
+    fn store(&mut self, r: &TokenResult) {
+        match r {
+            Ok(t) => {
+                if self
+                    .token
+                    .as_ref()
+                    .is_none_or(|old| old.expires_at <= t.expires_at)
+                {
+                    self.token = Some(t.clone());
+                }
+                self.failure = None;
+            }
+            Err(e) => self.failure = Some((Instant::now(), e.clone())),
+        }
+    }
+
     /// The cached token while it has not expired (it may be inside its refresh margin).
     fn unexpired(&self, now: Instant) -> Option<AccessToken> {
         self.token.as_ref().filter(|t| now < t.expires_at).cloned()
@@ -143,13 +161,7 @@ impl TokenCache {
             let r = Self::request(&entry, &app, &http, resource).await;
             let mut slot = entry.slot();
             slot.inflight = None;
-            match &r {
-                Ok(t) => {
-                    slot.token = Some(t.clone());
-                    slot.failure = None;
-                }
-                Err(e) => slot.failure = Some((Instant::now(), e.clone())),
-            }
+            slot.store(&r);
             r
         });
         async move {
@@ -216,20 +228,7 @@ impl TokenCache {
     ) -> TokenResult {
         let entry = self.entry(app, resource);
         let r = Self::request(&entry, app, http, resource).await;
-        let mut slot = entry.slot();
-        match &r {
-            Ok(t) => {
-                let newer = slot
-                    .token
-                    .as_ref()
-                    .is_none_or(|old| old.expires_at <= t.expires_at);
-                if newer {
-                    slot.token = Some(t.clone());
-                }
-                slot.failure = None;
-            }
-            Err(e) => slot.failure = Some((Instant::now(), e.clone())),
-        }
+        entry.slot().store(&r);
         r
     }
 
