@@ -15,7 +15,7 @@ pub const DEFAULT_LISTEN_ADDRESS: &str = ":9587";
 #[command(
     name = "smtp-oauth-exporter",
     about = "Watches Microsoft 365 SMTP with OAuth 2.0 client credentials (token, SMTP AUTH XOAUTH2, credential expiry) and exports Prometheus metrics.",
-    version = crate::version::long_static(),
+    version = crate::version::long(),
     disable_version_flag = false
 )]
 pub struct Cli {

@@ -1,5 +1,5 @@
-//! HTTP clients for the token endpoint and Graph: rustls with the system roots plus the app's
-//! CA file, no redirects, bounded timeouts, and reply bodies read up to a size limit.
+//! HTTP clients for the token endpoint and Graph: on the shared TLS configuration (`crate::tls`),
+//! no redirects, bounded timeouts, and reply bodies read up to a size limit.
 
 use std::time::Duration;
 
@@ -49,26 +49,14 @@ pub fn describe(e: &reqwest::Error) -> String {
         parts.push(s.to_string());
         src = s.source();
     }
-    if parts.is_empty() {
-        e.without_url_ref().to_string()
-    } else {
+    if !parts.is_empty() {
         parts.join(": ")
-    }
-}
-
-trait WithoutUrl {
-    fn without_url_ref(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_ref(&self) -> String {
-        if self.is_timeout() {
-            "timed out".into()
-        } else if self.is_connect() {
-            "connection failed".into()
-        } else {
-            "request failed".into()
-        }
+    } else if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        "request failed".into()
     }
 }
 

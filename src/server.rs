@@ -65,7 +65,7 @@ fn landing(telemetry_path: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html><head><title>smtp-oauth-exporter</title></head><body>\n\
 <h1>smtp-oauth-exporter</h1>\n<p>Watches Microsoft 365 SMTP with OAuth 2.0 client credentials: tokens, SMTP AUTH, credential expiry.</p>\n\
-<p>{}</p>\n<ul>\n<li><a href=\"{telemetry_path}\">Metrics</a></li>\n<li><a href=\"/-/healthy\">Health</a></li>\n<li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n</body></html>\n",
+<p>smtp-oauth-exporter {}</p>\n<ul>\n<li><a href=\"{telemetry_path}\">Metrics</a></li>\n<li><a href=\"/-/healthy\">Health</a></li>\n<li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n</body></html>\n",
         crate::version::long()
     )
 }

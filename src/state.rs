@@ -85,6 +85,7 @@ impl StateStore {
             .collect()
     }
 
+    /// One target's state.
     pub fn get(&self, key: &JobKey) -> Option<TargetState> {
         self.inner.lock().expect("state lock").get(key).cloned()
     }

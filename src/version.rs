@@ -7,16 +7,8 @@ pub const BUILD_DATE: &str = env!("SMTP_OAUTH_BUILD_DATE");
 /// Version of rustc that built the binary.
 pub const RUSTC: &str = env!("SMTP_OAUTH_RUSTC");
 
-/// The `--version` text.
-pub fn long() -> String {
-    format!(
-        "smtp-oauth-exporter, version {} (revision: {REVISION}, build date: {BUILD_DATE}, {RUSTC})",
-        env!("CARGO_PKG_VERSION")
-    )
-}
-
-/// [`long`] as a `&'static str`, for clap.
-pub fn long_static() -> &'static str {
+/// The `--version` text: version, revision, build date, rustc.
+pub fn long() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TEXT.get_or_init(|| {
         format!(

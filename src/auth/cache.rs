@@ -232,14 +232,6 @@ impl TokenCache {
         r
     }
 
-    /// Forgets entries of apps that are no longer configured.
-    pub fn retain_apps(&self, keep: impl Fn(&str) -> bool) {
-        self.entries
-            .lock()
-            .expect("token cache lock")
-            .retain(|_, e| keep(&e.app_name));
-    }
-
     pub fn stats(&self) -> Vec<EntryStats> {
         let map = self.entries.lock().expect("token cache lock");
         let mut v: Vec<EntryStats> = map

@@ -146,13 +146,6 @@ impl Credential {
         }
         h.finalize().into()
     }
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Credential::ClientSecret(_) => "secret",
-            Credential::Certificate(_) => "certificate",
-        }
-    }
 }
 
 /// Signing algorithm of the client assertion (RFC 7523).

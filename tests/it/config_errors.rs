@@ -53,3 +53,24 @@ fn the_example_config_is_valid() {
     let c = Config::load(Path::new("examples/config.yml")).unwrap_or_else(|e| panic!("{e}"));
     assert!(!c.apps.is_empty());
 }
+
+#[test]
+fn every_failure_reason_is_documented_in_the_readme() {
+    use smtp_oauth_exporter::auth::TokenReason;
+    use smtp_oauth_exporter::checks::graph::GraphReason;
+    use smtp_oauth_exporter::checks::smtp::SmtpReason;
+    let readme = std::fs::read_to_string("README.md").expect("README.md");
+    let reasons = TokenReason::ALL
+        .iter()
+        .map(|r| r.as_str())
+        .chain(SmtpReason::ALL.iter().map(|r| r.as_str()))
+        .chain(GraphReason::ALL.iter().map(|r| r.as_str()))
+        .chain([smtp_oauth_exporter::checks::INTERNAL_ERROR]);
+    let missing: Vec<&str> = reasons
+        .filter(|r| !readme.contains(&format!("`{r}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "reasons missing from the README: {missing:?}"
+    );
+}

@@ -368,22 +368,38 @@ async fn without_starttls_no_auth_and_no_token_is_ever_sent() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_endless_line_costs_bounded_memory_and_ends_in_protocol_error() {
-    let w = world().await;
-    let addr = w
-        .sim
-        .start_smtp(Some(SmtpFault::EndlessLine))
-        .await
-        .unwrap();
-    let yaml = apps(&w, "{ schedule: 1s, timeout: 10s }")
-        + &mailbox("flood", "mail-app", "127.0.0.1", addr.port(), "");
+/// Runs one mailbox of `mail-app` against its own listener with `fault` until its first result;
+/// returns the scrape and the listener's address (for its transcripts).
+async fn first_result(
+    w: &World,
+    fault: SmtpFault,
+    name: &str,
+    smtp: &str,
+) -> (String, std::net::SocketAddr) {
+    let addr = w.sim.start_smtp(Some(fault)).await.unwrap();
+    w.sim
+        .add_mailbox(&format!("{name}@contoso.com"), &[&client_id(APP)]);
+    let yaml = apps(w, smtp) + &mailbox(name, "mail-app", "127.0.0.1", addr.port(), "");
     let agent = w.agent(&yaml).await;
     let text = wait_for(
         &agent,
         Duration::from_secs(10),
-        "the flood check to end",
-        |t| value(t, "smtp_oauth_check_success", &[("target", "flood")]).is_some(),
+        "the check's first result",
+        |t| value(t, "smtp_oauth_check_success", &[("target", name)]).is_some(),
+    )
+    .await;
+    agent.stop().await;
+    (text, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endless_line_costs_bounded_memory_and_ends_in_protocol_error() {
+    let w = world().await;
+    let (text, _) = first_result(
+        &w,
+        SmtpFault::EndlessLine,
+        "flood",
+        "{ schedule: 1s, timeout: 10s }",
     )
     .await;
     assert_eq!(
@@ -404,7 +420,6 @@ async fn an_endless_line_costs_bounded_memory_and_ends_in_protocol_error() {
     )
     .unwrap();
     assert!(d < 2.0, "took {d}s");
-    agent.stop().await;
     let runs = value(
         &text,
         "smtp_oauth_check_runs_total",
@@ -421,24 +436,13 @@ async fn an_endless_line_costs_bounded_memory_and_ends_in_protocol_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_injected_before_the_tls_handshake_is_refused() {
     let w = world().await;
-    let addr = w
-        .sim
-        .start_smtp(Some(SmtpFault::StartTlsInjection))
-        .await
-        .unwrap();
-    w.sim
-        .add_mailbox("injected@contoso.com", &[&client_id(APP)]);
-    let yaml = apps(&w, "{ schedule: 1s, timeout: 5s }")
-        + &mailbox("injected", "mail-app", "127.0.0.1", addr.port(), "");
-    let agent = w.agent(&yaml).await;
-    let text = wait_for(
-        &agent,
-        Duration::from_secs(10),
-        "the injected check to end",
-        |t| value(t, "smtp_oauth_check_success", &[("target", "injected")]).is_some(),
+    let (text, addr) = first_result(
+        &w,
+        SmtpFault::StartTlsInjection,
+        "injected",
+        "{ schedule: 1s, timeout: 5s }",
     )
     .await;
-    agent.stop().await;
     assert_eq!(
         value(
             &text,
