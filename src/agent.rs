@@ -1,9 +1,9 @@
-//! Wires the parts together: token cache, check context, scheduler, per-target state and the HTTP
-//! endpoint. `main` and the tests start an [`Agent`] and stop it with its handle.
+//! Wires the parts together: the plan, token cache, check context, scheduler with its state sink,
+//! and the HTTP endpoint. `main` and the tests start an [`Agent`] and stop it with its handle.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -11,11 +11,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenCache;
-use crate::checks::{Context, Job};
-use crate::config::Config;
+use crate::checks::Context;
 use crate::metrics::AgentInfo;
+use crate::plan::Plan;
 use crate::scheduler::Scheduler;
 use crate::server::{self, Shared};
+use crate::sink::StateSink;
 use crate::state::StateStore;
 
 /// How long a stop waits for runs in progress before it abandons them.
@@ -47,21 +48,33 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Binds the endpoint and starts the scheduler.
-    pub async fn start(config: Config, opts: &ServeOptions) -> anyhow::Result<Agent> {
-        for w in &config.warnings {
+    /// Binds the endpoint and starts the scheduler on the plan.
+    pub async fn start(plan: Plan, opts: &ServeOptions) -> anyhow::Result<Agent> {
+        for w in &plan.warnings {
             tracing::warn!("{w}");
         }
         let listener = TcpListener::bind(&opts.listen_address)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen_address))?;
         let addr = listener.local_addr()?;
+        let plan = Arc::new(plan);
         let tokens = Arc::new(TokenCache::new());
-        let ctx = Arc::new(Context::new(&config, tokens.clone()).map_err(anyhow::Error::msg)?);
+        let ctx = Arc::new(Context::new(tokens.clone()));
         let state = Arc::new(StateStore::new());
+        state.retain(&plan);
+        let sink = Arc::new(StateSink {
+            plan: plan.clone(),
+            state: state.clone(),
+        });
+        sink.diagnose_all();
         let shared = Arc::new(Shared {
+            plan: RwLock::new(plan.clone()),
             state: state.clone(),
             tokens: tokens.clone(),
+            ctx: ctx.clone(),
+            probes: Arc::new(tokio::sync::Semaphore::new(
+                plan.scheduler.max_concurrent_probes,
+            )),
             agent: Mutex::new(AgentInfo {
                 config_reload_successful: true,
                 config_reload_success_at: Some(chrono::Utc::now()),
@@ -71,16 +84,15 @@ impl Agent {
             page: Default::default(),
         });
         let shutdown = CancellationToken::new();
-        let jobs = Job::all(&config);
         tracing::info!(
-            apps = config.apps.len(),
-            mailboxes = config.mailboxes.len(),
-            jobs = jobs.len(),
+            apps = plan.apps.len(),
+            mailboxes = plan.mailboxes.len(),
+            jobs = plan.jobs.len(),
             listen_address = %addr,
             "starting smtp-oauth-exporter {}",
             env!("CARGO_PKG_VERSION")
         );
-        let scheduler = Scheduler::start(jobs, ctx, state, &config.scheduler, &shutdown);
+        let scheduler = Scheduler::start(&plan, ctx, sink, &shutdown);
         let server = tokio::spawn(server::serve(listener, shared.clone(), shutdown.clone()));
         shared.ready.store(true, Ordering::Relaxed);
         Ok(Agent {
@@ -100,6 +112,11 @@ impl Agent {
     /// The `/metrics` text, as a scrape would see it.
     pub fn render_metrics(&self) -> String {
         self.shared.render_metrics()
+    }
+
+    /// The status document, as `/status` serves it.
+    pub fn status(&self) -> crate::status::Document {
+        self.shared.status()
     }
 
     /// Stops the scheduler and the endpoint, within a bounded time.

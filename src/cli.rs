@@ -1,20 +1,23 @@
 //! Command line in the Prometheus exporter style: `--config.file`, `--web.listen-address`,
-//! `--log.level`, and the subcommands `serve` (default), `demo` and `check-config`.
+//! `--log.level`, and the subcommands `serve` (default), `demo`, `check` and `check-config`.
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
+use crate::check_command::Output;
 use crate::logging::{LogFormat, LogLevel};
 
 /// Default port: 9587 ("SMTP submission 587" in the exporter range). No widely deployed exporter
 /// uses it; see the README.
 pub const DEFAULT_LISTEN_ADDRESS: &str = ":9587";
+/// Where `demo` listens unless told otherwise: loopback only.
+pub const DEMO_LISTEN_ADDRESS: &str = "127.0.0.1:9587";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "smtp-oauth-exporter",
-    about = "Watches Microsoft 365 SMTP with OAuth 2.0 client credentials (token, SMTP AUTH XOAUTH2, credential expiry) and exports Prometheus metrics.",
+    about = "Watches Microsoft 365 SMTP with OAuth 2.0 client credentials (token, SMTP AUTH XOAUTH2, credential expiry), says which setup step broke and how to fix it, and exports Prometheus metrics.",
     version = crate::version::long(),
     disable_version_flag = false
 )]
@@ -35,7 +38,8 @@ pub struct Cli {
     #[arg(long = "config.check", global = true)]
     pub config_check: bool,
 
-    /// Address to listen on for the web endpoint (host:port, or :port for all interfaces).
+    /// Address to listen on for the web endpoint (host:port, or :port for all interfaces)
+    /// [default: :9587; 127.0.0.1:9587 for demo].
     #[arg(long = "web.listen-address", global = true, value_name = "ADDR")]
     pub listen_address: Option<String>,
 
@@ -52,7 +56,7 @@ pub struct Cli {
     #[arg(long = "log.level", global = true, value_enum, default_value = "info")]
     pub log_level: LogLevel,
 
-    /// Log format.
+    /// Log format (both write to stderr, with the same keys).
     #[arg(
         long = "log.format",
         global = true,
@@ -62,14 +66,46 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
-#[derive(Debug, Subcommand, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Subcommand, Clone)]
 pub enum Command {
     /// Run the agent with the configuration file (the default).
     Serve,
-    /// Start the embedded Microsoft 365 simulator on loopback and run the agent against it.
+    /// Start the embedded Microsoft 365 simulator on loopback and run the agent against it: one
+    /// mailbox per failure mode, each named after it.
     Demo,
+    /// Run the checks of the named mailboxes and apps now and print what works, what is broken
+    /// and how to fix it (exit 0 when every check passes, 1 when one fails).
+    Check(CheckArgs),
     /// Validate the configuration file and exit.
     CheckConfig,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    /// Mailboxes and apps to check, by name [default: all].
+    #[arg(value_name = "NAME")]
+    pub names: Vec<String>,
+
+    /// How to print the result: text for people, json (the /status schema), nagios (one
+    /// status line with perfdata, exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: Output,
+
+    /// Send one real test message from the (one) named mailbox to ADDRESS through the
+    /// authenticated session, and print the server's reply. Nothing is sent without it.
+    #[arg(long = "send-test-to", value_name = "ADDRESS")]
+    pub send_test_to: Option<String>,
+
+    /// Check the built-in demo's scenarios (its simulator runs in this process) instead of the
+    /// configuration file.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+impl Command {
+    pub fn is_check_config(&self) -> bool {
+        matches!(self, Command::CheckConfig)
+    }
 }
 
 /// `:9587` means every interface, as in Go exporters.

@@ -1,90 +1,204 @@
-//! The built-in demo: starts the simulator, fills its directory with apps and mailboxes (healthy
-//! and broken), and writes a configuration that points the agent at it, all on loopback.
+//! The built-in demo: starts the simulator, fills its directory with one mailbox per failure mode
+//! (each named after it) and writes a configuration that points the agent at it, all on
+//! loopback. `demo` serves it; `check --demo` checks it; the end-to-end tests assert it.
+
+use std::path::PathBuf;
 
 use chrono::{Duration as Days, Utc};
 
-use crate::config::Config;
-use crate::sim::{app_certificate, SimApp, Simulator, ROLE_APPLICATION_READ_ALL};
+use crate::plan::Plan;
+use crate::sim::{
+    app_certificate, GraphFault, SimApp, Simulator, SmtpFault, ROLE_APPLICATION_READ_ALL,
+};
+
+/// The demo's scenarios: the mailbox named after each failure mode, and what it shows.
+pub const SCENARIOS: [(&str, &str); 14] = [
+    ("healthy-secret", "everything works, with a client secret"),
+    (
+        "healthy-certificate",
+        "everything works, with a certificate",
+    ),
+    (
+        "secret-expiring",
+        "the client secret in use expires in 10 days",
+    ),
+    ("secret-expired", "the client secret expired yesterday"),
+    (
+        "secret-id-pasted",
+        "the secret's ID was configured instead of its value",
+    ),
+    ("consent-missing", "SMTP.SendAsApp was never consented"),
+    (
+        "service-principal-missing",
+        "no Exchange service principal for the app",
+    ),
+    (
+        "mailbox-permission-missing",
+        "no FullAccess on this mailbox (other mailboxes of the app work)",
+    ),
+    (
+        "smtp-auth-off-tenant",
+        "SMTP AUTH switched off for the tenant",
+    ),
+    (
+        "smtp-auth-off-mailbox",
+        "SMTP AUTH switched off for the mailbox",
+    ),
+    (
+        "certificate-not-uploaded",
+        "the app signs with a certificate that is not on its registration",
+    ),
+    (
+        "graph-throttled",
+        "Microsoft Graph throttles the credential read",
+    ),
+    ("starttls-stripped", "something on the path strips STARTTLS"),
+    (
+        "tls-inspection",
+        "a TLS-inspecting proxy presents its own certificate",
+    ),
+];
 
 /// A running demo: the simulator and the configuration for the agent.
 pub struct Demo {
     pub sim: Simulator,
-    pub config: Config,
-    /// Holds the CA file, secret files and certificate the configuration names.
-    _dir: tempfile::TempDir,
+    /// The configuration (YAML) pointing at the simulator.
+    pub yaml: String,
+    /// Holds the CA file, secret files and certificates the configuration names.
+    dir: tempfile::TempDir,
 }
 
-const TENANT: &str = "8c3dd2f5-7f41-4d39-a9f6-3f1d8e2b6c10";
-const BILLING: &str = "1f0c5a7e-2b8d-4e51-9a3c-6d2f8b1e4a70";
+const CONTOSO: &str = "8c3dd2f5-7f41-4d39-a9f6-3f1d8e2b6c10";
+const FABRIKAM: &str = "5d2a7e91-0c4b-4f6d-8e13-9b7c2a4f6e85";
+
+const ERP: &str = "1f0c5a7e-2b8d-4e51-9a3c-6d2f8b1e4a70";
 const SCANNER: &str = "2a9d6b1c-3e7f-4a82-b5d4-7e3a9c2f5b81";
-const LEGACY: &str = "3b8e7c2d-4f6a-4b93-86e5-8f4b0d3a6c92";
-const TYPO: &str = "4c7f8d3e-5a5b-4ca4-97f6-9a5c1e4b7da3";
+const CRM: &str = "3b8e7c2d-4f6a-4b93-86e5-8f4b0d3a6c92";
+const LEGACY: &str = "4c7f8d3e-5a5b-4ca4-97f6-9a5c1e4b7da3";
+const DMS: &str = "5d6a9e4f-6b4c-4db5-a8a7-ab6d2f5c8eb4";
+const HELPDESK: &str = "6e5bafa0-7c3d-4ec6-b9b8-bc7e3a6d9fc5";
+const HR: &str = "7f4cb0b1-8d2e-4fd7-8ac9-cd8f4b7eaad6";
+const FABRIKAM_ERP: &str = "80a3c1c2-9e1f-40e8-9bda-de9a5c8fbbe7";
+const PRINTER: &str = "91b2d2d3-af0a-41f9-acdb-efab6d9acc08";
+const REPORTS: &str = "a2c1e3e4-b0fb-420a-bdec-f0bc7eabdd19";
 
 impl Demo {
     pub async fn start() -> anyhow::Result<Demo> {
         let sim = Simulator::start().await?;
         let dir = tempfile::tempdir()?;
         let now = Utc::now();
-        sim.add_tenant(TENANT, &["contoso.onmicrosoft.com"]);
+        let days = Days::days;
+        sim.add_tenant(CONTOSO, &["contoso.onmicrosoft.com", "contoso.com"]);
+        sim.add_tenant(FABRIKAM, &["fabrikam.onmicrosoft.com", "fabrikam.com"]);
+        // Set-TransportConfig -SmtpClientAuthenticationDisabled $true at Fabrikam.
+        sim.set_tenant_smtp_auth_disabled(FABRIKAM, true);
 
-        // Healthy app with a client secret that expires in 20 days, an older secret that is not
-        // the one in use (it expires sooner: only the in-use series tells them apart) and a
-        // certificate. It may read app registrations in Graph, its own and those of the apps
-        // that name it as graph_reader.
-        let billing_secret = "Bq8~demo-billing-secret-value-0001";
-        let billing_cert = app_certificate("billing.contoso.example");
+        let secret = |n: &str| format!("{n}~demo-{n}-secret-value-0001");
+        let valid = |v: &str, name: &str, app: SimApp| {
+            app.with_secret(v, Some(name), now - days(30), now + days(700))
+        };
+        // The ERP app: healthy, reads app registrations for the others (graph_reader).
         sim.add_app(
-            SimApp::new(TENANT, BILLING, "Billing (ERP invoices)")
-                .with_secret(
-                    billing_secret,
-                    Some("erp-2025"),
-                    now - Days::days(700),
-                    now + Days::days(20),
-                )
-                .with_secret(
-                    "Wn2~demo-billing-old-secret-0000",
-                    Some("erp-2024"),
-                    now - Days::days(725),
-                    now + Days::days(5),
-                )
-                .with_certificate(
-                    billing_cert.cert_der,
-                    Some("CN=billing.contoso.example"),
-                    now - Days::days(30),
-                    now + Days::days(335),
-                )
-                .with_graph_role(ROLE_APPLICATION_READ_ALL),
+            valid(
+                &secret("Er8"),
+                "erp-2026",
+                SimApp::new(CONTOSO, ERP, "ERP invoices"),
+            )
+            .with_graph_role(ROLE_APPLICATION_READ_ALL),
         );
-        // Healthy app with a certificate credential, but no Graph permission and no reader:
-        // its Graph check fails with graph_permission_missing.
-        let cert = app_certificate("scanner.contoso.example");
+        let scanner_cert = app_certificate("scanner.contoso.example");
         sim.add_app(
-            SimApp::new(TENANT, SCANNER, "Scan to mail").with_certificate(
-                cert.cert_der.clone(),
-                Some("scanner-cert"),
-                now - Days::days(10),
-                now + Days::days(355),
+            SimApp::new(CONTOSO, SCANNER, "Scan to mail").with_certificate(
+                scanner_cert.cert_der.clone(),
+                Some("CN=scanner.contoso.example"),
+                now - days(10),
+                now + days(355),
             ),
         );
-        // The secret expired: AADSTS7000222.
-        sim.add_app(SimApp::new(TENANT, LEGACY, "Legacy ERP").with_secret(
-            "Lx3~demo-legacy-secret-value-0003",
-            Some("legacy"),
-            now - Days::days(731),
-            now - Days::days(1),
+        sim.add_app(SimApp::new(CONTOSO, CRM, "CRM").with_secret(
+            &secret("Cr7"),
+            Some("crm-2024"),
+            now - days(720),
+            now + days(10),
         ));
-        // The admin pasted the secret's ID instead of its value: AADSTS7000215.
+        sim.add_app(SimApp::new(CONTOSO, LEGACY, "Legacy ERP").with_secret(
+            &secret("Lg3"),
+            Some("legacy"),
+            now - days(731),
+            now - days(1),
+        ));
+        sim.add_app(valid(
+            &secret("Dm5"),
+            "dms",
+            SimApp::new(CONTOSO, DMS, "Document management"),
+        ));
+        sim.add_app(valid(
+            &secret("Hd2"),
+            "helpdesk",
+            SimApp::new(CONTOSO, HELPDESK, "Helpdesk").without_consent(),
+        ));
+        sim.add_app(valid(
+            &secret("Hr4"),
+            "hr",
+            SimApp::new(CONTOSO, HR, "HR notifications").without_exchange_service_principal(),
+        ));
         sim.add_app(
-            SimApp::new(TENANT, TYPO, "Document management").with_secret(
-                "Dm5~demo-dms-secret-value-0004",
-                Some("dms"),
-                now - Days::days(30),
-                now + Days::days(700),
-            ),
+            valid(
+                &secret("Fb6"),
+                "fabrikam",
+                SimApp::new(FABRIKAM, FABRIKAM_ERP, "Fabrikam ERP"),
+            )
+            .with_graph_role(ROLE_APPLICATION_READ_ALL),
         );
-        sim.add_mailbox("invoices@contoso.com", &[BILLING]);
-        // Step 4 was never done for the scanner: no FullAccess, so AUTH fails 535 5.7.3.
-        sim.add_mailbox("scans@contoso.com", &[]);
+        // The printer signs with a certificate; the one on its registration is another.
+        let uploaded = app_certificate("printer-old.contoso.example");
+        let printer_cert = app_certificate("printer.contoso.example");
+        sim.add_app(SimApp::new(CONTOSO, PRINTER, "Printer").with_certificate(
+            uploaded.cert_der,
+            Some("CN=printer-old.contoso.example"),
+            now - days(100),
+            now + days(265),
+        ));
+        sim.add_app(
+            valid(
+                &secret("Rp9"),
+                "reports",
+                SimApp::new(CONTOSO, REPORTS, "Reports"),
+            )
+            .with_graph_role(ROLE_APPLICATION_READ_ALL),
+        );
+        sim.set_graph_fault(
+            REPORTS,
+            Some(GraphFault::TooManyRequests {
+                retry_after_seconds: 3600,
+            }),
+        );
+
+        // Mailboxes and who has FullAccess (setup step 4).
+        for (address, apps) in [
+            ("invoices@contoso.com", vec![ERP]),
+            ("scans@contoso.com", vec![SCANNER]),
+            ("crm@contoso.com", vec![CRM]),
+            ("legacy@contoso.com", vec![LEGACY]),
+            ("dms@contoso.com", vec![DMS]),
+            ("helpdesk@contoso.com", vec![HELPDESK]),
+            ("hr@contoso.com", vec![HR]),
+            ("billing@contoso.com", vec![]),
+            ("invoices@fabrikam.com", vec![FABRIKAM_ERP]),
+            ("noreply@contoso.com", vec![ERP]),
+            ("printer@contoso.com", vec![PRINTER]),
+            ("reports@contoso.com", vec![REPORTS]),
+            ("alerts@contoso.com", vec![ERP]),
+            ("orders@contoso.com", vec![ERP]),
+        ] {
+            sim.add_mailbox(address, &apps);
+        }
+        // Set-CASMailbox noreply@contoso.com -SmtpClientAuthenticationDisabled $true.
+        sim.set_mailbox_smtp_auth("noreply@contoso.com", Some(true));
+        let stripped = sim.start_smtp(Some(SmtpFault::NoStartTls)).await?;
+        let inspected = sim
+            .start_smtp(Some(SmtpFault::UntrustedCertificate))
+            .await?;
 
         let write = |name: &str, text: &str| -> anyhow::Result<String> {
             let p = dir.path().join(name);
@@ -92,73 +206,131 @@ impl Demo {
             Ok(p.display().to_string())
         };
         let ca = write("sim-ca.pem", &sim.ca_pem)?;
-        let billing_file = write("billing.secret", billing_secret)?;
-        let legacy_file = write("legacy.secret", "Lx3~demo-legacy-secret-value-0003")?;
-        let typo_file = write("dms.secret", "6f1e2d3c-secret-id-not-the-value")?;
-        let cert_file = write("scanner.crt", &cert.cert_pem)?;
-        let key_file = write("scanner.key", &cert.key_pem)?;
+        let mut files = std::collections::HashMap::new();
+        for n in ["Er8", "Cr7", "Lg3", "Hd2", "Hr4", "Fb6", "Rp9"] {
+            files.insert(n, write(&format!("{n}.secret"), &secret(n))?);
+        }
+        // The secret's ID (a GUID) where its value belongs.
+        let dms_file = write("dms.secret", "0e2f6c1a-9d4b-4c7e-8a51-3b6d2e9f7c40")?;
+        let scanner_crt = write("scanner.crt", &scanner_cert.cert_pem)?;
+        let scanner_key = write("scanner.key", &scanner_cert.key_pem)?;
+        let printer_crt = write("printer.crt", &printer_cert.cert_pem)?;
+        let printer_key = write("printer.key", &printer_cert.key_pem)?;
         let base = sim.base_url();
-        let yaml = format!(
-            r#"
-scheduler:
-  startup_spread: 3s
-defaults:
-  checks:
-    token: {{ schedule: 30s, timeout: 10s }}
-    smtp: {{ schedule: 30s, timeout: 10s }}
-    graph: {{ schedule: 1m, timeout: 10s }}
-apps:
-  - name: billing
-    tenant: contoso.onmicrosoft.com
-    client_id: {BILLING}
-    client_secret_file: {billing_file}
-    login_url: {base}
-    graph_url: {base}
-    ca_file: {ca}
-  - name: scanner
-    tenant: {TENANT}
-    client_id: {SCANNER}
-    certificate: {{ cert_file: {cert_file}, key_file: {key_file} }}
-    login_url: {base}
-    graph_url: {base}
-    ca_file: {ca}
-  - name: legacy-erp
-    tenant: {TENANT}
-    client_id: {LEGACY}
-    client_secret_file: {legacy_file}
-    login_url: {base}
-    graph_url: {base}
-    ca_file: {ca}
-    # Graph, read with billing's token, shows why the token fails: the secret in use expired.
-    graph_reader: billing
-  - name: dms
-    tenant: {TENANT}
-    client_id: {TYPO}
-    client_secret_file: {typo_file}
-    login_url: {base}
-    graph_url: {base}
-    ca_file: {ca}
-    # Graph shows that the configured secret is none of the app's (in_use_found 0).
-    graph_reader: billing
-mailboxes:
-  - name: invoices
-    app: billing
-    address: invoices@contoso.com
-    smtp_host: 127.0.0.1
-    smtp_port: {smtp_port}
-  - name: scans
-    app: scanner
-    address: scans@contoso.com
-    smtp_host: 127.0.0.1
-    smtp_port: {smtp_port}
-"#,
-            smtp_port = sim.smtp_addr.port()
+        let endpoints = format!("login_url: {base}, graph_url: {base}, ca_file: {ca}");
+        let app = |name: &str, tenant: &str, id: &str, credential: String, extra: &str| {
+            format!("  - {{ name: {name}, tenant: {tenant}, client_id: {id}, {credential}, {endpoints}{extra} }}\n")
+        };
+        let secret_file = |n: &str| format!("client_secret_file: {}", files[n]);
+        let reader = ", graph_reader: erp";
+        let mut yaml = String::from(
+            "# The demo: one mailbox per failure mode, against the built-in simulator.\n\
+scheduler: { startup_spread: 3s }\n\
+defaults:\n  checks:\n    token: { schedule: 30s, timeout: 5s }\n    smtp: { schedule: 30s, timeout: 5s }\n    graph: { schedule: 1m, timeout: 5s }\n\
+apps:\n",
         );
-        let config = Config::from_yaml(&yaml, "demo.yml", dir.path())?;
-        Ok(Demo {
-            sim,
-            config,
-            _dir: dir,
-        })
+        yaml += &app(
+            "erp",
+            "contoso.onmicrosoft.com",
+            ERP,
+            secret_file("Er8"),
+            "",
+        );
+        yaml += &app(
+            "scanner",
+            CONTOSO,
+            SCANNER,
+            format!("certificate: {{ cert_file: {scanner_crt}, key_file: {scanner_key} }}"),
+            reader,
+        );
+        yaml += &app("crm", CONTOSO, CRM, secret_file("Cr7"), reader);
+        yaml += &app("legacy-erp", CONTOSO, LEGACY, secret_file("Lg3"), reader);
+        yaml += &app(
+            "dms",
+            CONTOSO,
+            DMS,
+            format!("client_secret_file: {dms_file}"),
+            reader,
+        );
+        yaml += &app("helpdesk", CONTOSO, HELPDESK, secret_file("Hd2"), reader);
+        yaml += &app("hr", CONTOSO, HR, secret_file("Hr4"), reader);
+        yaml += &app(
+            "fabrikam-erp",
+            FABRIKAM,
+            FABRIKAM_ERP,
+            secret_file("Fb6"),
+            "",
+        );
+        yaml += &app(
+            "printer",
+            CONTOSO,
+            PRINTER,
+            format!("certificate: {{ cert_file: {printer_crt}, key_file: {printer_key} }}"),
+            reader,
+        );
+        yaml += &app("reports", CONTOSO, REPORTS, secret_file("Rp9"), "");
+        yaml += "mailboxes:\n";
+        let port = sim.smtp_addr.port();
+        for (name, app, address, port) in [
+            ("healthy-secret", "erp", "invoices@contoso.com", port),
+            ("healthy-certificate", "scanner", "scans@contoso.com", port),
+            ("secret-expiring", "crm", "crm@contoso.com", port),
+            ("secret-expired", "legacy-erp", "legacy@contoso.com", port),
+            ("secret-id-pasted", "dms", "dms@contoso.com", port),
+            ("consent-missing", "helpdesk", "helpdesk@contoso.com", port),
+            ("service-principal-missing", "hr", "hr@contoso.com", port),
+            (
+                "mailbox-permission-missing",
+                "erp",
+                "billing@contoso.com",
+                port,
+            ),
+            (
+                "smtp-auth-off-tenant",
+                "fabrikam-erp",
+                "invoices@fabrikam.com",
+                port,
+            ),
+            ("smtp-auth-off-mailbox", "erp", "noreply@contoso.com", port),
+            (
+                "certificate-not-uploaded",
+                "printer",
+                "printer@contoso.com",
+                port,
+            ),
+            ("graph-throttled", "reports", "reports@contoso.com", port),
+            (
+                "starttls-stripped",
+                "erp",
+                "alerts@contoso.com",
+                stripped.port(),
+            ),
+            (
+                "tls-inspection",
+                "erp",
+                "orders@contoso.com",
+                inspected.port(),
+            ),
+        ] {
+            yaml += &format!(
+                "  - {{ name: {name}, app: {app}, address: {address}, smtp_host: 127.0.0.1, smtp_port: {port} }}\n"
+            );
+        }
+        Ok(Demo { sim, yaml, dir })
+    }
+
+    /// Validates the demo's configuration into a plan (off the async workers: it reads files).
+    pub async fn plan(&self) -> anyhow::Result<Plan> {
+        let yaml = self.yaml.clone();
+        let base: PathBuf = self.dir.path().to_path_buf();
+        let plan =
+            tokio::task::spawn_blocking(move || crate::config::from_yaml(&yaml, "demo.yml", &base))
+                .await??;
+        Ok(plan)
+    }
+
+    /// Where the demo's files (CA, secrets, certificates) live.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 }

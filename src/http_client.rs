@@ -7,6 +7,7 @@ use std::time::Duration;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Builds the client an app's requests go through, on the given TLS configuration.
+/// No request goes anywhere but where it was sent: redirects are errors.
 pub fn client(tls: &rustls::ClientConfig) -> Result<reqwest::Client, String> {
     let b = reqwest::Client::builder()
         .use_preconfigured_tls(tls.clone())
@@ -14,7 +15,9 @@ pub fn client(tls: &rustls::ClientConfig) -> Result<reqwest::Client, String> {
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10))
         .pool_idle_timeout(Duration::from_secs(90))
-        .user_agent(concat!("smtp-oauth-exporter/", env!("CARGO_PKG_VERSION")));
+        .user_agent(concat!("smtp-oauth-exporter/", env!("CARGO_PKG_VERSION")))
+        // Our resolver, so that a name that does not resolve is told apart (reason `dns`).
+        .dns_resolver(crate::net::resolver());
     b.build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
@@ -31,8 +34,9 @@ pub struct BoundedResponse {
 pub enum HttpError {
     #[error("timed out")]
     Timeout,
-    #[error("connection failed: {0}")]
-    Connect(String),
+    /// DNS, a refused connection, a TLS failure: the same reasons as the SMTP check's.
+    #[error("{1}")]
+    Network(crate::net::NetFailure, String),
     #[error("reply body larger than {MAX_BODY_BYTES} bytes")]
     TooLarge,
     #[error("request failed: {0}")]
@@ -68,11 +72,12 @@ pub async fn send(
     let fut = async {
         let mut resp = req.send().await.map_err(|e| {
             if e.is_timeout() {
-                HttpError::Timeout
-            } else if e.is_connect() {
-                HttpError::Connect(describe(&e))
-            } else {
-                HttpError::Other(describe(&e))
+                return HttpError::Timeout;
+            }
+            match crate::net::classify(&e) {
+                Some(crate::net::NetFailure::Timeout) => HttpError::Timeout,
+                Some(f) => HttpError::Network(f, describe(&e)),
+                None => HttpError::Other(describe(&e)),
             }
         })?;
         let status = resp.status().as_u16();

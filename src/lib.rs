@@ -1,25 +1,36 @@
-//! smtp-oauth-exporter: watches the Microsoft 365 SMTP OAuth 2.0 chain end to end and exports
-//! Prometheus metrics. Data flows one way: config → scheduler → check → report → state → metrics.
+//! smtp-oauth-exporter: watches the Microsoft 365 SMTP OAuth 2.0 chain end to end, says which
+//! setup step broke and how to fix it, and exports Prometheus metrics. Data flows one way:
+//! config → plan → scheduler → check → report → sink (state, log) → verdict → metrics / HTTP.
 #![forbid(unsafe_code)]
 
-/// Wires cache, checks, scheduler, state and HTTP into a running agent.
+/// Wires plan, cache, checks, scheduler, state and HTTP into a running agent.
 pub mod agent;
 /// Token acquisition, the shared token cache, claim decoding.
 pub mod auth;
-/// One module per check kind behind one signature.
+/// The `check` command: run checks now, print them for people, scripts or Nagios.
+pub mod check_command;
+/// One module per check kind behind one signature; the report every run returns.
 pub mod checks;
 /// Command-line flags and subcommands.
 pub mod cli;
-/// YAML configuration parsed then validated into types.
+/// YAML configuration parsed then validated into the plan.
 pub mod config;
 /// The built-in demo: simulator plus a configuration pointing at it.
 pub mod demo;
+/// Reports → verdict: broken setup step, cause, remediation.
+pub mod diagnosis;
 /// HTTP clients with bounded replies.
 pub mod http_client;
-/// Log set-up and the per-run log line.
+/// Log set-up and the lines the agent writes.
 pub mod logging;
 /// The only writer of metric series.
 pub mod metrics;
+/// Network failures in the words every check shares.
+pub mod net;
+/// The immutable plan: apps, mailboxes, jobs.
+pub mod plan;
+/// The one table of failure reasons.
+pub mod reasons;
 /// Per-target schedules, concurrency bound, shutdown.
 pub mod scheduler;
 /// Redacting newtypes for secrets and tokens.
@@ -28,8 +39,12 @@ pub mod secret;
 pub mod server;
 /// The loopback Microsoft 365 simulator (token endpoint, Graph, SMTP).
 pub mod sim;
-/// Per-target state kept across runs.
+/// Where reports go: state and log, or a collector.
+pub mod sink;
+/// Per-target state kept across runs and reloads.
 pub mod state;
+/// The status document behind `/status`, `/` and `check`.
+pub mod status;
 /// TLS client configurations (system roots once, CA files, the dangerous variant).
 pub mod tls;
 /// Build facts.

@@ -1,18 +1,22 @@
 //! The `smtp-oauth-exporter` binary: parse the command line, set up logging, run, map errors to
-//! exit codes (0 fine, 1 failure, 2 usage).
+//! exit codes (0 fine, 1 failure, 2 usage; `check --output nagios` uses 0 to 3).
 #![forbid(unsafe_code)]
 
+use std::process::ExitCode;
+use std::sync::Arc;
+
 use clap::Parser;
+use smtp_oauth_exporter::check_command::{self, Output};
 use smtp_oauth_exporter::cli::{self, Cli, Command};
 use smtp_oauth_exporter::{agent, config, demo, logging};
 
-fn main() -> std::process::ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
     let command = if cli.config_check {
         Command::CheckConfig
     } else {
-        cli.command.unwrap_or(Command::Serve)
+        cli.command.clone().unwrap_or(Command::Serve)
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -21,26 +25,32 @@ fn main() -> std::process::ExitCode {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
-            return std::process::ExitCode::FAILURE;
+            return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli, command)) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let nagios = matches!(&command, Command::Check(a) if a.output == Output::Nagios);
+    match runtime.block_on(run(&cli, &command)) {
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
-            if command == Command::CheckConfig {
+            if nagios {
+                // The plugin convention: a check that cannot run is UNKNOWN, on stdout.
+                println!("SMTP-OAUTH UNKNOWN - {e:#}");
+                ExitCode::from(3)
+            } else if command.is_check_config() || matches!(command, Command::Check(_)) {
                 eprintln!("error: {e:#}");
+                ExitCode::FAILURE
             } else {
                 tracing::error!("{e:#}");
+                ExitCode::FAILURE
             }
-            std::process::ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli, command: Command) -> anyhow::Result<()> {
+async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
     let listen =
         cli::normalize_listen_address(cli.listen_address.as_deref().unwrap_or(match command {
-            Command::Demo => "127.0.0.1:9587",
+            Command::Demo => cli::DEMO_LISTEN_ADDRESS,
             _ => cli::DEFAULT_LISTEN_ADDRESS,
         }));
     let opts = agent::ServeOptions {
@@ -49,36 +59,57 @@ async fn run(cli: Cli, command: Command) -> anyhow::Result<()> {
     };
     match command {
         Command::CheckConfig => {
-            let c = config::Config::load(&cli.config_file)?;
-            for w in &c.warnings {
+            let plan = config::load_async(cli.config_file.clone()).await?;
+            for w in &plan.warnings {
                 eprintln!("warning: {w}");
             }
             println!(
                 "{}: configuration is valid ({} apps, {} mailboxes)",
                 cli.config_file.display(),
-                c.apps.len(),
-                c.mailboxes.len()
+                plan.apps.len(),
+                plan.mailboxes.len()
             );
-            Ok(())
+            Ok(0)
         }
         Command::Serve => {
-            let c = config::Config::load(&cli.config_file)?;
-            let agent = agent::Agent::start(c, &opts).await?;
+            let plan = config::load_async(cli.config_file.clone()).await?;
+            let agent = agent::Agent::start(plan, &opts).await?;
             agent.run_until(shutdown_signal()).await;
-            Ok(())
+            Ok(0)
         }
         Command::Demo => {
             let demo = demo::Demo::start().await?;
-            let agent = agent::Agent::start(demo.config.clone(), &opts).await?;
-            eprintln!(
-                "demo: simulator on {}; agent on http://{}{} (ctrl-c to stop)",
-                demo.sim.addr_summary(),
-                agent.local_addr(),
-                cli.telemetry_path
+            let plan = demo.plan().await?;
+            let agent = agent::Agent::start(plan, &opts).await?;
+            tracing::info!(
+                simulator = demo.sim.addr_summary().as_str(),
+                status_page = format!("http://{}/", agent.local_addr()).as_str(),
+                metrics = format!("http://{}{}", agent.local_addr(), cli.telemetry_path).as_str(),
+                "demo: the agent runs against the built-in Microsoft 365 simulator, one mailbox per failure mode (ctrl-c to stop)"
             );
             agent.run_until(shutdown_signal()).await;
             drop(demo);
-            Ok(())
+            Ok(0)
+        }
+        Command::Check(args) => {
+            let req = check_command::Request {
+                names: args.names.clone(),
+                output: args.output,
+                send_test_to: args.send_test_to.clone(),
+            };
+            // The demo's simulator must live while the checks run against it.
+            let (plan, _demo) = if args.demo {
+                let demo = demo::Demo::start().await?;
+                (demo.plan().await?, Some(demo))
+            } else {
+                (config::load_async(cli.config_file.clone()).await?, None)
+            };
+            for w in &plan.warnings {
+                eprintln!("warning: {w}");
+            }
+            let out = check_command::run(Arc::new(plan), &req).await;
+            print!("{}", out.stdout);
+            Ok(out.exit_code)
         }
     }
 }

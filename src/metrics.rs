@@ -8,7 +8,9 @@ use prometheus::proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricT
 use prometheus::Encoder;
 
 use crate::auth::cache::EntryStats;
-use crate::checks::{Details, JobKey};
+use crate::checks::Details;
+use crate::diagnosis::Verdict;
+use crate::plan::JobKey;
 use crate::state::TargetState;
 
 /// Metric name prefix.
@@ -22,12 +24,27 @@ pub struct AgentInfo {
 }
 
 /// Collects families by name while rendering.
-#[derive(Default)]
 pub struct Families {
+    prefix: &'static str,
     map: BTreeMap<String, MetricFamily>,
 }
 
+impl Default for Families {
+    /// The agent's own series, named `smtp_oauth_*`.
+    fn default() -> Self {
+        Self::with_prefix(NAMESPACE)
+    }
+}
+
 impl Families {
+    /// Series named `{prefix}_*` (`probe` for `/probe`, as blackbox_exporter names them).
+    pub fn with_prefix(prefix: &'static str) -> Self {
+        Self {
+            prefix,
+            map: BTreeMap::new(),
+        }
+    }
+
     fn add(
         &mut self,
         name: &str,
@@ -36,7 +53,7 @@ impl Families {
         labels: &[(&str, &str)],
         value: f64,
     ) {
-        let full = format!("{NAMESPACE}_{name}");
+        let full = format!("{}_{name}", self.prefix);
         let fam = self.map.entry(full.clone()).or_insert_with(|| {
             let mut f = MetricFamily::default();
             f.set_name(full);
@@ -124,7 +141,11 @@ pub fn write_targets(f: &mut Families, targets: &[(JobKey, TargetState)]) {
             f.counter(
                 "check_failures_total",
                 "Failed runs of a check on a target, by reason.",
-                &[("check", check), ("target", target), ("reason", reason)],
+                &[
+                    ("check", check),
+                    ("target", target),
+                    ("reason", reason.as_str()),
+                ],
                 *n as f64,
             );
         }
@@ -160,7 +181,7 @@ pub fn write_targets(f: &mut Families, targets: &[(JobKey, TargetState)]) {
             f.gauge(
                 "check_failure_info",
                 "Present (1) while the last run failed: the reason from the check's fixed set and the AADSTS code when it is a known one.",
-                &[("check", check), ("target", target), ("reason", fail.reason), ("aadsts", &aadsts)],
+                &[("check", check), ("target", target), ("reason", fail.reason.as_str()), ("aadsts", &aadsts)],
                 1.0,
             );
         }
@@ -170,17 +191,30 @@ pub fn write_targets(f: &mut Families, targets: &[(JobKey, TargetState)]) {
             (Details::Graph(g), Some(ok)) if g.registration.is_none() => &ok.details,
             _ => &r.details,
         };
-        write_details(f, target, details);
+        write_details(f, &[("target", target)], details, Naming::Agent);
     }
 }
 
-fn write_details(f: &mut Families, target: &str, details: &Details) {
+/// Which names the TLS facts take: the agent's (`smtp_oauth_smtp_ssl_*`), or blackbox_exporter's
+/// (`probe_ssl_*`, `probe_tls_version_info`) on `/probe`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    Agent,
+    Probe,
+}
+
+/// Base labels plus more.
+fn with<'a>(base: &[(&'a str, &'a str)], more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    base.iter().chain(more).copied().collect()
+}
+
+fn write_details(f: &mut Families, base: &[(&str, &str)], details: &Details, naming: Naming) {
     match details {
         Details::None => {}
-        Details::Smtp(d) => write_smtp(f, target, d),
-        Details::Graph(d) => write_graph(f, target, d),
+        Details::Smtp(d) => write_smtp(f, base, d, naming),
+        Details::Graph(d) => write_graph(f, base, d),
         Details::Token(d) => {
-            let l = [("target", target), ("resource", d.resource.as_str())];
+            let l = with(base, &[("resource", d.resource.as_str())]);
             if let Some(t) = d.expires_at {
                 f.gauge(
                     "token_expiry_timestamp_seconds",
@@ -201,7 +235,7 @@ fn write_details(f: &mut Families, target: &str, details: &Details) {
                 f.gauge(
                     "token_smtp_role_present",
                     "Whether the last SMTP token carries the SMTP.SendAsApp role (admin consent, setup step 3).",
-                    &[("target", target)],
+                    base,
                     b(has),
                 );
             }
@@ -209,6 +243,278 @@ fn write_details(f: &mut Families, target: &str, details: &Details) {
     }
 }
 
+/// One series per target that has a verdict: its step, cause and severity (fixed sets).
+pub fn write_verdicts(f: &mut Families, verdicts: &BTreeMap<String, Verdict>) {
+    for (target, v) in verdicts {
+        write_verdict(f, &[("target", target)], v);
+    }
+}
+
+fn write_verdict(f: &mut Families, base: &[(&str, &str)], v: &Verdict) {
+    f.gauge(
+        "verdict",
+        "The diagnosis of a mailbox (or of an app without one): the broken setup step (1-5, policy, network, transient, unknown, ok), the cause and its severity; always 1.",
+        &with(
+            base,
+            &[
+                ("step", v.step().as_str()),
+                ("cause", v.cause.label()),
+                ("severity", v.severity().as_str()),
+            ],
+        ),
+        1.0,
+    );
+}
+
+/// A `/probe` answer: that run's series only, without a `target` label (Prometheus adds the
+/// target through relabelling), in blackbox_exporter's names where they exist.
+pub fn write_probe(
+    f: &mut Families,
+    reports: &[crate::checks::Report],
+    verdict: Option<&Verdict>,
+    duration: std::time::Duration,
+) {
+    f.gauge(
+        "success",
+        "Whether every check of the probe succeeded.",
+        &[],
+        b(!reports.is_empty() && reports.iter().all(|r| r.success())),
+    );
+    f.gauge(
+        "duration_seconds",
+        "How long the probe took.",
+        &[],
+        duration.as_secs_f64(),
+    );
+    for r in reports {
+        let check = r.kind.as_str();
+        f.gauge(
+            "check_success",
+            "Whether the check succeeded in this probe.",
+            &[("check", check)],
+            b(r.success()),
+        );
+        f.gauge(
+            "check_duration_seconds",
+            "How long the check took in this probe.",
+            &[("check", check)],
+            r.duration.as_secs_f64(),
+        );
+        if let Some(fail) = &r.failure {
+            let aadsts = fail.aadsts.map(|c| c.to_string()).unwrap_or_default();
+            f.gauge(
+                "failure_info",
+                "Present (1) when the check failed: the reason from the check's fixed set and the AADSTS code when it is a known one.",
+                &[("check", check), ("reason", fail.reason.as_str()), ("aadsts", &aadsts)],
+                1.0,
+            );
+        }
+        write_details(f, &[], &r.details, Naming::Probe);
+    }
+    if let Some(v) = verdict {
+        write_verdict(f, &[], v);
+    }
+}
+
+fn write_smtp(
+    f: &mut Families,
+    base: &[(&str, &str)],
+    d: &crate::checks::smtp::SmtpDetails,
+    naming: Naming,
+) {
+    if naming == Naming::Agent {
+        f.gauge(
+            "mailbox_info",
+            "A configured mailbox: its app and address; always 1.",
+            &with(base, &[("app", &d.app), ("address", &d.address)]),
+            1.0,
+        );
+        f.gauge(
+            "smtp_tls_insecure_skip_verify",
+            "Whether server certificate verification is switched off for this mailbox (dangerous).",
+            base,
+            b(d.insecure_skip_verify),
+        );
+    }
+    for (phase, dur) in &d.phases {
+        f.gauge(
+            "smtp_duration_seconds",
+            "Time spent in each phase of the last SMTP run (both EHLOs count as ehlo).",
+            &with(base, &[("phase", phase.as_str())]),
+            dur.as_secs_f64(),
+        );
+    }
+    if let Some(phase) = d.failed_phase {
+        let (code, enhanced) = match &d.failed_reply {
+            Some(r) => (r.code, r.enhanced.clone().unwrap_or_default()),
+            None => (0, String::new()),
+        };
+        f.gauge(
+            "smtp_status_code",
+            "Reply code of the step that failed in the last SMTP run (0 when the server gave none).",
+            &with(base, &[("phase", phase.as_str())]),
+            f64::from(code),
+        );
+        if !enhanced.is_empty() {
+            f.gauge(
+                "smtp_enhanced_status_code_info",
+                "Enhanced status code (RFC 3463) of the reply that failed the last SMTP run; always 1.",
+                &with(
+                    base,
+                    &[("phase", phase.as_str()), ("enhanced_status_code", &enhanced)],
+                ),
+                1.0,
+            );
+        }
+    }
+    let Some(tls) = &d.tls else { return };
+    let (version, earliest, chain_info) = match naming {
+        Naming::Agent => (
+            "smtp_tls_version_info",
+            "smtp_ssl_earliest_cert_expiry",
+            "smtp_ssl_last_chain_info",
+        ),
+        Naming::Probe => (
+            "tls_version_info",
+            "ssl_earliest_cert_expiry",
+            "ssl_last_chain_info",
+        ),
+    };
+    f.gauge(
+        version,
+        "TLS version negotiated in the last SMTP run; always 1.",
+        &with(base, &[("version", &tls.version)]),
+        1.0,
+    );
+    if let Some(e) = tls.earliest_expiry() {
+        f.gauge(
+            earliest,
+            "Earliest notAfter (Unix seconds) in the certificate chain the SMTP server presented.",
+            base,
+            ts(e),
+        );
+        if naming == Naming::Probe {
+            f.gauge(
+                "ssl_last_chain_expiry_timestamp_seconds",
+                "Earliest notAfter (Unix seconds) of the chain the SMTP server presented in this probe.",
+                base,
+                ts(e),
+            );
+        }
+    }
+    if let Some(leaf) = tls.chain.first() {
+        f.gauge(
+            chain_info,
+            "The SMTP server's leaf certificate in the last run; always 1.",
+            &with(
+                base,
+                &[
+                    ("subject", &leaf.subject),
+                    ("issuer", &leaf.issuer),
+                    ("serialnumber", &leaf.serial),
+                    ("fingerprint_sha256", &leaf.fingerprint_sha256),
+                ],
+            ),
+            1.0,
+        );
+    }
+    if naming == Naming::Agent {
+        for (depth, c) in tls.chain.iter().enumerate() {
+            f.gauge(
+                "smtp_ssl_cert_not_after_timestamp_seconds",
+                "notAfter of each certificate the SMTP server presented, by position in the chain (0 = leaf).",
+                &with(base, &[("depth", &depth.to_string()), ("subject", &c.subject)]),
+                ts(c.not_after),
+            );
+        }
+    }
+}
+
+/// A label value from Graph data (a display name): no control characters, at most 128 characters.
+fn graph_label(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(128)
+        .collect()
+}
+
+/// The app registration's credentials, keyed by `key_id` (display names repeat), and the one
+/// the agent uses. Nothing is written when the run did not read the registration.
+fn write_graph(f: &mut Families, base: &[(&str, &str)], d: &crate::checks::graph::GraphDetails) {
+    let Some(reg) = &d.registration else { return };
+    for c in &reg.credentials {
+        let key_id = graph_label(&c.key_id);
+        let name = graph_label(c.display_name.as_deref().unwrap_or(""));
+        let l = with(
+            base,
+            &[
+                ("key_id", key_id.as_str()),
+                ("type", c.kind.as_str()),
+                ("display_name", name.as_str()),
+            ],
+        );
+        if let Some(t) = c.end {
+            f.gauge(
+                "credential_expiry_timestamp_seconds",
+                "When a secret or certificate of the app registration expires (Graph endDateTime).",
+                &l,
+                ts(t),
+            );
+        }
+        if let Some(t) = c.start {
+            f.gauge(
+                "credential_start_timestamp_seconds",
+                "When a secret or certificate of the app registration becomes valid (Graph startDateTime).",
+                &l,
+                ts(t),
+            );
+        }
+        f.gauge(
+            "credential_in_use",
+            "Whether this credential matches the one the agent signs in with (secret hint or certificate thumbprint); several are 1 when ambiguous.",
+            &l,
+            b(c.in_use),
+        );
+    }
+    if let Some(t) = reg.earliest_expiry {
+        f.gauge(
+            "app_credential_earliest_expiry_timestamp_seconds",
+            "The earliest expiry among all secrets and certificates of the app registration, expired ones included.",
+            base,
+            ts(t),
+        );
+    }
+    if let Some(t) = reg.next_expiry {
+        f.gauge(
+            "app_credential_next_expiry_timestamp_seconds",
+            "The earliest expiry among the secrets and certificates of the app registration not yet expired at the last successful Graph run; absent when all have expired.",
+            base,
+            ts(t),
+        );
+    }
+    if let Some(c) = reg.in_use() {
+        if let Some(t) = c.end {
+            f.gauge(
+                "credential_in_use_expiry_timestamp_seconds",
+                "When the credential the agent signs in with expires; only when exactly one credential matches.",
+                &with(base, &[("type", c.kind.as_str())]),
+                ts(t),
+            );
+        }
+    }
+    f.gauge(
+        "credential_in_use_ambiguous",
+        "1 when several credentials match the agent's own (secrets sharing the first three characters), so none is picked.",
+        base,
+        b(reg.hint_ambiguous),
+    );
+    f.gauge(
+        "credential_in_use_found",
+        "Whether any credential of the app registration matches the one the agent signs in with (0: the configured secret or certificate is not on the app).",
+        base,
+        b(reg.in_use_matches > 0),
+    );
+}
 /// Token requests the cache made (token check and cache refreshes alike).
 pub fn write_token_cache(f: &mut Families, stats: &[EntryStats]) {
     for s in stats {
@@ -253,170 +559,4 @@ pub fn write_agent(f: &mut Families, info: &AgentInfo) {
             ts(t),
         );
     }
-}
-
-fn write_smtp(f: &mut Families, target: &str, d: &crate::checks::smtp::SmtpDetails) {
-    let t = [("target", target)];
-    f.gauge(
-        "mailbox_info",
-        "A configured mailbox: its app and address; always 1.",
-        &[("target", target), ("app", &d.app), ("address", &d.address)],
-        1.0,
-    );
-    f.gauge(
-        "smtp_tls_insecure_skip_verify",
-        "Whether server certificate verification is switched off for this mailbox (dangerous).",
-        &t,
-        b(d.insecure_skip_verify),
-    );
-    for (phase, dur) in &d.phases {
-        f.gauge(
-            "smtp_duration_seconds",
-            "Time spent in each phase of the last SMTP run (both EHLOs count as ehlo).",
-            &[("target", target), ("phase", phase.as_str())],
-            dur.as_secs_f64(),
-        );
-    }
-    if let Some(phase) = d.failed_phase {
-        let (code, enhanced) = match &d.failed_reply {
-            Some((c, e)) => (*c, e.clone().unwrap_or_default()),
-            None => (0, String::new()),
-        };
-        f.gauge(
-            "smtp_status_code",
-            "Reply code of the step that failed in the last SMTP run (0 when the server gave none).",
-            &[("target", target), ("phase", phase.as_str())],
-            f64::from(code),
-        );
-        if !enhanced.is_empty() {
-            f.gauge(
-                "smtp_enhanced_status_code_info",
-                "Enhanced status code (RFC 3463) of the reply that failed the last SMTP run; always 1.",
-                &[("target", target), ("phase", phase.as_str()), ("enhanced_status_code", &enhanced)],
-                1.0,
-            );
-        }
-    }
-    if let Some(tls) = &d.tls {
-        f.gauge(
-            "smtp_tls_version_info",
-            "TLS version negotiated in the last SMTP run; always 1.",
-            &[("target", target), ("version", &tls.version)],
-            1.0,
-        );
-        if let Some(e) = tls.earliest_expiry() {
-            f.gauge(
-                "smtp_ssl_earliest_cert_expiry",
-                "Earliest notAfter (Unix seconds) in the certificate chain the SMTP server presented.",
-                &t,
-                ts(e),
-            );
-        }
-        if let Some(leaf) = tls.chain.first() {
-            f.gauge(
-                "smtp_ssl_last_chain_info",
-                "The SMTP server's leaf certificate in the last run; always 1.",
-                &[
-                    ("target", target),
-                    ("subject", &leaf.subject),
-                    ("issuer", &leaf.issuer),
-                    ("serialnumber", &leaf.serial),
-                    ("fingerprint_sha256", &leaf.fingerprint_sha256),
-                ],
-                1.0,
-            );
-        }
-        for (depth, c) in tls.chain.iter().enumerate() {
-            f.gauge(
-                "smtp_ssl_cert_not_after_timestamp_seconds",
-                "notAfter of each certificate the SMTP server presented, by position in the chain (0 = leaf).",
-                &[("target", target), ("depth", &depth.to_string()), ("subject", &c.subject)],
-                ts(c.not_after),
-            );
-        }
-    }
-}
-
-/// A label value from Graph data (a display name): no control characters, at most 128 characters.
-fn graph_label(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(128)
-        .collect()
-}
-
-/// The app registration's credentials, keyed by `key_id` (display names repeat), and the one
-/// the agent uses. Nothing is written when the run did not read the registration.
-fn write_graph(f: &mut Families, target: &str, d: &crate::checks::graph::GraphDetails) {
-    let Some(reg) = &d.registration else { return };
-    for c in &reg.credentials {
-        let key_id = graph_label(&c.key_id);
-        let name = graph_label(c.display_name.as_deref().unwrap_or(""));
-        let l = [
-            ("target", target),
-            ("key_id", key_id.as_str()),
-            ("type", c.kind.as_str()),
-            ("display_name", name.as_str()),
-        ];
-        if let Some(t) = c.end {
-            f.gauge(
-                "credential_expiry_timestamp_seconds",
-                "When a secret or certificate of the app registration expires (Graph endDateTime).",
-                &l,
-                ts(t),
-            );
-        }
-        if let Some(t) = c.start {
-            f.gauge(
-                "credential_start_timestamp_seconds",
-                "When a secret or certificate of the app registration becomes valid (Graph startDateTime).",
-                &l,
-                ts(t),
-            );
-        }
-        f.gauge(
-            "credential_in_use",
-            "Whether this credential matches the one the agent signs in with (secret hint or certificate thumbprint); several are 1 when ambiguous.",
-            &l,
-            b(c.in_use),
-        );
-    }
-    if let Some(t) = reg.earliest_expiry {
-        f.gauge(
-            "app_credential_earliest_expiry_timestamp_seconds",
-            "The earliest expiry among all secrets and certificates of the app registration, expired ones included.",
-            &[("target", target)],
-            ts(t),
-        );
-    }
-    if let Some(t) = reg.next_expiry {
-        f.gauge(
-            "app_credential_next_expiry_timestamp_seconds",
-            "The earliest expiry among the secrets and certificates of the app registration not yet expired at the last successful Graph run; absent when all have expired.",
-            &[("target", target)],
-            ts(t),
-        );
-    }
-    if let Some(c) = reg.in_use() {
-        if let Some(t) = c.end {
-            f.gauge(
-                "credential_in_use_expiry_timestamp_seconds",
-                "When the credential the agent signs in with expires; only when exactly one credential matches.",
-                &[("target", target), ("type", c.kind.as_str())],
-                ts(t),
-            );
-        }
-    }
-    f.gauge(
-        "credential_in_use_ambiguous",
-        "1 when several credentials match the agent's own (secrets sharing the first three characters), so none is picked.",
-        &[("target", target)],
-        b(reg.hint_ambiguous),
-    );
-    f.gauge(
-        "credential_in_use_found",
-        "Whether any credential of the app registration matches the one the agent signs in with (0: the configured secret or certificate is not on the app).",
-        &[("target", target)],
-        b(reg.in_use_matches > 0),
-    );
 }

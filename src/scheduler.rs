@@ -2,7 +2,7 @@
 //! per target), a stable per-target phase so big fleets spread out, a bound on concurrent runs,
 //! a timeout on each run, and a prompt stop.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +11,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::checks::{self, CheckKind, Context, Job, JobKey};
-use crate::config::{Schedule, SchedulerSettings};
-use crate::state::StateStore;
+use crate::checks::{self, Context, RunOptions};
+use crate::config::Schedule;
+use crate::plan::{CheckKind, Job, JobKey, Plan};
+use crate::sink::Sink;
 
 /// FNV-1a: a hash that is stable across builds and runs, so a target keeps its phase.
 fn stable_hash(key: &JobKey) -> u64 {
@@ -103,14 +104,15 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    /// Starts one task per job. Their state goes to `state`.
+    /// Starts one task per job of the plan. Their reports go to `sink`.
     pub fn start(
-        jobs: Vec<Job>,
+        plan: &Plan,
         ctx: Arc<Context>,
-        state: Arc<StateStore>,
-        settings: &SchedulerSettings,
+        sink: Arc<dyn Sink>,
         shutdown: &CancellationToken,
     ) -> Self {
+        let settings = &plan.scheduler;
+        let jobs = plan.jobs.clone();
         let cancel = shutdown.child_token();
         // One bound per check kind: 10,000 SMTP runs stuck on an unreachable host must not keep
         // the token checks (which would show the cause) waiting behind them.
@@ -123,12 +125,9 @@ impl Scheduler {
             *per_kind.entry(j.kind).or_default() += 1;
         }
         let origin = Instant::now();
-        let keep: HashSet<JobKey> = jobs.iter().map(Job::key).collect();
-        state.retain(&keep);
         let mut tasks = JoinSet::new();
         for job in jobs {
             let key = job.key();
-            state.ensure(&key);
             let timing = Timing {
                 origin,
                 hash: stable_hash(&key),
@@ -148,7 +147,7 @@ impl Scheduler {
                 timing,
                 first,
                 ctx.clone(),
-                state.clone(),
+                sink.clone(),
                 slots[&key.kind].clone(),
                 cancel.clone(),
             ));
@@ -171,10 +170,11 @@ async fn job_loop(
     timing: Timing,
     first: Instant,
     ctx: Arc<Context>,
-    state: Arc<StateStore>,
+    sink: Arc<dyn Sink>,
     slots: Arc<Semaphore>,
     cancel: CancellationToken,
 ) {
+    let opts = RunOptions::default();
     let mut next = first;
     loop {
         tokio::select! {
@@ -187,12 +187,11 @@ async fn job_loop(
         };
         let report = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = checks::run(&job, &ctx) => r,
+            r = checks::run(&job, &ctx, &opts) => r,
         };
         drop(permit);
-        crate::logging::log_report(&report);
         let retry_after = report.retry_after;
-        state.record(report);
+        sink.accept(&job, report);
         let now = Instant::now();
         next = timing.next(now);
         if let Some(wait) = retry_after {

@@ -1,12 +1,16 @@
 //! Per-target state that outlives a single run and a reload: the last report, the last success,
-//! run counters. The metrics module and the HTTP server read it; only the scheduler writes it.
+//! run counters, and each target's verdict. Keyed by target name, outside the plan, so that a
+//! new plan keeps it. The scheduler's sink writes it; metrics, `/status` and `/` read it.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use crate::checks::{JobKey, Report};
+use crate::checks::Report;
+use crate::diagnosis::{self, Inputs, Verdict};
+use crate::plan::{CheckKind, JobKey, Plan, Target};
+use crate::reasons::Reason;
 
 /// What the agent remembers of one (check, target).
 #[derive(Debug, Clone, Default)]
@@ -19,18 +23,68 @@ pub struct TargetState {
     pub runs_success: u64,
     pub runs_failure: u64,
     /// Failed runs by reason (a counter per reason seen).
-    pub failures_by_reason: BTreeMap<&'static str, u64>,
+    pub failures_by_reason: BTreeMap<Reason, u64>,
 }
 
-/// All targets' state, keyed by (check kind, target name).
+#[derive(Default)]
+struct Inner {
+    jobs: BTreeMap<JobKey, TargetState>,
+    verdicts: BTreeMap<String, Verdict>,
+}
+
+/// All targets' state.
 #[derive(Default)]
 pub struct StateStore {
-    inner: Mutex<BTreeMap<JobKey, TargetState>>,
+    inner: Mutex<Inner>,
+}
+
+/// The latest reports a verdict is made from (cloned out of the lock).
+#[derive(Default)]
+pub struct Evidence {
+    pub token: Option<Arc<Report>>,
+    pub smtp: Option<Arc<Report>>,
+    pub graph: Option<Arc<Report>>,
+    pub graph_ok: Option<Arc<Report>>,
+    pub sibling_authenticated: bool,
+}
+
+impl Evidence {
+    /// The diagnosis inputs over these reports.
+    pub fn inputs<'a>(
+        &'a self,
+        target: &'a Target,
+        plan: &'a Plan,
+        now: DateTime<Utc>,
+    ) -> Inputs<'a> {
+        Inputs {
+            target,
+            token: self.token.as_deref(),
+            smtp: self.smtp.as_deref(),
+            graph: self.graph.as_deref(),
+            graph_ok: self.graph_ok.as_deref(),
+            sibling_authenticated: self.sibling_authenticated,
+            now,
+            settings: &plan.diagnosis,
+        }
+    }
+}
+
+/// Whether an SMTP run got past AUTH (it succeeded, or failed only after AUTH).
+pub fn authenticated(r: &Report) -> bool {
+    use crate::checks::smtp::Phase;
+    r.success()
+        || r.smtp()
+            .and_then(|d| d.failed_phase)
+            .is_some_and(|p| matches!(p, Phase::MailFrom | Phase::Send | Phase::Quit))
 }
 
 impl StateStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().expect("state lock")
     }
 
     /// Records a finished run.
@@ -40,53 +94,110 @@ impl StateStore {
             kind: report.kind,
             target: report.target.clone(),
         };
-        let mut map = self.inner.lock().expect("state lock");
-        let st = map.entry(key).or_default();
+        let mut inner = self.lock();
+        let st = inner.jobs.entry(key).or_default();
         match &report.failure {
             None => {
                 st.runs_success += 1;
                 st.last_success = Some(report.started_at);
+                st.last_ok = Some(report.clone());
             }
             Some(f) => {
                 st.runs_failure += 1;
                 *st.failures_by_reason.entry(f.reason).or_default() += 1;
             }
         }
-        if report.success() {
-            st.last_ok = Some(report.clone());
-        }
         st.last = Some(report.clone());
         report
     }
 
-    /// Makes sure a configured job has an entry (so it shows as "not run yet").
-    pub fn ensure(&self, key: &JobKey) {
-        self.inner
-            .lock()
-            .expect("state lock")
-            .entry(key.clone())
-            .or_default();
-    }
-
-    /// Drops the state of jobs that are no longer configured.
-    pub fn retain(&self, keep: &HashSet<JobKey>) {
-        self.inner
-            .lock()
-            .expect("state lock")
-            .retain(|k, _| keep.contains(k));
+    /// Keeps the state of the plan's jobs and verdict targets only, and makes sure every job
+    /// has an entry (so it shows as "not run yet").
+    pub fn retain(&self, plan: &Plan) {
+        let keep: HashSet<JobKey> = plan.jobs.iter().map(|j| j.key()).collect();
+        let targets: HashSet<String> = plan
+            .verdict_targets()
+            .map(|t| t.name().to_string())
+            .collect();
+        let mut inner = self.lock();
+        inner.jobs.retain(|k, _| keep.contains(k));
+        for k in keep {
+            inner.jobs.entry(k).or_default();
+        }
+        inner.verdicts.retain(|k, _| targets.contains(k));
     }
 
     pub fn snapshot(&self) -> Vec<(JobKey, TargetState)> {
-        self.inner
-            .lock()
-            .expect("state lock")
+        self.lock()
+            .jobs
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     }
 
-    /// One target's state.
+    /// One job's state.
     pub fn get(&self, key: &JobKey) -> Option<TargetState> {
-        self.inner.lock().expect("state lock").get(key).cloned()
+        self.lock().jobs.get(key).cloned()
+    }
+
+    /// The latest reports behind a target's verdict.
+    pub fn evidence(&self, plan: &Plan, target: &Target) -> Evidence {
+        let inner = self.lock();
+        let last = |kind: CheckKind, name: &str| {
+            inner
+                .jobs
+                .get(&JobKey {
+                    kind,
+                    target: name.to_string(),
+                })
+                .cloned()
+                .unwrap_or_default()
+        };
+        let app = target.app();
+        let graph = last(CheckKind::Graph, &app.name);
+        let sibling_authenticated = match target {
+            Target::Mailbox(m) => plan.mailboxes_of(&app.name).iter().any(|s| {
+                s.name != m.name
+                    && last(CheckKind::Smtp, &s.name)
+                        .last
+                        .is_some_and(|r| authenticated(&r))
+            }),
+            Target::App(_) => false,
+        };
+        Evidence {
+            token: last(CheckKind::Token, &app.name).last,
+            smtp: target
+                .mailbox()
+                .and_then(|m| last(CheckKind::Smtp, &m.name).last),
+            graph: graph.last,
+            graph_ok: graph.last_ok,
+            sibling_authenticated,
+        }
+    }
+
+    /// Diagnoses a target from the state, stores the verdict, and returns it with the one it
+    /// replaces when the cause changed.
+    pub fn update_verdict(
+        &self,
+        plan: &Plan,
+        target: &Target,
+        now: DateTime<Utc>,
+    ) -> (Verdict, Option<Option<Verdict>>) {
+        let evidence = self.evidence(plan, target);
+        let verdict = diagnosis::diagnose(&evidence.inputs(target, plan, now));
+        let mut inner = self.lock();
+        let old = inner
+            .verdicts
+            .insert(target.name().to_string(), verdict.clone());
+        let changed = match &old {
+            Some(o) => o.cause != verdict.cause,
+            None => true,
+        };
+        (verdict, changed.then_some(old))
+    }
+
+    /// Every stored verdict, by target name.
+    pub fn verdicts(&self) -> BTreeMap<String, Verdict> {
+        self.lock().verdicts.clone()
     }
 }

@@ -1,11 +1,9 @@
 //! TLS client configurations shared by every check: rustls with the system roots (loaded once
 //! per process) plus an app's CA file, and the explicitly dangerous no-verification variant.
 
-use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
@@ -25,19 +23,16 @@ fn system_roots() -> &'static Vec<CertificateDer<'static>> {
     })
 }
 
-/// A verifying client configuration: system roots plus the PEM certificates in `ca_file`.
-pub fn client_config(ca_file: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+/// A verifying client configuration: system roots plus `extra` (an app's CA file).
+pub fn client_config(
+    extra: Vec<CertificateDer<'static>>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = RootCertStore::empty();
     roots.add_parsable_certificates(system_roots().iter().cloned());
-    if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
-        for c in CertificateDer::pem_slice_iter(&pem) {
-            let c = c.map_err(|e| format!("invalid CA file {}: {e}", path.display()))?;
-            roots
-                .add(c)
-                .map_err(|e| format!("unusable CA certificate in {}: {e}", path.display()))?;
-        }
+    for c in extra {
+        roots
+            .add(c)
+            .map_err(|e| format!("unusable CA certificate: {e}"))?;
     }
     let cfg = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()

@@ -5,7 +5,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Serialize;
 
-use crate::config::{AssertionAlgorithm, CertificateCredential};
+use crate::plan::{AssertionAlgorithm, CertificateCredential};
 use crate::secret::Secret;
 
 /// `client_assertion_type` for a JWT bearer assertion.
@@ -49,9 +49,8 @@ pub fn client_assertion(
         iat: now,
         exp: now + LIFETIME_SECONDS,
     };
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(cert.private_key_pem.expose().as_bytes())
-        .map_err(|_| "the private key is not a usable RSA key".to_string())?;
-    jsonwebtoken::encode(&header, &claims, &key)
+    // The key was parsed once, when the configuration was loaded.
+    jsonwebtoken::encode(&header, &claims, &cert.key.0)
         .map(Secret::new)
         .map_err(|e| format!("cannot sign the client assertion: {}", e.kind_name()))
 }

@@ -10,8 +10,9 @@ use futures::future::{BoxFuture, FutureExt, Shared};
 use tokio::time::Instant;
 
 use super::client::{request_token, AccessToken, Resource};
-use super::error::{TokenError, TokenReason};
-use crate::config::App;
+use super::error::TokenError;
+use crate::plan::App;
+use crate::reasons::CommonReason;
 
 /// What identifies a token: apps with the same endpoint, tenant, client ID, scope and
 /// credential share one.
@@ -61,15 +62,18 @@ struct Slot {
 }
 
 impl Slot {
-    /// Takes a request's result: a token that outlives the cached one replaces it (a refresh
-    /// and the token check may finish in either order); a failure starts the backoff.
+    /// Takes a request's result. The token requested last wins, whatever its lifetime: Entra ID
+    /// picks lifetimes at random (60 to 90 minutes), so keeping the longest-lived token could
+    /// keep the `roles` of before a consent change for an hour and a half. A refresh and the
+    /// token check may finish in either order, so the request start decides, not the arrival.
+    /// A failure starts the backoff.
     fn store(&mut self, r: &TokenResult) {
         match r {
             Ok(t) => {
                 if self
                     .token
                     .as_ref()
-                    .is_none_or(|old| old.expires_at <= t.expires_at)
+                    .is_none_or(|old| old.requested_at <= t.requested_at)
                 {
                     self.token = Some(t.clone());
                 }
@@ -135,13 +139,14 @@ impl TokenCache {
             .clone()
     }
 
-    async fn request(
-        entry: &Entry,
-        app: &App,
-        http: &reqwest::Client,
-        resource: Resource,
-    ) -> TokenResult {
-        let r = request_token(app, http, &resource.scope(app), app.token_check.timeout).await;
+    async fn request(entry: &Entry, app: &App, resource: Resource) -> TokenResult {
+        let r = request_token(
+            app,
+            &app.net.http,
+            &resource.scope(app),
+            app.token_check.timeout,
+        )
+        .await;
         match &r {
             Ok(_) => entry.requests_ok.fetch_add(1, Ordering::Relaxed),
             Err(_) => entry.requests_failed.fetch_add(1, Ordering::Relaxed),
@@ -151,14 +156,9 @@ impl TokenCache {
 
     /// Starts a refresh as its own task: a caller that gives up (its check timed out) does not
     /// cancel it, so a slow endpoint still fills the cache for the next caller.
-    fn spawn_refresh(
-        entry: Arc<Entry>,
-        app: Arc<App>,
-        http: reqwest::Client,
-        resource: Resource,
-    ) -> Inflight {
+    fn spawn_refresh(entry: Arc<Entry>, app: Arc<App>, resource: Resource) -> Inflight {
         let task = tokio::spawn(async move {
-            let r = Self::request(&entry, &app, &http, resource).await;
+            let r = Self::request(&entry, &app, resource).await;
             let mut slot = entry.slot();
             slot.inflight = None;
             slot.store(&r);
@@ -167,7 +167,7 @@ impl TokenCache {
         async move {
             task.await.unwrap_or_else(|_| {
                 Err(TokenError::new(
-                    TokenReason::Other,
+                    CommonReason::InternalError,
                     "the token request task failed",
                 ))
             })
@@ -178,12 +178,7 @@ impl TokenCache {
 
     /// A valid token for the app: the cached one while it is outside its refresh margin,
     /// otherwise a new one. Concurrent callers share the one request in flight.
-    pub async fn get(
-        &self,
-        app: &Arc<App>,
-        http: &reqwest::Client,
-        resource: Resource,
-    ) -> TokenResult {
+    pub async fn get(&self, app: &Arc<App>, resource: Resource) -> TokenResult {
         let entry = self.entry(app, resource);
         let refresh = {
             let mut slot = entry.slot();
@@ -206,7 +201,7 @@ impl TokenCache {
             match &slot.inflight {
                 Some(f) => f.clone(),
                 None => {
-                    let f = Self::spawn_refresh(entry.clone(), app.clone(), http.clone(), resource);
+                    let f = Self::spawn_refresh(entry.clone(), app.clone(), resource);
                     slot.inflight = Some(f.clone());
                     f
                 }
@@ -220,14 +215,9 @@ impl TokenCache {
     }
 
     /// Always asks the endpoint (the token check measures exactly that); a new token refills the cache.
-    pub async fn fetch(
-        &self,
-        app: &Arc<App>,
-        http: &reqwest::Client,
-        resource: Resource,
-    ) -> TokenResult {
+    pub async fn fetch(&self, app: &Arc<App>, resource: Resource) -> TokenResult {
         let entry = self.entry(app, resource);
-        let r = Self::request(&entry, app, http, resource).await;
+        let r = Self::request(&entry, app, resource).await;
         entry.slot().store(&r);
         r
     }

@@ -15,15 +15,18 @@ use oauth2::{
 
 use super::assertion;
 use super::claims::{self, TokenClaims};
-use super::error::{AadErrorResponse, TokenError, TokenReason};
-use crate::config::{App, Credential};
+use super::error::{AadErrorResponse, TokenError};
 use crate::http_client::{self as http, HttpError};
+use crate::plan::{App, Credential};
+use crate::reasons::{CommonReason, TokenReason};
 use crate::secret::Secret;
 
 /// An access token and when it stops being valid.
 #[derive(Clone, Debug)]
 pub struct AccessToken {
     pub value: Secret,
+    /// When the request for it was sent (tokio's clock): the newest token wins the cache.
+    pub requested_at: tokio::time::Instant,
     /// Monotonic expiry (follows tokio's clock, so paused-time tests see it).
     pub expires_at: tokio::time::Instant,
     /// Wall-clock expiry, for metrics.
@@ -89,8 +92,12 @@ pub async fn request_token(
     timeout: Duration,
 ) -> Result<AccessToken, TokenError> {
     let token_url = app.token_url();
-    let url = TokenUrl::new(token_url.clone())
-        .map_err(|e| TokenError::new(TokenReason::Other, format!("invalid token URL: {e}")))?;
+    let url = TokenUrl::new(token_url.clone()).map_err(|e| {
+        TokenError::new(
+            CommonReason::InternalError,
+            format!("invalid token URL: {e}"),
+        )
+    })?;
     let mut oauth: AadClient = oauth2::Client::new(ClientId::new(app.client_id.clone()))
         .set_token_uri(url)
         // Entra ID takes the credential in the form body (client_secret_post).
@@ -103,7 +110,7 @@ pub async fn request_token(
         }
         Credential::Certificate(cert) => {
             assertion_value = assertion::client_assertion(cert, &app.client_id, &token_url)
-                .map_err(|m| TokenError::new(TokenReason::Other, m))?;
+                .map_err(|m| TokenError::new(CommonReason::InternalError, m))?;
             request_assertion = Some(&assertion_value);
         }
     }
@@ -190,6 +197,7 @@ pub async fn request_token(
             Ok(AccessToken {
                 value: Secret::new(value),
                 // Count from when the request was sent: the server's clock started before ours ended.
+                requested_at: started,
                 expires_at: started + lifetime,
                 expires_at_wall: Utc::now()
                     + chrono::Duration::from_std(lifetime).unwrap_or_default()
@@ -207,7 +215,8 @@ pub async fn request_token(
                 (None, _) => TokenReason::HttpError,
             };
             Err(TokenError {
-                reason,
+                reason: reason.into(),
+                cert_problem: None,
                 aadsts: code,
                 http_status: seen.status,
                 trace_id: body.trace_id.clone(),
@@ -242,21 +251,25 @@ pub async fn request_token(
                 )
             })
         }
-        Err(RequestTokenError::Request(_)) => {
-            let (reason, msg) = match seen.transport {
-                Some(HttpError::Timeout) => (
-                    TokenReason::Timeout,
-                    format!("no reply from {token_url} within {timeout:?}"),
-                ),
-                Some(HttpError::TooLarge) => (
-                    TokenReason::InvalidResponse,
-                    "the reply is larger than 1 MiB".to_string(),
-                ),
-                Some(e) => (TokenReason::Other, format!("{token_url}: {e}")),
-                None => (TokenReason::Other, "request failed".to_string()),
-            };
-            Err(TokenError::new(reason, redact(msg)))
-        }
+        Err(RequestTokenError::Request(_)) => Err(match seen.transport {
+            Some(HttpError::Timeout) => TokenError::new(
+                CommonReason::Timeout,
+                format!("no reply from {token_url} within {timeout:?}"),
+            ),
+            Some(HttpError::TooLarge) => TokenError::new(
+                TokenReason::InvalidResponse,
+                "the reply is larger than 1 MiB",
+            ),
+            // DNS, refused, TLS: the same reasons as the SMTP check's.
+            Some(HttpError::Network(f, m)) => TokenError {
+                cert_problem: f.cert_problem(),
+                ..TokenError::new(f.reason(), redact(format!("{token_url}: {m}")))
+            },
+            Some(HttpError::Other(m)) => {
+                TokenError::new(TokenReason::Other, redact(format!("{token_url}: {m}")))
+            }
+            None => TokenError::new(TokenReason::Other, "request failed"),
+        }),
         Err(RequestTokenError::Other(m)) => {
             let status = seen.status.unwrap_or(0);
             let reason = match status {

@@ -9,4 +9,4 @@ pub mod error;
 
 pub use cache::TokenCache;
 pub use client::{request_token, AccessToken, Resource};
-pub use error::{TokenError, TokenReason};
+pub use error::TokenError;

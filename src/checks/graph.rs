@@ -2,7 +2,6 @@
 //! client secret and certificate with its dates, and which one the agent itself signs in with.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD_NO_PAD;
@@ -11,10 +10,11 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{Context, Details, Failure, Outcome, Target};
+use super::{Context, Details, Failure, Outcome};
 use crate::auth::Resource;
-use crate::config::{App, Credential};
 use crate::http_client::{self, BoundedResponse, HttpError};
+use crate::plan::{App, Credential, Target};
+use crate::reasons::{CommonReason, GraphReason, Reason};
 
 /// The properties the check reads; `$select` keeps the reply small.
 pub const SELECT: &str = "id,appId,displayName,passwordCredentials,keyCredentials";
@@ -24,58 +24,6 @@ pub const DEFAULT_THROTTLE_WAIT: Duration = Duration::from_secs(60);
 
 /// Longest piece of Graph text (error code, message, ids) copied into a log message.
 const MAX_TEXT: usize = 300;
-
-/// The fixed set of Graph check failure reasons exported as the `reason` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum GraphReason {
-    /// HTTP 403 from Graph: the token lacks `Application.Read.All` (grant it, or use a reader app).
-    PermissionMissing,
-    /// HTTP 404 `Request_ResourceNotFound`: no app registration with this client ID in the tenant.
-    AppNotFound,
-    /// HTTP 429, or HTTP 503 with `Retry-After`: Graph throttled the request; the next run
-    /// waits for `Retry-After`.
-    Throttled,
-    /// Any other HTTP status, or no HTTP exchange at all (connection refused, TLS failure).
-    HttpError,
-    /// No reply before the check's timeout.
-    Timeout,
-    /// A reply that is not the application object Graph promises.
-    InvalidResponse,
-    /// No Graph token for the app (or its reader); the token error's AADSTS code is kept.
-    TokenUnavailable,
-}
-
-impl GraphReason {
-    /// Every reason, for documentation and tests.
-    pub const ALL: [GraphReason; 7] = [
-        GraphReason::PermissionMissing,
-        GraphReason::AppNotFound,
-        GraphReason::Throttled,
-        GraphReason::HttpError,
-        GraphReason::Timeout,
-        GraphReason::InvalidResponse,
-        GraphReason::TokenUnavailable,
-    ];
-
-    /// The `reason` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GraphReason::PermissionMissing => "graph_permission_missing",
-            GraphReason::AppNotFound => "app_not_found",
-            GraphReason::Throttled => "throttled",
-            GraphReason::HttpError => "http_error",
-            GraphReason::Timeout => "timeout",
-            GraphReason::InvalidResponse => "invalid_response",
-            GraphReason::TokenUnavailable => "token_unavailable",
-        }
-    }
-}
-
-impl fmt::Display for GraphReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The two kinds of app credential Graph lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -166,32 +114,14 @@ pub fn request_url(app: &App) -> String {
     )
 }
 
-fn failed(reason: GraphReason, message: impl Into<String>, details: GraphDetails) -> Outcome {
-    Outcome::failure(
-        Failure::new(reason.as_str(), message),
-        Details::Graph(details),
-    )
+fn failed(reason: impl Into<Reason>, message: impl Into<String>, details: GraphDetails) -> Outcome {
+    Outcome::failure(Failure::new(reason, message), Details::Graph(details))
 }
 
 /// Runs the check for an app: a Graph token (cached) from the app or its reader, then one GET.
 pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
     let app = target.app();
-    let reader = match &app.graph_reader {
-        Some(name) => match ctx.app_by_name(name) {
-            Some(r) => r.clone(),
-            None => {
-                return failed(
-                    GraphReason::TokenUnavailable,
-                    format!("the graph_reader app {name:?} is not configured"),
-                    GraphDetails {
-                        reader: name.clone(),
-                        ..GraphDetails::default()
-                    },
-                )
-            }
-        },
-        None => app.clone(),
-    };
+    let reader = app.graph_reader_or_self();
     let mut details = GraphDetails {
         reader: reader.name.clone(),
         ..GraphDetails::default()
@@ -199,11 +129,11 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
 
     // The token comes from the shared cache: a Graph token lives an hour or more, and every app
     // read through the same reader shares one.
-    let get = ctx.tokens.get(&reader, ctx.http(&reader), Resource::Graph);
+    let get = ctx.tokens.get(&reader, Resource::Graph);
     let token = match tokio::time::timeout_at(deadline, get).await {
         Err(_) => {
             return failed(
-                GraphReason::Timeout,
+                CommonReason::Timeout,
                 format!(
                     "no Graph token from {} (app {:?}) before the check's timeout",
                     reader.token_url(),
@@ -213,7 +143,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
             )
         }
         Ok(Err(e)) => {
-            let mut f = Failure::from_token_error(GraphReason::TokenUnavailable.as_str(), &e);
+            let mut f = Failure::from_token_error(GraphReason::TokenUnavailable, &e);
             f.message = format!("no Graph token for app {:?}: {e}", reader.name);
             let mut o = Outcome::failure(f, Details::Graph(details));
             o.retry_after = e.retry_after;
@@ -226,14 +156,15 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
     let left = deadline.saturating_duration_since(Instant::now());
     if left.is_zero() {
         return failed(
-            GraphReason::Timeout,
+            CommonReason::Timeout,
             format!("the check's timeout passed before {url} could be asked"),
             details,
         );
     }
     let client_request_id = uuid::Uuid::new_v4().to_string();
-    let req = ctx
-        .http(app)
+    let req = app
+        .net
+        .http
         .get(&url)
         .bearer_auth(token.value.expose())
         .header(http::header::ACCEPT, "application/json")
@@ -244,7 +175,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         Ok(r) => r,
         Err(HttpError::Timeout) => {
             return failed(
-                GraphReason::Timeout,
+                CommonReason::Timeout,
                 format!("no reply from {url} within the check's timeout (client-request-id {client_request_id})"),
                 details,
             )
@@ -255,6 +186,14 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
                 format!("the reply from {url} is larger than 1 MiB"),
                 details,
             )
+        }
+        // DNS, refused, TLS: the same reasons as the SMTP check's.
+        Err(HttpError::Network(f, m)) => {
+            let mut o = failed(f.reason(), format!("{url}: {m}"), details);
+            if let Some(fail) = o.failure.as_mut() {
+                fail.cert_problem = f.cert_problem();
+            }
+            return o;
         }
         Err(e) => return failed(GraphReason::HttpError, format!("{url}: {e}"), details),
     };
@@ -618,7 +557,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::config::{AssertionAlgorithm, CertificateCredential, Config};
+    use crate::plan::{AssertionAlgorithm, CertificateCredential, SigningKey};
     use crate::secret::Secret;
 
     const CLIENT: &str = "00000000-0000-4000-8000-000000000001";
@@ -630,7 +569,7 @@ mod tests {
     fn certificate(thumb: [u8; 20]) -> Credential {
         Credential::Certificate(Arc::new(CertificateCredential {
             cert_der: Vec::new(),
-            private_key_pem: Secret::new(""),
+            key: SigningKey(jsonwebtoken::EncodingKey::from_secret(b"unused")),
             algorithm: AssertionAlgorithm::Ps256,
             thumbprint_sha1: thumb,
             thumbprint_sha256: [0; 32],
@@ -844,7 +783,7 @@ mod tests {
             )
         };
         let url = |extra: &str| {
-            let c = Config::from_yaml(&yaml(extra), "t.yml", std::path::Path::new("."))
+            let c = crate::config::from_yaml(&yaml(extra), "t.yml", std::path::Path::new("."))
                 .expect("valid config");
             (request_url(&c.apps[0]), Resource::Graph.scope(&c.apps[0]))
         };
@@ -883,7 +822,7 @@ mod tests {
     #[test]
     fn error_replies_map_to_reasons_and_waits() {
         let yaml = format!("apps:\n  - name: a\n    tenant: contoso.onmicrosoft.com\n    client_id: {CLIENT}\n    client_secret: x\n");
-        let config = Config::from_yaml(&yaml, "t.yml", std::path::Path::new(".")).unwrap();
+        let config = crate::config::from_yaml(&yaml, "t.yml", std::path::Path::new(".")).unwrap();
         let app = &config.apps[0];
         let graph_error = |code: &str| {
             json!({"error": {"code": code, "message": "Insufficient privileges to complete the operation.",
@@ -899,7 +838,7 @@ mod tests {
                 GraphDetails::default(),
             );
             let f = o.failure.expect("a failure");
-            (f.reason, o.retry_after, f)
+            (f.reason.as_str(), o.retry_after, f)
         };
 
         let (reason, wait, f) = run(reply(403, &[], &graph_error("Authorization_RequestDenied")));
@@ -963,14 +902,5 @@ mod tests {
             "{}",
             f.message
         );
-    }
-
-    #[test]
-    fn reasons_are_distinct_label_values() {
-        let set: HashSet<&str> = GraphReason::ALL.iter().map(|r| r.as_str()).collect();
-        assert_eq!(set.len(), GraphReason::ALL.len());
-        assert!(set
-            .iter()
-            .all(|s| s.chars().all(|c| c.is_ascii_lowercase() || c == '_')));
     }
 }

@@ -1,12 +1,12 @@
 //! The check kinds, one module each behind one signature, and the typed report every run returns.
-//! Checks never touch metrics or HTTP serving: they return a [`Report`] and the caller decides.
+//! Checks never touch metrics, logs or HTTP serving: [`run`] hands back a [`Report`] and the
+//! caller sends it where it belongs (state and log for the scheduler, a one-shot page for
+//! `/probe`, a printer for the `check` command).
 
 pub mod graph;
 pub mod smtp;
 pub mod token;
 
-use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,203 +15,39 @@ use futures::FutureExt;
 use tokio::time::Instant;
 
 use crate::auth::{TokenCache, TokenError};
-use crate::config::{App, CheckSettings, Config, Mailbox};
+use crate::net::CertProblem;
+use crate::plan::{CheckKind, Job};
+use crate::reasons::{CommonReason, Reason};
 
-/// Every kind of check the agent runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CheckKind {
-    /// Client-credentials token for SMTP from Entra ID (per app).
-    Token,
-    /// Authenticated SMTP handshake: STARTTLS + AUTH XOAUTH2 (per mailbox).
-    Smtp,
-    /// Expiry of the app's secrets and certificates, read from Microsoft Graph (per app).
-    Graph,
-}
-
-impl CheckKind {
-    pub const ALL: [CheckKind; 3] = [CheckKind::Token, CheckKind::Smtp, CheckKind::Graph];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CheckKind::Token => "token",
-            CheckKind::Smtp => "smtp",
-            CheckKind::Graph => "graph",
-        }
-    }
-}
-
-impl fmt::Display for CheckKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// What a check runs against.
-#[derive(Debug, Clone)]
-pub enum Target {
-    App(Arc<App>),
-    Mailbox {
-        mailbox: Arc<Mailbox>,
-        app: Arc<App>,
-    },
-}
-
-impl Target {
-    /// The configured name: the `target` label.
-    pub fn name(&self) -> &str {
-        match self {
-            Target::App(a) => &a.name,
-            Target::Mailbox { mailbox, .. } => &mailbox.name,
-        }
-    }
-
-    pub fn app(&self) -> &Arc<App> {
-        match self {
-            Target::App(a) => a,
-            Target::Mailbox { app, .. } => app,
-        }
-    }
-}
-
-/// One (check kind, target) pair with its schedule and timeout.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub kind: CheckKind,
-    pub target: Target,
-    pub settings: CheckSettings,
-}
-
-impl Job {
-    /// Stable identity of the job, for state that survives a reload.
-    pub fn key(&self) -> JobKey {
-        JobKey {
-            kind: self.kind,
-            target: self.target.name().to_string(),
-        }
-    }
-
-    /// All enabled jobs of a configuration, in a stable order.
-    pub fn all(config: &Config) -> Vec<Job> {
-        let mut jobs = Vec::new();
-        for app in &config.apps {
-            if app.token_check.enabled {
-                jobs.push(Job {
-                    kind: CheckKind::Token,
-                    target: Target::App(app.clone()),
-                    settings: app.token_check.clone(),
-                });
-            }
-            if app.graph_check.enabled {
-                jobs.push(Job {
-                    kind: CheckKind::Graph,
-                    target: Target::App(app.clone()),
-                    settings: app.graph_check.clone(),
-                });
-            }
-        }
-        let by_name: HashMap<&str, &Arc<App>> =
-            config.apps.iter().map(|a| (a.name.as_str(), a)).collect();
-        for mailbox in &config.mailboxes {
-            let Some(app) = by_name.get(mailbox.app.as_str()).copied() else {
-                continue; // validation guarantees the app exists
-            };
-            if mailbox.smtp_check.enabled {
-                jobs.push(Job {
-                    kind: CheckKind::Smtp,
-                    target: Target::Mailbox {
-                        mailbox: mailbox.clone(),
-                        app: app.clone(),
-                    },
-                    settings: mailbox.smtp_check.clone(),
-                });
-            }
-        }
-        jobs
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct JobKey {
-    pub kind: CheckKind,
-    pub target: String,
-}
-
-/// What checks share: the token cache, one HTTP client per app, and the apps by name.
+/// What checks share: the token cache.
 pub struct Context {
     pub tokens: Arc<TokenCache>,
-    clients: HashMap<String, AppClients>,
-    apps: HashMap<String, Arc<App>>,
-}
-
-/// Per-app network set-up, built once (loading CA roots per run would cost 10,000 mailboxes dear).
-#[derive(Clone)]
-struct AppClients {
-    http: reqwest::Client,
-    smtp_tls: Arc<rustls::ClientConfig>,
 }
 
 impl Context {
-    pub fn new(config: &Config, tokens: Arc<TokenCache>) -> Result<Self, String> {
-        // Apps with the same CA file share one TLS configuration and one HTTP client (and its
-        // connection pool): a fleet of 1,000 apps does not load the system roots 1,000 times.
-        let mut by_ca: HashMap<Option<std::path::PathBuf>, AppClients> = HashMap::new();
-        let mut clients = HashMap::new();
-        for app in &config.apps {
-            let shared = match by_ca.get(&app.ca_file) {
-                Some(c) => c.clone(),
-                None => {
-                    let tls = crate::tls::client_config(app.ca_file.as_deref())
-                        .map_err(|e| format!("app {:?}: {e}", app.name))?;
-                    let http = crate::http_client::client(&tls)
-                        .map_err(|e| format!("app {:?}: {e}", app.name))?;
-                    let c = AppClients {
-                        http,
-                        smtp_tls: tls,
-                    };
-                    by_ca.insert(app.ca_file.clone(), c.clone());
-                    c
-                }
-            };
-            clients.insert(app.name.clone(), shared);
-        }
-        let apps = config
-            .apps
-            .iter()
-            .map(|a| (a.name.clone(), a.clone()))
-            .collect();
-        Ok(Self {
-            tokens,
-            clients,
-            apps,
-        })
-    }
-
-    fn clients(&self, app: &App) -> &AppClients {
-        self.clients
-            .get(&app.name)
-            .expect("every configured app has its clients")
-    }
-
-    /// A configured app by name (such as another app's `graph_reader`).
-    pub fn app_by_name(&self, name: &str) -> Option<&Arc<App>> {
-        self.apps.get(name)
-    }
-
-    /// The HTTP client of an app (built from its CA file).
-    pub fn http(&self, app: &App) -> &reqwest::Client {
-        &self.clients(app).http
-    }
-
-    /// The verifying TLS configuration for SMTP to an app's mailboxes (system roots + CA file).
-    pub fn smtp_tls(&self, app: &App) -> Arc<rustls::ClientConfig> {
-        self.clients(app).smtp_tls.clone()
+    pub fn new(tokens: Arc<TokenCache>) -> Self {
+        Self { tokens }
     }
 }
 
-/// Why a run failed: a reason from the check's fixed set and the detail for the log.
+/// How one run differs from a scheduled one.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// A shorter timeout than the job's (`/probe` under Prometheus' scrape timeout).
+    pub timeout: Option<Duration>,
+    /// Send one test message to this address after AUTH (`check --send-test-to`). The
+    /// scheduler never sets it: nothing is sent unless a person asks.
+    pub send_test_to: Option<String>,
+}
+
+/// Why a run failed: a reason from the table and the detail for the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Failure {
-    pub reason: &'static str,
+    pub reason: Reason,
+    /// For `token_unavailable`: why the token request failed.
+    pub token_reason: Option<Reason>,
+    /// For `tls_cert_invalid`: what is wrong with the certificate.
+    pub cert_problem: Option<CertProblem>,
     /// AADSTS code, only when it is in the reference table (safe as a label value).
     pub aadsts: Option<u32>,
     /// Full text for the log: never a secret or a token.
@@ -221,9 +57,11 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(reason: impl Into<Reason>, message: impl Into<String>) -> Self {
         Self {
-            reason,
+            reason: reason.into(),
+            token_reason: None,
+            cert_problem: None,
             aadsts: None,
             message: message.into(),
             trace_id: None,
@@ -232,14 +70,23 @@ impl Failure {
     }
 
     /// A failure caused by a token error, keeping the ids Microsoft support asks for.
-    pub fn from_token_error(reason: &'static str, e: &TokenError) -> Self {
+    pub fn from_token_error(reason: impl Into<Reason>, e: &TokenError) -> Self {
+        let reason = reason.into();
         Self {
             reason,
+            token_reason: (reason != e.reason).then_some(e.reason),
+            cert_problem: e.cert_problem,
             aadsts: e.known_aadsts(),
             message: e.to_string(),
             trace_id: e.trace_id.clone(),
             correlation_id: e.correlation_id.clone(),
         }
+    }
+
+    /// The reason that explains the failure best: the token's, when the check failed for want
+    /// of a token.
+    pub fn root_reason(&self) -> Reason {
+        self.token_reason.unwrap_or(self.reason)
     }
 }
 
@@ -296,24 +143,45 @@ impl Report {
         self.failure.is_none()
     }
 
-    pub fn reason(&self) -> Option<&'static str> {
+    pub fn reason(&self) -> Option<Reason> {
         self.failure.as_ref().map(|f| f.reason)
+    }
+
+    pub fn token(&self) -> Option<&token::TokenDetails> {
+        match &self.details {
+            Details::Token(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn smtp(&self) -> Option<&smtp::SmtpDetails> {
+        match &self.details {
+            Details::Smtp(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn graph(&self) -> Option<&graph::GraphDetails> {
+        match &self.details {
+            Details::Graph(g) => Some(g),
+            _ => None,
+        }
     }
 }
 
-/// Reason of a run that ended in a panic: common to every check kind, like `timeout`.
-pub const INTERNAL_ERROR: &str = "internal_error";
-
 /// Runs one job now, within its timeout. The scheduler, `/probe` and the `check` command all
-/// come through here, so they measure the same thing.
-pub async fn run(job: &Job, ctx: &Context) -> Report {
+/// come through here, so they measure the same thing; what happens to the report is theirs.
+pub async fn run(job: &Job, ctx: &Context, opts: &RunOptions) -> Report {
     let started_at = Utc::now();
     let start = Instant::now();
-    let deadline = start + job.settings.timeout;
+    let timeout = opts
+        .timeout
+        .map_or(job.settings.timeout, |t| t.min(job.settings.timeout));
+    let deadline = start + timeout;
     let work = async {
         match job.kind {
             CheckKind::Token => token::run(&job.target, ctx, deadline).await,
-            CheckKind::Smtp => smtp::run(&job.target, ctx, deadline).await,
+            CheckKind::Smtp => smtp::run(&job.target, ctx, deadline, opts).await,
             CheckKind::Graph => graph::run(&job.target, ctx, deadline).await,
         }
     };
@@ -325,18 +193,15 @@ pub async fn run(job: &Job, ctx: &Context) -> Report {
         Ok(Ok(o)) => o,
         Ok(Err(_)) => Outcome::failure(
             Failure::new(
-                INTERNAL_ERROR,
+                CommonReason::InternalError,
                 "the check failed with an internal error (a bug: please report it with this log)",
             ),
             Details::None,
         ),
         Err(_) => Outcome::failure(
             Failure::new(
-                "timeout",
-                format!(
-                    "the check did not finish within its timeout of {:?}",
-                    job.settings.timeout
-                ),
+                CommonReason::Timeout,
+                format!("the check did not finish within its timeout of {timeout:?}"),
             ),
             Details::None,
         ),

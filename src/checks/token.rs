@@ -4,8 +4,11 @@
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
-use super::{Context, Details, Failure, Outcome, Target};
+use super::{Context, Details, Failure, Outcome};
+use crate::auth::claims::TokenClaims;
 use crate::auth::Resource;
+use crate::plan::Target;
+use crate::reasons::CommonReason;
 
 /// The role an app needs for SMTP AUTH with client credentials (setup step 3).
 pub const SMTP_ROLE: &str = "SMTP.SendAsApp";
@@ -19,32 +22,40 @@ pub struct TokenDetails {
     pub lifetime_seconds: Option<u64>,
     /// Whether the token's `roles` claim has `SMTP.SendAsApp`; `None` if the token is not a JWT.
     pub smtp_role: Option<bool>,
+    /// The token's decoded claims, for diagnosis (never the token).
+    pub claims: Option<TokenClaims>,
     /// The HTTP status of a failed request.
     pub http_status: Option<u16>,
 }
 
+impl TokenDetails {
+    fn empty(http_status: Option<u16>) -> Self {
+        Self {
+            resource: Resource::Exchange,
+            expires_at: None,
+            lifetime_seconds: None,
+            smtp_role: None,
+            claims: None,
+            http_status,
+        }
+    }
+}
+
 pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
     let app = target.app();
-    let http = ctx.http(app);
-    let fetch = ctx.tokens.fetch(app, http, Resource::Exchange);
+    let fetch = ctx.tokens.fetch(app, Resource::Exchange);
     let result = match tokio::time::timeout_at(deadline, fetch).await {
         Ok(r) => r,
         Err(_) => {
             return Outcome::failure(
                 Failure::new(
-                    "timeout",
+                    CommonReason::Timeout,
                     format!(
                         "no reply from {} before the check's timeout",
                         app.token_url()
                     ),
                 ),
-                Details::Token(TokenDetails {
-                    resource: Resource::Exchange,
-                    expires_at: None,
-                    lifetime_seconds: None,
-                    smtp_role: None,
-                    http_status: None,
-                }),
+                Details::Token(TokenDetails::empty(None)),
             )
         }
     };
@@ -54,18 +65,13 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
             expires_at: Some(token.expires_at_wall),
             lifetime_seconds: Some(token.lifetime.as_secs()),
             smtp_role: token.claims.as_ref().map(|c| c.has_role(SMTP_ROLE)),
+            claims: token.claims.clone(),
             http_status: None,
         })),
         Err(e) => {
             let mut o = Outcome::failure(
-                Failure::from_token_error(e.reason.as_str(), &e),
-                Details::Token(TokenDetails {
-                    resource: Resource::Exchange,
-                    expires_at: None,
-                    lifetime_seconds: None,
-                    smtp_role: None,
-                    http_status: e.http_status,
-                }),
+                Failure::from_token_error(e.reason, &e),
+                Details::Token(TokenDetails::empty(e.http_status)),
             );
             o.retry_after = e.retry_after;
             o

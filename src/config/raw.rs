@@ -1,5 +1,5 @@
 //! The configuration file exactly as written: serde structs that reject unknown fields.
-//! Nothing here is trusted; `config::validate` turns it into typed settings.
+//! Nothing here is trusted; `config::validate` turns it into the plan.
 
 use serde::Deserialize;
 
@@ -8,6 +8,8 @@ use serde::Deserialize;
 pub struct RawConfig {
     #[serde(default)]
     pub scheduler: RawScheduler,
+    #[serde(default)]
+    pub diagnosis: RawDiagnosis,
     #[serde(default)]
     pub defaults: RawDefaults,
     #[serde(default)]
@@ -20,7 +22,14 @@ pub struct RawConfig {
 #[serde(deny_unknown_fields)]
 pub struct RawScheduler {
     pub max_concurrent_checks: Option<usize>,
+    pub max_concurrent_probes: Option<usize>,
     pub startup_spread: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiagnosis {
+    pub expiry_warning: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

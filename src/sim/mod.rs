@@ -62,6 +62,8 @@ pub struct SimApp {
     pub exchange_roles: Vec<String>,
     /// Application roles consented for Microsoft Graph.
     pub graph_roles: Vec<String>,
+    /// Whether `New-ServicePrincipal` was run in Exchange Online for the app (setup step 4).
+    pub exchange_service_principal: bool,
 }
 
 impl SimApp {
@@ -75,7 +77,20 @@ impl SimApp {
             certificates: Vec::new(),
             exchange_roles: vec![ROLE_SMTP.into()],
             graph_roles: Vec::new(),
+            exchange_service_principal: true,
         }
+    }
+
+    /// Admin consent for `SMTP.SendAsApp` was never granted (setup step 3 missing).
+    pub fn without_consent(mut self) -> Self {
+        self.exchange_roles.clear();
+        self
+    }
+
+    /// `New-ServicePrincipal` was never run in Exchange Online (setup step 4 missing).
+    pub fn without_exchange_service_principal(mut self) -> Self {
+        self.exchange_service_principal = false;
+        self
     }
 
     /// Adds a secret valid from `start` to `end`.
@@ -127,6 +142,8 @@ impl SimApp {
 pub struct SimTenant {
     pub id: String,
     pub domains: Vec<String>,
+    /// `Set-TransportConfig -SmtpClientAuthenticationDisabled $true`.
+    pub smtp_auth_disabled: bool,
 }
 
 /// A mailbox and who may send as it.
@@ -135,8 +152,22 @@ pub struct SimMailbox {
     pub address: String,
     /// Client IDs whose service principal has FullAccess (setup step 4).
     pub full_access: HashSet<String>,
-    /// `Set-CASMailbox -SmtpClientAuthenticationDisabled $true`.
-    pub smtp_auth_disabled: bool,
+    /// `Set-CASMailbox -SmtpClientAuthenticationDisabled`: `Some(true)` off for this mailbox,
+    /// `Some(false)` on whatever the tenant says, `None` follows the tenant.
+    pub smtp_auth_disabled: Option<bool>,
+}
+
+/// A message the simulated Exchange accepted (`DATA`).
+#[derive(Debug, Clone)]
+pub struct SimMessage {
+    /// The mailbox that authenticated.
+    pub sender: String,
+    pub mail_from: String,
+    pub recipients: Vec<String>,
+    /// The message as received, dot-stuffing removed.
+    pub data: String,
+    /// The queue ID the simulator answered with.
+    pub queue_id: String,
 }
 
 /// A scripted failure of the token endpoint for one client ID.
@@ -206,6 +237,8 @@ pub struct Directory {
     pub seen_jti: HashSet<String>,
     /// Every client assertion received (tests assert none leaks).
     pub received_assertions: Vec<String>,
+    /// Every message accepted over SMTP.
+    pub messages: Vec<SimMessage>,
 }
 
 impl Directory {
@@ -303,6 +336,11 @@ impl Simulator {
                 now - time::Duration::days(1),
                 now + time::Duration::days(30),
             ),
+            // What a TLS-inspecting proxy presents: a certificate for the right host, issued
+            // by a CA the agent does not trust.
+            Some(SmtpFault::UntrustedCertificate) => {
+                TestCa::new("Contoso TLS Inspection CA").loopback_cert()
+            }
             _ => self.ca.loopback_cert(),
         };
         smtp::start(
@@ -330,8 +368,8 @@ impl Simulator {
             .clone()
     }
 
-    /// `Set-CASMailbox -SmtpClientAuthenticationDisabled` for one mailbox.
-    pub fn set_mailbox_smtp_auth_disabled(&self, address: &str, disabled: bool) {
+    /// `Set-CASMailbox -SmtpClientAuthenticationDisabled $true|$false|$null` for one mailbox.
+    pub fn set_mailbox_smtp_auth(&self, address: &str, disabled: Option<bool>) {
         if let Some(m) = self
             .directory
             .lock()
@@ -343,6 +381,42 @@ impl Simulator {
         }
     }
 
+    /// `Set-CASMailbox -SmtpClientAuthenticationDisabled $true` (or `$null` when `false`).
+    pub fn set_mailbox_smtp_auth_disabled(&self, address: &str, disabled: bool) {
+        self.set_mailbox_smtp_auth(address, disabled.then_some(true));
+    }
+
+    /// `Set-TransportConfig -SmtpClientAuthenticationDisabled` for a tenant.
+    pub fn set_tenant_smtp_auth_disabled(&self, tenant_id: &str, disabled: bool) {
+        let mut d = self.directory.lock().expect("sim lock");
+        if let Some(t) = d
+            .tenants
+            .iter_mut()
+            .find(|t| t.id.eq_ignore_ascii_case(tenant_id))
+        {
+            t.smtp_auth_disabled = disabled;
+        }
+    }
+
+    /// Grants (the roles) or revokes (none) the app's Exchange Online application permissions,
+    /// as admin consent does; tokens issued from now on carry these roles.
+    pub fn set_exchange_roles(&self, client_id: &str, roles: &[&str]) {
+        if let Some(a) = self
+            .directory
+            .lock()
+            .expect("sim lock")
+            .apps
+            .get_mut(client_id)
+        {
+            a.exchange_roles = roles.iter().map(|r| r.to_string()).collect();
+        }
+    }
+
+    /// Messages accepted over SMTP so far.
+    pub fn messages(&self) -> Vec<SimMessage> {
+        self.directory.lock().expect("sim lock").messages.clone()
+    }
+
     pub fn add_tenant(&self, id: &str, domains: &[&str]) {
         self.directory
             .lock()
@@ -351,6 +425,7 @@ impl Simulator {
             .push(SimTenant {
                 id: id.to_ascii_lowercase(),
                 domains: domains.iter().map(|d| d.to_string()).collect(),
+                smtp_auth_disabled: false,
             });
     }
 
@@ -368,7 +443,7 @@ impl Simulator {
             SimMailbox {
                 address: address.into(),
                 full_access: full_access.iter().map(|s| s.to_string()).collect(),
-                smtp_auth_disabled: false,
+                smtp_auth_disabled: None,
             },
         );
     }

@@ -13,7 +13,7 @@ use tokio::io::{
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use super::{Directory, ROLE_SMTP};
+use super::{Directory, SimMessage, ROLE_SMTP};
 
 /// Where in the dialog a scripted reply replaces the normal one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,8 @@ pub enum SmtpFault {
     ExpiredCertificate,
     /// The server certificate is for another host name.
     WrongHostCertificate,
+    /// The server certificate is issued by a CA the agent does not trust (TLS inspection).
+    UntrustedCertificate,
     /// After TLS, AUTH lists LOGIN only.
     NoXoauth2,
     /// `535 5.7.139 ... disabled for the Tenant`.
@@ -104,6 +106,8 @@ pub(super) async fn start(
             idx,
             user: None,
             authed_app: None,
+            mail_from: None,
+            recipients: Vec::new(),
         };
         conn.run(stream, acceptor.clone())
     })
@@ -117,6 +121,9 @@ struct Conn {
     /// The mailbox authenticated as.
     user: Option<String>,
     authed_app: Option<String>,
+    /// The envelope of the message in progress: MAIL FROM and RCPT TO.
+    mail_from: Option<String>,
+    recipients: Vec<String>,
 }
 
 enum Next {
@@ -322,13 +329,47 @@ impl Conn {
                                 if self.fault == Some(SmtpFault::DenyMailFrom) || !from.eq_ignore_ascii_case(user) {
                                     "554 5.2.252 SendAsDenied; the sender is not allowed to send as this address\r\n".into()
                                 } else {
+                                    self.mail_from = Some(from.to_string());
+                                    self.recipients.clear();
                                     "250 2.1.0 Sender OK\r\n".into()
                                 }
                             }
                         }
                     }
                 }
-                "RSET" => "250 2.0.0 Resetting\r\n".into(),
+                "RCPT" => match &self.mail_from {
+                    None => "503 5.5.1 Need MAIL command\r\n".into(),
+                    Some(_) => {
+                        let to = line.split_once(':').map(|x| x.1).unwrap_or("").trim();
+                        let to = to.trim_start_matches('<').split('>').next().unwrap_or("");
+                        if to.contains('@') {
+                            self.recipients.push(to.to_string());
+                            "250 2.1.5 Recipient OK\r\n".into()
+                        } else {
+                            "501 5.1.3 Invalid address\r\n".into()
+                        }
+                    }
+                },
+                "DATA" if self.mail_from.is_none() || self.recipients.is_empty() => {
+                    "503 5.5.1 Need RCPT command\r\n".into()
+                }
+                "DATA" => {
+                    if write(s, "354 Start mail input; end with <CRLF>.<CRLF>\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return Next::Close;
+                    }
+                    match self.read_data(s, &mut buf).await {
+                        Some(reply) => reply,
+                        None => return Next::Close,
+                    }
+                }
+                "RSET" => {
+                    self.mail_from = None;
+                    self.recipients.clear();
+                    "250 2.0.0 Resetting\r\n".into()
+                }
                 "NOOP" => "250 2.0.0 OK\r\n".into(),
                 "QUIT" => {
                     let _ = write(s, "221 2.0.0 Service closing transmission channel\r\n").await;
@@ -381,19 +422,74 @@ impl Conn {
         let Some(mb) = d.mailboxes.get(&user.to_ascii_lowercase()) else {
             return rejected;
         };
-        if self.fault == Some(SmtpFault::TenantSmtpAuthDisabled) {
-            return "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.\r\n".into();
+        let tenant_off = self.fault == Some(SmtpFault::TenantSmtpAuthDisabled)
+            || d.tenants
+                .iter()
+                .any(|t| t.id == claims.tid && t.smtp_auth_disabled);
+        // The mailbox's own setting wins; $null follows the tenant.
+        match mb.smtp_auth_disabled {
+            Some(true) => return "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox. Visit https://aka.ms/smtp_auth_disabled for more information.\r\n".into(),
+            None if tenant_off => return "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.\r\n".into(),
+            _ => {}
         }
-        if mb.smtp_auth_disabled {
-            return "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Mailbox. Visit https://aka.ms/smtp_auth_disabled for more information.\r\n".into();
-        }
-        if !mb.full_access.contains(&claims.appid) {
+        // Step 4: Exchange knows the app only through its service principal, and the mailbox
+        // lets it in only with FullAccess; both failures are the same plain 5.7.3.
+        let has_principal = d
+            .apps
+            .get(&claims.appid)
+            .is_some_and(|a| a.exchange_service_principal);
+        if !has_principal || !mb.full_access.contains(&claims.appid) {
             return rejected;
         }
         drop(d);
         self.user = Some(user);
         self.authed_app = Some(claims.appid);
         "235 2.7.0 Authentication successful\r\n".into()
+    }
+}
+
+impl Conn {
+    /// Reads a message after `354` up to the lone dot (RFC 5321 section 4.1.1.4), at most
+    /// 1 MiB, and queues it; the reply carries a queue ID as Exchange's does.
+    async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        s: &mut BufReader<S>,
+        buf: &mut Vec<u8>,
+    ) -> Option<String> {
+        let mut data = String::new();
+        loop {
+            let line = read_line(s, buf).await?;
+            if line == "." {
+                break;
+            }
+            let line = line.strip_prefix('.').unwrap_or(&line);
+            if data.len() + line.len() > 1024 * 1024 {
+                return Some(
+                    "552 5.3.4 Message size exceeds fixed maximum message size\r\n".into(),
+                );
+            }
+            data.push_str(line);
+            data.push_str("\r\n");
+        }
+        self.record(&format!("<message of {} bytes>", data.len()));
+        let queue_id = format!("{:016X}", rand::random::<u64>());
+        let msg = SimMessage {
+            sender: self.user.clone().unwrap_or_default(),
+            mail_from: self.mail_from.take().unwrap_or_default(),
+            recipients: std::mem::take(&mut self.recipients),
+            data,
+            queue_id: queue_id.clone(),
+        };
+        self.shared
+            .directory
+            .lock()
+            .expect("sim lock")
+            .messages
+            .push(msg);
+        Some(format!(
+            "250 2.6.0 <{queue_id}@{HOST}> [InternalId={}, Hostname={HOST}] Queued mail for delivery\r\n",
+            rand::random::<u32>()
+        ))
     }
 }
 

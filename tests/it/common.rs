@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use smtp_oauth_exporter::agent::{Agent, ServeOptions};
-use smtp_oauth_exporter::config::Config;
+use smtp_oauth_exporter::plan::Plan;
 use smtp_oauth_exporter::sim::Simulator;
 
 pub const TENANT: &str = "11111111-2222-3333-4444-555555555555";
@@ -52,8 +52,8 @@ impl World {
     }
 
     /// Parses a config written by a test (relative paths resolve in the temp dir).
-    pub fn config(&self, yaml: &str) -> Config {
-        match Config::from_yaml(yaml, "test.yml", self.dir.path()) {
+    pub fn config(&self, yaml: &str) -> Plan {
+        match smtp_oauth_exporter::config::from_yaml(yaml, "test.yml", self.dir.path()) {
             Ok(c) => c,
             Err(e) => panic!("test config is invalid: {e}\n{yaml}"),
         }

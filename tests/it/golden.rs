@@ -11,10 +11,13 @@ use smtp_oauth_exporter::auth::Resource;
 use smtp_oauth_exporter::checks::graph::{
     CredentialInfo, CredentialType, GraphDetails, Registration,
 };
-use smtp_oauth_exporter::checks::smtp::{CertFacts, Phase, SmtpDetails, TlsFacts};
+use smtp_oauth_exporter::checks::smtp::{CertFacts, Phase, ReplyFacts, SmtpDetails, TlsFacts};
 use smtp_oauth_exporter::checks::token::TokenDetails;
-use smtp_oauth_exporter::checks::{CheckKind, Details, Failure, Report};
+use smtp_oauth_exporter::checks::{Details, Failure, Report};
+use smtp_oauth_exporter::diagnosis::{Cause, Verdict};
 use smtp_oauth_exporter::metrics::{self, AgentInfo, Families};
+use smtp_oauth_exporter::plan::CheckKind;
+use smtp_oauth_exporter::reasons::{Reason, SmtpReason, TokenReason};
 use smtp_oauth_exporter::state::StateStore;
 
 fn at(s: i64) -> DateTime<Utc> {
@@ -39,6 +42,7 @@ fn token(expires: Option<i64>) -> Details {
         expires_at: expires.map(at),
         lifetime_seconds: expires.map(|e| e as u64),
         smtp_role: expires.map(|_| true),
+        claims: None,
         http_status: if expires.is_some() { None } else { Some(401) },
     })
 }
@@ -53,8 +57,16 @@ fn smtp(failed: Option<(Phase, u16, &str)>) -> Details {
         app: "billing".into(),
         address: "invoices@contoso.com".into(),
         phases,
+        host: "smtp.office365.com".into(),
+        port: 587,
         failed_phase: failed.map(|f| f.0),
-        failed_reply: failed.map(|f| (f.1, Some(f.2.to_string()))),
+        failed_reply: failed.map(|f| ReplyFacts {
+            code: f.1,
+            enhanced: Some(f.2.to_string()),
+            text: "not in metrics".into(),
+        }),
+        token_has_role: Some(true),
+        sent: None,
         tls: Some(TlsFacts {
             version: "TLS 1.3".into(),
             chain: vec![
@@ -126,8 +138,10 @@ fn graph() -> Details {
 #[test]
 fn metrics_exposition_matches_the_golden_file() {
     let state = StateStore::new();
-    let failed = |reason, aadsts| Failure {
+    let failed = |reason: Reason, aadsts| Failure {
         reason,
+        token_reason: None,
+        cert_problem: None,
         aadsts,
         message: "not in metrics".into(),
         trace_id: Some("not in metrics".into()),
@@ -137,14 +151,14 @@ fn metrics_exposition_matches_the_golden_file() {
     state.record(report(
         CheckKind::Token,
         "legacy",
-        Some(failed("secret_expired", Some(7000222))),
+        Some(failed(TokenReason::SecretExpired.into(), Some(7000222))),
         token(None),
     ));
     state.record(report(CheckKind::Smtp, "invoices", None, smtp(None)));
     state.record(report(
         CheckKind::Smtp,
         "scans",
-        Some(failed("auth_rejected", None)),
+        Some(failed(SmtpReason::AuthRejected.into(), None)),
         smtp(Some((Phase::Auth, 535, "5.7.3"))),
     ));
     state.record(report(CheckKind::Graph, "billing", None, graph()));
@@ -158,6 +172,24 @@ fn metrics_exposition_matches_the_golden_file() {
         },
     );
     metrics::write_targets(&mut f, &state.snapshot());
+    let verdict = |cause| Verdict {
+        cause,
+        summary: "not in metrics".into(),
+        remediation: "not in metrics".into(),
+        from: None,
+    };
+    metrics::write_verdicts(
+        &mut f,
+        &[
+            ("invoices".to_string(), verdict(Cause::Ok)),
+            (
+                "scans".to_string(),
+                verdict(Cause::ServicePrincipalOrPermissionMissing),
+            ),
+        ]
+        .into_iter()
+        .collect(),
+    );
     metrics::write_token_cache(
         &mut f,
         &[EntryStats {

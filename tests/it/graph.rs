@@ -9,11 +9,13 @@ use std::time::Duration;
 use chrono::Utc;
 use sha1::Digest;
 use smtp_oauth_exporter::auth::TokenCache;
-use smtp_oauth_exporter::checks::{CheckKind, Context, Job, JobKey};
+use smtp_oauth_exporter::checks::Context;
+use smtp_oauth_exporter::plan::{CheckKind, JobKey};
 use smtp_oauth_exporter::scheduler::Scheduler;
 use smtp_oauth_exporter::sim::{
     app_certificate, GraphFault, SimApp, TokenFault, ROLE_APPLICATION_READ_ALL,
 };
+use smtp_oauth_exporter::sink::StateSink;
 use smtp_oauth_exporter::state::StateStore;
 use tokio_util::sync::CancellationToken;
 
@@ -785,7 +787,7 @@ async fn every_failure_has_its_reason() {
     assert!(graph_ok(&text, "reader"), "{text}");
     let mut expected: Vec<(&str, &str, &str)> =
         cases.iter().skip(1).map(|c| (c.0, c.5, c.6)).collect();
-    expected.push(("refused", "http_error", ""));
+    expected.push(("refused", "connect_refused", ""));
     for (name, reason, aadsts) in expected {
         let l = [
             ("check", "graph"),
@@ -860,16 +862,19 @@ async fn retry_after_holds_back_the_next_graph_call() {
         }),
     );
     let file = w.file("t.secret", "Thr~value");
-    let config = w.config(&format!(
+    let plan = Arc::new(w.config(&format!(
         "{HEADER}{}",
         secret_app(&w, "throttled", &id, &file, "")
-    ));
-    let jobs = Job::all(&config);
-    assert_eq!(jobs.len(), 1, "only the Graph job runs");
-    let ctx = Arc::new(Context::new(&config, Arc::new(TokenCache::new())).expect("context"));
+    )));
+    assert_eq!(plan.jobs.len(), 1, "only the Graph job runs");
+    let ctx = Arc::new(Context::new(Arc::new(TokenCache::new())));
     let state = Arc::new(StateStore::new());
+    let sink = Arc::new(StateSink {
+        plan: plan.clone(),
+        state: state.clone(),
+    });
     let shutdown = CancellationToken::new();
-    let scheduler = Scheduler::start(jobs, ctx, state.clone(), &config.scheduler, &shutdown);
+    let scheduler = Scheduler::start(&plan, ctx, sink, &shutdown);
 
     let step = Duration::from_millis(10);
     let key = JobKey {
@@ -888,7 +893,12 @@ async fn retry_after_holds_back_the_next_graph_call() {
         );
         tokio::time::sleep(step).await;
     };
-    assert_eq!(first.reason(), Some("throttled"), "{:?}", first.failure);
+    assert_eq!(
+        first.reason().map(|r| r.as_str()),
+        Some("throttled"),
+        "{:?}",
+        first.failure
+    );
     assert_eq!(first.retry_after, Some(Duration::from_secs(30)));
     let times = w.sim.graph_request_times(&id);
     assert_eq!(times.len(), 1);

@@ -61,8 +61,8 @@ async fn success_path_against_aiosmtpd() {
 
     let file = w.file("interop.secret", "In7~interop-secret");
     let yaml = format!(
-        "scheduler:\n  startup_spread: 100ms\ndefaults:\n  checks:\n    token: {{ enabled: false }}\n    graph: {{ enabled: false }}\n    smtp: {{ schedule: 1s, timeout: 5s }}\napps:\n{}mailboxes:\n  - name: interop\n    app: interop\n    address: interop@contoso.com\n    smtp_host: 127.0.0.1\n    smtp_port: {port}\n",
-        secret_app(&w, "interop", &id, &file, "")
+        "scheduler:\n  startup_spread: 100ms\ndefaults:\n  checks:\n    token: {{ enabled: false }}\n    graph: {{ enabled: false }}\n    smtp: {{ schedule: 1s, timeout: 5s }}\napps:\n{}mailboxes:\n  - name: interop-mailbox\n    app: interop-app\n    address: interop@contoso.com\n    smtp_host: 127.0.0.1\n    smtp_port: {port}\n",
+        secret_app(&w, "interop-app", &id, &file, "")
     );
     let agent = w.agent(&yaml).await;
     let result = std::panic::AssertUnwindSafe(wait_for(
@@ -73,7 +73,7 @@ async fn success_path_against_aiosmtpd() {
             value(
                 t,
                 "smtp_oauth_check_runs_total",
-                &[("target", "interop"), ("result", "success")],
+                &[("target", "interop-mailbox"), ("result", "success")],
             )
             .unwrap_or(0.0)
                 >= 2.0
@@ -97,7 +97,7 @@ async fn success_path_against_aiosmtpd() {
             value(
                 &text,
                 "smtp_oauth_smtp_duration_seconds",
-                &[("target", "interop"), ("phase", phase)]
+                &[("target", "interop-mailbox"), ("phase", phase)]
             )
             .is_some(),
             "{phase}"

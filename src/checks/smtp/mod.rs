@@ -1,6 +1,7 @@
 //! The SMTP check: the handshake the business application does, without sending a message.
 //! resolve → connect → banner → EHLO → STARTTLS (required) → TLS → EHLO → AUTH XOAUTH2 →
-//! MAIL FROM + RSET → QUIT (RFC 5321, RFC 3207, RFC 4954), each phase timed.
+//! MAIL FROM + RSET → QUIT (RFC 5321, RFC 3207, RFC 4954), each phase timed. Only when a person
+//! asks (`check --send-test-to`) does it send one test message instead of the RSET.
 //!
 //! Why not lettre's `AsyncSmtpConnection` for the dialog: it reads replies into an unbounded
 //! buffer (a server streaming megabytes without CRLF would grow it until the timeout), does not
@@ -11,7 +12,6 @@ mod reply;
 pub mod tls;
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -24,83 +24,14 @@ pub use reply::Reply;
 use reply::{read_reply, ReadError};
 pub use tls::{CertFacts, TlsFacts};
 
-use super::{Context, Details, Failure, Outcome, Target};
+use super::{Context, Details, Failure, Outcome, RunOptions};
 use crate::auth::Resource;
-use crate::config::Mailbox;
+use crate::net::CertProblem;
+use crate::plan::{Mailbox, Target};
+use crate::reasons::{CommonReason, Reason, SmtpReason};
 
 /// How long QUIT may take once everything else has succeeded.
 const QUIT_WAIT: Duration = Duration::from_secs(2);
-
-/// The fixed set of SMTP failure reasons (the `reason` label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SmtpReason {
-    /// The SMTP host name does not resolve.
-    Dns,
-    /// Nothing accepts connections on the SMTP port (or the network is unreachable).
-    ConnectRefused,
-    /// A phase did not finish within the check's timeout.
-    Timeout,
-    /// The TLS handshake failed for another reason than the certificate.
-    TlsHandshake,
-    /// The server certificate is expired, for another host, or not trusted.
-    TlsCertInvalid,
-    /// The server does not offer STARTTLS: credentials are never sent in clear.
-    StarttlsMissing,
-    /// XOAUTH2 is not among the AUTH mechanisms after TLS, or the server refuses it (504 5.7.4).
-    Xoauth2NotOffered,
-    /// `535 5.7.3`: the token was refused (service principal, FullAccess, audience or role).
-    AuthRejected,
-    /// `535 5.7.139`: SMTP AUTH disabled for the tenant or mailbox, or blocked by policy.
-    SmtpAuthDisabled,
-    /// `421 4.7.66`: the TLS version was refused.
-    TlsVersion,
-    /// `4.3.2` or `4.7.x`, or another transient 4xx: try again later.
-    Throttled,
-    /// The mailbox may not send as itself (`5.7.60`, `5.2.252 SendAsDenied`).
-    SendAsDenied,
-    /// Anything that is not the SMTP the check expects.
-    ProtocolError,
-    /// No token could be had for the mailbox's app.
-    TokenUnavailable,
-}
-
-impl SmtpReason {
-    pub const ALL: [SmtpReason; 14] = [
-        SmtpReason::Dns,
-        SmtpReason::ConnectRefused,
-        SmtpReason::Timeout,
-        SmtpReason::TlsHandshake,
-        SmtpReason::TlsCertInvalid,
-        SmtpReason::StarttlsMissing,
-        SmtpReason::Xoauth2NotOffered,
-        SmtpReason::AuthRejected,
-        SmtpReason::SmtpAuthDisabled,
-        SmtpReason::TlsVersion,
-        SmtpReason::Throttled,
-        SmtpReason::SendAsDenied,
-        SmtpReason::ProtocolError,
-        SmtpReason::TokenUnavailable,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SmtpReason::Dns => "dns",
-            SmtpReason::ConnectRefused => "connect_refused",
-            SmtpReason::Timeout => "timeout",
-            SmtpReason::TlsHandshake => "tls_handshake",
-            SmtpReason::TlsCertInvalid => "tls_cert_invalid",
-            SmtpReason::StarttlsMissing => "starttls_missing",
-            SmtpReason::Xoauth2NotOffered => "xoauth2_not_offered",
-            SmtpReason::AuthRejected => "auth_rejected",
-            SmtpReason::SmtpAuthDisabled => "smtp_auth_disabled",
-            SmtpReason::TlsVersion => "tls_version",
-            SmtpReason::Throttled => "throttled",
-            SmtpReason::SendAsDenied => "send_as_denied",
-            SmtpReason::ProtocolError => "protocol_error",
-            SmtpReason::TokenUnavailable => "token_unavailable",
-        }
-    }
-}
 
 /// The timed phases of the dialog (the `phase` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -115,10 +46,13 @@ pub enum Phase {
     Auth,
     /// `MAIL FROM` and `RSET`.
     MailFrom,
+    /// `RCPT TO` and `DATA` of a test message (`check --send-test-to` only).
+    Send,
     Quit,
 }
 
 impl Phase {
+    /// The phases of a scheduled run, in order (`send` only runs when asked).
     pub const ALL: [Phase; 9] = [
         Phase::Resolve,
         Phase::Connect,
@@ -141,6 +75,7 @@ impl Phase {
             Phase::Tls => "tls",
             Phase::Auth => "auth",
             Phase::MailFrom => "mail_from",
+            Phase::Send => "send",
             Phase::Quit => "quit",
         }
     }
@@ -160,26 +95,95 @@ pub struct SmtpDetails {
     pub address: String,
     /// Time spent in each phase that ran, in order.
     pub phases: Vec<(Phase, Duration)>,
+    /// The SMTP endpoint: host and port.
+    pub host: String,
+    pub port: u16,
     /// The phase that failed.
     pub failed_phase: Option<Phase>,
-    /// Reply code and enhanced status code of the step that failed, when the server replied.
-    pub failed_reply: Option<(u16, Option<String>)>,
+    /// The reply of the step that failed, when the server replied.
+    pub failed_reply: Option<ReplyFacts>,
     pub tls: Option<TlsFacts>,
     pub insecure_skip_verify: bool,
+    /// Whether the token sent in AUTH carried `SMTP.SendAsApp` (`None`: no token was sent, or
+    /// it is not a JWT). It tells a missing consent (step 3) from a missing Exchange service
+    /// principal or mailbox permission (step 4) behind the same `535 5.7.3`.
+    pub token_has_role: Option<bool>,
+    /// The test message sent by `check --send-test-to`.
+    pub sent: Option<SentMessage>,
+}
+
+/// A server reply as the report keeps it: code, enhanced code, and its text (control
+/// characters replaced, bounded, anything we sent redacted).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ReplyFacts {
+    pub code: u16,
+    pub enhanced: Option<String>,
+    pub text: String,
+}
+
+impl ReplyFacts {
+    fn of(r: &Reply) -> Self {
+        Self {
+            code: r.code,
+            enhanced: r.enhanced().map(str::to_string),
+            text: reply::printable(r.text().as_bytes()),
+        }
+    }
+}
+
+/// A test message the server accepted.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SentMessage {
+    pub to: String,
+    pub message_id: String,
+    /// The server's reply to the end of DATA (Exchange puts its queue ID in it).
+    pub reply: String,
+}
+
+/// Where `535 5.7.139` says SMTP AUTH is switched off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthDisabledScope {
+    /// `... is disabled for the Tenant` (`Set-TransportConfig`).
+    Tenant,
+    /// `... is disabled for the Mailbox` (`Set-CASMailbox`).
+    Mailbox,
+    /// Security defaults or a Conditional Access policy.
+    Policy,
+    /// The text names none of them.
+    Unknown,
+}
+
+/// Reads the scope from a `5.7.139` reply's text (Exchange's wording, reference table).
+pub fn auth_disabled_scope(text: &str) -> AuthDisabledScope {
+    let t = text.to_ascii_lowercase();
+    if t.contains("for the tenant") {
+        AuthDisabledScope::Tenant
+    } else if t.contains("for the mailbox") {
+        AuthDisabledScope::Mailbox
+    } else if t.contains("security defaults")
+        || t.contains("conditional access")
+        || t.contains("did not meet the criteria")
+    {
+        AuthDisabledScope::Policy
+    } else {
+        AuthDisabledScope::Unknown
+    }
 }
 
 /// A step's failure: its reason, the reply that caused it, and the text for the log.
 struct StepError {
-    reason: SmtpReason,
+    reason: Reason,
+    cert_problem: Option<CertProblem>,
     reply: Option<Reply>,
     message: String,
     token_failure: Option<Box<Failure>>,
 }
 
 impl StepError {
-    fn new(reason: SmtpReason, message: impl Into<String>) -> Self {
+    fn new(reason: impl Into<Reason>, message: impl Into<String>) -> Self {
         Self {
-            reason,
+            reason: reason.into(),
+            cert_problem: None,
             reply: None,
             message: message.into(),
             token_failure: None,
@@ -237,7 +241,7 @@ impl Run<'_> {
             Err(_) => Err((
                 phase,
                 StepError::new(
-                    SmtpReason::Timeout,
+                    CommonReason::Timeout,
                     format!("no answer during {phase} before the check's timeout"),
                 ),
             )),
@@ -276,7 +280,8 @@ fn expect(phase: Phase, what: &str, reply: Reply, code: u16) -> Result<Reply, St
         return Ok(reply);
     }
     Err(StepError {
-        reason: classify(phase, &reply),
+        reason: classify(phase, &reply).into(),
+        cert_problem: None,
         message: format!("{what}: the server replied {}", reply.text()),
         reply: Some(reply),
         token_failure: None,
@@ -302,10 +307,13 @@ fn offers_xoauth2(ext: &[String]) -> bool {
     })
 }
 
-pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
-    let Target::Mailbox { mailbox, app } = target else {
+pub async fn run(target: &Target, ctx: &Context, deadline: Instant, opts: &RunOptions) -> Outcome {
+    let Target::Mailbox(mailbox) = target else {
         return Outcome::failure(
-            Failure::new("protocol_error", "the smtp check needs a mailbox"),
+            Failure::new(
+                CommonReason::InternalError,
+                "the smtp check needs a mailbox",
+            ),
             Details::None,
         );
     };
@@ -314,16 +322,20 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         deadline,
         sent: Vec::new(),
         details: SmtpDetails {
-            app: app.name.clone(),
+            app: mailbox.app.name.clone(),
             address: mailbox.address.clone(),
             phases: Vec::new(),
+            host: mailbox.smtp_host.clone(),
+            port: mailbox.smtp_port,
             failed_phase: None,
             failed_reply: None,
             tls: None,
             insecure_skip_verify: mailbox.tls_insecure_skip_verify,
+            token_has_role: None,
+            sent: None,
         },
     };
-    let result = dialog(&mut r, ctx, app).await;
+    let result = dialog(&mut r, ctx, opts.send_test_to.as_deref()).await;
     let sent: Vec<&str> = r.sent.iter().map(|s| s.expose()).collect();
     let redact = |text: String| crate::secret::redact(&text, &sent);
     let mut details = r.details;
@@ -331,16 +343,17 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         Ok(()) => Outcome::success(Details::Smtp(details)),
         Err((phase, e)) => {
             details.failed_phase = Some(phase);
-            details.failed_reply = e
-                .reply
-                .as_ref()
-                .map(|rep| (rep.code, rep.enhanced().map(str::to_string)));
+            details.failed_reply = e.reply.as_ref().map(|rep| {
+                let mut facts = ReplyFacts::of(rep);
+                facts.text = redact(facts.text);
+                facts
+            });
             let failure = match e.token_failure {
-                Some(f) => Failure {
-                    reason: SmtpReason::TokenUnavailable.as_str(),
-                    ..*f
+                Some(f) => *f,
+                None => Failure {
+                    cert_problem: e.cert_problem,
+                    ..Failure::new(e.reason, redact(format!("{phase}: {}", e.message)))
                 },
-                None => Failure::new(e.reason.as_str(), redact(format!("{phase}: {}", e.message))),
             };
             Outcome::failure(failure, Details::Smtp(details))
         }
@@ -350,8 +363,9 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
 async fn dialog(
     r: &mut Run<'_>,
     ctx: &Context,
-    app: &Arc<crate::config::App>,
+    send_test_to: Option<&str>,
 ) -> Result<(), (Phase, StepError)> {
+    let app = r.mailbox.app.clone();
     let host = r.mailbox.smtp_host.clone();
     let port = r.mailbox.smtp_port;
 
@@ -360,12 +374,12 @@ async fn dialog(
             let found = tokio::net::lookup_host((host.as_str(), port))
                 .await
                 .map_err(|e| {
-                    StepError::new(SmtpReason::Dns, format!("cannot resolve {host}: {e}"))
+                    StepError::new(CommonReason::Dns, format!("cannot resolve {host}: {e}"))
                 })?;
             let v: Vec<_> = found.collect();
             if v.is_empty() {
                 return Err(StepError::new(
-                    SmtpReason::Dns,
+                    CommonReason::Dns,
                     format!("{host} has no address"),
                 ));
             }
@@ -395,9 +409,9 @@ async fn dialog(
             // Only unanswered attempts: the network dropped them, the port did not refuse.
             Err(StepError::new(
                 if refused {
-                    SmtpReason::ConnectRefused
+                    CommonReason::ConnectRefused
                 } else {
-                    SmtpReason::Timeout
+                    CommonReason::Timeout
                 },
                 format!(
                     "cannot connect to {host}:{port}: {}",
@@ -434,7 +448,9 @@ async fn dialog(
         .iter()
         .any(|l| l.split_whitespace().next() == Some("STARTTLS"))
     {
-        // RFC 3207 section 4: without STARTTLS the credentials would travel in clear. Stop here.
+        // RFC 3207 section 4: without STARTTLS the credentials would travel in clear. Stop here,
+        // whatever the server offers in clear (AUTH XOAUTH2 included: that is what a downgrade
+        // looks like).
         return Err((
             Phase::Ehlo,
             StepError::new(
@@ -471,7 +487,7 @@ async fn dialog(
     let tls_config = if r.mailbox.tls_insecure_skip_verify {
         crate::tls::insecure_client_config()
     } else {
-        ctx.smtp_tls(app)
+        app.net.smtp_tls.clone()
     };
     let server_name = match rustls::pki_types::ServerName::try_from(host.clone()) {
         Ok(n) => n,
@@ -479,7 +495,7 @@ async fn dialog(
             return Err((
                 Phase::Tls,
                 StepError::new(
-                    SmtpReason::TlsHandshake,
+                    CommonReason::TlsHandshake,
                     format!("{host} is not a valid TLS server name"),
                 ),
             ))
@@ -489,16 +505,15 @@ async fn dialog(
     let stream = r
         .timed(Phase::Tls, async {
             connector.connect(server_name, tcp).await.map_err(|e| {
-                let cert = e
+                let failure = e
                     .get_ref()
                     .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-                    .is_some_and(|re| matches!(re, rustls::Error::InvalidCertificate(_)));
-                let reason = if cert {
-                    SmtpReason::TlsCertInvalid
-                } else {
-                    SmtpReason::TlsHandshake
-                };
-                StepError::new(reason, format!("TLS handshake with {host}: {e}"))
+                    .map(crate::net::from_rustls)
+                    .unwrap_or(crate::net::NetFailure::TlsHandshake);
+                StepError {
+                    cert_problem: failure.cert_problem(),
+                    ..StepError::new(failure.reason(), format!("TLS handshake with {host}: {e}"))
+                }
             })
         })
         .await?;
@@ -529,35 +544,34 @@ async fn dialog(
     }
 
     // The token comes from the shared cache; fetching it is not part of any SMTP phase.
-    let token = match tokio::time::timeout_at(
-        r.deadline,
-        ctx.tokens.get(app, ctx.http(app), Resource::Exchange),
-    )
-    .await
-    {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => {
-            let f = Failure::from_token_error("token_unavailable", &e);
-            return Err((
-                Phase::Auth,
-                StepError {
-                    reason: SmtpReason::TokenUnavailable,
-                    reply: None,
-                    message: f.message.clone(),
-                    token_failure: Some(Box::new(f)),
-                },
-            ));
-        }
-        Err(_) => {
-            return Err((
-                Phase::Auth,
-                StepError::new(
-                    SmtpReason::Timeout,
-                    "no token from the token endpoint before the check's timeout",
-                ),
-            ))
-        }
-    };
+    let token =
+        match tokio::time::timeout_at(r.deadline, ctx.tokens.get(&app, Resource::Exchange)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                let f = Failure::from_token_error(SmtpReason::TokenUnavailable, &e);
+                return Err((
+                    Phase::Auth,
+                    StepError {
+                        message: f.message.clone(),
+                        token_failure: Some(Box::new(f)),
+                        ..StepError::new(SmtpReason::TokenUnavailable, "")
+                    },
+                ));
+            }
+            Err(_) => {
+                return Err((
+                    Phase::Auth,
+                    StepError::new(
+                        CommonReason::Timeout,
+                        "no token from the token endpoint before the check's timeout",
+                    ),
+                ))
+            }
+        };
+    r.details.token_has_role = token
+        .claims
+        .as_ref()
+        .map(|c| c.has_role(super::token::SMTP_ROLE));
     let credentials = Credentials::new(r.mailbox.address.clone(), token.value.expose().to_string());
     let blob = Mechanism::Xoauth2
         .response(&credentials, None)
@@ -585,15 +599,19 @@ async fn dialog(
     .await?;
     drop(auth_cmd);
 
-    if r.mailbox.mail_from {
+    if r.mailbox.mail_from || send_test_to.is_some() {
         let mail = format!("MAIL FROM:<{}>", r.mailbox.address);
+        let rset = send_test_to.is_none();
         r.timed(Phase::MailFrom, async {
-            expect(
+            let ok = expect(
                 Phase::MailFrom,
                 "MAIL FROM",
                 exchange(&mut s, Some(&mail)).await?,
                 250,
             )?;
+            if !rset {
+                return Ok(ok);
+            }
             expect(
                 Phase::MailFrom,
                 "RSET",
@@ -603,6 +621,13 @@ async fn dialog(
         })
         .await?;
     }
+    if let Some(to) = send_test_to {
+        let from = r.mailbox.address.clone();
+        let sent = r
+            .timed(Phase::Send, send_test_message(&mut s, &from, to))
+            .await?;
+        r.details.sent = Some(sent);
+    }
 
     // A QUIT that goes wrong does not fail the check: everything it proves is already proven.
     // Nor may a server that never answers it hold the run (and a slot) until the deadline.
@@ -610,11 +635,101 @@ async fn dialog(
         .timed(Phase::Quit, async {
             match tokio::time::timeout(QUIT_WAIT, exchange(&mut s, Some("QUIT"))).await {
                 Ok(reply) => reply,
-                Err(_) => Err(StepError::new(SmtpReason::Timeout, "no reply to QUIT")),
+                Err(_) => Err(StepError::new(CommonReason::Timeout, "no reply to QUIT")),
             }
         })
         .await;
     Ok(())
+}
+
+/// Whether a test recipient is a plain `user@domain` that cannot smuggle a command into the
+/// dialog (no spaces, line breaks or angle brackets).
+pub fn is_plain_address(a: &str) -> bool {
+    a.matches('@').count() == 1
+        && !a.starts_with('@')
+        && !a.ends_with('@')
+        && a.len() <= 254
+        && a.chars()
+            .all(|c| c.is_ascii_graphic() && !"<>()[]\\,;:\"".contains(c))
+}
+
+/// RCPT TO, DATA, one small message (RFC 5321 section 4.1.1.4, RFC 5322 headers), after a
+/// MAIL FROM already accepted.
+async fn send_test_message<S: AsyncRead + AsyncWrite + Unpin>(
+    s: &mut BufReader<S>,
+    from: &str,
+    to: &str,
+) -> Result<SentMessage, StepError> {
+    if !is_plain_address(to) {
+        return Err(StepError::new(
+            SmtpReason::MessageRejected,
+            format!("{to:?} is not a plain address user@domain"),
+        ));
+    }
+    let rejected = |what: &str, reply: Reply| StepError {
+        reason: if reply.code >= 500 {
+            SmtpReason::MessageRejected.into()
+        } else {
+            classify(Phase::Send, &reply).into()
+        },
+        cert_problem: None,
+        message: format!("{what}: the server replied {}", reply.text()),
+        reply: Some(reply),
+        token_failure: None,
+    };
+    let rcpt = exchange(s, Some(&format!("RCPT TO:<{to}>"))).await?;
+    if rcpt.code != 250 && rcpt.code != 251 {
+        return Err(rejected("RCPT TO", rcpt));
+    }
+    let data = exchange(s, Some("DATA")).await?;
+    if data.code != 354 {
+        return Err(rejected("DATA", data));
+    }
+    let message_id = format!("<{}@smtp-oauth-exporter>", uuid::Uuid::new_v4());
+    let body = test_message(from, to, &message_id, chrono::Utc::now());
+    let w = s.get_mut();
+    w.write_all(body.as_bytes()).await.map_err(io_error)?;
+    w.flush().await.map_err(io_error)?;
+    let done = exchange(s, None).await?;
+    if done.code != 250 {
+        return Err(rejected("end of DATA", done));
+    }
+    Ok(SentMessage {
+        to: to.to_string(),
+        message_id,
+        reply: reply::printable(done.text().as_bytes()),
+    })
+}
+
+/// The test message, CRLF line ends, ending with the lone dot of RFC 5321 section 4.1.1.4.
+fn test_message(
+    from: &str,
+    to: &str,
+    message_id: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let lines = [
+        format!("Date: {}", now.to_rfc2822()),
+        format!("From: <{from}>"),
+        format!("To: <{to}>"),
+        format!("Message-ID: {message_id}"),
+        "Subject: smtp-oauth-exporter test message".to_string(),
+        format!(
+            "X-Mailer: smtp-oauth-exporter/{}",
+            env!("CARGO_PKG_VERSION")
+        ),
+        "MIME-Version: 1.0".to_string(),
+        "Content-Type: text/plain; charset=utf-8".to_string(),
+        String::new(),
+        format!("This test message was sent by smtp-oauth-exporter check --send-test-to, as {from}, through SMTP AUTH XOAUTH2 with the app's token."),
+        "If it arrived, the whole sending chain works.".to_string(),
+    ];
+    let mut out = String::new();
+    for l in lines {
+        out += &l;
+        out += "\r\n";
+    }
+    out + ".\r\n"
 }
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
-//! The HTTP endpoint (hyper): `/metrics`, the landing page, `/-/healthy` and `/-/ready`.
-//! It only reads state; protocol work happens in the checks.
+//! The HTTP endpoint (hyper): `/metrics`, `/probe`, `/status`, the status page `/`,
+//! `/-/healthy` and `/-/ready`. It reads state; protocol work happens in the checks, which
+//! `/probe` runs through the same `checks::run` as the scheduler.
+
+mod page;
+mod probe;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,13 +19,21 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenCache;
+use crate::checks::Context;
 use crate::metrics::{self, AgentInfo, Families};
+use crate::plan::Plan;
 use crate::state::StateStore;
 
 /// Everything the endpoint reads.
 pub struct Shared {
+    /// The plan in force (a reload swaps it).
+    pub plan: RwLock<Arc<Plan>>,
     pub state: Arc<StateStore>,
     pub tokens: Arc<TokenCache>,
+    /// What `/probe` runs checks with.
+    pub ctx: Arc<Context>,
+    /// Bounds concurrent `/probe` requests.
+    pub probes: Arc<tokio::sync::Semaphore>,
     pub agent: Mutex<AgentInfo>,
     pub telemetry_path: String,
     pub ready: AtomicBool,
@@ -46,8 +58,19 @@ impl Shared {
         let mut f = Families::default();
         metrics::write_agent(&mut f, &self.agent.lock().expect("agent lock"));
         metrics::write_targets(&mut f, &self.state.snapshot());
+        metrics::write_verdicts(&mut f, &self.state.verdicts());
         metrics::write_token_cache(&mut f, &self.tokens.stats());
         f.encode()
+    }
+
+    /// The plan in force.
+    pub fn plan(&self) -> Arc<Plan> {
+        self.plan.read().expect("plan lock").clone()
+    }
+
+    /// The status document of every target.
+    pub fn status(&self) -> crate::status::Document {
+        crate::status::document(&self.plan(), &self.state, None)
     }
 }
 
@@ -59,15 +82,6 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp
         .header(hyper::header::CONTENT_TYPE, content_type)
         .body(Full::new(body.into()))
         .expect("static response parts")
-}
-
-fn landing(telemetry_path: &str) -> String {
-    format!(
-        "<!DOCTYPE html>\n<html><head><title>smtp-oauth-exporter</title></head><body>\n\
-<h1>smtp-oauth-exporter</h1>\n<p>Watches Microsoft 365 SMTP with OAuth 2.0 client credentials: tokens, SMTP AUTH, credential expiry.</p>\n\
-<p>smtp-oauth-exporter {}</p>\n<ul>\n<li><a href=\"{telemetry_path}\">Metrics</a></li>\n<li><a href=\"/-/healthy\">Health</a></li>\n<li><a href=\"/-/ready\">Readiness</a></li>\n</ul>\n</body></html>\n",
-        crate::version::long()
-    )
 }
 
 /// The page for one scrape: rendered at most once per [`PAGE_REUSE`], one render at a time, off
@@ -141,7 +155,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         );
         return Ok(r);
     }
-    let path = req.uri().path();
+    let path = req.uri().path().to_string();
     let resp = if path == shared.telemetry_path {
         match metrics_page(&shared, accepts_gzip(req.headers())).await {
             Some((body, gzip)) => {
@@ -171,12 +185,21 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             ),
         }
     } else {
-        match path {
+        match path.as_str() {
             "/" => reply(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
-                landing(&shared.telemetry_path),
+                page::render(&shared.status(), &shared.telemetry_path),
             ),
+            "/status" => match serde_json::to_vec_pretty(&shared.status()) {
+                Ok(body) => reply(StatusCode::OK, "application/json", body),
+                Err(_) => reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain; charset=utf-8",
+                    "cannot render the status\n",
+                ),
+            },
+            "/probe" => probe::handle(&shared, req.uri().query(), req.headers()).await,
             "/-/healthy" => reply(StatusCode::OK, "text/plain; charset=utf-8", "Healthy\n"),
             "/-/ready" => {
                 if shared.ready.load(Ordering::Relaxed) {

@@ -1,0 +1,705 @@
+//! Reports → verdict: from the latest token, SMTP and Graph results of a mailbox (or of an app
+//! without one), the setup step that is broken, a cause from a fixed list and the fix in the
+//! admin's terms (portal path or PowerShell). Facts: `shared/reference/microsoft-365.md`.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+use crate::checks::smtp::{self, AuthDisabledScope, Phase};
+use crate::checks::{Failure, Report};
+use crate::net::CertProblem;
+use crate::plan::{CheckKind, Credential, DiagnosisSettings, Target};
+use crate::reasons::{CommonReason, GraphReason, Reason, SmtpReason, Step, TokenReason};
+
+/// How bad a verdict is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Everything works.
+    Ok,
+    /// Not checked yet.
+    Pending,
+    /// Mail goes out, but something needs doing (an expiring secret, a monitoring gap) or a
+    /// transient failure was seen.
+    Warning,
+    /// Mail does not go out, or will not once the cached token expires.
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::Ok,
+        Severity::Pending,
+        Severity::Warning,
+        Severity::Critical,
+    ];
+
+    /// The `severity` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Ok => "ok",
+            Severity::Pending => "pending",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One row of the cause table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CauseInfo {
+    /// The `cause` label value.
+    pub label: &'static str,
+    pub step: Step,
+    pub severity: Severity,
+    /// What is wrong; `{placeholders}` are filled from the target.
+    pub summary: &'static str,
+    /// What to do; `{placeholders}` are filled from the target.
+    pub remediation: &'static str,
+}
+
+macro_rules! cause_table {
+    ( $( $(#[$vmeta:meta])* $variant:ident => ($label:expr, $step:expr, $severity:expr, $summary:expr, $remediation:expr $(,)?) ),+ $(,)? ) => {
+        /// Why a target is in the state it is in: a fixed list (the `cause` label).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Cause {
+            $( $(#[$vmeta])* $variant ),+
+        }
+
+        impl Cause {
+            /// Every cause, in table order.
+            pub const ALL: &'static [Cause] = &[ $( Cause::$variant ),+ ];
+
+            pub fn info(self) -> &'static CauseInfo {
+                match self {
+                    $( Cause::$variant => &CauseInfo {
+                        label: $label,
+                        step: $step,
+                        severity: $severity,
+                        summary: $summary,
+                        remediation: $remediation,
+                    } ),+
+                }
+            }
+        }
+    };
+}
+
+const PORTAL_APP: &str =
+    "Entra admin center > App registrations > All applications > client ID {client_id}";
+
+cause_table! {
+    Ok => ("ok", Step::Ok, Severity::Ok,
+        "every check passes",
+        "nothing to do"),
+    Pending => ("pending", Step::Unknown, Severity::Pending,
+        "not checked yet",
+        "wait for the first runs (within scheduler.startup_spread of the start)"),
+    /// The in-use secret or certificate expires within `diagnosis.expiry_warning`.
+    CredentialExpiring => ("credential_expiring", Step::Credential, Severity::Warning,
+        "the {kind} app {app} signs in with expires in {days} days ({date})",
+        "Entra admin center > App registrations > client ID {client_id} > Certificates & secrets: add a new {kind}, put it in the application's and the agent's configuration, then delete the old one"),
+    SecretExpired => ("secret_expired", Step::Credential, Severity::Critical,
+        "the client secret of app {app} has expired (AADSTS7000222)",
+        "Entra admin center > App registrations > client ID {client_id} > Certificates & secrets > New client secret; copy its Value (not the Secret ID) into the application and the agent's secret file, then delete the expired secret"),
+    CertificateExpired => ("certificate_expired", Step::Credential, Severity::Critical,
+        "the certificate app {app} signs in with has expired ({date})",
+        "make a new certificate, upload it (Entra admin center > App registrations > client ID {client_id} > Certificates & secrets > Certificates > Upload certificate) and configure its key in the application and the agent"),
+    /// AADSTS7000215 with a GUID-shaped secret, or no credential of the app matching it.
+    SecretIdPasted => ("secret_id_pasted", Step::Credential, Severity::Critical,
+        "the configured secret is none of app {app}'s secrets: the secret's ID was pasted instead of its value (AADSTS7000215)",
+        "Entra admin center > App registrations > client ID {client_id} > Certificates & secrets: copy the Value column, not the Secret ID (the value shows only right after creation: if it is hidden, create a new secret)"),
+    SecretInvalid => ("secret_invalid", Step::Credential, Severity::Critical,
+        "Entra ID refuses the configured client secret of app {app} (AADSTS7000215)",
+        "the secret was deleted or mistyped: create a new client secret (Entra admin center > App registrations > client ID {client_id} > Certificates & secrets) and copy its Value"),
+    /// AADSTS700027: the certificate is not on the app registration.
+    CertificateNotUploaded => ("certificate_not_uploaded", Step::Credential, Severity::Critical,
+        "the certificate app {app} signs with is not on its app registration (AADSTS700027)",
+        "Entra admin center > App registrations > client ID {client_id} > Certificates & secrets > Certificates > Upload certificate: the public certificate whose private key the agent uses"),
+    ClockSkew => ("clock_skew", Step::Credential, Severity::Critical,
+        "Entra ID refuses the client assertion of app {app} as outside its time window (AADSTS700024)",
+        "set the agent host's clock right (NTP)"),
+    AppNotFound => ("app_not_found", Step::AppRegistration, Severity::Critical,
+        "no app with client ID {client_id} in tenant {tenant} (AADSTS700016)",
+        "check client_id and tenant; a deleted app registration can be restored within 30 days (Entra admin center > App registrations > Deleted applications)"),
+    AppDisabled => ("app_disabled", Step::AppRegistration, Severity::Critical,
+        "app {app} is disabled in tenant {tenant}",
+        "Entra admin center > Enterprise applications > client ID {client_id} > Properties > Enabled for users to sign-in: Yes"),
+    TenantNotFound => ("tenant_not_found", Step::ClientConfig, Severity::Critical,
+        "tenant {tenant} is not found (AADSTS90002, 900023)",
+        "check the tenant ID or domain of app {app}, and its cloud (global, usgov, usgov-dod, china)"),
+    ScopeInvalid => ("scope_invalid", Step::ClientConfig, Severity::Critical,
+        "Entra ID refuses the token scope of app {app}",
+        "the scope must be https://outlook.office365.com/.default (the cloud setting picks it): check the app's cloud and login_url"),
+    CredentialMissing => ("credential_missing", Step::ClientConfig, Severity::Critical,
+        "no credential reached Entra ID for app {app} (AADSTS7000218)",
+        "configure a client secret or a certificate for app {app}"),
+    /// The token lacks `SMTP.SendAsApp`.
+    ConsentMissing => ("consent_missing", Step::ApiPermission, Severity::Critical,
+        "the token of app {app} lacks SMTP.SendAsApp: the permission or its admin consent is missing or was revoked",
+        "Entra admin center > App registrations > client ID {client_id} > API permissions > Add a permission > APIs my organization uses > Office 365 Exchange Online > Application permissions > SMTP.SendAsApp > Add permissions; then Grant admin consent for the tenant"),
+    ExchangeNotInTenant => ("exchange_not_in_tenant", Step::ApiPermission, Severity::Critical,
+        "Office 365 Exchange Online is not in tenant {tenant} (AADSTS500011)",
+        "the tenant needs Exchange Online (a licence), and app {app} the right cloud"),
+    /// 535 5.7.3 although the token has the role, and no other mailbox of the app signs in.
+    ServicePrincipalOrPermissionMissing => ("service_principal_or_permission_missing", Step::ExchangeAccess, Severity::Critical,
+        "Exchange refuses the token for {address} (535 5.7.3) although it carries SMTP.SendAsApp: the Exchange service principal of app {app}, or its FullAccess on the mailbox, is missing",
+        "in Exchange Online PowerShell (Connect-ExchangeOnline): New-ServicePrincipal -AppId {client_id} -ObjectId <Object ID from Entra admin center > Enterprise applications, not App registrations>; then Add-MailboxPermission -Identity {address} -User <the same Object ID> -AccessRights FullAccess. Check: Get-ServicePrincipal | Where-Object AppId -eq '{client_id}'; Get-MailboxPermission -Identity {address}"),
+    /// 535 5.7.3 for this mailbox while another mailbox of the same app signs in.
+    MailboxPermissionMissing => ("mailbox_permission_missing", Step::ExchangeAccess, Severity::Critical,
+        "Exchange refuses the token for {address} (535 5.7.3) while other mailboxes of app {app} sign in: FullAccess on {address} is missing",
+        "in Exchange Online PowerShell: Add-MailboxPermission -Identity {address} -User <Object ID of app {app} from Entra admin center > Enterprise applications> -AccessRights FullAccess. Check: Get-MailboxPermission -Identity {address}"),
+    SendAsDenied => ("send_as_denied", Step::ExchangeAccess, Severity::Critical,
+        "app {app} may not send as {address} ({reply})",
+        "Add-MailboxPermission -Identity {address} -User <Object ID of the Enterprise application> -AccessRights FullAccess; the MAIL FROM address must be the mailbox itself"),
+    SmtpAuthDisabledTenant => ("smtp_auth_disabled_tenant", Step::ClientConfig, Severity::Critical,
+        "SMTP AUTH is switched off for the tenant (535 5.7.139)",
+        "Set-TransportConfig -SmtpClientAuthenticationDisabled $false (the whole tenant), or for this mailbox only: Set-CASMailbox -Identity {address} -SmtpClientAuthenticationDisabled $false"),
+    SmtpAuthDisabledMailbox => ("smtp_auth_disabled_mailbox", Step::ClientConfig, Severity::Critical,
+        "SMTP AUTH is switched off for mailbox {address} (535 5.7.139)",
+        "Set-CASMailbox -Identity {address} -SmtpClientAuthenticationDisabled $false (or $null to follow the tenant, where SMTP AUTH is on). Check: Get-CASMailbox -Identity {address} | Format-List SmtpClientAuthenticationDisabled"),
+    SmtpAuthBlockedByPolicy => ("smtp_auth_blocked_by_policy", Step::Policy, Severity::Critical,
+        "security defaults or a Conditional Access policy block SMTP AUTH for {address} (535 5.7.139)",
+        "Entra admin center > Overview > Properties > Manage security defaults, or the Conditional Access policy that targets legacy or SMTP authentication: exclude this workload"),
+    ConditionalAccess => ("conditional_access", Step::Policy, Severity::Critical,
+        "a Conditional Access policy blocks app {app} (AADSTS53003)",
+        "Entra admin center > Protection > Conditional Access: exclude the workload identity of app {app} from the blocking policy"),
+    Xoauth2NotOffered => ("xoauth2_not_offered", Step::ClientConfig, Severity::Critical,
+        "{host}:{port} does not offer AUTH XOAUTH2",
+        "smtp_host must be Exchange Online's submission host (smtp.office365.com for the global cloud), port 587"),
+    TlsVersion => ("tls_version", Step::ClientConfig, Severity::Critical,
+        "{host} refuses the TLS version (421 4.7.66)",
+        "TLS 1.2 or later is required between the agent (and the application) and Exchange Online"),
+    /// STARTTLS not offered: a downgrade on the path (a security finding, never transient).
+    StarttlsStripped => ("starttls_stripped", Step::Network, Severity::Critical,
+        "{host}:{port} did not offer STARTTLS: something on the path strips it (a downgrade); no credential was sent",
+        "find the firewall or proxy that rewrites SMTP on port {port} (SMTP inspection, fixup or ESMTP filtering) and turn it off for {host}; never let the application fall back to plain text"),
+    /// The server certificate is from an untrusted issuer: TLS inspection.
+    TlsInspection => ("tls_inspection", Step::Network, Severity::Critical,
+        "the certificate {host} presents is not from a trusted CA: a TLS-inspecting proxy sits in the path",
+        "exempt {host} (and login.microsoftonline.com, graph.microsoft.com) from TLS inspection, or add the proxy's CA certificate to ca_file of app {app}"),
+    ServerCertificateInvalid => ("server_certificate_invalid", Step::Network, Severity::Critical,
+        "the certificate {host} presents is expired or for another host",
+        "check that {host} is the right host and that nothing in the path answers in its place"),
+    TlsFailed => ("tls_failed", Step::Network, Severity::Critical,
+        "the TLS handshake with {host} failed",
+        "something in the path is not a TLS server for {host}, or shares no protocol version with the agent"),
+    DnsFailure => ("dns_failure", Step::Network, Severity::Critical,
+        "{host} does not resolve",
+        "check DNS on the agent's host and the configured host name"),
+    ConnectionRefused => ("connection_refused", Step::Network, Severity::Critical,
+        "{host}:{port} refuses connections",
+        "a firewall or proxy blocks outbound port {port} to {host}"),
+    Timeout => ("timeout", Step::Network, Severity::Critical,
+        "{host} did not answer in time ({reason})",
+        "a firewall dropping packets, a proxy, or a slow endpoint: the log names the phase"),
+    Throttled => ("throttled", Step::Transient, Severity::Warning,
+        "Microsoft throttled the last {check} run ({reply})",
+        "nothing, if it passes: the agent honours Retry-After; at most 3 concurrent SMTP connections per mailbox"),
+    ServiceError => ("service_error", Step::Transient, Severity::Warning,
+        "the last {check} run met a server error ({reason})",
+        "nothing, if it passes; the log has the status and Microsoft's ids"),
+    GraphPermissionMissing => ("graph_permission_missing", Step::ApiPermission, Severity::Warning,
+        "app {reader} may not read app registrations in Microsoft Graph (403): the expiry of app {app}'s credentials is not watched",
+        "grant Application.Read.All (Microsoft Graph > Application permissions, with admin consent) to app {reader}, or set graph_reader of app {app} to an app that has it"),
+    /// The Graph read failed (throttled, network, server error): expiry data is from the last
+    /// successful read.
+    GraphUnavailable => ("graph_unavailable", Step::Transient, Severity::Warning,
+        "the last Graph read of app {app} failed ({reason}): credential expiry is as of the last successful read",
+        "nothing, if the next read passes: the agent waits for Retry-After"),
+    TlsVerificationOff => ("tls_verification_off", Step::ClientConfig, Severity::Warning,
+        "server certificate verification is switched off for {mailbox}: anyone in the path could read its token",
+        "remove tls_insecure_skip_verify from mailbox {mailbox}; add the CA to ca_file instead"),
+    ProtocolError => ("protocol_error", Step::Unknown, Severity::Critical,
+        "{host}:{port} did not speak the SMTP expected",
+        "a proxy, or the wrong port: the log has the reply"),
+    Unexplained => ("unexplained", Step::Unknown, Severity::Critical,
+        "the {check} check failed ({reason})",
+        "the log line has the details (and Microsoft's trace and correlation ids)"),
+    InternalError => ("internal_error", Step::Unknown, Severity::Critical,
+        "a bug in the agent failed the last {check} run",
+        "the next run goes ahead as scheduled; please report the log line"),
+}
+
+impl Cause {
+    pub fn label(self) -> &'static str {
+        self.info().label
+    }
+
+    pub fn step(self) -> Step {
+        self.info().step
+    }
+
+    pub fn severity(self) -> Severity {
+        self.info().severity
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.label())
+    }
+}
+
+/// The verdict of one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub cause: Cause,
+    /// What is wrong, with the target's names filled in.
+    pub summary: String,
+    /// What to do, with the target's names filled in.
+    pub remediation: String,
+    /// Which check result the verdict rests on (`None`: the configuration, or nothing yet).
+    pub from: Option<CheckKind>,
+}
+
+impl Verdict {
+    pub fn step(&self) -> Step {
+        self.cause.step()
+    }
+
+    pub fn severity(&self) -> Severity {
+        self.cause.severity()
+    }
+}
+
+/// What a verdict is made from: the target and the latest reports of it and its app.
+#[derive(Debug, Clone, Copy)]
+pub struct Inputs<'a> {
+    pub target: &'a Target,
+    /// The app's latest token check.
+    pub token: Option<&'a Report>,
+    /// The mailbox's latest SMTP check.
+    pub smtp: Option<&'a Report>,
+    /// The app's latest Graph check.
+    pub graph: Option<&'a Report>,
+    /// The app's last successful Graph check (its credential facts stay true after a failure).
+    pub graph_ok: Option<&'a Report>,
+    /// Another mailbox of the same app got past AUTH in its latest run (so the Exchange service
+    /// principal exists).
+    pub sibling_authenticated: bool,
+    pub now: DateTime<Utc>,
+    pub settings: &'a DiagnosisSettings,
+}
+
+/// Values for the `{placeholders}` of the cause table.
+struct Vars<'a> {
+    i: &'a Inputs<'a>,
+    check: Option<CheckKind>,
+    failure: Option<&'a Failure>,
+    days: Option<i64>,
+    date: Option<DateTime<Utc>>,
+}
+
+impl Vars<'_> {
+    fn render(&self, template: &str) -> String {
+        let app = self.i.target.app();
+        let mailbox = self.i.target.mailbox();
+        let (host, port) = match (self.check, mailbox) {
+            (Some(CheckKind::Smtp), Some(m)) => (m.smtp_host.clone(), m.smtp_port.to_string()),
+            (Some(CheckKind::Graph), _) => (host_of(&app.graph_url), "443".into()),
+            (_, _) => (host_of(&app.login_url), "443".into()),
+        };
+        let reply = self
+            .i
+            .smtp
+            .and_then(|r| r.smtp())
+            .and_then(|d| d.failed_reply.as_ref())
+            .map(|r| {
+                format!("{} {}", r.code, r.enhanced.as_deref().unwrap_or_default())
+                    .trim()
+                    .to_string()
+            })
+            .or_else(|| self.failure.map(|f| f.reason.as_str().to_string()))
+            .unwrap_or_default();
+        let reason = self
+            .failure
+            .map(|f| match f.aadsts {
+                Some(c) => format!("{}, AADSTS{c}", f.root_reason()),
+                None => f.root_reason().to_string(),
+            })
+            .unwrap_or_default();
+        let kind = match &app.credential {
+            Credential::ClientSecret(_) => "client secret",
+            Credential::Certificate(_) => "certificate",
+        };
+        let pairs: [(&str, String); 15] = [
+            ("{app}", app.name.clone()),
+            ("{client_id}", app.client_id.clone()),
+            ("{tenant}", app.tenant.clone()),
+            (
+                "{mailbox}",
+                mailbox.map(|m| m.name.clone()).unwrap_or_default(),
+            ),
+            (
+                "{address}",
+                mailbox.map(|m| m.address.clone()).unwrap_or_default(),
+            ),
+            ("{host}", host),
+            ("{port}", port),
+            (
+                "{days}",
+                self.days.map(|d| d.to_string()).unwrap_or_default(),
+            ),
+            (
+                "{date}",
+                self.date
+                    .map(|d| d.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+            ),
+            ("{kind}", kind.to_string()),
+            ("{reader}", app.graph_reader_or_self().name.clone()),
+            ("{reply}", reply),
+            ("{reason}", reason),
+            (
+                "{check}",
+                self.check
+                    .map(|c| c.as_str().to_string())
+                    .unwrap_or_default(),
+            ),
+            (
+                "{portal_app}",
+                PORTAL_APP.replace("{client_id}", &app.client_id),
+            ),
+        ];
+        let mut out = template.to_string();
+        for (k, v) in pairs {
+            if out.contains(k) {
+                out = out.replace(k, &v);
+            }
+        }
+        out
+    }
+}
+
+fn host_of(u: &url::Url) -> String {
+    u.host_str().unwrap_or_default().to_string()
+}
+
+/// A candidate verdict before the worst one is picked.
+struct Finding<'a> {
+    cause: Cause,
+    from: Option<CheckKind>,
+    failure: Option<&'a Failure>,
+    days: Option<i64>,
+    date: Option<DateTime<Utc>>,
+}
+
+impl<'a> Finding<'a> {
+    fn new(cause: Cause, from: Option<CheckKind>, failure: Option<&'a Failure>) -> Self {
+        Self {
+            cause,
+            from,
+            failure,
+            days: None,
+            date: None,
+        }
+    }
+}
+
+/// The verdict of a target from its inputs.
+pub fn diagnose(i: &Inputs) -> Verdict {
+    let mut findings: Vec<Finding> = Vec::new();
+    // Order matters among equally severe findings: the mail path first (SMTP, then the token
+    // it needs), then what only threatens it (Graph, settings).
+    if let Some(r) = i.smtp {
+        if let Some(f) = &r.failure {
+            findings.push(Finding::new(
+                smtp_cause(i, r, f),
+                Some(CheckKind::Smtp),
+                Some(f),
+            ));
+        }
+    }
+    if let Some(r) = i.token {
+        match &r.failure {
+            Some(f) => findings.push(Finding::new(
+                token_cause(i, f),
+                Some(CheckKind::Token),
+                Some(f),
+            )),
+            None => {
+                // A token newer than the last SMTP run that lacks the role: consent was revoked,
+                // and the next SMTP run will fail. Say so now.
+                let newer = i.smtp.is_none_or(|s| s.started_at <= r.started_at);
+                if newer && r.token().and_then(|t| t.smtp_role) == Some(false) {
+                    findings.push(Finding::new(
+                        Cause::ConsentMissing,
+                        Some(CheckKind::Token),
+                        None,
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(f) = expiry_finding(i) {
+        findings.push(f);
+    }
+    if let Some(r) = i.graph {
+        if let Some(f) = &r.failure {
+            let cause = match f.reason {
+                Reason::Graph(GraphReason::PermissionMissing) => Cause::GraphPermissionMissing,
+                _ => Cause::GraphUnavailable,
+            };
+            findings.push(Finding::new(cause, Some(CheckKind::Graph), Some(f)));
+        }
+    }
+    if let Some(m) = i.target.mailbox() {
+        if m.tls_insecure_skip_verify {
+            findings.push(Finding::new(Cause::TlsVerificationOff, None, None));
+        }
+    }
+    // Not run yet: a mailbox before its first SMTP run, an app before its first token run.
+    let awaited = match i.target {
+        Target::Mailbox(m) => m.smtp_check.enabled && i.smtp.is_none(),
+        Target::App(a) => a.token_check.enabled && i.token.is_none(),
+    };
+    if awaited {
+        findings.push(Finding::new(Cause::Pending, None, None));
+    }
+    // The worst finding; the first of equals.
+    let best = findings
+        .into_iter()
+        .enumerate()
+        .max_by_key(|(n, f)| (f.cause.severity(), std::cmp::Reverse(*n)))
+        .map(|(_, f)| f)
+        .unwrap_or_else(|| Finding::new(Cause::Ok, None, None));
+    let vars = Vars {
+        i,
+        check: best.from,
+        failure: best.failure,
+        days: best.days,
+        date: best.date,
+    };
+    let info = best.cause.info();
+    Verdict {
+        cause: best.cause,
+        summary: vars.render(info.summary),
+        remediation: vars.render(info.remediation),
+        from: best.from,
+    }
+}
+
+/// The in-use credential's expiry, from the last successful Graph read.
+fn expiry_finding<'a>(i: &Inputs<'a>) -> Option<Finding<'a>> {
+    let reg = i.graph_ok?.graph()?.registration.as_ref()?;
+    let end = reg.in_use()?.end?;
+    let left = end - i.now;
+    let days = crate::status::days_until(end, i.now);
+    let window = chrono::Duration::from_std(i.settings.expiry_warning).ok()?;
+    let cause = if left <= chrono::Duration::zero() {
+        match i.target.app().credential {
+            Credential::ClientSecret(_) => Cause::SecretExpired,
+            Credential::Certificate(_) => Cause::CertificateExpired,
+        }
+    } else if left <= window {
+        Cause::CredentialExpiring
+    } else {
+        return None;
+    };
+    Some(Finding {
+        days: Some(days),
+        date: Some(end),
+        ..Finding::new(cause, Some(CheckKind::Graph), None)
+    })
+}
+
+/// Whether the last Graph read found none of the app's credentials matching the configured one.
+fn credential_not_on_app(i: &Inputs) -> bool {
+    i.graph_ok
+        .and_then(|r| r.graph())
+        .and_then(|g| g.registration.as_ref())
+        .is_some_and(|reg| reg.in_use_matches == 0)
+}
+
+/// The cause of a token failure (from the token check, or kept by the SMTP or Graph check).
+fn token_cause(i: &Inputs, f: &Failure) -> Cause {
+    match f.root_reason() {
+        Reason::Token(t) => match t {
+            TokenReason::SecretExpired => Cause::SecretExpired,
+            TokenReason::SecretInvalid => {
+                let guid_shaped = match &i.target.app().credential {
+                    Credential::ClientSecret(s) => crate::config::is_guid(s.expose()),
+                    Credential::Certificate(_) => false,
+                };
+                if guid_shaped || credential_not_on_app(i) {
+                    Cause::SecretIdPasted
+                } else {
+                    Cause::SecretInvalid
+                }
+            }
+            TokenReason::CredentialMissing => Cause::CredentialMissing,
+            TokenReason::AssertionInvalid => {
+                let expired = i
+                    .graph_ok
+                    .and_then(|r| r.graph())
+                    .and_then(|g| g.registration.as_ref())
+                    .and_then(|reg| reg.in_use())
+                    .and_then(|c| c.end)
+                    .is_some_and(|end| end <= i.now);
+                if expired {
+                    Cause::CertificateExpired
+                } else if f.aadsts == Some(700024) {
+                    Cause::ClockSkew
+                } else {
+                    Cause::CertificateNotUploaded
+                }
+            }
+            TokenReason::AppNotFound => Cause::AppNotFound,
+            TokenReason::AppDisabled => Cause::AppDisabled,
+            TokenReason::TenantNotFound => Cause::TenantNotFound,
+            TokenReason::InvalidScope => Cause::ScopeInvalid,
+            TokenReason::ResourceNotFound => Cause::ExchangeNotInTenant,
+            TokenReason::ConsentMissing => Cause::ConsentMissing,
+            TokenReason::ConditionalAccess => Cause::ConditionalAccess,
+            TokenReason::Throttled => Cause::Throttled,
+            TokenReason::HttpError => Cause::ServiceError,
+            TokenReason::InvalidResponse | TokenReason::Other => Cause::Unexplained,
+        },
+        Reason::Common(c) => common_cause(c, f.cert_problem),
+        _ => Cause::Unexplained,
+    }
+}
+
+fn common_cause(c: CommonReason, cert: Option<CertProblem>) -> Cause {
+    match c {
+        CommonReason::Dns => Cause::DnsFailure,
+        CommonReason::ConnectRefused => Cause::ConnectionRefused,
+        CommonReason::Timeout => Cause::Timeout,
+        CommonReason::TlsHandshake => Cause::TlsFailed,
+        CommonReason::TlsCertInvalid => match cert {
+            Some(CertProblem::Untrusted) => Cause::TlsInspection,
+            _ => Cause::ServerCertificateInvalid,
+        },
+        CommonReason::InternalError => Cause::InternalError,
+    }
+}
+
+/// The cause of an SMTP failure.
+fn smtp_cause(i: &Inputs, r: &Report, f: &Failure) -> Cause {
+    let details = r.smtp();
+    match f.reason {
+        Reason::Smtp(s) => match s {
+            SmtpReason::StarttlsMissing => Cause::StarttlsStripped,
+            SmtpReason::Xoauth2NotOffered => Cause::Xoauth2NotOffered,
+            SmtpReason::AuthRejected => match details.and_then(|d| d.token_has_role) {
+                Some(false) => Cause::ConsentMissing,
+                _ if i.sibling_authenticated => Cause::MailboxPermissionMissing,
+                _ => Cause::ServicePrincipalOrPermissionMissing,
+            },
+            SmtpReason::SmtpAuthDisabled => {
+                let text = details
+                    .and_then(|d| d.failed_reply.as_ref())
+                    .map(|r| r.text.as_str())
+                    .unwrap_or_default();
+                match smtp::auth_disabled_scope(text) {
+                    AuthDisabledScope::Tenant => Cause::SmtpAuthDisabledTenant,
+                    AuthDisabledScope::Mailbox | AuthDisabledScope::Unknown => {
+                        Cause::SmtpAuthDisabledMailbox
+                    }
+                    AuthDisabledScope::Policy => Cause::SmtpAuthBlockedByPolicy,
+                }
+            }
+            SmtpReason::TlsVersion => Cause::TlsVersion,
+            SmtpReason::Throttled => Cause::Throttled,
+            SmtpReason::SendAsDenied | SmtpReason::MessageRejected => Cause::SendAsDenied,
+            SmtpReason::ProtocolError => Cause::ProtocolError,
+            SmtpReason::TokenUnavailable => token_cause(i, f),
+        },
+        Reason::Common(c) => common_cause(c, f.cert_problem),
+        _ => Cause::Unexplained,
+    }
+}
+
+/// How far the evidence proves one setup step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    /// Proven to work.
+    Ok,
+    /// Works, but needs attention (an expiring credential).
+    Warning,
+    /// Broken: the verdict's step.
+    Failed,
+    /// Not reached, or not checked.
+    Unknown,
+}
+
+impl StepStatus {
+    /// ✔ ⚠ ✘ ? for people.
+    pub fn mark(self) -> &'static str {
+        match self {
+            StepStatus::Ok => "✔",
+            StepStatus::Warning => "⚠",
+            StepStatus::Failed => "✘",
+            StepStatus::Unknown => "?",
+        }
+    }
+}
+
+/// Each of the five setup steps with what the evidence shows of it.
+pub fn setup_steps(i: &Inputs, v: &Verdict) -> [(Step, StepStatus); 5] {
+    let token_ok = i.token.is_some_and(|r| r.success())
+        || i.smtp
+            .and_then(|r| r.smtp())
+            .is_some_and(|d| d.token_has_role.is_some());
+    let role = i
+        .smtp
+        .and_then(|r| r.smtp())
+        .and_then(|d| d.token_has_role)
+        .or_else(|| i.token.and_then(|r| r.token()).and_then(|t| t.smtp_role));
+    let smtp_done = i.smtp.map(|r| {
+        let d = r.smtp();
+        let authenticated = r.success()
+            || d.and_then(|d| d.failed_phase)
+                .is_some_and(|p| matches!(p, Phase::MailFrom | Phase::Send | Phase::Quit));
+        (r.success(), authenticated)
+    });
+    Step::SETUP.map(|step| {
+        let status = if v.step() == step && v.severity() == Severity::Critical {
+            StepStatus::Failed
+        } else if v.step() == step && v.severity() == Severity::Warning {
+            StepStatus::Warning
+        } else {
+            let proven = match step {
+                Step::AppRegistration | Step::Credential => token_ok,
+                Step::ApiPermission => role == Some(true),
+                Step::ExchangeAccess => smtp_done.is_some_and(|(_, auth)| auth),
+                Step::ClientConfig => smtp_done.is_some_and(|(ok, _)| ok),
+                _ => false,
+            };
+            if proven {
+                StepStatus::Ok
+            } else {
+                StepStatus::Unknown
+            }
+        };
+        (step, status)
+    })
+}
+
+/// The README's cause table, generated from the one above (a test keeps the README equal).
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| cause | step | severity | what it means | what to do |\n|---|---|---|---|---|\n",
+    );
+    for c in Cause::ALL {
+        let i = c.info();
+        out += &format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            i.label,
+            i.step.as_str(),
+            i.severity,
+            i.summary,
+            i.remediation
+        );
+    }
+    out
+}

@@ -1,0 +1,438 @@
+//! The plan: what configuration validation produces and everything else reads. Apps, mailboxes
+//! holding their app (not its name), the jobs, and each app's network set-up, immutable; a
+//! reload builds a new plan and swaps it whole, while per-target state lives outside it.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sha2::Digest;
+use url::Url;
+
+pub use crate::config::{Cloud, Schedule};
+use crate::secret::Secret;
+
+/// Every kind of check the agent runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    /// Client-credentials token for SMTP from Entra ID (per app).
+    Token,
+    /// Authenticated SMTP handshake: STARTTLS + AUTH XOAUTH2 (per mailbox).
+    Smtp,
+    /// Expiry of the app's secrets and certificates, read from Microsoft Graph (per app).
+    Graph,
+}
+
+impl CheckKind {
+    pub const ALL: [CheckKind; 3] = [CheckKind::Token, CheckKind::Smtp, CheckKind::Graph];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckKind::Token => "token",
+            CheckKind::Smtp => "smtp",
+            CheckKind::Graph => "graph",
+        }
+    }
+
+    /// Whether the kind checks apps (token, graph) rather than mailboxes (smtp).
+    pub fn is_per_app(self) -> bool {
+        !matches!(self, CheckKind::Smtp)
+    }
+}
+
+impl fmt::Display for CheckKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for CheckKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        CheckKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown check {s:?}, expected token, smtp or graph"))
+    }
+}
+
+/// Agent-wide scheduling settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulerSettings {
+    /// At most this many checks of one kind run at the same time; the others wait for a slot.
+    pub max_concurrent_checks: usize,
+    /// First runs after start are spread over at most this long.
+    pub startup_spread: Duration,
+    /// At most this many `/probe` requests run at the same time.
+    pub max_concurrent_probes: usize,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent_checks: 100,
+            startup_spread: Duration::from_secs(60),
+            max_concurrent_probes: 20,
+        }
+    }
+}
+
+/// How results become verdicts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiagnosisSettings {
+    /// An in-use secret or certificate expiring within this long gives a warning verdict.
+    pub expiry_warning: Duration,
+}
+
+impl Default for DiagnosisSettings {
+    fn default() -> Self {
+        Self {
+            expiry_warning: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// When and how long one check kind runs for one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckSettings {
+    pub enabled: bool,
+    pub schedule: Schedule,
+    pub timeout: Duration,
+}
+
+/// An app's network set-up, built once per plan: apps with the same CA file share one (and its
+/// connection pool), so 1,000 apps do not load the system roots 1,000 times.
+#[derive(Clone)]
+pub struct NetClients {
+    /// For the token endpoint and Graph.
+    pub http: reqwest::Client,
+    /// The verifying TLS configuration for SMTP (system roots + CA file).
+    pub smtp_tls: Arc<rustls::ClientConfig>,
+}
+
+impl fmt::Debug for NetClients {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NetClients")
+    }
+}
+
+/// An Entra ID app registration (a client of the token endpoint).
+#[derive(Debug, Clone)]
+pub struct App {
+    pub name: String,
+    pub tenant: String,
+    pub client_id: String,
+    pub cloud: Cloud,
+    pub credential: Credential,
+    /// Base of the token endpoint: `{login_url}/{tenant}/oauth2/v2.0/token`.
+    pub login_url: Url,
+    /// Base of Microsoft Graph: `{graph_url}/v1.0/...`.
+    pub graph_url: Url,
+    /// Extra trusted CA certificates (PEM), added to the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Another app whose Graph token reads this app's credentials.
+    pub graph_reader: Option<Arc<App>>,
+    pub token_check: CheckSettings,
+    pub graph_check: CheckSettings,
+    pub net: Arc<NetClients>,
+}
+
+impl App {
+    /// The v2 token endpoint of this app's tenant.
+    pub fn token_url(&self) -> String {
+        format!(
+            "{}/{}/oauth2/v2.0/token",
+            self.login_url.as_str().trim_end_matches('/'),
+            self.tenant
+        )
+    }
+
+    pub fn exchange_scope(&self) -> &'static str {
+        self.cloud.exchange_scope()
+    }
+
+    pub fn graph_scope(&self) -> String {
+        self.cloud.graph_scope()
+    }
+
+    /// The app whose Graph token reads this app's registration: its reader, or itself.
+    pub fn graph_reader_or_self(self: &Arc<Self>) -> Arc<App> {
+        self.graph_reader.clone().unwrap_or_else(|| self.clone())
+    }
+}
+
+/// How an app proves who it is to the token endpoint.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    ClientSecret(Secret),
+    Certificate(Arc<CertificateCredential>),
+}
+
+impl Credential {
+    /// SHA-256 identifying the credential without revealing it (a token cache key part: two
+    /// apps with the same client ID but different secrets must not share tokens or failures).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut h = sha2::Sha256::new();
+        match self {
+            Credential::ClientSecret(s) => {
+                h.update(b"secret\0");
+                h.update(s.expose().as_bytes());
+            }
+            Credential::Certificate(c) => {
+                h.update(b"certificate\0");
+                h.update(c.thumbprint_sha256);
+            }
+        }
+        h.finalize().into()
+    }
+
+    /// `password` or `certificate`, as Graph's credential kinds are labelled.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Credential::ClientSecret(_) => "password",
+            Credential::Certificate(_) => "certificate",
+        }
+    }
+}
+
+/// Signing algorithm of the client assertion (RFC 7523).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AssertionAlgorithm {
+    Ps256,
+    Rs256,
+}
+
+/// An RSA private key, parsed once at load time, that signs client assertions. It cannot be
+/// printed.
+#[derive(Clone)]
+pub struct SigningKey(pub(crate) jsonwebtoken::EncodingKey);
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// A certificate credential: the certificate registered on the app and its private key.
+#[derive(Debug, Clone)]
+pub struct CertificateCredential {
+    pub cert_der: Vec<u8>,
+    pub key: SigningKey,
+    pub algorithm: AssertionAlgorithm,
+    /// SHA-1 of the certificate DER (the thumbprint Entra ID shows).
+    pub thumbprint_sha1: [u8; 20],
+    /// SHA-256 of the certificate DER (the `x5t#S256` header).
+    pub thumbprint_sha256: [u8; 32],
+}
+
+/// A mailbox the agent logs in to over SMTP with its app's token.
+#[derive(Debug, Clone)]
+pub struct Mailbox {
+    pub name: String,
+    /// The app whose token is used.
+    pub app: Arc<App>,
+    pub address: String,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    /// Name sent in EHLO.
+    pub ehlo_name: String,
+    /// Send `MAIL FROM:<address>` + `RSET` after AUTH to prove the mailbox may send as itself.
+    pub mail_from: bool,
+    /// Skip server certificate verification. Dangerous; exported as a metric.
+    pub tls_insecure_skip_verify: bool,
+    pub smtp_check: CheckSettings,
+}
+
+/// What a check runs against.
+#[derive(Debug, Clone)]
+pub enum Target {
+    App(Arc<App>),
+    Mailbox(Arc<Mailbox>),
+}
+
+impl Target {
+    /// The configured name: the `target` label.
+    pub fn name(&self) -> &str {
+        match self {
+            Target::App(a) => &a.name,
+            Target::Mailbox(m) => &m.name,
+        }
+    }
+
+    /// The app itself, or the mailbox's app.
+    pub fn app(&self) -> &Arc<App> {
+        match self {
+            Target::App(a) => a,
+            Target::Mailbox(m) => &m.app,
+        }
+    }
+
+    pub fn mailbox(&self) -> Option<&Arc<Mailbox>> {
+        match self {
+            Target::App(_) => None,
+            Target::Mailbox(m) => Some(m),
+        }
+    }
+
+    /// The check kinds that apply to this target.
+    pub fn kinds(&self) -> &'static [CheckKind] {
+        match self {
+            Target::App(_) => &[CheckKind::Token, CheckKind::Graph],
+            Target::Mailbox(_) => &[CheckKind::Smtp],
+        }
+    }
+
+    /// This target's settings for a check kind, when the kind applies to it.
+    pub fn settings(&self, kind: CheckKind) -> Option<&CheckSettings> {
+        match (self, kind) {
+            (Target::App(a), CheckKind::Token) => Some(&a.token_check),
+            (Target::App(a), CheckKind::Graph) => Some(&a.graph_check),
+            (Target::Mailbox(m), CheckKind::Smtp) => Some(&m.smtp_check),
+            _ => None,
+        }
+    }
+}
+
+/// One (check kind, target) pair with its schedule and timeout.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub kind: CheckKind,
+    pub target: Target,
+    pub settings: CheckSettings,
+}
+
+impl Job {
+    /// The job of a kind on a target, with the target's settings (enabled or not); `None` when
+    /// the kind does not apply to the target.
+    pub fn new(kind: CheckKind, target: Target) -> Option<Job> {
+        let settings = target.settings(kind)?.clone();
+        Some(Job {
+            kind,
+            target,
+            settings,
+        })
+    }
+
+    /// Stable identity of the job, for state that survives a reload.
+    pub fn key(&self) -> JobKey {
+        JobKey {
+            kind: self.kind,
+            target: self.target.name().to_string(),
+        }
+    }
+}
+
+/// The identity of a job: check kind and target name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobKey {
+    pub kind: CheckKind,
+    pub target: String,
+}
+
+/// The validated configuration the agent runs on.
+#[derive(Debug)]
+pub struct Plan {
+    pub scheduler: SchedulerSettings,
+    pub diagnosis: DiagnosisSettings,
+    pub apps: Vec<Arc<App>>,
+    pub mailboxes: Vec<Arc<Mailbox>>,
+    /// Every enabled job, apps first, in configuration order.
+    pub jobs: Vec<Job>,
+    /// Things that are allowed but worth a warning in the log (such as inline secrets).
+    pub warnings: Vec<String>,
+    targets: HashMap<String, Target>,
+    mailboxes_by_app: HashMap<String, Vec<Arc<Mailbox>>>,
+}
+
+impl Plan {
+    /// Builds the plan's indexes and jobs from validated apps and mailboxes. Names are unique
+    /// across apps and mailboxes (validation checks it).
+    pub fn new(
+        scheduler: SchedulerSettings,
+        diagnosis: DiagnosisSettings,
+        apps: Vec<Arc<App>>,
+        mailboxes: Vec<Arc<Mailbox>>,
+        warnings: Vec<String>,
+    ) -> Plan {
+        let mut jobs = Vec::new();
+        let mut targets = HashMap::new();
+        let mut mailboxes_by_app: HashMap<String, Vec<Arc<Mailbox>>> = HashMap::new();
+        for app in &apps {
+            targets.insert(app.name.clone(), Target::App(app.clone()));
+            mailboxes_by_app.entry(app.name.clone()).or_default();
+            for kind in [CheckKind::Token, CheckKind::Graph] {
+                if let Some(j) = Job::new(kind, Target::App(app.clone())) {
+                    if j.settings.enabled {
+                        jobs.push(j);
+                    }
+                }
+            }
+        }
+        for m in &mailboxes {
+            targets.insert(m.name.clone(), Target::Mailbox(m.clone()));
+            mailboxes_by_app
+                .entry(m.app.name.clone())
+                .or_default()
+                .push(m.clone());
+            if let Some(j) = Job::new(CheckKind::Smtp, Target::Mailbox(m.clone())) {
+                if j.settings.enabled {
+                    jobs.push(j);
+                }
+            }
+        }
+        Plan {
+            scheduler,
+            diagnosis,
+            apps,
+            mailboxes,
+            jobs,
+            warnings,
+            targets,
+            mailboxes_by_app,
+        }
+    }
+
+    /// An app or mailbox by name.
+    pub fn target(&self, name: &str) -> Option<&Target> {
+        self.targets.get(name)
+    }
+
+    /// The mailboxes that log in with an app's token.
+    pub fn mailboxes_of(&self, app: &str) -> &[Arc<Mailbox>] {
+        self.mailboxes_by_app
+            .get(app)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    /// The targets that get a verdict: every mailbox, and every app without a mailbox.
+    pub fn verdict_targets(&self) -> impl Iterator<Item = Target> + '_ {
+        self.mailboxes
+            .iter()
+            .map(|m| Target::Mailbox(m.clone()))
+            .chain(
+                self.apps
+                    .iter()
+                    .filter(|a| self.mailboxes_of(&a.name).is_empty())
+                    .map(|a| Target::App(a.clone())),
+            )
+    }
+
+    /// The verdict targets a finished job's report can change: a mailbox alone (and its
+    /// siblings, whose verdict reads it), or an app and all its mailboxes.
+    pub fn affected_by(&self, job: &Job) -> Vec<Target> {
+        let app = job.target.app();
+        let mailboxes = self.mailboxes_of(&app.name);
+        if mailboxes.is_empty() {
+            vec![Target::App(app.clone())]
+        } else {
+            mailboxes
+                .iter()
+                .map(|m| Target::Mailbox(m.clone()))
+                .collect()
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! The status page `/`: every mailbox and app with its verdict, checks, credential expiry and
+//! fix, rendered on the server from the status document. No script, no external asset; every
+//! value is escaped; a narrow screen (a phone at 3 a.m.) gets one card per target.
+
+use std::fmt::Write as _;
+
+use crate::status::{CheckStatus, CredentialStatus, Document, VerdictStatus};
+
+/// HTML-escapes text for element content and quoted attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;padding:1rem;color:#1b1b1b;background:#fafafa}
+h1{font-size:1.4rem;margin:0 0 .3rem}h2{font-size:1.1rem;margin:1.5rem 0 .5rem}
+a{color:#0b57d0}
+table{border-collapse:collapse;width:100%;background:#fff}
+th,td{border:1px solid #ddd;padding:.4rem .5rem;text-align:left;vertical-align:top;font-size:.9rem}
+th{background:#f0f0f0}
+code{font-size:.85rem}
+.badge{display:inline-block;padding:.1rem .45rem;border-radius:.6rem;font-weight:600;font-size:.8rem;color:#fff}
+.ok{background:#1e8e3e}.warning{background:#e37400}.critical{background:#c5221f}.pending{background:#777}
+.fail{color:#c5221f}.pass{color:#1e8e3e}
+.summary{font-size:1rem}
+.fix{font-size:.85rem}
+@media (max-width:700px){
+ table,thead,tbody,tr,th,td{display:block}
+ thead{display:none}
+ tr{margin:0 0 1rem;border:1px solid #ccc;background:#fff}
+ td{border:none;border-bottom:1px solid #eee}
+ td::before{content:attr(data-label);display:block;font-weight:600;font-size:.75rem;color:#555}
+}
+";
+
+fn badge(severity: &str) -> String {
+    format!(
+        "<span class=\"badge {}\">{}</span>",
+        escape(severity),
+        escape(severity)
+    )
+}
+
+fn check_cell(name: &str, c: &CheckStatus) -> String {
+    let state = match (c.enabled, c.success) {
+        (false, _) => "<span>off</span>".to_string(),
+        (true, None) => "<span>not run yet</span>".to_string(),
+        (true, Some(true)) => "<span class=\"pass\">✔ ok</span>".to_string(),
+        (true, Some(false)) => format!(
+            "<span class=\"fail\">✘ {}{}</span>",
+            escape(c.reason.unwrap_or("failed")),
+            c.aadsts
+                .map(|a| format!(" (AADSTS{a})"))
+                .unwrap_or_default()
+        ),
+    };
+    format!("<div><b>{}</b> {state}</div>", escape(name))
+}
+
+fn credential_cell(c: Option<&CredentialStatus>) -> String {
+    match c {
+        None => "unknown".into(),
+        Some(c) => {
+            let what = if c.kind == "certificate" {
+                "certificate"
+            } else {
+                "secret"
+            };
+            let name = c
+                .display_name
+                .as_deref()
+                .map(|n| format!(" {}", escape(n)))
+                .unwrap_or_default();
+            match (c.days_left, c.expires_at) {
+                (Some(d), Some(at)) if d < 0 => format!(
+                    "{what}{name}: <span class=\"fail\">expired {}</span>",
+                    at.format("%Y-%m-%d")
+                ),
+                (Some(d), Some(at)) => {
+                    format!("{what}{name}: {d} days left ({})", at.format("%Y-%m-%d"))
+                }
+                _ => format!("{what}{name}: no expiry"),
+            }
+        }
+    }
+}
+
+fn verdict_cells(v: Option<&VerdictStatus>) -> String {
+    match v {
+        None => "<td data-label=\"Verdict\">(see its mailboxes)</td><td data-label=\"Step\"></td><td data-label=\"Cause\"></td><td data-label=\"What to do\"></td>".into(),
+        Some(v) => format!(
+            "<td data-label=\"Verdict\" class=\"verdict\">{} {}</td><td data-label=\"Step\">{}</td><td data-label=\"Cause\"><code>{}</code></td><td data-label=\"What to do\" class=\"fix\">{}</td>",
+            badge(v.severity),
+            escape(&v.summary),
+            escape(v.step_title),
+            escape(v.cause),
+            escape(&v.remediation)
+        ),
+    }
+}
+
+fn row_attrs(name: &str, v: Option<&VerdictStatus>) -> String {
+    match v {
+        Some(v) => format!(
+            " data-target=\"{}\" data-step=\"{}\" data-cause=\"{}\" data-severity=\"{}\"",
+            escape(name),
+            escape(v.step),
+            escape(v.cause),
+            escape(v.severity)
+        ),
+        None => format!(" data-target=\"{}\"", escape(name)),
+    }
+}
+
+/// The page.
+pub fn render(doc: &Document, telemetry_path: &str) -> String {
+    let mut h = String::with_capacity(16 * 1024);
+    let s = &doc.summary;
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<meta http-equiv=\"refresh\" content=\"30\">\
+<title>smtp-oauth-exporter: {} critical, {} warning</title><style>{STYLE}</style></head><body>\n\
+<header><h1>smtp-oauth-exporter</h1>\
+<p>Microsoft 365 SMTP with OAuth 2.0: token, SMTP AUTH XOAUTH2, credential expiry. Version {} · {} UTC · \
+<a href=\"{}\">Metrics</a> · <a href=\"/status\">Status (JSON)</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\
+<p class=\"summary\" id=\"summary\">{} targets: {} ok, {} warning, {} critical, {} pending</p></header>\n<main>\n",
+        s.critical,
+        s.warning,
+        escape(crate::version::long()),
+        doc.generated_at.format("%Y-%m-%d %H:%M:%S"),
+        escape(telemetry_path),
+        s.targets,
+        s.ok,
+        s.warning,
+        s.critical,
+        s.pending,
+    );
+    h.push_str("<h2>Mailboxes</h2>\n");
+    if doc.mailboxes.is_empty() {
+        h.push_str("<p>No mailbox is configured.</p>\n");
+    } else {
+        h.push_str("<table id=\"mailboxes\"><thead><tr><th>Mailbox</th><th>Verdict</th><th>Step</th><th>Cause</th><th>What to do</th><th>Checks</th><th>Credential in use</th></tr></thead><tbody>\n");
+        for m in &doc.mailboxes {
+            let checks: String = m
+                .checks
+                .iter()
+                .map(|(k, c)| check_cell(k.as_str(), c))
+                .collect();
+            let _ = writeln!(
+                h,
+                "<tr{}><td data-label=\"Mailbox\"><b>{}</b><br><small>{} · app {} · {}:{}</small></td>{}<td data-label=\"Checks\">{checks}</td><td data-label=\"Credential in use\">{}</td></tr>",
+                row_attrs(&m.name, m.verdict.as_ref()),
+                escape(&m.name),
+                escape(&m.address),
+                escape(&m.app),
+                escape(&m.smtp_host),
+                m.smtp_port,
+                verdict_cells(m.verdict.as_ref()),
+                credential_cell(m.credential_in_use.as_ref()),
+            );
+        }
+        h.push_str("</tbody></table>\n");
+    }
+    h.push_str("<h2>Apps</h2>\n");
+    if doc.apps.is_empty() {
+        h.push_str("<p>No app is configured.</p>\n");
+    } else {
+        h.push_str("<table id=\"apps\"><thead><tr><th>App</th><th>Verdict</th><th>Step</th><th>Cause</th><th>What to do</th><th>Checks</th><th>Credential in use</th></tr></thead><tbody>\n");
+        for a in &doc.apps {
+            let checks: String = a
+                .checks
+                .iter()
+                .map(|(k, c)| check_cell(k.as_str(), c))
+                .collect();
+            let _ = writeln!(
+                h,
+                "<tr{}><td data-label=\"App\"><b>{}</b><br><small>client ID {} · tenant {} · {} · {}</small></td>{}<td data-label=\"Checks\">{checks}</td><td data-label=\"Credential in use\">{}</td></tr>",
+                row_attrs(&a.name, a.verdict.as_ref()),
+                escape(&a.name),
+                escape(&a.client_id),
+                escape(&a.tenant),
+                escape(a.credential_type),
+                if a.mailboxes.is_empty() {
+                    "no mailbox".to_string()
+                } else {
+                    format!("mailboxes: {}", escape(&a.mailboxes.join(", ")))
+                },
+                verdict_cells(a.verdict.as_ref()),
+                credential_cell(a.credential_in_use.as_ref()),
+            );
+        }
+        h.push_str("</tbody></table>\n");
+    }
+    h.push_str("</main></body></html>\n");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup_and_quotes() {
+        assert_eq!(
+            escape("<script>alert('x')</script> & \"y\""),
+            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;y&quot;"
+        );
+    }
+}

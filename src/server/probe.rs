@@ -1,0 +1,140 @@
+//! `GET /probe?target=NAME[&check=token|smtp|graph]`, blackbox_exporter's multi-target pattern:
+//! runs the target's checks now, through the same `checks::run` as the scheduler, and answers
+//! with that run's series only. The agent's state is not touched (a probe is not a scheduled
+//! run); the token cache is shared, as every check of the app shares it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::{HeaderMap, Response, StatusCode};
+
+use super::{reply, Body, Shared};
+use crate::checks::{self, Report, RunOptions};
+use crate::diagnosis::{self, Inputs};
+use crate::metrics::{self, Families};
+use crate::plan::{CheckKind, Job, Target};
+
+/// Taken off Prometheus' scrape timeout, so that the answer arrives before Prometheus gives up
+/// (blackbox_exporter's default offset).
+const TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
+
+fn bad_request(message: String) -> Response<Body> {
+    reply(
+        StatusCode::BAD_REQUEST,
+        "text/plain; charset=utf-8",
+        message + "\n",
+    )
+}
+
+/// The jobs a probe runs: the named check, or by default the target's main one (SMTP for a
+/// mailbox, the token for an app). A mailbox's `token` and `graph` are its app's.
+fn jobs(target: &Target, check: Option<CheckKind>) -> Vec<Job> {
+    let kind = check.unwrap_or(match target {
+        Target::Mailbox(_) => CheckKind::Smtp,
+        Target::App(_) => CheckKind::Token,
+    });
+    let on = if kind.is_per_app() {
+        Target::App(target.app().clone())
+    } else {
+        target.clone()
+    };
+    Job::new(kind, on).into_iter().collect()
+}
+
+/// Prometheus' scrape timeout from its header, less the margin.
+fn scrape_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let secs: f64 = headers
+        .get("x-prometheus-scrape-timeout-seconds")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    if !secs.is_finite() || secs <= 0.0 {
+        return None;
+    }
+    let t = Duration::from_secs_f64(secs.min(3600.0));
+    Some(
+        t.checked_sub(TIMEOUT_MARGIN)
+            .unwrap_or(t / 2)
+            .max(Duration::from_millis(100)),
+    )
+}
+
+pub async fn handle(
+    shared: &Arc<Shared>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Response<Body> {
+    let mut target_name = None;
+    let mut check = None;
+    for (k, v) in url::form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match k.as_ref() {
+            "target" => target_name = Some(v.into_owned()),
+            "check" => match v.parse::<CheckKind>() {
+                Ok(c) => check = Some(c),
+                Err(m) => return bad_request(m),
+            },
+            _ => {}
+        }
+    }
+    let Some(name) = target_name.filter(|n| !n.is_empty()) else {
+        return bad_request("the target parameter is missing: /probe?target=NAME".into());
+    };
+    let plan = shared.plan();
+    let Some(target) = plan.target(&name).cloned() else {
+        // Names come from the configuration, but the query is anyone's: do not echo it whole.
+        let shown: String = name.chars().take(64).filter(|c| !c.is_control()).collect();
+        return bad_request(format!(
+            "unknown target {shown:?}: expected the name of a configured app or mailbox"
+        ));
+    };
+    let jobs = jobs(&target, check);
+    let timeout = scrape_timeout(headers);
+    let wait = timeout.unwrap_or_else(|| {
+        jobs.iter()
+            .map(|j| j.settings.timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(30))
+    });
+    // A bound on probes at once: what a scrape flood can cost is bounded too.
+    let permit = match tokio::time::timeout(wait, shared.probes.clone().acquire_owned()).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            return reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                "too many probes at once; try again\n",
+            )
+        }
+    };
+    let opts = RunOptions {
+        timeout,
+        send_test_to: None,
+    };
+    let start = tokio::time::Instant::now();
+    let reports: Vec<Report> =
+        futures::future::join_all(jobs.iter().map(|j| checks::run(j, &shared.ctx, &opts))).await;
+    let duration = start.elapsed();
+    drop(permit);
+
+    let find = |kind| reports.iter().find(|r| r.kind == kind);
+    let graph = find(CheckKind::Graph);
+    let verdict = diagnosis::diagnose(&Inputs {
+        target: &target,
+        token: find(CheckKind::Token),
+        smtp: find(CheckKind::Smtp),
+        graph,
+        graph_ok: graph.filter(|r| r.success()),
+        sibling_authenticated: false,
+        now: chrono::Utc::now(),
+        settings: &plan.diagnosis,
+    });
+    let mut f = Families::with_prefix("probe");
+    metrics::write_probe(&mut f, &reports, Some(&verdict), duration);
+    reply(
+        StatusCode::OK,
+        "text/plain; version=0.0.4; charset=utf-8",
+        f.encode(),
+    )
+}

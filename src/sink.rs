@@ -1,0 +1,63 @@
+//! Where a finished run's report goes. The scheduler's sink records it in the state, logs it, and
+//! re-diagnoses the targets it affects (logging each verdict that changes); `/probe` and the
+//! `check` command collect their reports instead and render them themselves.
+
+use std::sync::{Arc, Mutex};
+
+use crate::checks::Report;
+use crate::plan::{Job, Plan};
+use crate::state::StateStore;
+
+/// Takes the reports of finished runs.
+pub trait Sink: Send + Sync {
+    fn accept(&self, job: &Job, report: Report);
+}
+
+/// The scheduler's sink: state, log, verdicts.
+pub struct StateSink {
+    pub plan: Arc<Plan>,
+    pub state: Arc<StateStore>,
+}
+
+impl StateSink {
+    /// Computes every target's verdict from the state as it is (at start: `pending`), without
+    /// logging: the log tells changes.
+    pub fn diagnose_all(&self) {
+        let now = chrono::Utc::now();
+        for t in self.plan.verdict_targets() {
+            self.state.update_verdict(&self.plan, &t, now);
+        }
+    }
+}
+
+impl Sink for StateSink {
+    fn accept(&self, job: &Job, report: Report) {
+        crate::logging::log_report(&report);
+        self.state.record(report);
+        let now = chrono::Utc::now();
+        for t in self.plan.affected_by(job) {
+            let (verdict, changed) = self.state.update_verdict(&self.plan, &t, now);
+            if let Some(old) = changed {
+                crate::logging::log_verdict(t.name(), &verdict, old.as_ref());
+            }
+        }
+    }
+}
+
+/// Keeps the reports, for a caller that renders them itself.
+#[derive(Default)]
+pub struct Collect {
+    reports: Mutex<Vec<Report>>,
+}
+
+impl Collect {
+    pub fn into_reports(self) -> Vec<Report> {
+        self.reports.into_inner().expect("collect lock")
+    }
+}
+
+impl Sink for Collect {
+    fn accept(&self, _job: &Job, report: Report) {
+        self.reports.lock().expect("collect lock").push(report);
+    }
+}

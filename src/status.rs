@@ -1,0 +1,401 @@
+//! The status document: every app and mailbox with the latest result of each check, the
+//! credential in use and its days left, the verdict and its fix. `/status` serves it as JSON,
+//! `/` renders it as a page, and the `check` command prints it (text, JSON or Nagios).
+//! The schema is documented in the README ("Status document") and kept stable.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::checks::{smtp::Phase, Report};
+use crate::diagnosis::{self, StepStatus, Verdict};
+use crate::plan::{CheckKind, JobKey, Plan, Target};
+use crate::state::{StateStore, TargetState};
+
+/// Version of the document's shape; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Document {
+    pub schema_version: u32,
+    pub generated_at: DateTime<Utc>,
+    pub version: &'static str,
+    pub summary: Summary,
+    pub apps: Vec<AppStatus>,
+    pub mailboxes: Vec<MailboxStatus>,
+}
+
+/// How many verdicts of each severity.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub targets: usize,
+    pub ok: usize,
+    pub pending: usize,
+    pub warning: usize,
+    pub critical: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AppStatus {
+    pub name: String,
+    pub tenant: String,
+    pub client_id: String,
+    pub cloud: &'static str,
+    /// `password` (client secret) or `certificate`.
+    pub credential_type: &'static str,
+    pub graph_reader: Option<String>,
+    pub mailboxes: Vec<String>,
+    pub credential_in_use: Option<CredentialStatus>,
+    pub checks: BTreeMap<CheckKind, CheckStatus>,
+    /// For an app without mailboxes (otherwise its mailboxes carry the verdict); `check`
+    /// gives every app it names one.
+    pub verdict: Option<VerdictStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MailboxStatus {
+    pub name: String,
+    pub app: String,
+    pub address: String,
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub tls_insecure_skip_verify: bool,
+    /// The app's credential in use (the mailbox signs in with it).
+    pub credential_in_use: Option<CredentialStatus>,
+    pub checks: BTreeMap<CheckKind, CheckStatus>,
+    pub verdict: Option<VerdictStatus>,
+}
+
+/// The verdict with the five setup steps as the evidence shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerdictStatus {
+    pub step: &'static str,
+    pub step_title: &'static str,
+    pub cause: &'static str,
+    pub severity: &'static str,
+    pub summary: String,
+    pub remediation: String,
+    /// The check the verdict rests on, if any.
+    pub from: Option<CheckKind>,
+    pub steps: Vec<StepEntry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepEntry {
+    pub step: &'static str,
+    pub title: &'static str,
+    pub status: StepStatus,
+}
+
+/// The credential the app signs in with, as the last successful Graph read saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CredentialStatus {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub key_id: String,
+    pub display_name: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Days until expiry (negative once expired), rounded to the nearest.
+    pub days_left: Option<i64>,
+}
+
+/// The latest run of one check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckStatus {
+    /// The target the check runs on (the app, for a mailbox's token and Graph checks).
+    pub target: String,
+    pub enabled: bool,
+    pub last_run: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<f64>,
+    pub success: Option<bool>,
+    pub reason: Option<&'static str>,
+    pub aadsts: Option<u32>,
+    /// What went wrong, for people (never a secret or a token).
+    pub detail: Option<String>,
+    pub trace_id: Option<String>,
+    pub correlation_id: Option<String>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub runs_success: u64,
+    pub runs_failure: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub graph: Option<GraphStatus>,
+}
+
+/// What the last token said about itself (decoded claims; never the token).
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenStatus {
+    pub audience: Option<String>,
+    pub roles: Vec<String>,
+    pub smtp_role: Option<bool>,
+    /// `secret` or `certificate`, from `appidacr`/`azpacr`.
+    pub credential: Option<&'static str>,
+    pub tenant_id: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub lifetime_seconds: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SmtpStatus {
+    pub host: String,
+    pub port: u16,
+    pub phases: Vec<PhaseTime>,
+    pub failed_phase: Option<&'static str>,
+    pub reply: Option<crate::checks::smtp::ReplyFacts>,
+    pub tls_version: Option<String>,
+    pub server_certificate_expires_at: Option<DateTime<Utc>>,
+    pub token_has_smtp_role: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent: Option<crate::checks::smtp::SentMessage>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhaseTime {
+    pub phase: &'static str,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GraphStatus {
+    pub reader: String,
+    pub http_status: Option<u16>,
+    pub credentials: Option<usize>,
+    pub in_use_found: Option<bool>,
+    pub in_use_ambiguous: Option<bool>,
+    pub next_expiry: Option<DateTime<Utc>>,
+}
+
+fn check_status(plan_enabled: bool, target: &str, st: Option<&TargetState>) -> CheckStatus {
+    let last = st.and_then(|s| s.last.as_deref());
+    let f = last.and_then(|r| r.failure.as_ref());
+    CheckStatus {
+        target: target.to_string(),
+        enabled: plan_enabled,
+        last_run: last.map(|r| r.started_at),
+        duration_seconds: last.map(|r| r.duration.as_secs_f64()),
+        success: last.map(Report::success),
+        reason: f.map(|f| f.reason.as_str()),
+        aadsts: f.and_then(|f| f.aadsts),
+        detail: f.map(|f| f.message.clone()),
+        trace_id: f.and_then(|f| f.trace_id.clone()),
+        correlation_id: f.and_then(|f| f.correlation_id.clone()),
+        last_success: st.and_then(|s| s.last_success),
+        runs_success: st.map_or(0, |s| s.runs_success),
+        runs_failure: st.map_or(0, |s| s.runs_failure),
+        token: last.and_then(Report::token).map(|t| TokenStatus {
+            audience: t.claims.as_ref().and_then(|c| c.aud.clone()),
+            roles: t
+                .claims
+                .as_ref()
+                .map(|c| c.roles.clone())
+                .unwrap_or_default(),
+            smtp_role: t.smtp_role,
+            credential: t.claims.as_ref().and_then(|c| c.credential_kind()),
+            tenant_id: t.claims.as_ref().and_then(|c| c.tid.clone()),
+            expires_at: t.expires_at,
+            lifetime_seconds: t.lifetime_seconds,
+        }),
+        smtp: last.and_then(Report::smtp).map(|d| SmtpStatus {
+            host: d.host.clone(),
+            port: d.port,
+            phases: d
+                .phases
+                .iter()
+                .map(|(p, t)| PhaseTime {
+                    phase: p.as_str(),
+                    seconds: t.as_secs_f64(),
+                })
+                .collect(),
+            failed_phase: d.failed_phase.map(Phase::as_str),
+            reply: d.failed_reply.clone(),
+            tls_version: d.tls.as_ref().map(|t| t.version.clone()),
+            server_certificate_expires_at: d.tls.as_ref().and_then(|t| t.earliest_expiry()),
+            token_has_smtp_role: d.token_has_role,
+            sent: d.sent.clone(),
+        }),
+        graph: last.and_then(Report::graph).map(|g| {
+            // A failed read keeps the facts of the last successful one.
+            let reg = g.registration.as_ref().or_else(|| {
+                st.and_then(|s| s.last_ok.as_deref())
+                    .and_then(Report::graph)
+                    .and_then(|g| g.registration.as_ref())
+            });
+            GraphStatus {
+                reader: g.reader.clone(),
+                http_status: g.http_status,
+                credentials: reg.map(|r| r.credentials.len()),
+                in_use_found: reg.map(|r| r.in_use_matches > 0),
+                in_use_ambiguous: reg.map(|r| r.hint_ambiguous),
+                next_expiry: reg.and_then(|r| r.next_expiry),
+            }
+        }),
+    }
+}
+
+/// Whole days until `t`, rounded to the nearest (negative once past).
+pub fn days_until(t: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
+    ((t - now).num_seconds() as f64 / 86_400.0).round() as i64
+}
+
+fn credential_in_use(graph: Option<&TargetState>, now: DateTime<Utc>) -> Option<CredentialStatus> {
+    let reg = graph?.last_ok.as_deref()?.graph()?.registration.as_ref()?;
+    let c = reg.in_use()?;
+    Some(CredentialStatus {
+        kind: c.kind.as_str(),
+        key_id: c.key_id.clone(),
+        display_name: c.display_name.clone(),
+        expires_at: c.end,
+        days_left: c.end.map(|e| days_until(e, now)),
+    })
+}
+
+fn verdict_status(
+    plan: &Plan,
+    state: &StateStore,
+    target: &Target,
+    v: &Verdict,
+    now: DateTime<Utc>,
+) -> VerdictStatus {
+    let evidence = state.evidence(plan, target);
+    let steps = diagnosis::setup_steps(&evidence.inputs(target, plan, now), v);
+    VerdictStatus {
+        step: v.step().as_str(),
+        step_title: v.step().title(),
+        cause: v.cause.label(),
+        severity: v.severity().as_str(),
+        summary: v.summary.clone(),
+        remediation: v.remediation.clone(),
+        from: v.from,
+        steps: steps
+            .iter()
+            .map(|(s, st)| StepEntry {
+                step: s.as_str(),
+                title: s.title(),
+                status: *st,
+            })
+            .collect(),
+    }
+}
+
+/// The document for the given targets of the plan (all when `only` is `None`), from the state.
+pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Document {
+    let now = Utc::now();
+    let jobs: BTreeMap<JobKey, TargetState> = state.snapshot().into_iter().collect();
+    let verdicts = state.verdicts();
+    let get = |kind: CheckKind, name: &str| {
+        jobs.get(&JobKey {
+            kind,
+            target: name.to_string(),
+        })
+    };
+    let wanted = |name: &str| only.is_none_or(|o| o.iter().any(|n| n == name));
+    let mut summary = Summary::default();
+    let mut count = |v: &VerdictStatus| {
+        summary.targets += 1;
+        match v.severity {
+            "ok" => summary.ok += 1,
+            "pending" => summary.pending += 1,
+            "warning" => summary.warning += 1,
+            _ => summary.critical += 1,
+        }
+    };
+    let mut apps = Vec::new();
+    for app in plan.apps.iter().filter(|a| wanted(&a.name)) {
+        let mut checks = BTreeMap::new();
+        checks.insert(
+            CheckKind::Token,
+            check_status(
+                app.token_check.enabled,
+                &app.name,
+                get(CheckKind::Token, &app.name),
+            ),
+        );
+        checks.insert(
+            CheckKind::Graph,
+            check_status(
+                app.graph_check.enabled,
+                &app.name,
+                get(CheckKind::Graph, &app.name),
+            ),
+        );
+        let mailboxes: Vec<String> = plan
+            .mailboxes_of(&app.name)
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
+        let target = Target::App(app.clone());
+        // The agent diagnoses apps without mailboxes only; `check NAME` also a named app.
+        let verdict = verdicts
+            .get(&app.name)
+            .map(|v| verdict_status(plan, state, &target, v, now));
+        if let Some(v) = &verdict {
+            count(v);
+        }
+        apps.push(AppStatus {
+            name: app.name.clone(),
+            tenant: app.tenant.clone(),
+            client_id: app.client_id.clone(),
+            cloud: app.cloud.as_str(),
+            credential_type: app.credential.kind(),
+            graph_reader: app.graph_reader.as_ref().map(|r| r.name.clone()),
+            mailboxes,
+            credential_in_use: credential_in_use(get(CheckKind::Graph, &app.name), now),
+            checks,
+            verdict,
+        });
+    }
+    let mut mailboxes = Vec::new();
+    for m in plan.mailboxes.iter().filter(|m| wanted(&m.name)) {
+        let mut checks = BTreeMap::new();
+        checks.insert(
+            CheckKind::Smtp,
+            check_status(m.smtp_check.enabled, &m.name, get(CheckKind::Smtp, &m.name)),
+        );
+        checks.insert(
+            CheckKind::Token,
+            check_status(
+                m.app.token_check.enabled,
+                &m.app.name,
+                get(CheckKind::Token, &m.app.name),
+            ),
+        );
+        checks.insert(
+            CheckKind::Graph,
+            check_status(
+                m.app.graph_check.enabled,
+                &m.app.name,
+                get(CheckKind::Graph, &m.app.name),
+            ),
+        );
+        let target = Target::Mailbox(m.clone());
+        let verdict = verdicts
+            .get(&m.name)
+            .map(|v| verdict_status(plan, state, &target, v, now));
+        if let Some(v) = &verdict {
+            count(v);
+        }
+        mailboxes.push(MailboxStatus {
+            name: m.name.clone(),
+            app: m.app.name.clone(),
+            address: m.address.clone(),
+            smtp_host: m.smtp_host.clone(),
+            smtp_port: m.smtp_port,
+            tls_insecure_skip_verify: m.tls_insecure_skip_verify,
+            credential_in_use: credential_in_use(get(CheckKind::Graph, &m.app.name), now),
+            checks,
+            verdict,
+        });
+    }
+    Document {
+        schema_version: SCHEMA_VERSION,
+        generated_at: now,
+        version: env!("CARGO_PKG_VERSION"),
+        summary,
+        apps,
+        mailboxes,
+    }
+}
