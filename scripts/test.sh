@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # The test command: installs what the suites need (promtool from Debian's prometheus package,
-# Python's aiosmtpd for the interoperability test), then runs the unit and integration tests.
-# A missing tool makes its test fail loudly; nothing is skipped.
+# Debian's chromium for the status page test, Python's aiosmtpd for the interoperability test),
+# then runs the unit and integration tests. A missing tool makes its test fail loudly; nothing
+# is skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v promtool >/dev/null 2>&1; then
-  echo "== installing promtool (Debian package prometheus)"
+# Debian packages: command → package.
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== installing ${missing[*]} (Debian packages)"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # aiosmtpd in a virtual environment under target/ (a distribution's own Python may refuse
 # pip installs, PEP 668), unless the python3 on PATH already has it.
@@ -31,6 +36,7 @@ if ! "$PY" -c 'import aiosmtpd' >/dev/null 2>&1; then
 fi
 export SMTP_OAUTH_TEST_PYTHON="$PY"
 promtool --version | head -n 1
+chromium --version 2>/dev/null | head -n 1
 "$PY" -c 'import aiosmtpd; print("aiosmtpd", aiosmtpd.__version__)'
 
 echo "== cargo test"

@@ -170,9 +170,13 @@ fn logfmt_string(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// One JSON object per line, keys in the order logfmt writes them (`ts`, `level`, `msg` first).
 fn json(fields: &[(&str, Value)]) -> String {
-    let mut map = serde_json::Map::new();
-    for (k, v) in fields {
+    let mut line = String::from("{");
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            line.push(',');
+        }
         let v = match v {
             Value::Str(s) => serde_json::Value::String(s.clone()),
             Value::Int(n) => serde_json::Value::from(i64::try_from(*n).unwrap_or(i64::MAX)),
@@ -181,10 +185,14 @@ fn json(fields: &[(&str, Value)]) -> String {
                 .unwrap_or(serde_json::Value::Null),
             Value::Bool(b) => serde_json::Value::Bool(*b),
         };
-        map.insert((*k).to_string(), v);
+        let _ = write!(
+            line,
+            "{}:{}",
+            serde_json::Value::String((*k).to_string()),
+            v
+        );
     }
-    let mut line = serde_json::Value::Object(map).to_string();
-    line.push('\n');
+    line.push_str("}\n");
     line
 }
 
@@ -277,6 +285,7 @@ mod tests {
             ("duration_seconds", Value::Float(0.048)),
             ("ok", Value::Bool(true)),
         ]);
+        assert!(line.starts_with("{\"level\":\"info\","), "{line}");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["duration_seconds"], serde_json::json!(0.048));
         assert_eq!(v["ok"], serde_json::json!(true));

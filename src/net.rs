@@ -94,12 +94,24 @@ pub fn classify(e: &(dyn Error + 'static)) -> Option<NetFailure> {
             return Some(from_rustls(r));
         }
         if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            // tokio-rustls wraps the rustls error in an io::Error, whose source() skips it.
-            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return Some(from_rustls(r));
-            }
-            if let Some(f) = from_io_kind(io.kind()) {
-                found.get_or_insert(f);
+            // An io::Error's source() skips the error it wraps (tokio-rustls wraps the rustls
+            // error, hyper-util wraps that again): look inside each layer.
+            let mut inner = io;
+            loop {
+                if let Some(f) = from_io_kind(inner.kind()) {
+                    found.get_or_insert(f);
+                }
+                match inner.get_ref() {
+                    Some(i) if i.is::<rustls::Error>() => {
+                        return i.downcast_ref::<rustls::Error>().map(from_rustls);
+                    }
+                    Some(i) if i.is::<DnsError>() => return Some(NetFailure::Dns),
+                    Some(i) => match i.downcast_ref::<std::io::Error>() {
+                        Some(next) => inner = next,
+                        None => break,
+                    },
+                    None => break,
+                }
             }
         }
         cur = err.source();

@@ -29,7 +29,8 @@ a{color:#0b57d0}
 table{border-collapse:collapse;width:100%;background:#fff}
 th,td{border:1px solid #ddd;padding:.4rem .5rem;text-align:left;vertical-align:top;font-size:.9rem}
 th{background:#f0f0f0}
-code{font-size:.85rem}
+code{font-size:.85rem;overflow-wrap:anywhere}
+.fix{overflow-wrap:anywhere}
 .badge{display:inline-block;padding:.1rem .45rem;border-radius:.6rem;font-weight:600;font-size:.8rem;color:#fff}
 .ok{background:#1e8e3e}.warning{background:#e37400}.critical{background:#c5221f}.pending{background:#777}
 .fail{color:#c5221f}.pass{color:#1e8e3e}
@@ -98,15 +99,26 @@ fn credential_cell(c: Option<&CredentialStatus>) -> String {
 
 fn verdict_cells(v: Option<&VerdictStatus>) -> String {
     match v {
-        None => "<td data-label=\"Verdict\">(see its mailboxes)</td><td data-label=\"Step\"></td><td data-label=\"Cause\"></td><td data-label=\"What to do\"></td>".into(),
+        None => "<td data-label=\"Verdict\">(see its mailboxes)</td><td data-label=\"What to do\"></td>".into(),
         Some(v) => format!(
-            "<td data-label=\"Verdict\" class=\"verdict\">{} {}</td><td data-label=\"Step\">{}</td><td data-label=\"Cause\"><code>{}</code></td><td data-label=\"What to do\" class=\"fix\">{}</td>",
+            "<td data-label=\"Verdict\" class=\"verdict\">{} {}<br><small>step {} · <code>{}</code></small></td><td data-label=\"What to do\" class=\"fix\">{}</td>",
             badge(v.severity),
             escape(&v.summary),
             escape(v.step_title),
             escape(v.cause),
             escape(&v.remediation)
         ),
+    }
+}
+
+/// Sort rank of a verdict on the page: the worst first.
+fn rank(v: Option<&VerdictStatus>) -> u8 {
+    match v.map(|v| v.severity) {
+        Some("critical") => 0,
+        Some("warning") => 1,
+        Some("pending") => 2,
+        Some("ok") => 3,
+        _ => 4,
     }
 }
 
@@ -152,8 +164,11 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
     if doc.mailboxes.is_empty() {
         h.push_str("<p>No mailbox is configured.</p>\n");
     } else {
-        h.push_str("<table id=\"mailboxes\"><thead><tr><th>Mailbox</th><th>Verdict</th><th>Step</th><th>Cause</th><th>What to do</th><th>Checks</th><th>Credential in use</th></tr></thead><tbody>\n");
-        for m in &doc.mailboxes {
+        h.push_str("<table id=\"mailboxes\"><thead><tr><th>Mailbox</th><th>Verdict</th><th>What to do</th><th>Checks</th><th>Credential in use</th></tr></thead><tbody>\n");
+        // Problems first: critical, warning, pending, then ok; by name within each.
+        let mut rows: Vec<_> = doc.mailboxes.iter().collect();
+        rows.sort_by_key(|m| (rank(m.verdict.as_ref()), &m.name));
+        for m in rows {
             let checks: String = m
                 .checks
                 .iter()
@@ -178,8 +193,10 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
     if doc.apps.is_empty() {
         h.push_str("<p>No app is configured.</p>\n");
     } else {
-        h.push_str("<table id=\"apps\"><thead><tr><th>App</th><th>Verdict</th><th>Step</th><th>Cause</th><th>What to do</th><th>Checks</th><th>Credential in use</th></tr></thead><tbody>\n");
-        for a in &doc.apps {
+        h.push_str("<table id=\"apps\"><thead><tr><th>App</th><th>Verdict</th><th>What to do</th><th>Checks</th><th>Credential in use</th></tr></thead><tbody>\n");
+        let mut rows: Vec<_> = doc.apps.iter().collect();
+        rows.sort_by_key(|a| (rank(a.verdict.as_ref()), &a.name));
+        for a in rows {
             let checks: String = a
                 .checks
                 .iter()

@@ -134,3 +134,153 @@ pub fn secret_app(
         world.endpoints()
     )
 }
+
+/// The agent binary, started as a process with its log in a file.
+pub struct Process {
+    pub child: std::process::Child,
+    pub log: PathBuf,
+    pub port: u16,
+}
+
+impl Process {
+    /// Starts the binary with `args` (plus `--web.listen-address 127.0.0.1:0`) and waits for
+    /// the port it logs.
+    pub async fn start(args: &[&str], log: PathBuf) -> Process {
+        let file = std::fs::File::create(&log).expect("log file");
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--web.listen-address", "127.0.0.1:0"]);
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_smtp-oauth-exporter"))
+            .args(&all)
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start the agent binary");
+        let port = listen_port(&log).await;
+        Process { child, log, port }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("wait for the agent")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// The port from the agent's start-up line (`listen_address=127.0.0.1:PORT` in either format).
+pub async fn listen_port(log: &std::path::Path) -> u16 {
+    for _ in 0..200 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(i) = text.find("listen_address") {
+            if let Some(j) = text[i..].find("127.0.0.1:") {
+                let digits: String = text[i + j + 10..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect();
+                if let Ok(p) = digits.parse() {
+                    return p;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the agent did not log its listen address:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+/// Runs the binary to completion (the `check` command): stdout, stderr, exit code.
+pub fn run_binary(args: &[&str]) -> (String, String, i32) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_smtp-oauth-exporter"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the binary");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+/// A loopback port that refuses connections for as long as this lives: bound, never listening
+/// (no bind-then-close race with another test taking the port).
+pub struct RefusingPort {
+    _socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+impl RefusingPort {
+    pub fn new() -> RefusingPort {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.1:0".parse().unwrap())
+            .expect("bind a loopback port");
+        let port = socket.local_addr().unwrap().port();
+        RefusingPort {
+            _socket: socket,
+            port,
+        }
+    }
+}
+
+/// Runs promtool's `check metrics` on an exposition; panics with its report unless clean.
+pub fn promtool_check_metrics(text: &str) {
+    use std::io::Write;
+    let mut child = match std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "promtool is required (scripts/test.sh installs it from the prometheus package): {e}"
+        ),
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.trim().is_empty(),
+        "promtool check metrics:\n{report}\n--- exposition ---\n{text}"
+    );
+}
+
+/// [`run_binary`] off the async workers, so that a simulator on this runtime keeps serving.
+pub async fn run_binary_async(args: &[&str]) -> (String, String, i32) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_binary(&refs)
+    })
+    .await
+    .expect("binary task")
+}

@@ -1,12 +1,15 @@
 //! Integration tests: one binary (link once), a module per area. Everything runs over real
 //! loopback sockets against the simulator, with TLS certificates generated per run.
 
+mod check;
 mod common;
 mod config_errors;
+mod demo;
 mod fixtures;
 mod golden;
 mod graph;
 mod independent;
+mod probe;
 mod promtool;
 mod scale;
 mod secrets;

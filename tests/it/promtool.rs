@@ -1,8 +1,6 @@
 //! `promtool check metrics` on a live scrape of a fleet with successes and failures.
 //! promtool is installed by scripts/test.sh; a missing promtool fails the test, it never skips.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::common::*;
@@ -43,32 +41,5 @@ async fn promtool_check_metrics_is_clean_on_a_live_scrape() {
     )
     .await;
     agent.stop().await;
-    let mut child = match Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => panic!(
-            "promtool is required (scripts/test.sh installs it from the prometheus package): {e}"
-        ),
-    };
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.trim().is_empty(),
-        "promtool check metrics:\n{report}\n--- scrape ---\n{text}"
-    );
+    promtool_check_metrics(&text);
 }

@@ -1,7 +1,8 @@
-//! Secrets and tokens never reach logs or metrics: the real binary runs against the simulator
-//! with a fleet that succeeds and fails, at debug level, in both log formats; everything it
-//! prints and every scrape is searched for the client secrets, the private key and every
-//! access token the simulator issued.
+//! Secrets and tokens never reach logs, metrics or any other output: the real binary runs
+//! against the simulator with a fleet that succeeds and fails, at debug level, in both log
+//! formats; everything it prints, every scrape, `/status`, the status page, every `/probe`
+//! answer and every output of the `check` command (text, JSON, Nagios, a test message) is
+//! searched for the client secrets, the private key and every access token the simulator issued.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -11,29 +12,41 @@ use base64::Engine;
 use crate::common::*;
 use crate::fixtures::fleet;
 
-/// The port from the agent's start-up line (`listen_address=127.0.0.1:PORT` in either format).
-async fn listen_port(log: &std::path::Path) -> u16 {
-    for _ in 0..100 {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(i) = text.find("127.0.0.1:") {
-            let digits: String = text[i + 10..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            if let Ok(p) = digits.parse() {
-                return p;
+/// Every line is one record of the format: JSON objects with `ts`, a lower-case `level`, `msg`
+/// and numbers as numbers; logfmt lines with the same keys and no `\'` escapes.
+fn check_log_lines(format: &str, log: &str) {
+    let mut n = 0;
+    for line in log.lines() {
+        n += 1;
+        if format == "json" {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+            assert!(v["ts"].is_string() && v["msg"].is_string(), "{line}");
+            assert!(
+                ["debug", "info", "warn", "error"].contains(&v["level"].as_str().unwrap_or("")),
+                "{line}"
+            );
+            if let Some(d) = v.get("duration_seconds") {
+                assert!(d.is_number(), "{line}");
             }
+        } else {
+            assert!(
+                line.starts_with("ts=") && line.contains(" level="),
+                "{line}"
+            );
+            assert!(!line.contains("\\'"), "an escaped apostrophe: {line}");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!(
-        "the agent did not log its listen address:\n{}",
-        std::fs::read_to_string(log).unwrap_or_default()
-    );
+    assert!(n > 10, "{format}: {n} lines");
 }
 
+/// The fleet's apps and mailboxes.
+const TARGETS: [&str; 10] = [
+    "good", "stale", "wrong", "cert", "inline", "ok", "cert-mb", "denied", "stale-mb", "plain",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_secret_key_or_token_in_logs_or_metrics() {
+async fn no_secret_key_or_token_in_any_output() {
     let w = World::new().await;
     let f = fleet(&w).await;
     let config = w.file("fleet.yml", &f.yaml);
@@ -69,14 +82,48 @@ async fn no_secret_key_or_token_in_logs_or_metrics() {
             }
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
+        // Every other path: the status document, the page, and a probe of every target and
+        // check (failures included).
+        let mut paths = vec!["/status".to_string(), "/".to_string()];
+        for t in TARGETS {
+            paths.push(format!("/probe?target={t}"));
+            for c in ["token", "graph"] {
+                paths.push(format!("/probe?target={t}&check={c}"));
+            }
+        }
+        for p in &paths {
+            let r = reqwest::get(format!("http://127.0.0.1:{port}{p}"))
+                .await
+                .expect("the agent answers");
+            assert_eq!(r.status(), 200, "{p}");
+            scrapes.push(r.text().await.unwrap_or_default());
+        }
         let _ = Command::new("kill").arg(child.id().to_string()).status();
         let status = child.wait().unwrap();
         assert!(
             status.success(),
             "the agent did not stop cleanly on SIGTERM: {status}"
         );
-        printed += &std::fs::read_to_string(&out).unwrap();
+        let log = std::fs::read_to_string(&out).unwrap();
+        check_log_lines(format, &log);
+        printed += &log;
     }
+    // The check command, in every output, at debug level, and sending a test message.
+    for args in [
+        vec!["check", "--output", "text"],
+        vec!["check", "--output", "json"],
+        vec!["check", "--output", "nagios"],
+        vec!["check", "ok", "--send-test-to", "helpdesk@contoso.com"],
+        vec!["check", "stale-mb", "denied", "--log.format", "json"],
+    ] {
+        let mut all = args.clone();
+        all.extend(["--config.file", &config, "--log.level", "debug"]);
+        let (out, err, _) = run_binary_async(&all).await;
+        assert!(!out.is_empty(), "{args:?} printed nothing: {err}");
+        printed += &out;
+        printed += &err;
+    }
+    assert_eq!(w.sim.messages().len(), 1, "the test message went out");
     let all_scrapes = scrapes.join("\n");
     assert!(
         scrapes.len() >= 10,
@@ -155,11 +202,11 @@ async fn no_secret_key_or_token_in_logs_or_metrics() {
     for (what, needle) in &needles {
         assert!(
             !printed.contains(needle.as_str()),
-            "a {what} appears in the log output"
+            "a {what} appears in the log or command output"
         );
         assert!(
             !all_scrapes.contains(needle.as_str()),
-            "a {what} appears in a metrics scrape"
+            "a {what} appears in a scrape, /status, the page or a probe"
         );
     }
 }

@@ -394,3 +394,162 @@ async fn certificate_credentials_work_with_ps256_and_rs256() {
     );
     agent.stop().await;
 }
+
+/// A broken network between the agent and Entra ID gets the SMTP check's reasons, not `other`:
+/// a name that does not resolve, a port that refuses, and a certificate from an issuer the agent
+/// does not trust (what a TLS-inspecting proxy looks like), which the verdict names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_failures_have_the_smtp_checks_reasons() {
+    let w = World::new().await;
+    let refusing = RefusingPort::new();
+    let file = w.file("n.secret", "Net~secret");
+    let base = w.sim.base_url();
+    let app = |name: &str, n: u32, login: &str, ca: bool| {
+        format!(
+            "  - name: {name}\n    tenant: {TENANT}\n    client_id: {}\n    client_secret_file: {file}\n    login_url: {login}\n    graph_url: {base}\n{}",
+            client_id(n),
+            if ca {
+                format!("    ca_file: {}\n", w.ca_file.display())
+            } else {
+                String::new()
+            }
+        )
+    };
+    let yaml = format!(
+        "{HEADER}{}{}{}",
+        app("no-dns", 1, "https://login.does-not-exist.invalid", true),
+        app(
+            "refused",
+            2,
+            &format!("https://127.0.0.1:{}", refusing.port),
+            true
+        ),
+        // No ca_file: the simulator's certificate is from an issuer the agent does not trust.
+        app("inspected", 3, &base, false),
+    );
+    let agent = w.agent(&yaml).await;
+    let cases = [
+        ("no-dns", "dns", "network", "dns_failure"),
+        (
+            "refused",
+            "connect_refused",
+            "network",
+            "connection_refused",
+        ),
+        ("inspected", "tls_cert_invalid", "network", "tls_inspection"),
+    ];
+    let text = wait_for(
+        &agent,
+        Duration::from_secs(10),
+        "every app's token check to have failed",
+        |t| {
+            cases.iter().all(|(n, reason, ..)| {
+                value(
+                    t,
+                    "smtp_oauth_check_failure_info",
+                    &[("check", "token"), ("target", n), ("reason", reason)],
+                ) == Some(1.0)
+            })
+        },
+    )
+    .await;
+    for (n, _, step, cause) in cases {
+        assert_eq!(
+            value(
+                &text,
+                "smtp_oauth_verdict",
+                &[("target", n), ("step", step), ("cause", cause)]
+            ),
+            Some(1.0),
+            "{n}: {text}"
+        );
+    }
+    let status = agent.status();
+    let inspected = status.apps.iter().find(|a| a.name == "inspected").unwrap();
+    let v = inspected.verdict.as_ref().unwrap();
+    assert!(
+        v.remediation.contains("ca_file") && v.summary.contains("TLS-inspecting proxy"),
+        "{v:?}"
+    );
+    agent.stop().await;
+}
+
+/// The newest token wins: an admin revokes consent for SMTP.SendAsApp, then grants it again,
+/// while the agent runs with Entra's random token lifetimes (60 to 90 minutes), and the SMTP
+/// result and the verdict follow each change within one token interval plus one SMTP interval
+/// (1 s each here), every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verdict_follows_consent_changes_within_one_token_and_one_smtp_interval() {
+    let w = World::new().await;
+    let now = Utc::now();
+    let id = client_id(1);
+    w.sim
+        .add_app(SimApp::new(TENANT, &id, "consent").with_secret(
+            "Cns~secret",
+            None,
+            now,
+            now + chrono::Duration::days(30),
+        ));
+    w.sim.set_token_lifetime(None);
+    w.sim.add_mailbox("invoices@contoso.com", &[&id]);
+    let file = w.file("c.secret", "Cns~secret");
+    let yaml = format!(
+        "scheduler:\n  startup_spread: 200ms\ndefaults:\n  checks:\n    token: {{ schedule: 1s, timeout: 2s }}\n    smtp: {{ schedule: 1s, timeout: 2s }}\n    graph: {{ enabled: false }}\napps:\n{}mailboxes:\n  - {{ name: invoices, app: consent, address: invoices@contoso.com, smtp_host: 127.0.0.1, smtp_port: {} }}\n",
+        secret_app(&w, "consent", &id, &file, ""),
+        w.sim.smtp_addr.port()
+    );
+    let agent = w.agent(&yaml).await;
+    let healthy = |t: &str| {
+        value(
+            t,
+            "smtp_oauth_check_success",
+            &[("check", "smtp"), ("target", "invoices")],
+        ) == Some(1.0)
+            && value(
+                t,
+                "smtp_oauth_verdict",
+                &[("target", "invoices"), ("cause", "ok")],
+            ) == Some(1.0)
+    };
+    let revoked = |t: &str| {
+        value(
+            t,
+            "smtp_oauth_check_failure_info",
+            &[
+                ("check", "smtp"),
+                ("target", "invoices"),
+                ("reason", "auth_rejected"),
+            ],
+        ) == Some(1.0)
+            && value(
+                t,
+                "smtp_oauth_verdict",
+                &[
+                    ("target", "invoices"),
+                    ("step", "3"),
+                    ("cause", "consent_missing"),
+                ],
+            ) == Some(1.0)
+    };
+    wait_for(&agent, Duration::from_secs(10), "a healthy start", healthy).await;
+    // One token interval and one SMTP interval, plus room for the runs themselves and the
+    // scrape polling.
+    let bound = Duration::from_secs(2) + Duration::from_millis(1500);
+    for round in 0..3 {
+        w.sim.set_exchange_roles(&id, &[]);
+        let t = std::time::Instant::now();
+        wait_for(&agent, Duration::from_secs(10), "consent revoked", revoked).await;
+        let took = t.elapsed();
+        assert!(
+            took <= bound,
+            "round {round}: revocation seen after {took:?}"
+        );
+
+        w.sim.set_exchange_roles(&id, &["SMTP.SendAsApp"]);
+        let t = std::time::Instant::now();
+        wait_for(&agent, Duration::from_secs(10), "consent granted", healthy).await;
+        let took = t.elapsed();
+        assert!(took <= bound, "round {round}: grant seen after {took:?}");
+    }
+    agent.stop().await;
+}
