@@ -154,12 +154,20 @@ pub async fn run(plan: Arc<Plan>, req: &Request) -> Outcome {
         .chain(seen_apps)
         .collect();
     let doc = crate::status::document(&plan, &state, Some(&names));
+    // Exit 1 when a check failed or a verdict is critical (consent revoked shows in a token
+    // that succeeds without the role; an expired secret in Graph's dates).
     let any_failed = doc
         .apps
         .iter()
         .flat_map(|a| a.checks.values())
         .chain(doc.mailboxes.iter().flat_map(|m| m.checks.values()))
-        .any(|c| c.success == Some(false));
+        .any(|c| c.success == Some(false))
+        || doc
+            .apps
+            .iter()
+            .filter_map(|a| a.verdict.as_ref())
+            .chain(doc.mailboxes.iter().filter_map(|m| m.verdict.as_ref()))
+            .any(|v| v.severity == "critical");
     match req.output {
         Output::Json => Outcome {
             stdout: serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n",
@@ -375,11 +383,26 @@ fn text(doc: &Document) -> String {
     out
 }
 
+/// Text for a Nagios output line: a `|` would start perfdata there, a line break a new line.
+fn nagios_text(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '|' => '¦',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .collect()
+}
+
 /// A perfdata label: no quotes or equals signs (plugin guidelines), single-quoted.
 fn perf_label(s: &str) -> String {
     let clean: String = s
         .chars()
-        .map(|c| if c == '\'' || c == '=' { '_' } else { c })
+        .map(|c| match c {
+            '\'' | '=' | '|' => '_',
+            c if c.is_control() => ' ',
+            c => c,
+        })
         .collect();
     format!("'{clean}'")
 }
@@ -411,7 +434,7 @@ fn nagios(doc: &Document) -> Outcome {
     let mut failing: Vec<String> = verdicts
         .iter()
         .filter(|(_, v)| v.severity != "ok")
-        .map(|(n, v)| format!("{n} ({})", v.cause))
+        .map(|(n, v)| format!("{} ({})", nagios_text(n), v.cause))
         .collect();
     // The status line stays short; the long output lists every one.
     if failing.len() > 5 {
@@ -473,11 +496,12 @@ fn nagios(doc: &Document) -> Outcome {
                 .unwrap_or(v.step_title);
             let _ = writeln!(
                 out,
-                "{n}: {} {} ({failed}): {} Fix: {}",
+                "{}: {} {} ({failed}): {} Fix: {}",
+                nagios_text(n),
                 v.severity.to_uppercase(),
                 v.cause,
-                v.summary,
-                v.remediation
+                nagios_text(&v.summary),
+                nagios_text(&v.remediation)
             );
         }
     }

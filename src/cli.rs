@@ -78,6 +78,35 @@ pub enum Command {
     Check(CheckArgs),
     /// Validate the configuration file and exit.
     CheckConfig,
+    /// Serve a generated tenant of N healthy mailboxes over N/10 apps on loopback (the
+    /// simulator alone) and write the agent configuration that checks it, for measuring the
+    /// agent in its own process.
+    Simulate(SimulateArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SimulateArgs {
+    /// How many mailboxes (over mailboxes/10 apps).
+    #[arg(long, default_value_t = 1000)]
+    pub mailboxes: usize,
+    /// Where to write the agent configuration (and its CA and secret files, beside it).
+    #[arg(long = "config-out", value_name = "DIR", default_value = "simulated")]
+    pub config_out: PathBuf,
+    /// The SMTP check's schedule in the generated configuration.
+    #[arg(long = "smtp-schedule", default_value = "5m")]
+    pub smtp_schedule: String,
+    /// The token check's schedule in the generated configuration.
+    #[arg(long = "token-schedule", default_value = "5m")]
+    pub token_schedule: String,
+    /// The Graph check's schedule in the generated configuration.
+    #[arg(long = "graph-schedule", default_value = "6h")]
+    pub graph_schedule: String,
+    /// scheduler.startup_spread in the generated configuration.
+    #[arg(long = "startup-spread", default_value = "60s")]
+    pub startup_spread: String,
+    /// scheduler.max_concurrent_checks in the generated configuration.
+    #[arg(long = "max-concurrent-checks", default_value_t = 100)]
+    pub max_concurrent_checks: usize,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -115,11 +115,12 @@ impl Demo {
                 now + days(355),
             ),
         );
+        // Ten days and an hour: "10 days left" for the whole of a demo session.
         sim.add_app(SimApp::new(CONTOSO, CRM, "CRM").with_secret(
             &secret("Cr7"),
             Some("crm-2024"),
             now - days(720),
-            now + days(10),
+            now + days(10) + Days::hours(1),
         ));
         sim.add_app(SimApp::new(CONTOSO, LEGACY, "Legacy ERP").with_secret(
             &secret("Lg3"),

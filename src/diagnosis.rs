@@ -92,9 +92,6 @@ macro_rules! cause_table {
     };
 }
 
-const PORTAL_APP: &str =
-    "Entra admin center > App registrations > All applications > client ID {client_id}";
-
 cause_table! {
     Ok => ("ok", Step::Ok, Severity::Ok,
         "every check passes",
@@ -110,9 +107,9 @@ cause_table! {
         "the client secret of app {app} has expired (AADSTS7000222)",
         "Entra admin center > App registrations > client ID {client_id} > Certificates & secrets > New client secret; copy its Value (not the Secret ID) into the application and the agent's secret file, then delete the expired secret"),
     CertificateExpired => ("certificate_expired", Step::Credential, Severity::Critical,
-        "the certificate app {app} signs in with has expired ({date})",
+        "the certificate app {app} signs in with has expired",
         "make a new certificate, upload it (Entra admin center > App registrations > client ID {client_id} > Certificates & secrets > Certificates > Upload certificate) and configure its key in the application and the agent"),
-    /// AADSTS7000215 with a GUID-shaped secret, or no credential of the app matching it.
+    /// AADSTS7000215 with a secret shaped like a GUID or equal to one of the app's key IDs.
     SecretIdPasted => ("secret_id_pasted", Step::Credential, Severity::Critical,
         "the configured secret is none of app {app}'s secrets: the secret's ID was pasted instead of its value (AADSTS7000215)",
         "Entra admin center > App registrations > client ID {client_id} > Certificates & secrets: copy the Value column, not the Secret ID (the value shows only right after creation: if it is hidden, create a new secret)"),
@@ -156,6 +153,10 @@ cause_table! {
     MailboxPermissionMissing => ("mailbox_permission_missing", Step::ExchangeAccess, Severity::Critical,
         "Exchange refuses the token for {address} (535 5.7.3) while other mailboxes of app {app} sign in: FullAccess on {address} is missing",
         "in Exchange Online PowerShell: Add-MailboxPermission -Identity {address} -User <Object ID of app {app} from Entra admin center > Enterprise applications> -AccessRights FullAccess. Check: Get-MailboxPermission -Identity {address}"),
+    /// The server refused `check --send-test-to`'s message for another reason than send-as.
+    MessageRejected => ("message_rejected", Step::Unknown, Severity::Critical,
+        "the server refused the test message from {address} ({reply})",
+        "the reply says why (unknown recipient, size, a transport rule or an outbound spam block); try another recipient"),
     SendAsDenied => ("send_as_denied", Step::ExchangeAccess, Severity::Critical,
         "app {app} may not send as {address} ({reply})",
         "Add-MailboxPermission -Identity {address} -User <Object ID of the Enterprise application> -AccessRights FullAccess; the MAIL FROM address must be the mailbox itself"),
@@ -164,7 +165,7 @@ cause_table! {
         "Set-TransportConfig -SmtpClientAuthenticationDisabled $false (the whole tenant), or for this mailbox only: Set-CASMailbox -Identity {address} -SmtpClientAuthenticationDisabled $false"),
     SmtpAuthDisabledMailbox => ("smtp_auth_disabled_mailbox", Step::ClientConfig, Severity::Critical,
         "SMTP AUTH is switched off for mailbox {address} (535 5.7.139)",
-        "Set-CASMailbox -Identity {address} -SmtpClientAuthenticationDisabled $false (or $null to follow the tenant, where SMTP AUTH is on). Check: Get-CASMailbox -Identity {address} | Format-List SmtpClientAuthenticationDisabled"),
+        "Set-CASMailbox -Identity {address} -SmtpClientAuthenticationDisabled $false (or $null to follow the tenant, where SMTP AUTH is on). Check: (Get-CASMailbox -Identity {address}).SmtpClientAuthenticationDisabled"),
     SmtpAuthBlockedByPolicy => ("smtp_auth_blocked_by_policy", Step::Policy, Severity::Critical,
         "security defaults or a Conditional Access policy block SMTP AUTH for {address} (535 5.7.139)",
         "Entra admin center > Overview > Properties > Manage security defaults, or the Conditional Access policy that targets legacy or SMTP authentication: exclude this workload"),
@@ -302,21 +303,27 @@ impl Vars<'_> {
     fn render(&self, template: &str) -> String {
         let app = self.i.target.app();
         let mailbox = self.i.target.mailbox();
+        // A failure of the SMTP check for want of a token is about the token endpoint.
+        let about_token = self.failure.is_some_and(|f| f.token_reason.is_some());
         let (host, port) = match (self.check, mailbox) {
-            (Some(CheckKind::Smtp), Some(m)) => (m.smtp_host.clone(), m.smtp_port.to_string()),
-            (Some(CheckKind::Graph), _) => (host_of(&app.graph_url), "443".into()),
-            (_, _) => (host_of(&app.login_url), "443".into()),
+            (Some(CheckKind::Smtp), Some(m)) if !about_token => {
+                (m.smtp_host.clone(), m.smtp_port.to_string())
+            }
+            (Some(CheckKind::Graph), _) if !about_token => host_port(&app.graph_url),
+            (_, _) => host_port(&app.login_url),
         };
-        let reply = self
+        let smtp_reply = self
             .i
             .smtp
+            .filter(|_| self.check == Some(CheckKind::Smtp))
             .and_then(|r| r.smtp())
             .and_then(|d| d.failed_reply.as_ref())
             .map(|r| {
                 format!("{} {}", r.code, r.enhanced.as_deref().unwrap_or_default())
                     .trim()
                     .to_string()
-            })
+            });
+        let reply = smtp_reply
             .or_else(|| self.failure.map(|f| f.reason.as_str().to_string()))
             .unwrap_or_default();
         let reason = self
@@ -330,7 +337,7 @@ impl Vars<'_> {
             Credential::ClientSecret(_) => "client secret",
             Credential::Certificate(_) => "certificate",
         };
-        let pairs: [(&str, String); 15] = [
+        let pairs: [(&str, String); 14] = [
             ("{app}", app.name.clone()),
             ("{client_id}", app.client_id.clone()),
             ("{tenant}", app.tenant.clone()),
@@ -364,10 +371,6 @@ impl Vars<'_> {
                     .map(|c| c.as_str().to_string())
                     .unwrap_or_default(),
             ),
-            (
-                "{portal_app}",
-                PORTAL_APP.replace("{client_id}", &app.client_id),
-            ),
         ];
         let mut out = template.to_string();
         for (k, v) in pairs {
@@ -379,8 +382,11 @@ impl Vars<'_> {
     }
 }
 
-fn host_of(u: &url::Url) -> String {
-    u.host_str().unwrap_or_default().to_string()
+fn host_port(u: &url::Url) -> (String, String) {
+    (
+        u.host_str().unwrap_or_default().to_string(),
+        u.port_or_known_default().unwrap_or(443).to_string(),
+    )
 }
 
 /// A candidate verdict before the worst one is picked.
@@ -411,11 +417,18 @@ pub fn diagnose(i: &Inputs) -> Verdict {
     // it needs), then what only threatens it (Graph, settings).
     if let Some(r) = i.smtp {
         if let Some(f) = &r.failure {
-            findings.push(Finding::new(
-                smtp_cause(i, r, f),
-                Some(CheckKind::Smtp),
-                Some(f),
-            ));
+            let cause = smtp_cause(i, r, f);
+            // A failure that the token caused (no token, or no role in it) is over once a newer
+            // token run succeeded with the role: the newest token is what the next run sends.
+            let token_caused = f.token_reason.is_some() || (cause == Cause::ConsentMissing);
+            let fixed_since = i.token.is_some_and(|t| {
+                t.started_at > r.started_at
+                    && t.success()
+                    && t.token().and_then(|d| d.smtp_role) == Some(true)
+            });
+            if !(token_caused && fixed_since) {
+                findings.push(Finding::new(cause, Some(CheckKind::Smtp), Some(f)));
+            }
         }
     }
     if let Some(r) = i.token {
@@ -456,11 +469,14 @@ pub fn diagnose(i: &Inputs) -> Verdict {
             findings.push(Finding::new(Cause::TlsVerificationOff, None, None));
         }
     }
-    // Not run yet: a mailbox before its first SMTP run, an app before its first token run.
-    let awaited = match i.target {
-        Target::Mailbox(m) => m.smtp_check.enabled && i.smtp.is_none(),
-        Target::App(a) => a.token_check.enabled && i.token.is_none(),
-    };
+    // Not run yet: a mailbox before its first SMTP run, an app before its first token run,
+    // or a target none of whose checks has reported.
+    let any = i.token.is_some() || i.graph.is_some() || i.smtp.is_some();
+    let awaited = !any
+        || match i.target {
+            Target::Mailbox(m) => m.smtp_check.enabled && i.smtp.is_none(),
+            Target::App(a) => a.token_check.enabled && i.token.is_none(),
+        };
     if awaited {
         findings.push(Finding::new(Cause::Pending, None, None));
     }
@@ -511,12 +527,16 @@ fn expiry_finding<'a>(i: &Inputs<'a>) -> Option<Finding<'a>> {
     })
 }
 
-/// Whether the last Graph read found none of the app's credentials matching the configured one.
-fn credential_not_on_app(i: &Inputs) -> bool {
+/// Whether the configured secret is the `keyId` of one of the app's credentials (Graph).
+fn is_a_key_id(i: &Inputs, secret: &str) -> bool {
     i.graph_ok
         .and_then(|r| r.graph())
         .and_then(|g| g.registration.as_ref())
-        .is_some_and(|reg| reg.in_use_matches == 0)
+        .is_some_and(|reg| {
+            reg.credentials
+                .iter()
+                .any(|c| c.key_id.eq_ignore_ascii_case(secret.trim()))
+        })
 }
 
 /// The cause of a token failure (from the token check, or kept by the SMTP or Graph check).
@@ -525,11 +545,15 @@ fn token_cause(i: &Inputs, f: &Failure) -> Cause {
         Reason::Token(t) => match t {
             TokenReason::SecretExpired => Cause::SecretExpired,
             TokenReason::SecretInvalid => {
-                let guid_shaped = match &i.target.app().credential {
-                    Credential::ClientSecret(s) => crate::config::is_guid(s.expose()),
+                // A secret's ID is a GUID, and Graph lists it as the secret's keyId; a value
+                // never looks like one (a deleted or mistyped value is secret_invalid).
+                let is_an_id = match &i.target.app().credential {
+                    Credential::ClientSecret(s) => {
+                        crate::config::is_guid(s.expose()) || is_a_key_id(i, s.expose())
+                    }
                     Credential::Certificate(_) => false,
                 };
-                if guid_shaped || credential_not_on_app(i) {
+                if is_an_id {
                     Cause::SecretIdPasted
                 } else {
                     Cause::SecretInvalid
@@ -609,7 +633,8 @@ fn smtp_cause(i: &Inputs, r: &Report, f: &Failure) -> Cause {
             }
             SmtpReason::TlsVersion => Cause::TlsVersion,
             SmtpReason::Throttled => Cause::Throttled,
-            SmtpReason::SendAsDenied | SmtpReason::MessageRejected => Cause::SendAsDenied,
+            SmtpReason::SendAsDenied => Cause::SendAsDenied,
+            SmtpReason::MessageRejected => Cause::MessageRejected,
             SmtpReason::ProtocolError => Cause::ProtocolError,
             SmtpReason::TokenUnavailable => token_cause(i, f),
         },
@@ -702,4 +727,151 @@ pub fn markdown_table() -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::checks::smtp::{ReplyFacts, SmtpDetails};
+    use crate::checks::token::TokenDetails;
+    use crate::checks::{Details, Failure};
+    use crate::plan::Plan;
+    use crate::reasons::TokenReason;
+
+    fn plan(secret: &str) -> Plan {
+        let yaml = format!(
+            "apps:\n  - {{ name: app, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: \"{secret}\", login_url: \"https://login.example:8443\" }}\nmailboxes:\n  - {{ name: mb, app: app, address: mb@contoso.com, smtp_host: smtp.example }}\n"
+        );
+        crate::config::from_yaml(&yaml, "t.yml", std::path::Path::new(".")).unwrap()
+    }
+
+    fn report(kind: CheckKind, at: i64, failure: Option<Failure>, details: Details) -> Report {
+        Report {
+            kind,
+            target: "x".into(),
+            started_at: DateTime::from_timestamp(1_800_000_000 + at, 0).unwrap(),
+            duration: Duration::from_millis(5),
+            failure,
+            details,
+            retry_after: None,
+        }
+    }
+
+    fn token_ok(role: bool) -> Details {
+        Details::Token(TokenDetails {
+            resource: crate::auth::Resource::Exchange,
+            expires_at: None,
+            lifetime_seconds: Some(3600),
+            smtp_role: Some(role),
+            claims: None,
+            http_status: None,
+        })
+    }
+
+    fn smtp(role: Option<bool>, reply: Option<(u16, &str)>) -> Details {
+        Details::Smtp(SmtpDetails {
+            app: "app".into(),
+            address: "mb@contoso.com".into(),
+            phases: Vec::new(),
+            host: "smtp.example".into(),
+            port: 587,
+            failed_phase: reply.map(|_| crate::checks::smtp::Phase::Auth),
+            failed_reply: reply.map(|(code, text)| ReplyFacts {
+                code,
+                enhanced: text.split_whitespace().next().map(str::to_string),
+                text: text.into(),
+            }),
+            tls: None,
+            insecure_skip_verify: false,
+            token_has_role: role,
+            sent: None,
+        })
+    }
+
+    fn diagnose_with(plan: &Plan, token: Option<&Report>, smtp: Option<&Report>) -> Verdict {
+        let target = plan.target("mb").unwrap().clone();
+        diagnose(&Inputs {
+            target: &target,
+            token,
+            smtp,
+            graph: None,
+            graph_ok: None,
+            sibling_authenticated: false,
+            now: DateTime::from_timestamp(1_800_000_100, 0).unwrap(),
+            settings: &plan.diagnosis,
+        })
+    }
+
+    #[test]
+    fn nothing_run_is_pending_not_ok() {
+        let p = plan("Abc~value");
+        assert_eq!(diagnose_with(&p, None, None).cause, Cause::Pending);
+    }
+
+    #[test]
+    fn a_token_failure_inside_the_smtp_check_names_the_login_host() {
+        let p = plan("Abc~value");
+        let mut f = Failure::new(SmtpReason::TokenUnavailable, "no token");
+        f.token_reason = Some(CommonReason::Dns.into());
+        let s = report(CheckKind::Smtp, 0, Some(f), smtp(None, None));
+        let v = diagnose_with(&p, None, Some(&s));
+        assert_eq!(v.cause, Cause::DnsFailure);
+        assert!(
+            v.summary.starts_with("login.example does not resolve"),
+            "{}",
+            v.summary
+        );
+    }
+
+    #[test]
+    fn a_consent_failure_is_over_once_a_newer_token_has_the_role() {
+        let p = plan("Abc~value");
+        let s = report(
+            CheckKind::Smtp,
+            0,
+            Some(Failure::new(SmtpReason::AuthRejected, "535")),
+            smtp(
+                Some(false),
+                Some((535, "5.7.3 Authentication unsuccessful")),
+            ),
+        );
+        let old_token = report(CheckKind::Token, -10, None, token_ok(false));
+        assert_eq!(
+            diagnose_with(&p, Some(&old_token), Some(&s)).cause,
+            Cause::ConsentMissing
+        );
+        let granted = report(CheckKind::Token, 10, None, token_ok(true));
+        assert_eq!(diagnose_with(&p, Some(&granted), Some(&s)).cause, Cause::Ok);
+        // ... but a 535 although the token had the role stays: that is step 4.
+        let s4 = report(
+            CheckKind::Smtp,
+            0,
+            Some(Failure::new(SmtpReason::AuthRejected, "535")),
+            smtp(Some(true), Some((535, "5.7.3 Authentication unsuccessful"))),
+        );
+        let v = diagnose_with(&p, Some(&granted), Some(&s4));
+        assert_eq!(v.cause, Cause::ServicePrincipalOrPermissionMissing);
+        assert!(v.summary.contains("mb@contoso.com"), "{}", v.summary);
+    }
+
+    #[test]
+    fn a_guid_shaped_secret_is_an_id_and_another_wrong_value_is_invalid() {
+        let invalid = || {
+            let mut f = Failure::new(TokenReason::SecretInvalid, "AADSTS7000215");
+            f.aadsts = Some(7000215);
+            report(CheckKind::Token, 0, Some(f), Details::None)
+        };
+        let p = plan("0e2f6c1a-9d4b-4c7e-8a51-3b6d2e9f7c40");
+        assert_eq!(
+            diagnose_with(&p, Some(&invalid()), None).cause,
+            Cause::SecretIdPasted
+        );
+        let p = plan("Xyz~a-deleted-secret-value");
+        assert_eq!(
+            diagnose_with(&p, Some(&invalid()), None).cause,
+            Cause::SecretInvalid
+        );
+    }
 }

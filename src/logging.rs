@@ -162,7 +162,7 @@ fn logfmt_string(out: &mut String, s: &str) {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             c if c.is_control() => {
-                let _ = write!(out, "\\u{{{:04x}}}", c as u32);
+                let _ = write!(out, "\\u{:04x}", c as u32);
             }
             c => out.push(c),
         }
@@ -269,12 +269,15 @@ mod tests {
             ("reason", Value::Str("secret_expired".into())),
             ("duration_seconds", Value::Float(0.048)),
             ("runs", Value::Int(3)),
-            ("detail", Value::Str("app 'x' said \"no\"\nnext".into())),
+            (
+                "detail",
+                Value::Str("app 'x' said \"no\"\nnext\u{1b}".into()),
+            ),
             ("empty", Value::Str(String::new())),
         ]);
         assert_eq!(
             line,
-            "msg=\"check failed\" reason=secret_expired duration_seconds=0.048 runs=3 detail=\"app 'x' said \\\"no\\\"\\nnext\" empty=\"\"\n"
+            "msg=\"check failed\" reason=secret_expired duration_seconds=0.048 runs=3 detail=\"app 'x' said \\\"no\\\"\\nnext\\u001b\" empty=\"\"\n"
         );
     }
 

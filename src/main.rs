@@ -10,7 +10,15 @@ use smtp_oauth_exporter::check_command::{self, Output};
 use smtp_oauth_exporter::cli::{self, Cli, Command};
 use smtp_oauth_exporter::{agent, config, demo, logging};
 
+/// With `--features dhat-heap`, every allocation is tracked and `dhat-heap.json` is written
+/// when the process exits (bench/heap.sh reads it).
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
 fn main() -> ExitCode {
+    #[cfg(feature = "dhat-heap")]
+    let _profiler = dhat::Profiler::new_heap();
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
     let command = if cli.config_check {
@@ -89,6 +97,32 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
             );
             agent.run_until(shutdown_signal()).await;
             drop(demo);
+            Ok(0)
+        }
+        Command::Simulate(args) => {
+            let sim = smtp_oauth_exporter::sim::Simulator::start().await?;
+            // Hours of runs must not grow its memory: nothing is kept for tests here.
+            sim.stop_recording();
+            std::fs::create_dir_all(&args.config_out)?;
+            let opts = smtp_oauth_exporter::sim::fleet::FleetOptions {
+                mailboxes: args.mailboxes,
+                smtp_schedule: args.smtp_schedule.clone(),
+                token_schedule: args.token_schedule.clone(),
+                graph_schedule: args.graph_schedule.clone(),
+                startup_spread: args.startup_spread.clone(),
+                max_concurrent_checks: args.max_concurrent_checks,
+                ..Default::default()
+            };
+            let path = smtp_oauth_exporter::sim::fleet::generate(&sim, &opts, &args.config_out)?;
+            tracing::info!(
+                mailboxes = args.mailboxes,
+                config = %path.display(),
+                https = sim.base_url().as_str(),
+                smtp = %sim.smtp_addr,
+                stats = format!("{}/sim/stats", sim.base_url()).as_str(),
+                "simulator ready (ctrl-c to stop)"
+            );
+            shutdown_signal().await;
             Ok(0)
         }
         Command::Check(args) => {

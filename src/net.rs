@@ -122,12 +122,11 @@ pub fn classify(e: &(dyn Error + 'static)) -> Option<NetFailure> {
 fn from_io_kind(kind: std::io::ErrorKind) -> Option<NetFailure> {
     use std::io::ErrorKind as K;
     match kind {
-        K::ConnectionRefused
-        | K::ConnectionReset
-        | K::ConnectionAborted
-        | K::HostUnreachable
-        | K::NetworkUnreachable
-        | K::AddrNotAvailable => Some(NetFailure::ConnectRefused),
+        // A reset or abort happens after the connection was made (a device in the path cutting
+        // a TLS handshake, say): not a refusal, so it is left to the caller's own reason.
+        K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable | K::AddrNotAvailable => {
+            Some(NetFailure::ConnectRefused)
+        }
         K::TimedOut => Some(NetFailure::Timeout),
         _ => None,
     }

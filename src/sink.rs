@@ -33,9 +33,15 @@ impl StateSink {
 impl Sink for StateSink {
     fn accept(&self, job: &Job, report: Report) {
         crate::logging::log_report(&report);
-        self.state.record(report);
+        let auth_changed = self.state.record(report);
         let now = chrono::Utc::now();
-        for t in self.plan.affected_by(job) {
+        // A mailbox's run changes its own verdict, and its siblings' only when it changed
+        // whether it gets past AUTH; an app's run changes all of its mailboxes'.
+        let affected = match &job.target {
+            crate::plan::Target::Mailbox(_) if !auth_changed => vec![job.target.clone()],
+            _ => self.plan.affected_by(job),
+        };
+        for t in affected {
             let (verdict, changed) = self.state.update_verdict(&self.plan, &t, now);
             if let Some(old) = changed {
                 crate::logging::log_verdict(t.name(), &verdict, old.as_ref());

@@ -2,7 +2,7 @@
 //! run counters, and each target's verdict. Keyed by target name, outside the plan, so that a
 //! new plan keeps it. The scheduler's sink writes it; metrics, `/status` and `/` read it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -30,6 +30,9 @@ pub struct TargetState {
 struct Inner {
     jobs: BTreeMap<JobKey, TargetState>,
     verdicts: BTreeMap<String, Verdict>,
+    /// By app: its mailboxes whose latest SMTP run got past AUTH (the verdict of a sibling
+    /// reads it: then the Exchange service principal exists).
+    authenticated: HashMap<String, HashSet<String>>,
 }
 
 /// All targets' state.
@@ -78,6 +81,35 @@ pub fn authenticated(r: &Report) -> bool {
             .is_some_and(|p| matches!(p, Phase::MailFrom | Phase::Send | Phase::Quit))
 }
 
+/// The latest reports behind a target's verdict, from locked state (Arcs cloned, nothing else).
+fn evidence(inner: &Inner, target: &Target) -> Evidence {
+    let get = |kind: CheckKind, name: &str| {
+        inner.jobs.get(&JobKey {
+            kind,
+            target: name.to_string(),
+        })
+    };
+    let app = target.app();
+    let graph = get(CheckKind::Graph, &app.name);
+    let sibling_authenticated = match target {
+        Target::Mailbox(m) => inner
+            .authenticated
+            .get(&app.name)
+            .is_some_and(|set| set.len() > usize::from(set.contains(&m.name))),
+        Target::App(_) => false,
+    };
+    Evidence {
+        token: get(CheckKind::Token, &app.name).and_then(|s| s.last.clone()),
+        smtp: target
+            .mailbox()
+            .and_then(|m| get(CheckKind::Smtp, &m.name))
+            .and_then(|s| s.last.clone()),
+        graph: graph.and_then(|s| s.last.clone()),
+        graph_ok: graph.and_then(|s| s.last_ok.clone()),
+        sibling_authenticated,
+    }
+}
+
 impl StateStore {
     pub fn new() -> Self {
         Self::default()
@@ -87,14 +119,24 @@ impl StateStore {
         self.inner.lock().expect("state lock")
     }
 
-    /// Records a finished run.
-    pub fn record(&self, report: Report) -> Arc<Report> {
+    /// Records a finished run. Returns whether it changed whether its mailbox got past AUTH
+    /// (its siblings' verdicts read that).
+    pub fn record(&self, report: Report) -> bool {
         let report = Arc::new(report);
         let key = JobKey {
             kind: report.kind,
             target: report.target.clone(),
         };
         let mut inner = self.lock();
+        let mut auth_changed = false;
+        if let Some(d) = report.smtp() {
+            let set = inner.authenticated.entry(d.app.clone()).or_default();
+            auth_changed = if authenticated(&report) {
+                set.insert(report.target.clone())
+            } else {
+                set.remove(&report.target)
+            };
+        }
         let st = inner.jobs.entry(key).or_default();
         match &report.failure {
             None => {
@@ -107,8 +149,8 @@ impl StateStore {
                 *st.failures_by_reason.entry(f.reason).or_default() += 1;
             }
         }
-        st.last = Some(report.clone());
-        report
+        st.last = Some(report);
+        auth_changed
     }
 
     /// Keeps the state of the plan's jobs and verdict targets only, and makes sure every job
@@ -119,12 +161,16 @@ impl StateStore {
             .verdict_targets()
             .map(|t| t.name().to_string())
             .collect();
+        let mailboxes: HashSet<&str> = plan.mailboxes.iter().map(|m| m.name.as_str()).collect();
         let mut inner = self.lock();
         inner.jobs.retain(|k, _| keep.contains(k));
         for k in keep {
             inner.jobs.entry(k).or_default();
         }
         inner.verdicts.retain(|k, _| targets.contains(k));
+        for set in inner.authenticated.values_mut() {
+            set.retain(|m| mailboxes.contains(m.as_str()));
+        }
     }
 
     pub fn snapshot(&self) -> Vec<(JobKey, TargetState)> {
@@ -141,54 +187,26 @@ impl StateStore {
     }
 
     /// The latest reports behind a target's verdict.
-    pub fn evidence(&self, plan: &Plan, target: &Target) -> Evidence {
-        let inner = self.lock();
-        let last = |kind: CheckKind, name: &str| {
-            inner
-                .jobs
-                .get(&JobKey {
-                    kind,
-                    target: name.to_string(),
-                })
-                .cloned()
-                .unwrap_or_default()
-        };
-        let app = target.app();
-        let graph = last(CheckKind::Graph, &app.name);
-        let sibling_authenticated = match target {
-            Target::Mailbox(m) => plan.mailboxes_of(&app.name).iter().any(|s| {
-                s.name != m.name
-                    && last(CheckKind::Smtp, &s.name)
-                        .last
-                        .is_some_and(|r| authenticated(&r))
-            }),
-            Target::App(_) => false,
-        };
-        Evidence {
-            token: last(CheckKind::Token, &app.name).last,
-            smtp: target
-                .mailbox()
-                .and_then(|m| last(CheckKind::Smtp, &m.name).last),
-            graph: graph.last,
-            graph_ok: graph.last_ok,
-            sibling_authenticated,
-        }
+    pub fn evidence(&self, target: &Target) -> Evidence {
+        evidence(&self.lock(), target)
     }
 
-    /// Diagnoses a target from the state, stores the verdict, and returns it with the one it
-    /// replaces when the cause changed.
+    /// Diagnoses a target from the state and stores the verdict, under one lock (so that two
+    /// reports finishing together cannot store a verdict made from older evidence last).
+    /// Returns the verdict, and the one it replaces when the cause changed.
     pub fn update_verdict(
         &self,
         plan: &Plan,
         target: &Target,
         now: DateTime<Utc>,
     ) -> (Verdict, Option<Option<Verdict>>) {
-        let evidence = self.evidence(plan, target);
-        let verdict = diagnosis::diagnose(&evidence.inputs(target, plan, now));
         let mut inner = self.lock();
+        let evidence = evidence(&inner, target);
+        let verdict = diagnosis::diagnose(&evidence.inputs(target, plan, now));
         let old = inner
             .verdicts
             .insert(target.name().to_string(), verdict.clone());
+        drop(inner);
         let changed = match &old {
             Some(o) => o.cause != verdict.cause,
             None => true,

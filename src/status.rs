@@ -96,7 +96,7 @@ pub struct CredentialStatus {
     pub key_id: String,
     pub display_name: Option<String>,
     pub expires_at: Option<DateTime<Utc>>,
-    /// Days until expiry (negative once expired), rounded to the nearest.
+    /// Whole days until expiry, rounded down (negative once expired).
     pub days_left: Option<i64>,
 }
 
@@ -236,9 +236,10 @@ fn check_status(plan_enabled: bool, target: &str, st: Option<&TargetState>) -> C
     }
 }
 
-/// Whole days until `t`, rounded to the nearest (negative once past).
+/// Whole days until `t`, rounded down: 6.5 days left is 6 (inside a "below 7" range), and
+/// anything past is negative.
 pub fn days_until(t: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
-    ((t - now).num_seconds() as f64 / 86_400.0).round() as i64
+    (t - now).num_seconds().div_euclid(86_400)
 }
 
 fn credential_in_use(graph: Option<&TargetState>, now: DateTime<Utc>) -> Option<CredentialStatus> {
@@ -260,7 +261,7 @@ fn verdict_status(
     v: &Verdict,
     now: DateTime<Utc>,
 ) -> VerdictStatus {
-    let evidence = state.evidence(plan, target);
+    let evidence = state.evidence(target);
     let steps = diagnosis::setup_steps(&evidence.inputs(target, plan, now), v);
     VerdictStatus {
         step: v.step().as_str(),

@@ -90,43 +90,58 @@ pub async fn handle(
         ));
     };
     let jobs = jobs(&target, check);
-    let timeout = scrape_timeout(headers);
-    let wait = timeout.unwrap_or_else(|| {
+    // One deadline for the whole probe: the wait for a slot and the run share it.
+    let start = tokio::time::Instant::now();
+    let budget = scrape_timeout(headers).unwrap_or_else(|| {
         jobs.iter()
             .map(|j| j.settings.timeout)
             .max()
             .unwrap_or(Duration::from_secs(30))
     });
+    let deadline = start + budget;
     // A bound on probes at once: what a scrape flood can cost is bounded too.
-    let permit = match tokio::time::timeout(wait, shared.probes.clone().acquire_owned()).await {
-        Ok(Ok(p)) => p,
-        _ => {
-            return reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain; charset=utf-8",
-                "too many probes at once; try again\n",
-            )
-        }
-    };
+    let permit =
+        match tokio::time::timeout_at(deadline, shared.probes.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                return reply(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain; charset=utf-8",
+                    "too many probes at once; try again\n",
+                )
+            }
+        };
+    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+    if left.is_zero() {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "no time left for the probe; try again\n",
+        );
+    }
     let opts = RunOptions {
-        timeout,
+        timeout: Some(left),
         send_test_to: None,
     };
-    let start = tokio::time::Instant::now();
     let reports: Vec<Report> =
         futures::future::join_all(jobs.iter().map(|j| checks::run(j, &shared.ctx, &opts))).await;
     let duration = start.elapsed();
     drop(permit);
 
+    // The verdict reads the probe's fresh reports over the agent's latest ones for the rest
+    // (the app's token and Graph results, the siblings), as the agent's own verdict would.
+    let evidence = shared.state.evidence(&target);
     let find = |kind| reports.iter().find(|r| r.kind == kind);
-    let graph = find(CheckKind::Graph);
+    let graph = find(CheckKind::Graph).or(evidence.graph.as_deref());
     let verdict = diagnosis::diagnose(&Inputs {
         target: &target,
-        token: find(CheckKind::Token),
-        smtp: find(CheckKind::Smtp),
+        token: find(CheckKind::Token).or(evidence.token.as_deref()),
+        smtp: find(CheckKind::Smtp).or(evidence.smtp.as_deref()),
         graph,
-        graph_ok: graph.filter(|r| r.success()),
-        sibling_authenticated: false,
+        graph_ok: find(CheckKind::Graph)
+            .filter(|r| r.success())
+            .or(evidence.graph_ok.as_deref()),
+        sibling_authenticated: evidence.sibling_authenticated,
         now: chrono::Utc::now(),
         settings: &plan.diagnosis,
     });

@@ -58,6 +58,19 @@ async fn route(state: HttpsState, req: Request<Incoming>) -> Result<SimResponse,
                 .to_string();
             super::token::handle(&state, tenant, &host, &path, &body).await
         }
+        // Counters for benchmarks (not Microsoft's API).
+        ("GET", ["sim", "stats"]) => {
+            let d = state.directory.lock().expect("sim lock");
+            json(
+                StatusCode::OK,
+                &serde_json::json!({
+                    "token_requests": d.token_requests.values().sum::<u64>(),
+                    "graph_requests": d.graph_requests.values().sum::<u64>(),
+                    "apps": d.apps.len(),
+                    "mailboxes": d.mailboxes.len(),
+                }),
+            )
+        }
         ("GET", ["v1.0", object]) if object.starts_with("applications(") => {
             super::graph::handle(&state, object, parts.uri.query(), &parts.headers).await
         }

@@ -3,6 +3,7 @@
 //! registrations, and Exchange SMTP submission with STARTTLS and XOAUTH2, each scriptable to fail.
 //! The directory (tenants, apps, credentials, mailboxes) lives in [`Directory`].
 
+pub mod fleet;
 mod graph;
 mod https;
 pub mod smtp;
@@ -214,8 +215,10 @@ pub enum GraphFault {
 }
 
 /// Everything the simulator knows and records.
-#[derive(Default)]
 pub struct Directory {
+    /// Whether issued tokens, assertions and transcripts are kept (the tests search them; a
+    /// long benchmark run must not grow without bound).
+    pub record: bool,
     pub tenants: Vec<SimTenant>,
     pub apps: HashMap<String, SimApp>,
     pub mailboxes: HashMap<String, SimMailbox>,
@@ -239,6 +242,27 @@ pub struct Directory {
     pub received_assertions: Vec<String>,
     /// Every message accepted over SMTP.
     pub messages: Vec<SimMessage>,
+}
+
+impl Default for Directory {
+    fn default() -> Self {
+        Self {
+            record: true,
+            tenants: Vec::new(),
+            apps: HashMap::new(),
+            mailboxes: HashMap::new(),
+            token_faults: HashMap::new(),
+            token_lifetime: None,
+            token_requests: HashMap::new(),
+            graph_faults: HashMap::new(),
+            graph_requests: HashMap::new(),
+            graph_request_times: HashMap::new(),
+            issued_tokens: Vec::new(),
+            seen_jti: HashSet::new(),
+            received_assertions: Vec::new(),
+            messages: Vec::new(),
+        }
+    }
 }
 
 impl Directory {
@@ -289,6 +313,8 @@ impl Simulator {
             signing_key: signing_key.clone(),
             transcripts: Default::default(),
             streamed: Default::default(),
+            sessions: Default::default(),
+            record: Arc::new(std::sync::atomic::AtomicBool::new(true)),
         };
         let smtp_addr = smtp::start(
             smtp_shared.clone(),
@@ -350,6 +376,22 @@ impl Simulator {
             self.stop.clone(),
         )
         .await
+    }
+
+    /// Stops keeping what the tests search (issued tokens, assertions, SMTP transcripts), so
+    /// that a long run holds bounded memory.
+    pub fn stop_recording(&self) {
+        self.directory.lock().expect("sim lock").record = false;
+        self.smtp_shared
+            .record
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// SMTP connections accepted so far.
+    pub fn smtp_sessions(&self) -> u64 {
+        self.smtp_shared
+            .sessions
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Bytes the `EndlessLine` listeners managed to write before their clients hung up.

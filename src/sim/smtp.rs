@@ -78,6 +78,10 @@ pub(super) struct SmtpShared {
     pub transcripts: Arc<Mutex<Vec<Transcript>>>,
     /// Bytes written by `EndlessLine` listeners so far.
     pub streamed: Arc<std::sync::atomic::AtomicU64>,
+    /// SMTP connections accepted so far.
+    pub sessions: Arc<std::sync::atomic::AtomicU64>,
+    /// Whether transcripts are kept (tests read them; a long benchmark run must not grow).
+    pub record: Arc<std::sync::atomic::AtomicBool>,
 }
 
 const HOST: &str = "SIM01.prod.outlook.office365.com";
@@ -92,13 +96,18 @@ pub(super) async fn start(
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     super::serve_loopback(stop, move |stream, addr| {
         let _ = stream.set_nodelay(true);
-        let idx = {
+        shared
+            .sessions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let idx = if shared.record.load(std::sync::atomic::Ordering::Relaxed) {
             let mut t = shared.transcripts.lock().expect("sim lock");
             t.push(Transcript {
                 listener: Some(addr),
                 lines: Vec::new(),
             });
             t.len() - 1
+        } else {
+            usize::MAX
         };
         let conn = Conn {
             shared: shared.clone(),

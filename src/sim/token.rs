@@ -193,7 +193,9 @@ pub async fn handle(
             Some(_) => acr = "1",
         }
     } else if let Some(assertion) = form.get("client_assertion") {
-        d.received_assertions.push(assertion.clone());
+        if d.record {
+            d.received_assertions.push(assertion.clone());
+        }
         if form.get("client_assertion_type").map(String::as_str)
             != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
         {
@@ -246,7 +248,9 @@ pub async fn handle(
         &jsonwebtoken::EncodingKey::from_secret(&state.signing_key),
     )
     .expect("sign token");
-    d.issued_tokens.push(token.clone());
+    if d.record {
+        d.issued_tokens.push(token.clone());
+    }
     drop(d);
     json(
         StatusCode::OK,

@@ -122,11 +122,13 @@ pub struct ReplyFacts {
 }
 
 impl ReplyFacts {
-    fn of(r: &Reply) -> Self {
+    /// The facts of a reply; `redact` runs over the whole text before it is cut to length, so
+    /// that no part of something we sent survives the cut.
+    fn of(r: &Reply, redact: impl Fn(String) -> String) -> Self {
         Self {
             code: r.code,
             enhanced: r.enhanced().map(str::to_string),
-            text: reply::printable(r.text().as_bytes()),
+            text: reply::printable(redact(r.text()).as_bytes()),
         }
     }
 }
@@ -343,11 +345,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant, opts: &RunOp
         Ok(()) => Outcome::success(Details::Smtp(details)),
         Err((phase, e)) => {
             details.failed_phase = Some(phase);
-            details.failed_reply = e.reply.as_ref().map(|rep| {
-                let mut facts = ReplyFacts::of(rep);
-                facts.text = redact(facts.text);
-                facts
-            });
+            details.failed_reply = e.reply.as_ref().map(|rep| ReplyFacts::of(rep, redact));
             let failure = match e.token_failure {
                 Some(f) => *f,
                 None => Failure {
