@@ -107,6 +107,9 @@ pub struct SimulateArgs {
     /// scheduler.max_concurrent_checks in the generated configuration.
     #[arg(long = "max-concurrent-checks", default_value_t = 100)]
     pub max_concurrent_checks: usize,
+    /// Switch every scheduled check off in the generated configuration (for `/probe` alone).
+    #[arg(long = "no-schedule")]
+    pub no_schedule: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -252,6 +252,8 @@ impl fmt::Display for Cause {
 /// The verdict of one target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Verdict {
+    /// The target's app (the app itself, or the mailbox's): the `app` label.
+    pub app: String,
     pub cause: Cause,
     /// What is wrong, with the target's names filled in.
     pub summary: String,
@@ -496,6 +498,7 @@ pub fn diagnose(i: &Inputs) -> Verdict {
     };
     let info = best.cause.info();
     Verdict {
+        app: i.target.app().name.clone(),
         cause: best.cause,
         summary: vars.render(info.summary),
         remediation: vars.render(info.remediation),

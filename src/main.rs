@@ -111,6 +111,7 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
                 graph_schedule: args.graph_schedule.clone(),
                 startup_spread: args.startup_spread.clone(),
                 max_concurrent_checks: args.max_concurrent_checks,
+                no_schedule: args.no_schedule,
                 ..Default::default()
             };
             let path = smtp_oauth_exporter::sim::fleet::generate(&sim, &opts, &args.config_out)?;

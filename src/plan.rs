@@ -95,6 +95,14 @@ impl Default for DiagnosisSettings {
     }
 }
 
+/// What `/metrics` shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsSettings {
+    /// Beyond the cardinality budget: per-mailbox SMTP phases, run counters and mailbox info,
+    /// per-app token lifetime and token requests, credential start dates.
+    pub detail: bool,
+}
+
 /// When and how long one check kind runs for one target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckSettings {
@@ -337,6 +345,7 @@ pub struct JobKey {
 pub struct Plan {
     pub scheduler: SchedulerSettings,
     pub diagnosis: DiagnosisSettings,
+    pub metrics: MetricsSettings,
     pub apps: Vec<Arc<App>>,
     pub mailboxes: Vec<Arc<Mailbox>>,
     /// Every enabled job, apps first, in configuration order.
@@ -353,6 +362,7 @@ impl Plan {
     pub fn new(
         scheduler: SchedulerSettings,
         diagnosis: DiagnosisSettings,
+        metrics: MetricsSettings,
         apps: Vec<Arc<App>>,
         mailboxes: Vec<Arc<Mailbox>>,
         warnings: Vec<String>,
@@ -386,6 +396,7 @@ impl Plan {
         Plan {
             scheduler,
             diagnosis,
+            metrics,
             apps,
             mailboxes,
             jobs,

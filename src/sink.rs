@@ -4,13 +4,18 @@
 
 use std::sync::{Arc, Mutex};
 
+use std::time::Duration;
+
 use crate::checks::Report;
-use crate::plan::{Job, Plan};
+use crate::plan::{CheckKind, Job, Plan};
 use crate::state::StateStore;
 
 /// Takes the reports of finished runs.
 pub trait Sink: Send + Sync {
     fn accept(&self, job: &Job, report: Report);
+
+    /// A scheduled run starts `delay` after its planned time.
+    fn scheduled(&self, _kind: CheckKind, _delay: Duration) {}
 }
 
 /// The scheduler's sink: state, log, verdicts.
@@ -31,6 +36,10 @@ impl StateSink {
 }
 
 impl Sink for StateSink {
+    fn scheduled(&self, kind: CheckKind, delay: Duration) {
+        self.state.record_delay(kind, delay);
+    }
+
     fn accept(&self, job: &Job, report: Report) {
         crate::logging::log_report(&report);
         let auth_changed = self.state.record(report);

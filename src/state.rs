@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
-use crate::checks::Report;
+use crate::checks::smtp::Phase;
+use crate::checks::{Details, Report};
 use crate::diagnosis::{self, Inputs, Verdict};
+use crate::metrics::text::{Histogram, LATENCY_BUCKETS};
 use crate::plan::{CheckKind, JobKey, Plan, Target};
 use crate::reasons::Reason;
 
@@ -26,13 +28,46 @@ pub struct TargetState {
     pub failures_by_reason: BTreeMap<Reason, u64>,
 }
 
+/// What every mailbox checked at one SMTP endpoint (host:port) shares.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointState {
+    /// Time per phase over every run to the endpoint.
+    pub phases: BTreeMap<Phase, Histogram>,
+    /// The TLS facts of the last run; reports that saw the same facts share this one copy.
+    pub tls: Option<Arc<crate::checks::smtp::TlsFacts>>,
+}
+
+/// Buckets for how late a run starts, in seconds.
+const DELAY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// The scheduler's aggregates.
+#[derive(Debug, Clone, Default)]
+pub struct SchedulerStats {
+    /// Runs by check kind: (succeeded, failed).
+    pub runs: BTreeMap<CheckKind, (u64, u64)>,
+    /// How late runs started, by check kind.
+    pub delay: BTreeMap<CheckKind, Histogram>,
+}
+
 #[derive(Default)]
 struct Inner {
     jobs: BTreeMap<JobKey, TargetState>,
+    endpoints: BTreeMap<String, EndpointState>,
+    scheduler: SchedulerStats,
     verdicts: BTreeMap<String, Verdict>,
     /// By app: its mailboxes whose latest SMTP run got past AUTH (the verdict of a sibling
     /// reads it: then the Exchange service principal exists).
     authenticated: HashMap<String, HashSet<String>>,
+}
+
+/// The state as the metrics writer reads it, under the lock (nothing is copied).
+pub struct View<'a> {
+    pub jobs: &'a BTreeMap<JobKey, TargetState>,
+    pub verdicts: &'a BTreeMap<String, Verdict>,
+    pub endpoints: &'a BTreeMap<String, EndpointState>,
+    pub scheduler: &'a SchedulerStats,
 }
 
 /// All targets' state.
@@ -121,13 +156,38 @@ impl StateStore {
 
     /// Records a finished run. Returns whether it changed whether its mailbox got past AUTH
     /// (its siblings' verdicts read that).
-    pub fn record(&self, report: Report) -> bool {
-        let report = Arc::new(report);
+    pub fn record(&self, mut report: Report) -> bool {
         let key = JobKey {
             kind: report.kind,
             target: report.target.clone(),
         };
         let mut inner = self.lock();
+        let runs = inner.scheduler.runs.entry(report.kind).or_default();
+        if report.success() {
+            runs.0 += 1;
+        } else {
+            runs.1 += 1;
+        }
+        if let Details::Smtp(d) = &mut report.details {
+            let e = inner
+                .endpoints
+                .entry(format!("{}:{}", d.host, d.port))
+                .or_default();
+            for (phase, t) in &d.phases {
+                e.phases
+                    .entry(*phase)
+                    .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+                    .observe(t.as_secs_f64());
+            }
+            // One copy of an endpoint's TLS facts, however many mailboxes saw them.
+            if let Some(tls) = &mut d.tls {
+                match &e.tls {
+                    Some(known) if **known == **tls => *tls = known.clone(),
+                    _ => e.tls = Some(tls.clone()),
+                }
+            }
+        }
+        let report = Arc::new(report);
         let mut auth_changed = false;
         if let Some(d) = report.smtp() {
             let set = inner.authenticated.entry(d.app.clone()).or_default();
@@ -153,6 +213,28 @@ impl StateStore {
         auth_changed
     }
 
+    /// Records how late a scheduled run started.
+    pub fn record_delay(&self, kind: CheckKind, delay: std::time::Duration) {
+        self.lock()
+            .scheduler
+            .delay
+            .entry(kind)
+            .or_insert_with(|| Histogram::new(DELAY_BUCKETS))
+            .observe(delay.as_secs_f64());
+    }
+
+    /// Runs `f` over the whole state, under the lock: for the metrics writer, which reads
+    /// everything once per scrape and must not copy 10,000 targets' state to do it.
+    pub fn with_view<R>(&self, f: impl FnOnce(&View) -> R) -> R {
+        let inner = self.lock();
+        f(&View {
+            jobs: &inner.jobs,
+            verdicts: &inner.verdicts,
+            endpoints: &inner.endpoints,
+            scheduler: &inner.scheduler,
+        })
+    }
+
     /// Keeps the state of the plan's jobs and verdict targets only, and makes sure every job
     /// has an entry (so it shows as "not run yet").
     pub fn retain(&self, plan: &Plan) {
@@ -171,6 +253,12 @@ impl StateStore {
         for set in inner.authenticated.values_mut() {
             set.retain(|m| mailboxes.contains(m.as_str()));
         }
+        let endpoints: HashSet<String> = plan
+            .mailboxes
+            .iter()
+            .map(|m| format!("{}:{}", m.smtp_host, m.smtp_port))
+            .collect();
+        inner.endpoints.retain(|e, _| endpoints.contains(e));
     }
 
     pub fn snapshot(&self) -> Vec<(JobKey, TargetState)> {

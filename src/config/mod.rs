@@ -108,13 +108,14 @@ fn parse_error(e: serde_path_to_error::Error<yaml_serde::Error>, file: &str) -> 
     for (internal, shown) in [
         (
             "struct RawConfig",
-            "a mapping with scheduler, diagnosis, defaults, apps and mailboxes",
+            "a mapping with scheduler, diagnosis, metrics, defaults, apps and mailboxes",
         ),
         (
             "struct RawScheduler",
             "a mapping with max_concurrent_checks, max_concurrent_probes and startup_spread",
         ),
         ("struct RawDiagnosis", "a mapping with expiry_warning"),
+        ("struct RawMetrics", "a mapping with detail"),
         ("struct RawDefaults", "a mapping with cloud and checks"),
         ("struct RawChecks", "a mapping with token, smtp and graph"),
         (

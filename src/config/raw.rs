@@ -11,6 +11,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub diagnosis: RawDiagnosis,
     #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
     pub defaults: RawDefaults,
     #[serde(default)]
     pub apps: Vec<RawApp>,
@@ -24,6 +26,12 @@ pub struct RawScheduler {
     pub max_concurrent_checks: Option<usize>,
     pub max_concurrent_probes: Option<usize>,
     pub startup_spread: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub detail: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

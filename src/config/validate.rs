@@ -11,8 +11,8 @@ use super::credentials::{self, CertificateError};
 use super::raw::{self, RawCheck, RawChecks, RawConfig};
 use super::{is_guid, parse_duration, Cloud, ConfigError, Schedule};
 use crate::plan::{
-    App, AssertionAlgorithm, CheckSettings, Credential, DiagnosisSettings, Mailbox, NetClients,
-    Plan, SchedulerSettings,
+    App, AssertionAlgorithm, CheckSettings, Credential, DiagnosisSettings, Mailbox,
+    MetricsSettings, NetClients, Plan, SchedulerSettings,
 };
 
 /// Built-in default of each check kind: (schedule, timeout).
@@ -180,9 +180,13 @@ impl<'a> Validator<'a> {
             }
             mailboxes.push(Arc::new(mb));
         }
+        let metrics = MetricsSettings {
+            detail: raw.metrics.detail.unwrap_or(false),
+        };
         Ok(Plan::new(
             scheduler,
             diagnosis,
+            metrics,
             final_apps,
             mailboxes,
             self.warnings,

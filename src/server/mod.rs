@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::TokenCache;
 use crate::checks::Context;
-use crate::metrics::{self, AgentInfo, Families};
+use crate::metrics::{self, AgentInfo};
 use crate::plan::Plan;
 use crate::state::StateStore;
 
@@ -55,12 +55,16 @@ const PAGE_REUSE: Duration = Duration::from_secs(1);
 impl Shared {
     /// The whole `/metrics` page.
     pub fn render_metrics(&self) -> String {
-        let mut f = Families::default();
-        metrics::write_agent(&mut f, &self.agent.lock().expect("agent lock"));
-        metrics::write_targets(&mut f, &self.state.snapshot());
-        metrics::write_verdicts(&mut f, &self.state.verdicts());
-        metrics::write_token_cache(&mut f, &self.tokens.stats());
-        f.encode()
+        self.render_metrics_sized(0)
+    }
+
+    /// The page, into a buffer of `capacity` bytes (the last page's size).
+    fn render_metrics_sized(&self, capacity: usize) -> String {
+        let detail = self.plan().metrics.detail;
+        let agent = self.agent.lock().expect("agent lock").clone();
+        let tokens = self.tokens.stats();
+        self.state
+            .with_view(|v| metrics::render(&agent, v, &tokens, detail, capacity))
     }
 
     /// The plan in force.
@@ -90,7 +94,13 @@ async fn metrics_page(shared: &Arc<Shared>, gzip: bool) -> Option<(Bytes, bool)>
     let mut page = shared.page.lock().await;
     if page.as_ref().is_none_or(|p| p.at.elapsed() > PAGE_REUSE) {
         let s = shared.clone();
-        let text = tokio::task::spawn_blocking(move || s.render_metrics())
+        // The last page's size, and a little room to grow: one allocation, not a dozen.
+        let capacity = page
+            .as_ref()
+            .map_or(0, |p| p.text.len() + p.text.len() / 16);
+        // Drop the old page first: two 5 MB pages need not live at once.
+        *page = None;
+        let text = tokio::task::spawn_blocking(move || s.render_metrics_sized(capacity))
             .await
             .ok()?;
         *page = Some(Page {

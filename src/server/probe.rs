@@ -11,7 +11,7 @@ use hyper::{HeaderMap, Response, StatusCode};
 use super::{reply, Body, Shared};
 use crate::checks::{self, Report, RunOptions};
 use crate::diagnosis::{self, Inputs};
-use crate::metrics::{self, Families};
+use crate::metrics;
 use crate::plan::{CheckKind, Job, Target};
 
 /// Taken off Prometheus' scrape timeout, so that the answer arrives before Prometheus gives up
@@ -145,11 +145,9 @@ pub async fn handle(
         now: chrono::Utc::now(),
         settings: &plan.diagnosis,
     });
-    let mut f = Families::with_prefix("probe");
-    metrics::write_probe(&mut f, &reports, Some(&verdict), duration);
     reply(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",
-        f.encode(),
+        metrics::render_probe(&reports, Some(&verdict), duration),
     )
 }

@@ -65,6 +65,7 @@ async fn route(state: HttpsState, req: Request<Incoming>) -> Result<SimResponse,
                 StatusCode::OK,
                 &serde_json::json!({
                     "token_requests": d.token_requests.values().sum::<u64>(),
+                    "token_requests_by_resource": d.token_requests_by_resource,
                     "graph_requests": d.graph_requests.values().sum::<u64>(),
                     "apps": d.apps.len(),
                     "mailboxes": d.mailboxes.len(),

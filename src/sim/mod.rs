@@ -227,6 +227,8 @@ pub struct Directory {
     pub token_lifetime: Option<Duration>,
     /// Token requests received per client ID.
     pub token_requests: HashMap<String, u64>,
+    /// Token requests received by resource (`exchange`, `graph`, `other`).
+    pub token_requests_by_resource: HashMap<&'static str, u64>,
     /// Scripted Graph failures, by the client ID (appId) of the app registration asked about.
     pub graph_faults: HashMap<String, GraphFault>,
     /// Graph requests received, by the client ID (appId) of the app registration asked about.
@@ -254,6 +256,7 @@ impl Default for Directory {
             token_faults: HashMap::new(),
             token_lifetime: None,
             token_requests: HashMap::new(),
+            token_requests_by_resource: HashMap::new(),
             graph_faults: HashMap::new(),
             graph_requests: HashMap::new(),
             graph_request_times: HashMap::new(),

@@ -91,9 +91,17 @@ pub async fn handle(
     let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
     let client_id = form.get("client_id").cloned().unwrap_or_default();
 
+    let resource_kind = match form.get("scope").and_then(|s| s.strip_suffix("/.default")) {
+        Some(r) if EXCHANGE_RESOURCES.contains(&r) => "exchange",
+        Some(r) if GRAPH_RESOURCES.contains(&r) => "graph",
+        _ => "other",
+    };
     let fault = {
         let mut d = state.directory.lock().expect("sim lock");
         *d.token_requests.entry(client_id.clone()).or_default() += 1;
+        *d.token_requests_by_resource
+            .entry(resource_kind)
+            .or_default() += 1;
         d.token_faults.get(&client_id).cloned()
     };
     match fault {

@@ -26,7 +26,7 @@ async fn send_test_to_delivers_one_message_and_nothing_else_ever_sends() {
     let file = w.file("s.secret", "Snd~secret-value");
     let port = w.sim.smtp_addr.port();
     let yaml = format!(
-        "scheduler: {{ startup_spread: 100ms }}\ndefaults:\n  checks:\n    token: {{ schedule: 1s }}\n    smtp: {{ schedule: 1s, timeout: 5s }}\n    graph: {{ enabled: false }}\napps:\n{}mailboxes:\n  - {{ name: invoices, app: mailer, address: invoices@contoso.com, smtp_host: 127.0.0.1, smtp_port: {port} }}\n  - {{ name: other, app: mailer, address: other@contoso.com, smtp_host: 127.0.0.1, smtp_port: {port} }}\n",
+        "scheduler: {{ startup_spread: 100ms }}\nmetrics: {{ detail: true }}\ndefaults:\n  checks:\n    token: {{ schedule: 1s }}\n    smtp: {{ schedule: 1s, timeout: 5s }}\n    graph: {{ enabled: false }}\napps:\n{}mailboxes:\n  - {{ name: invoices, app: mailer, address: invoices@contoso.com, smtp_host: 127.0.0.1, smtp_port: {port} }}\n  - {{ name: other, app: mailer, address: other@contoso.com, smtp_host: 127.0.0.1, smtp_port: {port} }}\n",
         secret_app(&w, "mailer", &id, &file, "")
     );
     let config = w.file("check.yml", &yaml);

@@ -1,7 +1,8 @@
 //! Golden test of the `/metrics` text (node_exporter's e2e-output style): fixed reports of every
 //! check kind go through the state store and the metrics module, and the exposition must match
-//! `tests/testdata/metrics.golden` byte for byte (build_info aside). A renamed metric, a changed
-//! label or help text shows up here. Regenerate with `UPDATE_GOLDEN=1 cargo test --test it golden`.
+//! `tests/testdata/metrics.golden` (and `metrics-detail.golden` with `metrics.detail`) byte for
+//! byte (build_info aside). A renamed metric, a changed label or help text shows up here.
+//! Regenerate with `UPDATE_GOLDEN=1 cargo test --test it golden`.
 
 use std::time::Duration;
 
@@ -14,8 +15,7 @@ use smtp_oauth_exporter::checks::graph::{
 use smtp_oauth_exporter::checks::smtp::{CertFacts, Phase, ReplyFacts, SmtpDetails, TlsFacts};
 use smtp_oauth_exporter::checks::token::TokenDetails;
 use smtp_oauth_exporter::checks::{Details, Failure, Report};
-use smtp_oauth_exporter::diagnosis::{Cause, Verdict};
-use smtp_oauth_exporter::metrics::{self, AgentInfo, Families};
+use smtp_oauth_exporter::metrics::{self, AgentInfo};
 use smtp_oauth_exporter::plan::CheckKind;
 use smtp_oauth_exporter::reasons::{Reason, SmtpReason, TokenReason};
 use smtp_oauth_exporter::state::StateStore;
@@ -67,7 +67,7 @@ fn smtp(failed: Option<(Phase, u16, &str)>) -> Details {
         }),
         token_has_role: Some(true),
         sent: None,
-        tls: Some(TlsFacts {
+        tls: Some(std::sync::Arc::new(TlsFacts {
             version: "TLS 1.3".into(),
             chain: vec![
                 CertFacts {
@@ -85,7 +85,7 @@ fn smtp(failed: Option<(Phase, u16, &str)>) -> Details {
                     fingerprint_sha256: "cd".repeat(32),
                 },
             ],
-        }),
+        })),
         insecure_skip_verify: false,
     })
 }
@@ -162,60 +162,53 @@ fn metrics_exposition_matches_the_golden_file() {
         smtp(Some((Phase::Auth, 535, "5.7.3"))),
     ));
     state.record(report(CheckKind::Graph, "billing", None, graph()));
+    // The verdicts, from those reports, for the plan they belong to.
+    let plan = smtp_oauth_exporter::config::from_yaml(
+        "apps:\n  - { name: billing, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: x }\n  - { name: legacy, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000002, client_secret: y }\nmailboxes:\n  - { name: invoices, app: billing, address: invoices@contoso.com }\n  - { name: scans, app: billing, address: scans@contoso.com }\n",
+        "golden.yml",
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    for t in plan.verdict_targets() {
+        state.update_verdict(&plan, &t, at(60));
+    }
 
-    let mut f = Families::default();
-    metrics::write_agent(
-        &mut f,
-        &AgentInfo {
-            config_reload_successful: true,
-            config_reload_success_at: Some(at(-60)),
-        },
-    );
-    metrics::write_targets(&mut f, &state.snapshot());
-    let verdict = |cause| Verdict {
-        cause,
-        summary: "not in metrics".into(),
-        remediation: "not in metrics".into(),
-        from: None,
+    for (detail, file) in [(false, "metrics.golden"), (true, "metrics-detail.golden")] {
+        let text = render(&state, detail);
+        assert!(
+            !text.contains("not in metrics"),
+            "log text leaked into the metrics"
+        );
+        compare(&text, file);
+    }
+}
+
+fn render(state: &StateStore, detail: bool) -> String {
+    let agent = AgentInfo {
+        config_reload_successful: true,
+        config_reload_success_at: Some(at(-60)),
     };
-    metrics::write_verdicts(
-        &mut f,
-        &[
-            ("invoices".to_string(), verdict(Cause::Ok)),
-            (
-                "scans".to_string(),
-                verdict(Cause::ServicePrincipalOrPermissionMissing),
-            ),
-        ]
-        .into_iter()
-        .collect(),
-    );
-    metrics::write_token_cache(
-        &mut f,
-        &[EntryStats {
-            app: "billing".into(),
-            resource: Resource::Exchange,
-            requests_ok: 3,
-            requests_failed: 1,
-        }],
-    );
-    let text: String = f
-        .encode()
+    let tokens = [EntryStats {
+        app: "billing".into(),
+        resource: Resource::Exchange,
+        requests_ok: 3,
+        requests_failed: 1,
+    }];
+    state
+        .with_view(|v| metrics::render(&agent, v, &tokens, detail, 0))
         .lines()
         .filter(|l| !l.contains("smtp_oauth_build_info"))
         .map(|l| format!("{l}\n"))
-        .collect();
-    assert!(
-        !text.contains("not in metrics"),
-        "log text leaked into the metrics"
-    );
+        .collect()
+}
 
-    let path = std::path::Path::new("tests/testdata/metrics.golden");
+fn compare(text: &str, file: &str) {
+    let path = std::path::Path::new("tests/testdata").join(file);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::write(path, &text).unwrap();
+        std::fs::write(&path, text).unwrap();
     }
-    let golden = std::fs::read_to_string(path)
-        .expect("tests/testdata/metrics.golden (UPDATE_GOLDEN=1 writes it)");
+    let golden = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} (UPDATE_GOLDEN=1 writes it)", path.display()));
     if text != golden {
         let diff: Vec<String> = golden
             .lines()
@@ -225,7 +218,7 @@ fn metrics_exposition_matches_the_golden_file() {
             .map(|(a, b)| format!("- {a}\n+ {b}"))
             .collect();
         panic!(
-            "the /metrics exposition changed ({} golden lines, {} now); first differences:\n{}",
+            "the /metrics exposition changed ({file}: {} golden lines, {} now); first differences:\n{}",
             golden.lines().count(),
             text.lines().count(),
             diff.join("\n")

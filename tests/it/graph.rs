@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
 
-const HEADER: &str = "scheduler:\n  startup_spread: 200ms\ndefaults:\n  checks:\n    token: { enabled: false }\n    graph: { schedule: 1s, timeout: 2s }\napps:\n";
+const HEADER: &str = "scheduler:\n  startup_spread: 200ms\nmetrics:\n  detail: true\ndefaults:\n  checks:\n    token: { enabled: false }\n    graph: { schedule: 1s, timeout: 2s }\napps:\n";
 
 fn days(n: i64) -> chrono::Duration {
     chrono::Duration::days(n)
@@ -95,10 +95,11 @@ async fn every_credential_has_a_series_and_the_secret_in_use_is_found_by_its_hin
             Some(s.start.timestamp() as f64),
             "{i}"
         );
-        let in_use = if i == 0 { 1.0 } else { 0.0 };
+        // Present for the credential in use only.
+        let in_use = if i == 0 { Some(1.0) } else { None };
         assert_eq!(
             value(&text, "smtp_oauth_credential_in_use", &l),
-            Some(in_use),
+            in_use,
             "{i}"
         );
     }
@@ -169,7 +170,8 @@ async fn every_credential_has_a_series_and_the_secret_in_use_is_found_by_its_hin
     );
     assert_eq!(
         value(&text, "smtp_oauth_credential_in_use_ambiguous", &t),
-        Some(0.0)
+        None,
+        "present only when ambiguous"
     );
     // The earliest expiry is the older secret's, which is not the one in use.
     assert_eq!(
@@ -365,14 +367,10 @@ async fn a_certificate_in_use_is_found_by_its_thumbprint_in_base64_or_hex() {
         );
         assert_eq!(
             in_use(&app.certificates[0].key_id, "certificate"),
-            Some(0.0),
+            None,
             "{target}"
         );
-        assert_eq!(
-            in_use(&app.secrets[0].key_id, "password"),
-            Some(0.0),
-            "{target}"
-        );
+        assert_eq!(in_use(&app.secrets[0].key_id, "password"), None, "{target}");
         assert_eq!(
             value(
                 &text,
@@ -396,7 +394,7 @@ async fn a_certificate_in_use_is_found_by_its_thumbprint_in_base64_or_hex() {
                 "smtp_oauth_credential_in_use_ambiguous",
                 &[("target", target)]
             ),
-            Some(0.0)
+            None
         );
         assert_eq!(
             value(
@@ -461,14 +459,14 @@ async fn secrets_sharing_a_hint_are_reported_ambiguous_not_guessed() {
         Some(1.0)
     );
     // Both candidates are marked, the third is not, and no single expiry is claimed.
-    for (s, expected) in app.secrets.iter().zip([1.0, 1.0, 0.0]) {
+    for (s, expected) in app.secrets.iter().zip([Some(1.0), Some(1.0), None]) {
         assert_eq!(
             value(
                 &text,
                 "smtp_oauth_credential_in_use",
                 &[("target", "twins"), ("key_id", s.key_id.as_str())]
             ),
-            Some(expected)
+            expected
         );
     }
     assert_eq!(
@@ -575,7 +573,7 @@ async fn a_reader_app_reads_the_credentials_of_apps_without_graph_permission() {
             "smtp_oauth_credential_in_use",
             &[("target", "stranger"), ("key_id", key)]
         ),
-        Some(0.0)
+        None
     );
     assert_eq!(
         value(

@@ -61,7 +61,7 @@ async fn success_path_against_aiosmtpd() {
 
     let file = w.file("interop.secret", "In7~interop-secret");
     let yaml = format!(
-        "scheduler:\n  startup_spread: 100ms\ndefaults:\n  checks:\n    token: {{ enabled: false }}\n    graph: {{ enabled: false }}\n    smtp: {{ schedule: 1s, timeout: 5s }}\napps:\n{}mailboxes:\n  - name: interop-mailbox\n    app: interop-app\n    address: interop@contoso.com\n    smtp_host: 127.0.0.1\n    smtp_port: {port}\n",
+        "scheduler:\n  startup_spread: 100ms\nmetrics:\n  detail: true\ndefaults:\n  checks:\n    token: {{ enabled: false }}\n    graph: {{ enabled: false }}\n    smtp: {{ schedule: 1s, timeout: 5s }}\napps:\n{}mailboxes:\n  - name: interop-mailbox\n    app: interop-app\n    address: interop@contoso.com\n    smtp_host: 127.0.0.1\n    smtp_port: {port}\n",
         secret_app(&w, "interop-app", &id, &file, "")
     );
     let agent = w.agent(&yaml).await;

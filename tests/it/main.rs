@@ -1,6 +1,7 @@
 //! Integration tests: one binary (link once), a module per area. Everything runs over real
 //! loopback sockets against the simulator, with TLS certificates generated per run.
 
+mod cardinality;
 mod check;
 mod common;
 mod config_errors;
@@ -11,7 +12,6 @@ mod graph;
 mod independent;
 mod probe;
 mod promtool;
-mod scale;
 mod secrets;
 mod server;
 mod smtp;

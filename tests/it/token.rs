@@ -177,7 +177,11 @@ async fn success_sets_expiry_from_expires_in() {
     ));
     w.sim.set_token_lifetime(Some(Duration::from_secs(4321)));
     let file = w.file("ok.secret", "Ok~value-1\n");
-    let yaml = format!("{HEADER}{}", secret_app(&w, "ok", &id, &file, ""));
+    // The token's lifetime is beyond the budget: metrics.detail shows it.
+    let yaml = format!(
+        "metrics: {{ detail: true }}\n{HEADER}{}",
+        secret_app(&w, "ok", &id, &file, "")
+    );
     let agent = w.agent(&yaml).await;
     let before = Utc::now().timestamp() as f64;
     let text = wait_for(

@@ -1,0 +1,270 @@
+#!/usr/bin/env python3
+"""Side by side with blackbox_exporter (Debian's prometheus-blackbox-exporter, installed here when
+missing): against one STARTTLS server with XOAUTH2 (the simulator, in its own process),
+blackbox's tcp module scripted for banner, EHLO, STARTTLS, TLS, EHLO, QUIT, and our /probe of a
+full SMTP check (the same, plus AUTH XOAUTH2 with a cached token, MAIL FROM and RSET). Probes
+alternate between the two in one run, sequentially and then 20 at a time; per exporter: CPU per
+probe of its process, p50/p99 latency, idle and loaded RSS, and the ratio. The floor is a bare
+connect, STARTTLS and TLS handshake from this script. Prints a table and writes it to
+bench/results/blackbox-<time>.md.
+
+    bench/blackbox.py                  # 400 probes each, sequential and at concurrency 20
+    bench/blackbox.py --probes 2000
+"""
+
+import argparse
+import concurrent.futures
+import datetime
+import os
+import pathlib
+import re
+import shutil
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "smtp-oauth-exporter"
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def as_root(cmd):
+    return cmd if os.geteuid() == 0 else ["sudo"] + cmd
+
+
+def blackbox_binary():
+    for name in ("prometheus-blackbox-exporter", "blackbox_exporter"):
+        path = shutil.which(name)
+        if path:
+            return path
+    print("== installing prometheus-blackbox-exporter (Debian package)", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(as_root(["apt-get", "update", "-qq"]), check=True, env=env)
+    subprocess.run(
+        as_root(["apt-get", "install", "-y", "-qq", "--no-install-recommends",
+                 "prometheus-blackbox-exporter"]),
+        check=True, env=env, stdout=subprocess.DEVNULL,
+    )
+    # The package may start its own service; this benchmark runs its own instance.
+    subprocess.run(as_root(["pkill", "-f", "prometheus-blackbox-exporter --"]), check=False)
+    return shutil.which("prometheus-blackbox-exporter")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_mib(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_port(port, limit=30):
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"nothing listens on {port}")
+
+
+def probe(url):
+    start = time.monotonic()
+    with urllib.request.urlopen(url, timeout=30) as r:
+        body = r.read().decode()
+    took = time.monotonic() - start
+    ok = re.search(r"^probe_success (\S+)$", body, re.M)
+    if not ok or float(ok.group(1)) != 1.0:
+        sys.exit(f"probe failed: {url}\n{body}")
+    return took
+
+
+def floor(host, port, ca):
+    """Connect, banner, EHLO, STARTTLS, TLS handshake, QUIT: what any STARTTLS probe must do."""
+    ctx = ssl.create_default_context(cafile=ca)
+    start = time.monotonic()
+    with socket.create_connection((host, port), timeout=10) as s:
+        f = s.makefile("rb")
+
+        def reply():
+            while True:
+                line = f.readline()
+                if len(line) < 4 or line[3:4] == b" ":
+                    return line
+
+        reply()
+        s.sendall(b"EHLO bench.localhost\r\n")
+        reply()
+        s.sendall(b"STARTTLS\r\n")
+        reply()
+        with ctx.wrap_socket(s, server_hostname=host) as t:
+            t.sendall(b"QUIT\r\n")
+            t.recv(512)
+    return time.monotonic() - start
+
+
+def measure(name, pid, urls, concurrency):
+    """Runs the probes; returns CPU per probe (ms) of the exporter's process and latencies."""
+    cpu0 = cpu_seconds(pid) if pid else 0.0
+    if concurrency == 1:
+        lat = [u() for u in urls]
+    else:
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            lat = list(pool.map(lambda u: u(), urls))
+    cpu = (cpu_seconds(pid) - cpu0) if pid else 0.0
+    return {"name": name, "cpu_ms": 1000 * cpu / len(urls), "lat": lat}
+
+
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--probes", type=int, default=400, help="probes per exporter and mode")
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
+    blackbox = blackbox_binary()
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    work = ROOT / "target" / "bench" / f"blackbox-{stamp}"
+    work.mkdir(parents=True, exist_ok=True)
+    procs = []
+    try:
+        simdir = work / "sim"
+        procs.append(subprocess.Popen(
+            [str(BIN), "simulate", "--mailboxes", "1", "--no-schedule", "--config-out",
+             str(simdir), "--log.level", "warn"],
+            stdout=subprocess.DEVNULL, stderr=open(work / "sim.log", "w"),
+        ))
+        config = simdir / "agent.yml"
+        for _ in range(100):
+            if config.exists():
+                break
+            time.sleep(0.2)
+        time.sleep(0.5)
+        text = config.read_text()
+        smtp_port = int(re.search(r"smtp_port: (\d+)", text).group(1))
+        ca = str(simdir / "simulator-ca.pem")
+
+        ours_port = free_port()
+        ours = subprocess.Popen(
+            [str(BIN), "--config.file", str(config), "--web.listen-address",
+             f"127.0.0.1:{ours_port}", "--log.level", "warn"],
+            stdout=subprocess.DEVNULL, stderr=open(work / "agent.log", "w"),
+        )
+        procs.append(ours)
+        bb_config = work / "blackbox.yml"
+        bb_config.write_text(f"""modules:
+  smtp_starttls:
+    prober: tcp
+    timeout: 10s
+    tcp:
+      preferred_ip_protocol: ip4
+      tls_config:
+        ca_file: {ca}
+      query_response:
+        - expect: "^220 "
+        - send: "EHLO bench.localhost"
+        - expect: "^250 "
+        - send: "STARTTLS"
+        - expect: "^220 "
+        - starttls: true
+        - send: "EHLO bench.localhost"
+        - expect: "^250 "
+        - send: "QUIT"
+        - expect: "^221 "
+""")
+        bb_port = free_port()
+        bb = subprocess.Popen(
+            [blackbox, f"--config.file={bb_config}", f"--web.listen-address=127.0.0.1:{bb_port}"],
+            stdout=subprocess.DEVNULL, stderr=open(work / "blackbox.log", "w"),
+        )
+        procs.append(bb)
+        wait_port(ours_port)
+        wait_port(bb_port)
+        time.sleep(1)
+        bb_url = f"http://127.0.0.1:{bb_port}/probe?module=smtp_starttls&target=127.0.0.1:{smtp_port}"
+        ours_url = f"http://127.0.0.1:{ours_port}/probe?target=mb-0-0"
+        # One probe each first (our token is fetched and cached, as in steady state).
+        probe(ours_url)
+        probe(bb_url)
+        idle = {"blackbox": rss_mib(bb.pid), "ours": rss_mib(ours.pid)}
+        n = args.probes
+        results = {}
+        for conc in (1, 20):
+            # Alternate in rounds so that both meet the same machine state.
+            acc = {"blackbox": {"cpu": 0.0, "lat": []}, "ours": {"cpu": 0.0, "lat": []},
+                   "floor": {"cpu": 0.0, "lat": []}}
+            rounds = 4
+            for _ in range(rounds):
+                for name, pid, fn in (
+                    ("blackbox", bb.pid, lambda: probe(bb_url)),
+                    ("ours", ours.pid, lambda: probe(ours_url)),
+                    ("floor", None, lambda: floor("127.0.0.1", smtp_port, ca)),
+                ):
+                    m = measure(name, pid, [fn] * (n // rounds), conc)
+                    acc[name]["cpu"] += m["cpu_ms"] / rounds
+                    acc[name]["lat"] += m["lat"]
+            results[conc] = acc
+        loaded = {"blackbox": rss_mib(bb.pid), "ours": rss_mib(ours.pid)}
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    rows = []
+    for label, key in (
+        ("blackbox_exporter, tcp module (banner, EHLO, STARTTLS, TLS, EHLO, QUIT)", "blackbox"),
+        ("smtp-oauth-exporter /probe (the same, plus AUTH XOAUTH2, MAIL FROM, RSET)", "ours"),
+        ("floor: connect, banner, EHLO, STARTTLS, TLS handshake, QUIT (this script)", "floor"),
+    ):
+        cells = [label]
+        for conc in (1, 20):
+            r = results[conc][key]
+            cpu = f"{r['cpu']:.2f} ms" if key != "floor" else "n/a"
+            cells += [cpu, f"{1000 * pct(r['lat'], 0.5):.1f} ms", f"{1000 * pct(r['lat'], 0.99):.1f} ms"]
+        if key == "floor":
+            cells += ["", ""]
+        else:
+            cells += [f"{idle[key]:.1f} MiB", f"{loaded[key]:.1f} MiB"]
+        rows.append("| " + " | ".join(cells) + " |")
+    ratio1 = results[1]["ours"]["cpu"] / results[1]["blackbox"]["cpu"]
+    ratio20 = results[20]["ours"]["cpu"] / results[20]["blackbox"]["cpu"]
+    out = (
+        "| probe | CPU per probe | p50 | p99 | CPU per probe at 20 | p50 at 20 | p99 at 20 | RSS idle | RSS loaded |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        + "\n".join(rows)
+        + f"\n\nCPU per probe, ours / blackbox_exporter's: {ratio1:.2f} sequential, {ratio20:.2f} at concurrency 20 "
+        f"({n} probes of each per mode, alternated in 4 rounds; CPU is each exporter process's own user+system time).\n"
+    )
+    print(out)
+    results_dir = ROOT / "bench" / "results"
+    results_dir.mkdir(exist_ok=True)
+    path = results_dir / f"blackbox-{stamp}.md"
+    path.write_text(f"# Beside blackbox_exporter, {stamp} UTC\n\n" + out)
+    print(f"written to {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

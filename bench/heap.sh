@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Heap profile of the agent at 10,000 mailboxes over 1,000 apps (dhat): the release build with
+# the dhat-heap feature, against the simulator in its own process, for the first round and a
+# few scrapes; then the top allocation sites live at the heap's peak.
+# Usage: bench/heap.sh [MAILBOXES] [SECONDS]    (defaults 10000 and 75)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-10000}
+secs=${2:-75}
+work=target/bench/heap-$(date -u +%Y%m%d-%H%M%S)
+mkdir -p "$work"
+# The simulator from a plain build (it must not be slowed down, nor write a profile).
+cargo build --release --locked
+cp target/release/smtp-oauth-exporter "$work/simulator"
+cargo build --release --locked --features dhat-heap
+cp target/release/smtp-oauth-exporter "$work/agent-dhat"
+"$work/simulator" simulate --mailboxes "$n" --config-out "$work/sim" --startup-spread 30s \
+  --max-concurrent-checks 200 --log.level warn >"$work/sim.log" 2>&1 &
+sim=$!
+trap 'kill $sim 2>/dev/null || true' EXIT
+for _ in $(seq 100); do [ -f "$work/sim/agent.yml" ] && break; sleep 0.2; done
+sleep 1
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+(cd "$work" && ./agent-dhat --config.file sim/agent.yml --web.listen-address "127.0.0.1:$port" \
+  --log.level warn >agent.log 2>&1) &
+agent=$!
+sleep "$secs"
+for _ in 1 2 3; do
+  curl -s -o /dev/null -H 'Accept-Encoding: gzip' "http://127.0.0.1:$port/metrics"
+  sleep 2
+done
+kill -TERM "$(pgrep -f "agent-dhat --config.file sim/agent.yml" | head -n 1)"
+wait "$agent" || true
+tail -n 3 "$work/agent.log"
+python3 bench/dhat_top.py "$work/dhat-heap.json" 12
