@@ -124,11 +124,16 @@ fn benches(c: &mut Criterion) {
         config_reload_successful: true,
         config_reload_success_at: Some(at()),
     };
+    let page = metrics::PageSettings {
+        detail: false,
+        stale_intervals: 3,
+        now: at(),
+    };
     let size = state
-        .with_view(|v| metrics::render(&agent, v, &[], false, 0))
+        .with_view(|v| metrics::render(&agent, v, &[], page, 0))
         .len();
     c.bench_function("render /metrics, 10,000 mailboxes", |b| {
-        b.iter(|| state.with_view(|v| black_box(metrics::render(&agent, v, &[], false, size))))
+        b.iter(|| state.with_view(|v| black_box(metrics::render(&agent, v, &[], page, size))))
     });
     let target = plan.target("mb-500-5").unwrap().clone();
     let report = smtp_report("mb-500-5", "app-500");

@@ -69,11 +69,12 @@ impl Agent {
         sink.diagnose_all();
         let shared = Arc::new(Shared {
             plan: RwLock::new(plan.clone()),
+            alerts: Mutex::new(Vec::new()),
             state: state.clone(),
             tokens: tokens.clone(),
             ctx: ctx.clone(),
             probes: Arc::new(tokio::sync::Semaphore::new(
-                plan.scheduler.max_concurrent_probes,
+                plan.settings.scheduler.max_concurrent_probes,
             )),
             agent: Mutex::new(AgentInfo {
                 config_reload_successful: true,
@@ -94,6 +95,11 @@ impl Agent {
         );
         let scheduler = Scheduler::start(&plan, ctx, sink, &shutdown);
         let server = tokio::spawn(server::serve(listener, shared.clone(), shutdown.clone()));
+        tokio::spawn(alerts_loop(
+            shared.clone(),
+            shutdown.clone(),
+            format!("http://{addr}/"),
+        ));
         shared.ready.store(true, Ordering::Relaxed);
         Ok(Agent {
             addr,
@@ -127,10 +133,45 @@ impl Agent {
         let _ = tokio::time::timeout(STOP_GRACE, self.server).await;
     }
 
+    /// The agent's own alerts firing now (`GET /alerts`).
+    pub fn alerts(&self) -> Vec<crate::alerts::Alert> {
+        self.shared.alerts.lock().expect("alerts lock").clone()
+    }
+
     /// Runs until `signal` resolves, then stops.
     pub async fn run_until(self, signal: impl std::future::Future<Output = ()>) {
         signal.await;
         tracing::info!("shutting down");
         self.stop().await;
+    }
+}
+
+/// Evaluates the agent's own alerts every `alerts.evaluation_interval`, keeps the firing ones for
+/// `GET /alerts`, and pushes them to Alertmanager when configured.
+async fn alerts_loop(shared: Arc<Shared>, shutdown: CancellationToken, generator_url: String) {
+    let first = shared.plan();
+    let mut pusher = first.settings.alertmanager.clone().and_then(|s| {
+        crate::alerts::push::Pusher::new(s)
+            .map_err(|e| tracing::warn!(error = %e, "cannot set up the Alertmanager client"))
+            .ok()
+    });
+    let mut tracker = crate::alerts::Tracker::default();
+    let mut tick = crate::alerts::push::next_tick(first.settings.alert_evaluation_interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let plan = shared.plan();
+        let now = chrono::Utc::now();
+        let agent = shared.agent.lock().expect("agent lock").clone();
+        let candidates = shared.state.with_view(|v| {
+            crate::alerts::evaluate(&plan, v, &agent, &plan.settings.alerts, now, &generator_url)
+        });
+        let update = tracker.update(candidates, now);
+        *shared.alerts.lock().expect("alerts lock") = update.firing.clone();
+        if let Some(p) = pusher.as_mut() {
+            p.push(&update, now).await;
+        }
     }
 }

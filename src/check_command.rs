@@ -122,7 +122,7 @@ pub async fn run(plan: Arc<Plan>, req: &Request) -> Outcome {
     let state = StateStore::new();
     let tokens = Arc::new(crate::auth::TokenCache::new());
     let ctx = crate::checks::Context::new(tokens);
-    let limit = plan.scheduler.max_concurrent_checks;
+    let limit = plan.settings.scheduler.max_concurrent_checks;
     // Token and Graph first, so that the SMTP checks use the token just fetched.
     for (jobs, opts) in [
         (&app_jobs, RunOptions::default()),

@@ -412,6 +412,29 @@ impl<'a> Finding<'a> {
     }
 }
 
+/// A cause's remediation with a target's names filled in (no report needed).
+pub fn remediation_for(target: &Target, cause: Cause) -> String {
+    let settings = DiagnosisSettings::default();
+    let i = Inputs {
+        target,
+        token: None,
+        smtp: None,
+        graph: None,
+        graph_ok: None,
+        sibling_authenticated: false,
+        now: Utc::now(),
+        settings: &settings,
+    };
+    let vars = Vars {
+        i: &i,
+        check: None,
+        failure: None,
+        days: None,
+        date: None,
+    };
+    vars.render(cause.info().remediation)
+}
+
 /// The verdict of a target from its inputs.
 pub fn diagnose(i: &Inputs) -> Verdict {
     let mut findings: Vec<Finding> = Vec::new();
@@ -803,7 +826,7 @@ mod tests {
             graph_ok: None,
             sibling_authenticated: false,
             now: DateTime::from_timestamp(1_800_000_100, 0).unwrap(),
-            settings: &plan.diagnosis,
+            settings: &plan.settings.diagnosis,
         })
     }
 

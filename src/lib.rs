@@ -5,6 +5,8 @@
 
 /// Wires plan, cache, checks, scheduler, state and HTTP into a running agent.
 pub mod agent;
+/// The alerts: Prometheus rules generated from one table, and the agent's own evaluation.
+pub mod alerts;
 /// Token acquisition, the shared token cache, claim decoding.
 pub mod auth;
 /// The `check` command: run checks now, print them for people, scripts or Nagios.

@@ -103,6 +103,24 @@ pub struct MetricsSettings {
     pub detail: bool,
 }
 
+/// How the agent pushes its own alerts to Alertmanager (`alertmanager:`), when configured.
+#[derive(Debug, Clone)]
+pub struct AlertmanagerSettings {
+    /// Alertmanagers (each gets every alert), base URLs: `{url}/api/v2/alerts`.
+    pub urls: Vec<Url>,
+    pub timeout: Duration,
+    /// Active alerts are sent again this often (and at once when the set changes).
+    pub resend_interval: Duration,
+    pub auth: Option<AlertmanagerAuth>,
+}
+
+/// Credentials for Alertmanager, read from files at load time.
+#[derive(Debug, Clone)]
+pub enum AlertmanagerAuth {
+    Basic { username: String, password: Secret },
+    Bearer(Secret),
+}
+
 /// When and how long one check kind runs for one target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckSettings {
@@ -340,12 +358,24 @@ pub struct JobKey {
     pub target: String,
 }
 
-/// The validated configuration the agent runs on.
-#[derive(Debug)]
-pub struct Plan {
+/// The agent-wide settings of a plan.
+#[derive(Debug, Clone)]
+pub struct Settings {
     pub scheduler: SchedulerSettings,
     pub diagnosis: DiagnosisSettings,
     pub metrics: MetricsSettings,
+    /// The alert thresholds (the agent's own `/alerts` and push).
+    pub alerts: crate::alerts::AlertSettings,
+    /// How often the agent evaluates its alerts.
+    pub alert_evaluation_interval: Duration,
+    pub alertmanager: Option<AlertmanagerSettings>,
+}
+
+/// The validated configuration the agent runs on.
+#[derive(Debug)]
+pub struct Plan {
+    /// The agent-wide settings.
+    pub settings: Settings,
     pub apps: Vec<Arc<App>>,
     pub mailboxes: Vec<Arc<Mailbox>>,
     /// Every enabled job, apps first, in configuration order.
@@ -360,9 +390,7 @@ impl Plan {
     /// Builds the plan's indexes and jobs from validated apps and mailboxes. Names are unique
     /// across apps and mailboxes (validation checks it).
     pub fn new(
-        scheduler: SchedulerSettings,
-        diagnosis: DiagnosisSettings,
-        metrics: MetricsSettings,
+        settings: Settings,
         apps: Vec<Arc<App>>,
         mailboxes: Vec<Arc<Mailbox>>,
         warnings: Vec<String>,
@@ -394,9 +422,7 @@ impl Plan {
             }
         }
         Plan {
-            scheduler,
-            diagnosis,
-            metrics,
+            settings,
             apps,
             mailboxes,
             jobs,

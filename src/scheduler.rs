@@ -111,7 +111,7 @@ impl Scheduler {
         sink: Arc<dyn Sink>,
         shutdown: &CancellationToken,
     ) -> Self {
-        let settings = &plan.scheduler;
+        let settings = &plan.settings.scheduler;
         let jobs = plan.jobs.clone();
         let cancel = shutdown.child_token();
         // One bound per check kind: 10,000 SMTP runs stuck on an unreachable host must not keep

@@ -26,6 +26,26 @@ pub struct TargetState {
     pub runs_failure: u64,
     /// Failed runs by reason (a counter per reason seen).
     pub failures_by_reason: BTreeMap<Reason, u64>,
+    /// When the current run of failures began (the start of its first failed run); `None`
+    /// while the last run succeeded. Alerts wait this long, as Prometheus' `for:` does.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// The job's typical interval (for "has not succeeded for three intervals").
+    pub interval: std::time::Duration,
+    /// When the job entered the plan: the start of the wait for its first success.
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl TargetState {
+    /// Whether the check has not succeeded for `intervals` of its intervals (counted from the
+    /// job's start when it never succeeded).
+    pub fn overdue(&self, intervals: u32, now: DateTime<Utc>) -> bool {
+        let Some(from) = self.last_success.or(self.since) else {
+            return false;
+        };
+        let limit =
+            chrono::Duration::from_std(self.interval * intervals).unwrap_or(chrono::Duration::MAX);
+        !self.interval.is_zero() && now - from > limit
+    }
 }
 
 /// What every mailbox checked at one SMTP endpoint (host:port) shares.
@@ -102,7 +122,7 @@ impl Evidence {
             graph_ok: self.graph_ok.as_deref(),
             sibling_authenticated: self.sibling_authenticated,
             now,
-            settings: &plan.diagnosis,
+            settings: &plan.settings.diagnosis,
         }
     }
 }
@@ -203,10 +223,12 @@ impl StateStore {
                 st.runs_success += 1;
                 st.last_success = Some(report.started_at);
                 st.last_ok = Some(report.clone());
+                st.failing_since = None;
             }
             Some(f) => {
                 st.runs_failure += 1;
                 *st.failures_by_reason.entry(f.reason).or_default() += 1;
+                st.failing_since.get_or_insert(report.started_at);
             }
         }
         st.last = Some(report);
@@ -238,6 +260,11 @@ impl StateStore {
     /// Keeps the state of the plan's jobs and verdict targets only, and makes sure every job
     /// has an entry (so it shows as "not run yet").
     pub fn retain(&self, plan: &Plan) {
+        self.retain_at(plan, Utc::now());
+    }
+
+    /// [`StateStore::retain`] with the time new jobs count from (for tests).
+    pub fn retain_at(&self, plan: &Plan, now: DateTime<Utc>) {
         let keep: HashSet<JobKey> = plan.jobs.iter().map(|j| j.key()).collect();
         let targets: HashSet<String> = plan
             .verdict_targets()
@@ -246,8 +273,10 @@ impl StateStore {
         let mailboxes: HashSet<&str> = plan.mailboxes.iter().map(|m| m.name.as_str()).collect();
         let mut inner = self.lock();
         inner.jobs.retain(|k, _| keep.contains(k));
-        for k in keep {
-            inner.jobs.entry(k).or_default();
+        for j in &plan.jobs {
+            let st = inner.jobs.entry(j.key()).or_default();
+            st.interval = j.settings.schedule.typical_interval();
+            st.since.get_or_insert(now);
         }
         inner.verdicts.retain(|k, _| targets.contains(k));
         for set in inner.authenticated.values_mut() {

@@ -108,7 +108,7 @@ fn parse_error(e: serde_path_to_error::Error<yaml_serde::Error>, file: &str) -> 
     for (internal, shown) in [
         (
             "struct RawConfig",
-            "a mapping with scheduler, diagnosis, metrics, defaults, apps and mailboxes",
+            "a mapping with scheduler, diagnosis, metrics, alerts, alertmanager, defaults, apps and mailboxes",
         ),
         (
             "struct RawScheduler",
@@ -116,6 +116,16 @@ fn parse_error(e: serde_path_to_error::Error<yaml_serde::Error>, file: &str) -> 
         ),
         ("struct RawDiagnosis", "a mapping with expiry_warning"),
         ("struct RawMetrics", "a mapping with detail"),
+        (
+            "struct RawAlerts",
+            "a mapping with credential_critical, server_certificate_warning, failing_for, stale_intervals and evaluation_interval",
+        ),
+        (
+            "struct RawAlertmanager",
+            "a mapping with urls, timeout, resend_interval, basic_auth and bearer_token_file",
+        ),
+        ("struct RawBasicAuth", "a mapping with username and password_file"),
+        ("u32", "a whole number"),
         ("struct RawDefaults", "a mapping with cloud and checks"),
         ("struct RawChecks", "a mapping with token, smtp and graph"),
         (

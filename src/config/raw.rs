@@ -13,6 +13,9 @@ pub struct RawConfig {
     #[serde(default)]
     pub metrics: RawMetrics,
     #[serde(default)]
+    pub alerts: RawAlerts,
+    pub alertmanager: Option<RawAlertmanager>,
+    #[serde(default)]
     pub defaults: RawDefaults,
     #[serde(default)]
     pub apps: Vec<RawApp>,
@@ -26,6 +29,34 @@ pub struct RawScheduler {
     pub max_concurrent_checks: Option<usize>,
     pub max_concurrent_probes: Option<usize>,
     pub startup_spread: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    pub credential_critical: Option<String>,
+    pub server_certificate_warning: Option<String>,
+    pub failing_for: Option<String>,
+    pub stale_intervals: Option<u32>,
+    pub evaluation_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertmanager {
+    #[serde(default)]
+    pub urls: Vec<String>,
+    pub timeout: Option<String>,
+    pub resend_interval: Option<String>,
+    pub basic_auth: Option<RawBasicAuth>,
+    pub bearer_token_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasicAuth {
+    pub username: Option<String>,
+    pub password_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

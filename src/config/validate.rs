@@ -11,9 +11,10 @@ use super::credentials::{self, CertificateError};
 use super::raw::{self, RawCheck, RawChecks, RawConfig};
 use super::{is_guid, parse_duration, Cloud, ConfigError, Schedule};
 use crate::plan::{
-    App, AssertionAlgorithm, CheckSettings, Credential, DiagnosisSettings, Mailbox,
-    MetricsSettings, NetClients, Plan, SchedulerSettings,
+    AlertmanagerAuth, AlertmanagerSettings, App, AssertionAlgorithm, CheckSettings, Credential,
+    DiagnosisSettings, Mailbox, MetricsSettings, NetClients, Plan, SchedulerSettings, Settings,
 };
+use crate::secret::Secret;
 
 /// Built-in default of each check kind: (schedule, timeout).
 const TOKEN_DEFAULT: (&str, &str) = ("5m", "15s");
@@ -183,14 +184,139 @@ impl<'a> Validator<'a> {
         let metrics = MetricsSettings {
             detail: raw.metrics.detail.unwrap_or(false),
         };
+        let mut alerts = crate::alerts::AlertSettings {
+            credential_warning: diagnosis.expiry_warning,
+            ..Default::default()
+        };
+        let a = &raw.alerts;
+        for (field, value, into) in [
+            (
+                "credential_critical",
+                &a.credential_critical,
+                &mut alerts.credential_critical,
+            ),
+            (
+                "server_certificate_warning",
+                &a.server_certificate_warning,
+                &mut alerts.server_certificate_warning,
+            ),
+            ("failing_for", &a.failing_for, &mut alerts.failing_for),
+        ] {
+            if let Some(v) = value {
+                *into = parse_duration(v).map_err(|m| self.err(format!("alerts.{field}"), m))?;
+            }
+        }
+        if let Some(n) = a.stale_intervals {
+            if n == 0 {
+                return Err(self.err("alerts.stale_intervals", "must be at least 1"));
+            }
+            alerts.stale_intervals = n;
+        }
+        let alert_evaluation_interval =
+            match &a.evaluation_interval {
+                Some(v) => positive(
+                    parse_duration(v).map_err(|m| self.err("alerts.evaluation_interval", m))?,
+                )
+                .ok_or_else(|| self.err("alerts.evaluation_interval", "must be greater than 0s"))?,
+                None => std::time::Duration::from_secs(15),
+            };
+        let alertmanager = match raw.alertmanager {
+            Some(am) => Some(self.alertmanager(am)?),
+            None => None,
+        };
         Ok(Plan::new(
-            scheduler,
-            diagnosis,
-            metrics,
+            Settings {
+                scheduler,
+                diagnosis,
+                metrics,
+                alerts,
+                alert_evaluation_interval,
+                alertmanager,
+            },
             final_apps,
             mailboxes,
             self.warnings,
         ))
+    }
+
+    /// The `alertmanager:` block: URLs, timeouts, and credentials read from their files.
+    fn alertmanager(&self, am: raw::RawAlertmanager) -> Result<AlertmanagerSettings, ConfigError> {
+        if am.urls.is_empty() {
+            return Err(self.err(
+                "alertmanager.urls",
+                "name at least one Alertmanager, such as http://alertmanager:9093",
+            ));
+        }
+        let mut urls = Vec::new();
+        for (i, u) in am.urls.iter().enumerate() {
+            // A URL with user information is never echoed: it may hold a password.
+            let shown = if u.contains('@') {
+                "(not shown: it contains '@')".to_string()
+            } else {
+                format!("{u:?}")
+            };
+            let url = Url::parse(u).map_err(|e| {
+                self.err(
+                    format!("alertmanager.urls[{i}]"),
+                    format!("invalid URL {shown}: {e}; expected a base URL such as http://alertmanager:9093"),
+                )
+            })?;
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(self.err(
+                    format!("alertmanager.urls[{i}]"),
+                    "credentials in the URL are not accepted (they would show in logs): use alertmanager.basic_auth with a password_file",
+                ));
+            }
+            if !matches!(url.scheme(), "http" | "https") || url.query().is_some() {
+                return Err(self.err(
+                    format!("alertmanager.urls[{i}]"),
+                    format!("invalid URL {u:?}: expected http or https, without query"),
+                ));
+            }
+            urls.push(url);
+        }
+        let duration = |field: &str, v: &Option<String>, default: u64| match v {
+            Some(v) => parse_duration(v).ok().and_then(positive).ok_or_else(|| {
+                self.err(
+                    format!("alertmanager.{field}"),
+                    format!("invalid duration {v:?}: expected a positive duration such as 10s"),
+                )
+            }),
+            None => Ok(std::time::Duration::from_secs(default)),
+        };
+        let read = |field: &str, f: &str| -> Result<Secret, ConfigError> {
+            let path = self.resolve(f);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                self.err(
+                    format!("alertmanager.{field}"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            Ok(Secret::new(text.trim()))
+        };
+        let auth = match (am.basic_auth, am.bearer_token_file) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    "alertmanager",
+                    "basic_auth and bearer_token_file exclude each other",
+                ))
+            }
+            (Some(b), None) => Some(AlertmanagerAuth::Basic {
+                username: self.required("alertmanager.basic_auth.username", b.username)?,
+                password: read(
+                    "basic_auth.password_file",
+                    &self.required("alertmanager.basic_auth.password_file", b.password_file)?,
+                )?,
+            }),
+            (None, Some(f)) => Some(AlertmanagerAuth::Bearer(read("bearer_token_file", &f)?)),
+            (None, None) => None,
+        };
+        Ok(AlertmanagerSettings {
+            urls,
+            timeout: duration("timeout", &am.timeout, 10)?,
+            resend_interval: duration("resend_interval", &am.resend_interval, 60)?,
+            auth,
+        })
     }
 
     /// Resolves one check's settings: target override, then `defaults.checks`, then built-in.
@@ -508,6 +634,11 @@ impl<'a> Validator<'a> {
             address,
         })
     }
+}
+
+/// `Some` for a duration greater than zero.
+fn positive(d: std::time::Duration) -> Option<std::time::Duration> {
+    (!d.is_zero()).then_some(d)
 }
 
 /// A DNS name (letters, digits, `-`, `.`) or an IP address.

@@ -87,18 +87,30 @@ impl<'a> Item<'a> {
     }
 }
 
+/// What the page shows beyond the state.
+#[derive(Debug, Clone, Copy)]
+pub struct PageSettings {
+    /// `metrics.detail`.
+    pub detail: bool,
+    /// `alerts.stale_intervals`: a check that has not succeeded for this many intervals is
+    /// overdue.
+    pub stale_intervals: u32,
+    pub now: DateTime<Utc>,
+}
+
 /// The whole `/metrics` page.
 pub fn render(
     agent: &AgentInfo,
     view: &View,
     tokens: &[EntryStats],
-    detail: bool,
+    page: PageSettings,
     capacity: usize,
 ) -> String {
+    let detail = page.detail;
     let mut f = Exposition::new(NAMESPACE, capacity);
     write_agent(&mut f, agent);
     write_verdicts(&mut f, view);
-    write_checks(&mut f, view, detail);
+    write_checks(&mut f, view, page);
     write_endpoints(&mut f, view);
     write_scheduler(&mut f, view);
     write_token_cache(&mut f, tokens, detail);
@@ -161,7 +173,8 @@ pub fn write_verdicts(f: &mut Exposition, view: &View) {
 }
 
 /// The series of every (check, target), then the check-specific facts.
-pub fn write_checks(f: &mut Exposition, view: &View, detail: bool) {
+fn write_checks(f: &mut Exposition, view: &View, page: PageSettings) {
+    let detail = page.detail;
     let jobs = view.jobs;
     fn label(k: &crate::plan::JobKey) -> [(&'static str, &str); 2] {
         [("check", k.kind.as_str()), ("target", k.target.as_str())]
@@ -231,6 +244,16 @@ pub fn write_checks(f: &mut Exposition, view: &View, detail: bool) {
     for (k, st) in jobs {
         for (reason, n) in &st.failures_by_reason {
             f.sample(&with(&label(k), &[("reason", reason.as_str())]), *n as f64);
+        }
+    }
+    f.family(
+        "check_overdue",
+        "Present (1) while a check has not succeeded for alerts.stale_intervals (3) of its intervals.",
+        Kind::Gauge,
+    );
+    for (k, st) in jobs {
+        if st.overdue(page.stale_intervals, page.now) {
+            f.sample(&label(k), 1.0);
         }
     }
     f.family(

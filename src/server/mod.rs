@@ -1,4 +1,4 @@
-//! The HTTP endpoint (hyper): `/metrics`, `/probe`, `/status`, the status page `/`,
+//! The HTTP endpoint (hyper): `/metrics`, `/probe`, `/status`, `/alerts`, the status page `/`,
 //! `/-/healthy` and `/-/ready`. It reads state; protocol work happens in the checks, which
 //! `/probe` runs through the same `checks::run` as the scheduler.
 
@@ -28,6 +28,8 @@ use crate::state::StateStore;
 pub struct Shared {
     /// The plan in force (a reload swaps it).
     pub plan: RwLock<Arc<Plan>>,
+    /// The agent's own alerts firing at the last evaluation (`GET /alerts`).
+    pub alerts: Mutex<Vec<crate::alerts::Alert>>,
     pub state: Arc<StateStore>,
     pub tokens: Arc<TokenCache>,
     /// What `/probe` runs checks with.
@@ -60,11 +62,16 @@ impl Shared {
 
     /// The page, into a buffer of `capacity` bytes (the last page's size).
     fn render_metrics_sized(&self, capacity: usize) -> String {
-        let detail = self.plan().metrics.detail;
+        let plan = self.plan();
+        let page = metrics::PageSettings {
+            detail: plan.settings.metrics.detail,
+            stale_intervals: plan.settings.alerts.stale_intervals,
+            now: chrono::Utc::now(),
+        };
         let agent = self.agent.lock().expect("agent lock").clone();
         let tokens = self.tokens.stats();
         self.state
-            .with_view(|v| metrics::render(&agent, v, &tokens, detail, capacity))
+            .with_view(|v| metrics::render(&agent, v, &tokens, page, capacity))
     }
 
     /// The plan in force.
@@ -201,6 +208,17 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
                 "text/html; charset=utf-8",
                 page::render(&shared.status(), &shared.telemetry_path),
             ),
+            "/alerts" => {
+                let alerts = shared.alerts.lock().expect("alerts lock").clone();
+                match serde_json::to_vec_pretty(&alerts) {
+                    Ok(body) => reply(StatusCode::OK, "application/json", body),
+                    Err(_) => reply(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "text/plain; charset=utf-8",
+                        "cannot render the alerts\n",
+                    ),
+                }
+            }
             "/status" => match serde_json::to_vec_pretty(&shared.status()) {
                 Ok(body) => reply(StatusCode::OK, "application/json", body),
                 Err(_) => reply(

@@ -143,7 +143,7 @@ pub async fn handle(
             .or(evidence.graph_ok.as_deref()),
         sibling_authenticated: evidence.sibling_authenticated,
         now: chrono::Utc::now(),
-        settings: &plan.diagnosis,
+        settings: &plan.settings.diagnosis,
     });
     reply(
         StatusCode::OK,

@@ -284,3 +284,86 @@ pub async fn run_binary_async(args: &[&str]) -> (String, String, i32) {
     .await
     .expect("binary task")
 }
+
+/// A request the [`http_receiver`] got: its path, `Authorization` header and JSON body.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub authorization: Option<String>,
+    pub body: serde_json::Value,
+    pub received_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl std::ops::Index<&str> for Received {
+    type Output = serde_json::Value;
+    fn index(&self, key: &str) -> &serde_json::Value {
+        &self.body[key]
+    }
+}
+
+/// What an [`http_receiver`] got so far.
+pub type Inbox = std::sync::Arc<std::sync::Mutex<Vec<Received>>>;
+
+/// A minimal HTTP/1.1 receiver on loopback (an Alertmanager webhook, Alertmanager's own API):
+/// records each request with a JSON body (its `Index` reads the body) and answers 200.
+pub async fn http_receiver() -> (u16, Inbox) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let inbox: Inbox = Default::default();
+    let sink = inbox.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                let (head_end, length) = loop {
+                    let n = match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
+                        let length = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        break (i + 4, length);
+                    }
+                };
+                while buf.len() < head_end + length {
+                    let n = match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                let authorization = head.lines().find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("authorization")
+                        .then(|| v.trim().to_string())
+                });
+                let body = serde_json::from_slice(&buf[head_end..head_end + length])
+                    .unwrap_or(serde_json::Value::Null);
+                sink.lock().unwrap().push(Received {
+                    path,
+                    authorization,
+                    body,
+                    received_at: chrono::Utc::now(),
+                });
+                let _ = sock
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    (port, inbox)
+}

@@ -147,6 +147,16 @@ fn metrics_exposition_matches_the_golden_file() {
         trace_id: Some("not in metrics".into()),
         correlation_id: None,
     };
+    // The plan first, as the agent does: jobs count from an hour before, so the legacy app's
+    // never-successful token check is overdue and `check_overdue` has a sample.
+    let plan = smtp_oauth_exporter::config::from_yaml(
+        "apps:\n  - { name: billing, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: x }\n  - { name: legacy, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000002, client_secret: y }\nmailboxes:\n  - { name: invoices, app: billing, address: invoices@contoso.com }\n  - { name: scans, app: billing, address: scans@contoso.com }\n",
+        "golden.yml",
+        std::path::Path::new("."),
+    )
+    .unwrap();
+    state.retain_at(&plan, at(-3600));
+    state.record_delay(CheckKind::Smtp, Duration::from_millis(30));
     state.record(report(CheckKind::Token, "billing", None, token(Some(4000))));
     state.record(report(
         CheckKind::Token,
@@ -159,16 +169,17 @@ fn metrics_exposition_matches_the_golden_file() {
         CheckKind::Smtp,
         "scans",
         Some(failed(SmtpReason::AuthRejected.into(), None)),
-        smtp(Some((Phase::Auth, 535, "5.7.3"))),
+        // Certificate verification switched off for this one (`smtp_tls_insecure_skip_verify`).
+        match smtp(Some((Phase::Auth, 535, "5.7.3"))) {
+            Details::Smtp(mut d) => {
+                d.insecure_skip_verify = true;
+                Details::Smtp(d)
+            }
+            _ => unreachable!(),
+        },
     ));
     state.record(report(CheckKind::Graph, "billing", None, graph()));
     // The verdicts, from those reports, for the plan they belong to.
-    let plan = smtp_oauth_exporter::config::from_yaml(
-        "apps:\n  - { name: billing, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: x }\n  - { name: legacy, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000002, client_secret: y }\nmailboxes:\n  - { name: invoices, app: billing, address: invoices@contoso.com }\n  - { name: scans, app: billing, address: scans@contoso.com }\n",
-        "golden.yml",
-        std::path::Path::new("."),
-    )
-    .unwrap();
     for t in plan.verdict_targets() {
         state.update_verdict(&plan, &t, at(60));
     }
@@ -195,7 +206,19 @@ fn render(state: &StateStore, detail: bool) -> String {
         requests_failed: 1,
     }];
     state
-        .with_view(|v| metrics::render(&agent, v, &tokens, detail, 0))
+        .with_view(|v| {
+            metrics::render(
+                &agent,
+                v,
+                &tokens,
+                metrics::PageSettings {
+                    detail,
+                    stale_intervals: 3,
+                    now: at(60),
+                },
+                0,
+            )
+        })
         .lines()
         .filter(|l| !l.contains("smtp_oauth_build_info"))
         .map(|l| format!("{l}\n"))
