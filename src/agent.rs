@@ -2,8 +2,9 @@
 //! and the HTTP endpoint. `main` and the tests start an [`Agent`] and stop it with its handle.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -13,11 +14,18 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::TokenCache;
 use crate::checks::Context;
 use crate::metrics::AgentInfo;
-use crate::plan::Plan;
-use crate::scheduler::Scheduler;
-use crate::server::{self, Shared};
+use crate::plan::{CurrentPlan, Plan};
+use crate::scheduler::{ReloadSummary, Scheduler};
+use crate::server::{self, web_config, Shared};
 use crate::sink::StateSink;
 use crate::state::StateStore;
+
+/// Connections the endpoint serves at once by default: far above what scrapers need, low enough
+/// to bound memory.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// How often the web configuration's files are looked at for a change (a renewed certificate).
+const WEB_CONFIG_POLL: Duration = Duration::from_secs(30);
 
 /// How long a stop waits for runs in progress before it abandons them.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -27,6 +35,16 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub struct ServeOptions {
     pub listen_address: String,
     pub telemetry_path: String,
+    /// The configuration file a reload re-reads (`None`: reloads fail).
+    pub config_file: Option<PathBuf>,
+    /// Whether `POST /-/reload` is allowed (`--web.enable-lifecycle`, as in Prometheus).
+    pub enable_lifecycle: bool,
+    /// TLS and basic auth for the endpoint (`--web.config.file`).
+    pub web_config_file: Option<PathBuf>,
+    /// Connections served at once (`--web.max-connections`).
+    pub max_connections: usize,
+    /// This replica's part of the fleet (`--shard.*`); `None`: all of it.
+    pub shard: Option<crate::plan::Shard>,
 }
 
 impl Default for ServeOptions {
@@ -34,9 +52,17 @@ impl Default for ServeOptions {
         Self {
             listen_address: "127.0.0.1:0".into(),
             telemetry_path: "/metrics".into(),
+            config_file: None,
+            enable_lifecycle: false,
+            web_config_file: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            shard: None,
         }
     }
 }
+
+/// A reload request: the answer goes back on the channel.
+pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<ReloadSummary, String>>;
 
 /// A running agent.
 pub struct Agent {
@@ -44,31 +70,43 @@ pub struct Agent {
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     server: JoinHandle<()>,
-    scheduler: Scheduler,
+    /// Owns the scheduler: reloads it, and stops it at shutdown.
+    control: JoinHandle<()>,
 }
 
 impl Agent {
     /// Binds the endpoint and starts the scheduler on the plan.
     pub async fn start(plan: Plan, opts: &ServeOptions) -> anyhow::Result<Agent> {
+        let plan = plan.sharded(opts.shard);
         for w in &plan.warnings {
             tracing::warn!("{w}");
         }
+        let web = match opts.web_config_file.clone() {
+            None => web_config::WebConfig::open(),
+            Some(path) => tokio::task::spawn_blocking(move || web_config::WebConfig::load(&path))
+                .await?
+                .map_err(|e| anyhow::anyhow!("invalid web configuration: {e}"))?,
+        };
+        let tls = web.tls.is_some();
         let listener = TcpListener::bind(&opts.listen_address)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen_address))?;
         let addr = listener.local_addr()?;
         let plan = Arc::new(plan);
+        let current = Arc::new(CurrentPlan::new(plan.clone()));
         let tokens = Arc::new(TokenCache::new());
         let ctx = Arc::new(Context::new(tokens.clone()));
         let state = Arc::new(StateStore::new());
         state.retain(&plan);
-        let sink = Arc::new(StateSink {
-            plan: plan.clone(),
-            state: state.clone(),
-        });
+        let sink = Arc::new(StateSink::new(current.clone(), state.clone()));
         sink.diagnose_all();
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel::<ReloadRequest>(4);
         let shared = Arc::new(Shared {
-            plan: RwLock::new(plan.clone()),
+            plan: current,
+            reload: reload_tx,
+            enable_lifecycle: opts.enable_lifecycle,
+            web: std::sync::RwLock::new(Arc::new(web)),
+            connections: Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1))),
             alerts: Mutex::new(Vec::new()),
             state: state.clone(),
             tokens: tokens.clone(),
@@ -90,11 +128,31 @@ impl Agent {
             mailboxes = plan.mailboxes.len(),
             jobs = plan.jobs.len(),
             listen_address = %addr,
+            tls,
+            shard = opts
+                .shard
+                .map(|s| format!("{}/{} by {:?}", s.index, s.count, s.by).to_lowercase())
+                .unwrap_or_default()
+                .as_str(),
             "starting smtp-oauth-exporter {}",
             env!("CARGO_PKG_VERSION")
         );
-        let scheduler = Scheduler::start(&plan, ctx, sink, &shutdown);
+        let scheduler = Scheduler::start(&plan, ctx, sink.clone(), &shutdown);
+        let control = tokio::spawn(control_loop(
+            Control {
+                shared: shared.clone(),
+                scheduler,
+                sink,
+                config_file: opts.config_file.clone(),
+                shard: opts.shard,
+            },
+            reload_rx,
+            shutdown.clone(),
+        ));
         let server = tokio::spawn(server::serve(listener, shared.clone(), shutdown.clone()));
+        if let Some(path) = opts.web_config_file.clone() {
+            tokio::spawn(watch_web_config(shared.clone(), path, shutdown.clone()));
+        }
         tokio::spawn(alerts_loop(
             shared.clone(),
             shutdown.clone(),
@@ -106,7 +164,7 @@ impl Agent {
             shared,
             shutdown,
             server,
-            scheduler,
+            control,
         })
     }
 
@@ -129,8 +187,14 @@ impl Agent {
     pub async fn stop(self) {
         self.shared.ready.store(false, Ordering::Relaxed);
         self.shutdown.cancel();
-        self.scheduler.stop(STOP_GRACE).await;
+        let _ = tokio::time::timeout(STOP_GRACE * 2, self.control).await;
         let _ = tokio::time::timeout(STOP_GRACE, self.server).await;
+    }
+
+    /// Re-reads the configuration file and moves to it (what `SIGHUP` and `POST /-/reload`
+    /// do); an invalid file keeps the running configuration.
+    pub async fn reload(&self) -> Result<ReloadSummary, String> {
+        self.shared.reload().await
     }
 
     /// The agent's own alerts firing now (`GET /alerts`).
@@ -149,20 +213,31 @@ impl Agent {
 /// Evaluates the agent's own alerts every `alerts.evaluation_interval`, keeps the firing ones for
 /// `GET /alerts`, and pushes them to Alertmanager when configured.
 async fn alerts_loop(shared: Arc<Shared>, shutdown: CancellationToken, generator_url: String) {
-    let first = shared.plan();
-    let mut pusher = first.settings.alertmanager.clone().and_then(|s| {
-        crate::alerts::push::Pusher::new(s)
-            .map_err(|e| tracing::warn!(error = %e, "cannot set up the Alertmanager client"))
-            .ok()
-    });
+    let pusher_for = |plan: &Plan| {
+        plan.settings.alertmanager.clone().and_then(|s| {
+            crate::alerts::push::Pusher::new(s)
+                .map_err(|e| tracing::warn!(error = %e, "cannot set up the Alertmanager client"))
+                .ok()
+        })
+    };
+    let mut last = shared.plan();
+    let mut pusher = pusher_for(&last);
     let mut tracker = crate::alerts::Tracker::default();
-    let mut tick = crate::alerts::push::next_tick(first.settings.alert_evaluation_interval);
+    let mut tick = crate::alerts::push::next_tick(last.settings.alert_evaluation_interval);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
         let plan = shared.plan();
+        if !Arc::ptr_eq(&plan, &last) {
+            // Reloaded: new Alertmanager settings or interval; what fires carries over.
+            if plan.settings.alert_evaluation_interval != last.settings.alert_evaluation_interval {
+                tick = crate::alerts::push::next_tick(plan.settings.alert_evaluation_interval);
+            }
+            pusher = pusher_for(&plan);
+            last = plan.clone();
+        }
         let now = chrono::Utc::now();
         let agent = shared.agent.lock().expect("agent lock").clone();
         let candidates = shared.state.with_view(|v| {
@@ -172,6 +247,113 @@ async fn alerts_loop(shared: Arc<Shared>, shutdown: CancellationToken, generator
         *shared.alerts.lock().expect("alerts lock") = update.firing.clone();
         if let Some(p) = pusher.as_mut() {
             p.push(&update, now).await;
+        }
+    }
+}
+
+/// What a reload works on: the scheduler and the sink, owned by one task so reloads happen one
+/// at a time.
+struct Control {
+    shared: Arc<Shared>,
+    scheduler: Scheduler,
+    sink: Arc<StateSink>,
+    config_file: Option<PathBuf>,
+    shard: Option<crate::plan::Shard>,
+}
+
+impl Control {
+    async fn reload(&mut self) -> Result<ReloadSummary, String> {
+        let Some(path) = self.config_file.clone() else {
+            return Err("no configuration file to reload".into());
+        };
+        let loaded = crate::config::load_async(path.clone()).await;
+        let now = chrono::Utc::now();
+        let plan = match loaded {
+            Ok(p) => Arc::new(p.sharded(self.shard)),
+            Err(e) => {
+                self.shared
+                    .agent
+                    .lock()
+                    .expect("agent lock")
+                    .config_reload_successful = false;
+                tracing::error!(error = %e, "configuration reload failed: the previous configuration keeps running");
+                return Err(e.to_string());
+            }
+        };
+        for w in &plan.warnings {
+            tracing::warn!("{w}");
+        }
+        // The plan first, so that the reports of the jobs started next are judged by it; then
+        // the state and the token cache forget what left; then the scheduler.
+        self.shared.plan.set(plan.clone());
+        self.shared.state.retain(&plan);
+        self.shared.tokens.retain(&plan);
+        let summary = self.scheduler.reload(&plan);
+        self.sink.diagnose_all();
+        *self.shared.page.lock().await = None;
+        {
+            let mut agent = self.shared.agent.lock().expect("agent lock");
+            agent.config_reload_successful = true;
+            agent.config_reload_success_at = Some(now);
+        }
+        tracing::info!(
+            file = %path.display(),
+            apps = plan.apps.len(),
+            mailboxes = plan.mailboxes.len(),
+            kept = summary.kept,
+            restarted = summary.restarted,
+            added = summary.added,
+            removed = summary.removed,
+            "configuration reloaded"
+        );
+        Ok(summary)
+    }
+}
+
+/// Serves reload requests one at a time until shutdown, then stops the scheduler.
+async fn control_loop(
+    mut control: Control,
+    mut requests: tokio::sync::mpsc::Receiver<ReloadRequest>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = requests.recv() => match r {
+                Some(answer) => {
+                    let result = control.reload().await;
+                    let _ = answer.send(result);
+                }
+                None => break,
+            },
+        }
+    }
+    control.scheduler.stop(STOP_GRACE).await;
+}
+
+/// Reloads the web configuration when one of its files changes (a renewed certificate, a new
+/// user): the next connections use it. An invalid change is logged and the old one stays.
+async fn watch_web_config(shared: Arc<Shared>, path: PathBuf, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(WEB_CONFIG_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if !shared.web().changed() {
+            continue;
+        }
+        let p = path.clone();
+        match tokio::task::spawn_blocking(move || web_config::WebConfig::load(&p)).await {
+            Ok(Ok(w)) => {
+                *shared.web.write().expect("web config lock") = Arc::new(w);
+                tracing::info!(file = %path.display(), "web configuration reloaded");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "invalid web configuration: the previous one stays")
+            }
+            Err(_) => {}
         }
     }
 }

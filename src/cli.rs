@@ -52,6 +52,38 @@ pub struct Cli {
     )]
     pub telemetry_path: String,
 
+    /// Web configuration file (exporter-toolkit format): TLS, client certificates, basic auth.
+    #[arg(long = "web.config.file", global = true, value_name = "PATH")]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Connections the endpoint serves at once; more wait in the listen queue.
+    #[arg(long = "web.max-connections", global = true, default_value_t = crate::agent::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    pub max_connections: usize,
+
+    /// Split the fleet across this many replicas (each checks its share, by a stable hash).
+    #[arg(
+        long = "shard.count",
+        global = true,
+        default_value_t = 1,
+        value_name = "N"
+    )]
+    pub shard_count: u32,
+
+    /// This replica's index, 0 to shard.count-1 [default: the ordinal at the end of the host
+    /// name, as a StatefulSet names its pods (smtp-oauth-exporter-2 is 2)].
+    #[arg(long = "shard.index", global = true, value_name = "I")]
+    pub shard_index: Option<u32>,
+
+    /// What the shard hash splits: by app (an app with its mailboxes on one replica) or by
+    /// mailbox (for fleets dominated by one app).
+    #[arg(long = "shard.by", global = true, value_enum, default_value = "app")]
+    pub shard_by: crate::plan::ShardBy,
+
+    /// Enable shutdown-free reload over HTTP: `POST /-/reload` re-reads the configuration, as
+    /// SIGHUP does (the Prometheus flag).
+    #[arg(long = "web.enable-lifecycle", global = true)]
+    pub enable_lifecycle: bool,
+
     /// Only log messages at or above this level.
     #[arg(long = "log.level", global = true, value_enum, default_value = "info")]
     pub log_level: LogLevel,
@@ -64,6 +96,42 @@ pub struct Cli {
         default_value = "logfmt"
     )]
     pub log_format: LogFormat,
+}
+
+impl Cli {
+    /// The shard from the flags (`None` for one replica); the index falls back to the host
+    /// name's ordinal.
+    pub fn shard(&self, hostname: Option<&str>) -> Result<Option<crate::plan::Shard>, String> {
+        if self.shard_count <= 1 {
+            if self.shard_count == 0 {
+                return Err("--shard.count must be at least 1".into());
+            }
+            return Ok(None);
+        }
+        let index = match self.shard_index {
+            Some(i) => i,
+            None => hostname
+                .and_then(|h| h.rsplit_once('-'))
+                .and_then(|(_, n)| n.parse().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "--shard.index is not given and the host name {:?} does not end in -N (a StatefulSet pod's ordinal)",
+                        hostname.unwrap_or("")
+                    )
+                })?,
+        };
+        if index >= self.shard_count {
+            return Err(format!(
+                "--shard.index {index} is not below --shard.count {}",
+                self.shard_count
+            ));
+        }
+        Ok(Some(crate::plan::Shard {
+            count: self.shard_count,
+            index,
+            by: self.shard_by,
+        }))
+    }
 }
 
 #[derive(Debug, Subcommand, Clone)]
@@ -110,6 +178,10 @@ pub struct SimulateArgs {
     /// Switch every scheduled check off in the generated configuration (for `/probe` alone).
     #[arg(long = "no-schedule")]
     pub no_schedule: bool,
+    /// A mix of faults on a third of the fleet, moved to other apps and mailboxes every this
+    /// long (for the soak test); none when absent.
+    #[arg(long = "faults-every", value_name = "DURATION")]
+    pub faults_every: Option<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -146,5 +218,48 @@ pub fn normalize_listen_address(a: &str) -> String {
         format!("0.0.0.0:{port}")
     } else {
         a.to_string()
+    }
+}
+
+#[cfg(test)]
+mod shard_tests {
+    use super::*;
+
+    fn shard(args: &[&str], host: Option<&str>) -> Result<Option<crate::plan::Shard>, String> {
+        let mut all = vec!["smtp-oauth-exporter"];
+        all.extend(args);
+        Cli::parse_from(all).shard(host)
+    }
+
+    #[test]
+    fn the_index_comes_from_the_flag_or_the_statefulset_ordinal() {
+        assert_eq!(shard(&[], Some("host-3")), Ok(None));
+        let s = shard(&["--shard.count", "4", "--shard.index", "1"], None)
+            .unwrap()
+            .unwrap();
+        assert_eq!((s.count, s.index), (4, 1));
+        let s = shard(&["--shard.count", "4"], Some("smtp-oauth-exporter-3"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.index, 3);
+        assert_eq!(s.by, crate::plan::ShardBy::App);
+        let e = shard(&["--shard.count", "4"], Some("smtp-oauth-exporter")).unwrap_err();
+        assert!(e.contains("does not end in -N"), "{e}");
+        let e = shard(&["--shard.count", "2"], Some("pod-2")).unwrap_err();
+        assert!(e.contains("not below"), "{e}");
+        let s = shard(
+            &[
+                "--shard.count",
+                "2",
+                "--shard.by",
+                "mailbox",
+                "--shard.index",
+                "0",
+            ],
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(s.by, crate::plan::ShardBy::Mailbox);
     }
 }

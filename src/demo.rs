@@ -330,6 +330,14 @@ apps:\n",
         Ok(plan)
     }
 
+    /// Writes the demo's configuration next to its files (`demo.yml`) and returns its path:
+    /// the agent loads and reloads it like any configuration file.
+    pub fn config_file(&self) -> anyhow::Result<PathBuf> {
+        let path = self.dir.path().join("demo.yml");
+        std::fs::write(&path, &self.yaml)?;
+        Ok(path)
+    }
+
     /// Where the demo's files (CA, secrets, certificates) live.
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()

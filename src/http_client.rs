@@ -77,6 +77,12 @@ pub async fn send(
             match crate::net::classify(&e) {
                 Some(crate::net::NetFailure::Timeout) => HttpError::Timeout,
                 Some(f) => HttpError::Network(f, describe(&e)),
+                // Connected (a refusal or a DNS failure would be classified), but the
+                // connection broke while it was being set up: the TLS handshake, as the SMTP
+                // check says for the same thing.
+                None if e.is_connect() => {
+                    HttpError::Network(crate::net::NetFailure::TlsHandshake, describe(&e))
+                }
                 None => HttpError::Other(describe(&e)),
             }
         })?;

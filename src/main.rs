@@ -21,6 +21,12 @@ fn main() -> ExitCode {
     let _profiler = dhat::Profiler::new_heap();
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
+    // As Go raises it for every exporter: the soft limit on open files up to the hard one, so
+    // that --web.max-connections and a large fleet's sockets fit (1,024 is a common default).
+    #[cfg(unix)]
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        tracing::debug!(error = %e, "cannot raise the open file limit");
+    }
     let command = if cli.config_check {
         Command::CheckConfig
     } else {
@@ -61,9 +67,16 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
             Command::Demo => cli::DEMO_LISTEN_ADDRESS,
             _ => cli::DEFAULT_LISTEN_ADDRESS,
         }));
-    let opts = agent::ServeOptions {
+    let mut opts = agent::ServeOptions {
         listen_address: listen,
         telemetry_path: cli.telemetry_path.clone(),
+        config_file: Some(cli.config_file.clone()),
+        enable_lifecycle: cli.enable_lifecycle,
+        web_config_file: cli.web_config_file.clone(),
+        max_connections: cli.max_connections,
+        shard: cli
+            .shard(hostname().as_deref())
+            .map_err(|e| anyhow::anyhow!(e))?,
     };
     match command {
         Command::CheckConfig => {
@@ -82,12 +95,15 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
         Command::Serve => {
             let plan = config::load_async(cli.config_file.clone()).await?;
             let agent = agent::Agent::start(plan, &opts).await?;
-            agent.run_until(shutdown_signal()).await;
+            serve(agent).await;
             Ok(0)
         }
         Command::Demo => {
             let demo = demo::Demo::start().await?;
-            let plan = demo.plan().await?;
+            // The demo's configuration is a file too, so that a reload works on it.
+            let file = demo.config_file()?;
+            let plan = config::load_async(file.clone()).await?;
+            opts.config_file = Some(file);
             let agent = agent::Agent::start(plan, &opts).await?;
             tracing::info!(
                 simulator = demo.sim.addr_summary().as_str(),
@@ -95,12 +111,12 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
                 metrics = format!("http://{}{}", agent.local_addr(), cli.telemetry_path).as_str(),
                 "demo: the agent runs against the built-in Microsoft 365 simulator, one mailbox per failure mode (ctrl-c to stop)"
             );
-            agent.run_until(shutdown_signal()).await;
+            serve(agent).await;
             drop(demo);
             Ok(0)
         }
         Command::Simulate(args) => {
-            let sim = smtp_oauth_exporter::sim::Simulator::start().await?;
+            let sim = Arc::new(smtp_oauth_exporter::sim::Simulator::start().await?);
             // Hours of runs must not grow its memory: nothing is kept for tests here.
             sim.stop_recording();
             std::fs::create_dir_all(&args.config_out)?;
@@ -112,9 +128,23 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
                 startup_spread: args.startup_spread.clone(),
                 max_concurrent_checks: args.max_concurrent_checks,
                 no_schedule: args.no_schedule,
+                faults: args.faults_every.is_some(),
                 ..Default::default()
             };
             let path = smtp_oauth_exporter::sim::fleet::generate(&sim, &opts, &args.config_out)?;
+            if let Some(every) = &args.faults_every {
+                let every = config::parse_duration(every)
+                    .map_err(|e| anyhow::anyhow!("--faults-every: {e}"))?;
+                let sim = sim.clone();
+                tokio::spawn(async move {
+                    let mut tick = tokio::time::interval(every);
+                    for round in 0.. {
+                        tick.tick().await;
+                        smtp_oauth_exporter::sim::fleet::apply_faults(&sim, &opts, round);
+                        tracing::info!(round, "fault mix moved");
+                    }
+                });
+            }
             tracing::info!(
                 mailboxes = args.mailboxes,
                 config = %path.display(),
@@ -147,6 +177,47 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
             Ok(out.exit_code)
         }
     }
+}
+
+/// Runs the agent until SIGTERM or ctrl-c; each SIGHUP reloads the configuration (the outcome
+/// is logged, and `smtp_oauth_config_last_reload_successful` says it).
+async fn serve(agent: agent::Agent) {
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    #[cfg(unix)]
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let reload = async {
+            match hangup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let reload = std::future::pending::<Option<()>>();
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(()) = reload => {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let _ = agent.reload().await;
+            }
+        }
+    }
+    tracing::info!("shutting down");
+    agent.stop().await;
+}
+
+/// The host name (a Kubernetes pod's name): `$HOSTNAME`, else the kernel's.
+fn hostname() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
 }
 
 /// SIGTERM or ctrl-c.

@@ -137,6 +137,9 @@ pub struct NetClients {
     pub http: reqwest::Client,
     /// The verifying TLS configuration for SMTP (system roots + CA file).
     pub smtp_tls: Arc<rustls::ClientConfig>,
+    /// SHA-256 of the CA file's content (zero without one): a changed CA file changes the
+    /// set-up of its apps on reload.
+    pub ca_digest: [u8; 32],
 }
 
 impl fmt::Debug for NetClients {
@@ -187,6 +190,36 @@ impl App {
     /// The app whose Graph token reads this app's registration: its reader, or itself.
     pub fn graph_reader_or_self(self: &Arc<Self>) -> Arc<App> {
         self.graph_reader.clone().unwrap_or_else(|| self.clone())
+    }
+
+    /// What the app's checks depend on, hashed: every setting, the credential (by its
+    /// fingerprint), the CA file's content and the Graph reader's digest. Equal digests across
+    /// a reload mean its checks keep running as they were.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = sha2::Sha256::new();
+        let settings = format!(
+            "{}\0{}\0{}\0{:?}\0{}\0{}\0{:?}\0{:?}\0{:?}\0{}",
+            self.name,
+            self.tenant,
+            self.client_id,
+            self.cloud,
+            self.login_url,
+            self.graph_url,
+            self.ca_file,
+            self.token_check,
+            self.graph_check,
+            match &self.credential {
+                Credential::ClientSecret(_) => "secret".to_string(),
+                Credential::Certificate(c) => format!("{:?}", c.algorithm),
+            },
+        );
+        h.update(settings.as_bytes());
+        h.update(self.credential.fingerprint());
+        h.update(self.net.ca_digest);
+        if let Some(r) = &self.graph_reader {
+            h.update(r.digest());
+        }
+        h.finalize().into()
     }
 }
 
@@ -272,6 +305,29 @@ pub struct Mailbox {
     pub smtp_check: CheckSettings,
 }
 
+impl Mailbox {
+    /// What the mailbox's check depends on, hashed: its settings and its app's digest.
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = sha2::Sha256::new();
+        h.update(
+            format!(
+                "{}\0{}\0{}\0{}\0{}\0{}\0{}\0{:?}",
+                self.name,
+                self.address,
+                self.smtp_host,
+                self.smtp_port,
+                self.ehlo_name,
+                self.mail_from,
+                self.tls_insecure_skip_verify,
+                self.smtp_check
+            )
+            .as_bytes(),
+        );
+        h.update(self.app.digest());
+        h.finalize().into()
+    }
+}
+
 /// What a check runs against.
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -303,6 +359,14 @@ impl Target {
         }
     }
 
+    /// The target's digest (see [`App::digest`], [`Mailbox::digest`]).
+    pub fn digest(&self) -> [u8; 32] {
+        match self {
+            Target::App(a) => a.digest(),
+            Target::Mailbox(m) => m.digest(),
+        }
+    }
+
     /// The check kinds that apply to this target.
     pub fn kinds(&self) -> &'static [CheckKind] {
         match self {
@@ -328,6 +392,9 @@ pub struct Job {
     pub kind: CheckKind,
     pub target: Target,
     pub settings: CheckSettings,
+    /// The target's digest when the job was made: a reload keeps a running job whose new
+    /// version has the same key and digest.
+    pub digest: [u8; 32],
 }
 
 impl Job {
@@ -337,6 +404,7 @@ impl Job {
         let settings = target.settings(kind)?.clone();
         Some(Job {
             kind,
+            digest: target.digest(),
             target,
             settings,
         })
@@ -371,6 +439,71 @@ pub struct Settings {
     pub alertmanager: Option<AlertmanagerSettings>,
 }
 
+/// Which part of the fleet this replica checks (`--shard.count`, `--shard.index`, `--shard.by`):
+/// each target belongs to exactly one of `count` replicas, by a stable hash of its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub count: u32,
+    pub index: u32,
+    pub by: ShardBy,
+}
+
+/// What the shard hash splits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ShardBy {
+    /// By app: an app, its mailboxes, its token cache and its token and Graph checks live on
+    /// one replica (the default).
+    App,
+    /// By mailbox, for fleets dominated by one app: the app's token and Graph checks live on the
+    /// replica its name hashes to, each mailbox on the replica its own name hashes to (which
+    /// fetches a token for its mailboxes only).
+    Mailbox,
+}
+
+impl Shard {
+    /// FNV-1a of the name, modulo the replica count: stable across builds, runs and machines.
+    fn owner(&self, name: &str) -> u32 {
+        let mut h: u64 = 0xcbf29ce484222325;
+        for b in name.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+        (h % u64::from(self.count.max(1))) as u32
+    }
+
+    /// Whether this replica checks the app (its token and Graph checks).
+    pub fn owns_app(&self, app: &App) -> bool {
+        self.owner(&app.name) == self.index
+    }
+
+    /// Whether this replica checks the mailbox.
+    pub fn owns_mailbox(&self, m: &Mailbox) -> bool {
+        match self.by {
+            ShardBy::App => self.owner(&m.app.name) == self.index,
+            ShardBy::Mailbox => self.owner(&m.name) == self.index,
+        }
+    }
+}
+
+/// The plan in force, shared by the scheduler's sink, the HTTP endpoint and the alerts; a
+/// reload swaps it whole.
+#[derive(Debug)]
+pub struct CurrentPlan(std::sync::RwLock<Arc<Plan>>);
+
+impl CurrentPlan {
+    pub fn new(plan: Arc<Plan>) -> Self {
+        Self(std::sync::RwLock::new(plan))
+    }
+
+    pub fn get(&self) -> Arc<Plan> {
+        self.0.read().expect("plan lock").clone()
+    }
+
+    pub fn set(&self, plan: Arc<Plan>) {
+        *self.0.write().expect("plan lock") = plan;
+    }
+}
+
 /// The validated configuration the agent runs on.
 #[derive(Debug)]
 pub struct Plan {
@@ -382,8 +515,11 @@ pub struct Plan {
     pub jobs: Vec<Job>,
     /// Things that are allowed but worth a warning in the log (such as inline secrets).
     pub warnings: Vec<String>,
+    /// How many apps have their client secret inline in the configuration file.
+    pub inline_secrets: usize,
     targets: HashMap<String, Target>,
     mailboxes_by_app: HashMap<String, Vec<Arc<Mailbox>>>,
+    jobs_by_key: HashMap<JobKey, usize>,
 }
 
 impl Plan {
@@ -421,15 +557,47 @@ impl Plan {
                 }
             }
         }
+        let jobs_by_key = jobs.iter().enumerate().map(|(i, j)| (j.key(), i)).collect();
         Plan {
             settings,
+            jobs_by_key,
             apps,
             mailboxes,
             jobs,
             warnings,
+            inline_secrets: 0,
             targets,
             mailboxes_by_app,
         }
+    }
+
+    /// This replica's part of the plan: the apps and mailboxes it owns (`None`: all of them).
+    /// A mailbox keeps its app (its token comes from it) whether or not the app is owned here.
+    pub fn sharded(self, shard: Option<Shard>) -> Plan {
+        let Some(shard) = shard.filter(|s| s.count > 1) else {
+            return self;
+        };
+        let apps = self
+            .apps
+            .iter()
+            .filter(|a| shard.owns_app(a))
+            .cloned()
+            .collect();
+        let mailboxes = self
+            .mailboxes
+            .iter()
+            .filter(|m| shard.owns_mailbox(m))
+            .cloned()
+            .collect();
+        let inline_secrets = self.inline_secrets;
+        let mut plan = Plan::new(self.settings, apps, mailboxes, self.warnings);
+        plan.inline_secrets = inline_secrets;
+        plan
+    }
+
+    /// The job of a key, if the plan has it (enabled).
+    pub fn job(&self, key: &JobKey) -> Option<&Job> {
+        self.jobs_by_key.get(key).map(|&i| &self.jobs[i])
     }
 
     /// An app or mailbox by name.

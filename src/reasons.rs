@@ -348,6 +348,17 @@ impl Reason {
         self.info().transient
     }
 
+    /// Microsoft asked to slow down (AADSTS90055 or HTTP 429; SMTP 432 4.3.2 or 4.7.x; Graph
+    /// 429 or 503 with Retry-After).
+    pub fn is_throttled(self) -> bool {
+        matches!(
+            self,
+            Reason::Token(TokenReason::Throttled)
+                | Reason::Smtp(SmtpReason::Throttled)
+                | Reason::Graph(GraphReason::Throttled)
+        )
+    }
+
     pub fn step(self) -> Step {
         self.info().step
     }

@@ -36,6 +36,13 @@ impl<'de> serde::Deserialize<'de> for Secret {
     }
 }
 
+/// The value is overwritten with zeros when the secret is dropped (each clone its own copy).
+impl Drop for Secret {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("[redacted]")

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::checks::Report;
-use crate::plan::{CheckKind, Job, Plan};
+use crate::plan::{CheckKind, CurrentPlan, Job};
 use crate::state::StateStore;
 
 /// Takes the reports of finished runs.
@@ -18,19 +18,24 @@ pub trait Sink: Send + Sync {
     fn scheduled(&self, _kind: CheckKind, _delay: Duration) {}
 }
 
-/// The scheduler's sink: state, log, verdicts.
+/// The scheduler's sink: state, log, verdicts, for the plan in force.
 pub struct StateSink {
-    pub plan: Arc<Plan>,
-    pub state: Arc<StateStore>,
+    plan: Arc<CurrentPlan>,
+    state: Arc<StateStore>,
 }
 
 impl StateSink {
+    pub fn new(plan: Arc<CurrentPlan>, state: Arc<StateStore>) -> Self {
+        Self { plan, state }
+    }
+
     /// Computes every target's verdict from the state as it is (at start: `pending`), without
     /// logging: the log tells changes.
     pub fn diagnose_all(&self) {
+        let plan = self.plan.get();
         let now = chrono::Utc::now();
-        for t in self.plan.verdict_targets() {
-            self.state.update_verdict(&self.plan, &t, now);
+        for t in plan.verdict_targets() {
+            self.state.update_verdict(&plan, &t, now);
         }
     }
 }
@@ -41,6 +46,12 @@ impl Sink for StateSink {
     }
 
     fn accept(&self, job: &Job, report: Report) {
+        let plan = self.plan.get();
+        // A run of a job that a reload removed or changed while it ran: its report is about a
+        // set-up that is gone.
+        if plan.job(&job.key()).is_none_or(|j| j.digest != job.digest) {
+            return;
+        }
         crate::logging::log_report(&report);
         let auth_changed = self.state.record(report);
         let now = chrono::Utc::now();
@@ -48,10 +59,10 @@ impl Sink for StateSink {
         // whether it gets past AUTH; an app's run changes all of its mailboxes'.
         let affected = match &job.target {
             crate::plan::Target::Mailbox(_) if !auth_changed => vec![job.target.clone()],
-            _ => self.plan.affected_by(job),
+            _ => plan.affected_by(job),
         };
         for t in affected {
-            let (verdict, changed) = self.state.update_verdict(&self.plan, &t, now);
+            let (verdict, changed) = self.state.update_verdict(&plan, &t, now);
             if let Some(old) = changed {
                 crate::logging::log_verdict(t.name(), &verdict, old.as_ref());
             }

@@ -638,7 +638,7 @@ pub fn evaluate(
         }
         let throttled = last
             .and_then(|r| r.failure.as_ref())
-            .is_some_and(|f| f.reason.as_str() == "throttled");
+            .is_some_and(|f| f.reason.is_throttled());
         if st.overdue(settings.stale_intervals, now) && !throttled {
             b.push(
                 "SmtpOAuthCheckStale",

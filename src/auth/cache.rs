@@ -1,7 +1,7 @@
 //! The shared token cache: one entry per (token URL, tenant, client ID, scope), refreshed ahead of
 //! expiry, never serving an expired token, with one request in flight per entry.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -116,6 +116,9 @@ pub struct EntryStats {
 #[derive(Default)]
 pub struct TokenCache {
     entries: Mutex<HashMap<TokenKey, Arc<Entry>>>,
+    /// Request counts of entries a reload dropped (a rotated secret, a removed app), by app
+    /// name and resource, so that the counters never go down; removed apps under "".
+    retired: Mutex<HashMap<(String, Resource), (u64, u64)>>,
 }
 
 impl TokenCache {
@@ -214,6 +217,21 @@ impl TokenCache {
         }
     }
 
+    /// Drops the cached token if it is still `rejected` (a resource answered 401 to it: revoked,
+    /// or signed before a key rollover), so that the next reader gets a new one. A newer token
+    /// stored meanwhile stays.
+    pub fn invalidate(&self, app: &App, resource: Resource, rejected: &AccessToken) {
+        let entry = self.entry(app, resource);
+        let mut slot = entry.slot();
+        if slot
+            .token
+            .as_ref()
+            .is_some_and(|t| t.requested_at == rejected.requested_at)
+        {
+            slot.token = None;
+        }
+    }
+
     /// Always asks the endpoint (the token check measures exactly that); a new token refills the cache.
     pub async fn fetch(&self, app: &Arc<App>, resource: Resource) -> TokenResult {
         let entry = self.entry(app, resource);
@@ -222,18 +240,66 @@ impl TokenCache {
         r
     }
 
+    /// Request counts by app and resource (entries of apps no longer configured summed under
+    /// the app name ""), sorted.
     pub fn stats(&self) -> Vec<EntryStats> {
-        let map = self.entries.lock().expect("token cache lock");
-        let mut v: Vec<EntryStats> = map
-            .values()
-            .map(|e| EntryStats {
-                app: e.app_name.clone(),
-                resource: e.resource,
-                requests_ok: e.requests_ok.load(Ordering::Relaxed),
-                requests_failed: e.requests_failed.load(Ordering::Relaxed),
+        let mut sums: BTreeMap<(String, Resource), (u64, u64)> = BTreeMap::new();
+        for (k, v) in self.retired.lock().expect("token cache lock").iter() {
+            *sums.entry(k.clone()).or_default() = *v;
+        }
+        for e in self.entries.lock().expect("token cache lock").values() {
+            let s = sums.entry((e.app_name.clone(), e.resource)).or_default();
+            s.0 += e.requests_ok.load(Ordering::Relaxed);
+            s.1 += e.requests_failed.load(Ordering::Relaxed);
+        }
+        sums.into_iter()
+            .map(|((app, resource), (ok, failed))| EntryStats {
+                app,
+                resource,
+                requests_ok: ok,
+                requests_failed: failed,
             })
+            .collect()
+    }
+
+    /// Drops the entries no app of `plan` uses (after a reload: a rotated secret, a removed app,
+    /// another tenant), keeping their request counts. Entries still in use keep their token.
+    pub fn retain(&self, plan: &crate::plan::Plan) {
+        let mut keep = std::collections::HashSet::new();
+        let names: std::collections::HashSet<&str> =
+            plan.apps.iter().map(|a| a.name.as_str()).collect();
+        for app in &plan.apps {
+            keep.insert(TokenKey::new(app, Resource::Exchange));
+            keep.insert(TokenKey::new(&app.graph_reader_or_self(), Resource::Graph));
+        }
+        let mut map = self.entries.lock().expect("token cache lock");
+        let mut retired = self.retired.lock().expect("token cache lock");
+        map.retain(|k, e| {
+            if keep.contains(k) {
+                return true;
+            }
+            let app = if names.contains(e.app_name.as_str()) {
+                e.app_name.clone()
+            } else {
+                String::new()
+            };
+            let s = retired.entry((app, e.resource)).or_default();
+            s.0 += e.requests_ok.load(Ordering::Relaxed);
+            s.1 += e.requests_failed.load(Ordering::Relaxed);
+            false
+        });
+        // Counts kept for an app that has since left go to "" as well.
+        let gone: Vec<(String, Resource)> = retired
+            .keys()
+            .filter(|(a, _)| !a.is_empty() && !names.contains(a.as_str()))
+            .cloned()
             .collect();
-        v.sort_by(|a, b| (&a.app, a.resource).cmp(&(&b.app, b.resource)));
-        v
+        for k in gone {
+            if let Some(v) = retired.remove(&k) {
+                let s = retired.entry((String::new(), k.1)).or_default();
+                s.0 += v.0;
+                s.1 += v.1;
+            }
+        }
     }
 }

@@ -91,6 +91,30 @@ pub async fn request_token(
     scope: &str,
     timeout: Duration,
 ) -> Result<AccessToken, TokenError> {
+    request_token_via(app, scope, timeout, |r: oauth2::HttpRequest| {
+        let (parts, body) = r.into_parts();
+        let rb = client
+            .request(parts.method, parts.uri.to_string())
+            .headers(parts.headers)
+            .body(body);
+        http::send(rb, timeout)
+    })
+    .await
+}
+
+/// [`request_token`] with the HTTP exchange supplied by the caller: the same request, reply
+/// parsing and error mapping. For the fuzz target (`fuzz/fuzz_targets/token_response.rs`).
+#[doc(hidden)]
+pub async fn request_token_via<F, Fut>(
+    app: &App,
+    scope: &str,
+    timeout: Duration,
+    send: F,
+) -> Result<AccessToken, TokenError>
+where
+    F: Fn(oauth2::HttpRequest) -> Fut,
+    Fut: std::future::Future<Output = Result<http::BoundedResponse, HttpError>>,
+{
     let token_url = app.token_url();
     let url = TokenUrl::new(token_url.clone()).map_err(|e| {
         TokenError::new(
@@ -126,16 +150,12 @@ pub async fn request_token(
     let seen = Arc::new(Mutex::new(Seen::default()));
     let transport = {
         let seen = seen.clone();
+        let send = &send;
         move |r: oauth2::HttpRequest| {
             let seen = seen.clone();
-            let client = client.clone();
+            let reply = send(r);
             async move {
-                let (parts, body) = r.into_parts();
-                let rb = client
-                    .request(parts.method, parts.uri.to_string())
-                    .headers(parts.headers)
-                    .body(body);
-                match http::send(rb, timeout).await {
+                match reply.await {
                     Ok(resp) => {
                         let mut s = seen.lock().expect("lock");
                         s.status = Some(resp.status);
@@ -233,13 +253,22 @@ pub async fn request_token(
                     "the token reply is not valid JSON",
                 ),
                 429 => (TokenReason::Throttled, "throttled"),
-                _ => (
+                500..=599 => (
                     TokenReason::HttpError,
                     "the error reply is not Microsoft's JSON",
                 ),
+                // A redirect (never followed), a proxy's block page, a wrong login_url: not
+                // Entra ID, and not transient.
+                _ => (
+                    TokenReason::InvalidResponse,
+                    "the reply is not Microsoft's JSON",
+                ),
             };
-            let snippet: String = String::from_utf8_lossy(&raw[..raw.len().min(120)])
+            // Redacted before it is cut: a credential the reply quotes across the cut would
+            // otherwise leave its start in the log.
+            let snippet: String = redact(String::from_utf8_lossy(&raw).into_owned())
                 .chars()
+                .take(120)
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .collect();
             Err(TokenError {
@@ -274,8 +303,8 @@ pub async fn request_token(
             let status = seen.status.unwrap_or(0);
             let reason = match status {
                 429 => TokenReason::Throttled,
-                200 => TokenReason::InvalidResponse,
-                _ => TokenReason::HttpError,
+                500..=599 => TokenReason::HttpError,
+                _ => TokenReason::InvalidResponse,
             };
             Err(TokenError {
                 http_status: seen.status,

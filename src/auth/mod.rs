@@ -8,5 +8,7 @@ mod client;
 pub mod error;
 
 pub use cache::TokenCache;
+#[doc(hidden)]
+pub use client::request_token_via;
 pub use client::{request_token, AccessToken, Resource};
 pub use error::TokenError;

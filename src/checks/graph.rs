@@ -122,7 +122,7 @@ fn failed(reason: impl Into<Reason>, message: impl Into<String>, details: GraphD
 pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
     let app = target.app();
     let reader = app.graph_reader_or_self();
-    let mut details = GraphDetails {
+    let details = GraphDetails {
         reader: reader.name.clone(),
         ..GraphDetails::default()
     };
@@ -171,7 +171,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         // Graph echoes this id in its reply and logs; it is what Microsoft support asks for.
         .header("client-request-id", &client_request_id)
         .header("return-client-request-id", "true");
-    let resp = match http_client::send(req, left).await {
+    let mut resp = match http_client::send(req, left).await {
         Ok(r) => r,
         Err(HttpError::Timeout) => {
             return failed(
@@ -197,11 +197,35 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         }
         Err(e) => return failed(GraphReason::HttpError, format!("{url}: {e}"), details),
     };
+    // Graph (or something in its place) may quote the bearer token in an error: out of the
+    // body before anything reads it, since the log keeps only the first part of a message.
+    redact_bytes(&mut resp.body, token.value.expose().as_bytes());
+    if resp.status == 401 || resp.status == 403 {
+        // Graph refuses the token (401), or what it carries (403: the roles of before an admin
+        // granted Application.Read.All): drop it, so that the next read gets a new one instead
+        // of the same refusal until it expires.
+        ctx.tokens.invalidate(&reader, Resource::Graph, &token);
+    }
+    read_reply(app, &reader.name, &url, &resp, details, Utc::now())
+}
+
+/// What the check makes of Graph's reply: an error reply mapped to its reason, or the
+/// registration read (as of `now`) with the agent's own credential marked. Also the entry point
+/// of the fuzz target (`fuzz/fuzz_targets/graph_response.rs`).
+#[doc(hidden)]
+pub fn read_reply(
+    app: &App,
+    reader: &str,
+    url: &str,
+    resp: &BoundedResponse,
+    mut details: GraphDetails,
+    now: DateTime<Utc>,
+) -> Outcome {
     details.http_status = Some(resp.status);
     if resp.status != 200 {
-        return error_reply(app, &reader.name, &url, &resp, details);
+        return error_reply(app, reader, url, resp, details);
     }
-    match read_registration(&app.client_id, &resp.body, Utc::now()) {
+    match read_registration(&app.client_id, &resp.body, now) {
         Ok(mut reg) => {
             mark_in_use(&app.credential, &mut reg);
             details.registration = Some(reg.registration);
@@ -209,10 +233,29 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         }
         Err(m) => failed(
             GraphReason::InvalidResponse,
-            format!("{url}: HTTP 200 but {m} (request-id {})", request_id(&resp)),
+            format!("{url}: HTTP 200 but {m} (request-id {})", request_id(resp)),
             details,
         ),
     }
+}
+
+/// Replaces every occurrence of `secret` in `body` with `[redacted]`.
+fn redact_bytes(body: &mut Vec<u8>, secret: &[u8]) {
+    if secret.is_empty() || !body.windows(secret.len()).any(|w| w == secret) {
+        return;
+    }
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i..].starts_with(secret) {
+            out.extend_from_slice(b"[redacted]");
+            i += secret.len();
+        } else {
+            out.push(body[i]);
+            i += 1;
+        }
+    }
+    *body = out;
 }
 
 /// Graph's error body: `{"error":{"code","message","innerError":{...}}}`.

@@ -11,13 +11,15 @@ use sha2::Digest;
 use crate::plan::{AssertionAlgorithm, CertificateCredential, Credential, NetClients, SigningKey};
 use crate::secret::Secret;
 
-/// A client secret value: trimmed, never empty.
-pub fn secret(value: String) -> Result<Credential, String> {
-    let s = value.trim();
+/// A client secret value: trimmed, never empty. The buffer it came in (a file's content, an
+/// environment variable) is zeroed once copied.
+pub fn secret(mut value: String) -> Result<Credential, String> {
+    let s = Secret::new(value.trim());
+    zeroize::Zeroize::zeroize(&mut value);
     if s.is_empty() {
         return Err("the client secret is empty".into());
     }
-    Ok(Credential::ClientSecret(Secret::new(s)))
+    Ok(Credential::ClientSecret(s))
 }
 
 /// Why a certificate credential cannot be used, and which of its two files is at fault.
@@ -86,11 +88,13 @@ pub fn certificate(
 /// The network clients for apps with this CA file (or none): one TLS configuration with the
 /// system roots plus the file's certificates, and an HTTP client on it.
 pub fn net_clients(ca_file: Option<&Path>) -> Result<Arc<NetClients>, String> {
+    let mut ca_digest = [0u8; 32];
     let extra = match ca_file {
         None => Vec::new(),
         Some(path) => {
             let pem =
                 std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            ca_digest = sha2::Sha256::digest(&pem).into();
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
                 .filter_map(Result::ok)
                 .collect();
@@ -108,5 +112,6 @@ pub fn net_clients(ca_file: Option<&Path>) -> Result<Arc<NetClients>, String> {
     Ok(Arc::new(NetClients {
         http,
         smtp_tls: tls,
+        ca_digest,
     }))
 }

@@ -54,7 +54,29 @@ pub fn load(path: &Path) -> Result<Plan, ConfigError> {
         path: String::new(),
         message: format!("cannot read the file: {e}"),
     })?;
-    from_yaml(&text, &file, path.parent().unwrap_or(Path::new(".")))
+    let mut plan = from_yaml(&text, &file, path.parent().unwrap_or(Path::new(".")))?;
+    if let Some(mode) = others_may_read(path).filter(|_| plan.inline_secrets > 0) {
+        plan.warnings.push(format!(
+            "{file}: holds {} client secret(s) inline and is readable by group or others (mode {mode:o}): chmod 600 {file}, or move the secrets to client_secret_file",
+            plan.inline_secrets
+        ));
+    }
+    Ok(plan)
+}
+
+/// The file's permission bits when group or others may read it (Unix).
+fn others_may_read(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
+        (mode & 0o044 != 0).then_some(mode)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// [`load`] on tokio's blocking pool, so that no file read holds an async worker.

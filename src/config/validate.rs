@@ -25,6 +25,8 @@ pub struct Validator<'a> {
     file: &'a str,
     base: &'a Path,
     warnings: Vec<String>,
+    /// Apps with their client secret inline in the file.
+    inline_secrets: usize,
     /// Network clients by CA file, shared by the apps that name the same one.
     clients: HashMap<Option<PathBuf>, Arc<NetClients>>,
 }
@@ -35,6 +37,7 @@ impl<'a> Validator<'a> {
             file,
             base,
             warnings: Vec::new(),
+            inline_secrets: 0,
             clients: HashMap::new(),
         }
     }
@@ -224,7 +227,8 @@ impl<'a> Validator<'a> {
             Some(am) => Some(self.alertmanager(am)?),
             None => None,
         };
-        Ok(Plan::new(
+        let inline_secrets = self.inline_secrets;
+        let mut plan = Plan::new(
             Settings {
                 scheduler,
                 diagnosis,
@@ -236,7 +240,9 @@ impl<'a> Validator<'a> {
             final_apps,
             mailboxes,
             self.warnings,
-        ))
+        );
+        plan.inline_secrets = inline_secrets;
+        Ok(plan)
     }
 
     /// The `alertmanager:` block: URLs, timeouts, and credentials read from their files.
@@ -408,14 +414,14 @@ impl<'a> Validator<'a> {
         if !is_guid(&tenant) && !is_domain {
             return Err(self.err(
                 format!("{p}.tenant"),
-                format!("invalid tenant {tenant:?}: expected the directory (tenant) ID, a GUID, or a verified domain such as contoso.onmicrosoft.com"),
+                format!("invalid tenant {}: expected the directory (tenant) ID, a GUID, or a verified domain such as contoso.onmicrosoft.com", shown(&tenant)),
             ));
         }
         let client_id = self.required(&format!("{p}.client_id"), a.client_id)?;
         if !is_guid(&client_id) {
             return Err(self.err(
                 format!("{p}.client_id"),
-                format!("invalid client_id {client_id:?}: expected the application (client) ID, a GUID such as 00000000-0000-0000-0000-000000000000"),
+                format!("invalid client_id {}: expected the application (client) ID, a GUID such as 00000000-0000-0000-0000-000000000000", shown(&client_id)),
             ));
         }
         let cloud = match a.cloud {
@@ -449,6 +455,7 @@ impl<'a> Validator<'a> {
             ));
         }
         let credential = if let Some(s) = a.client_secret {
+            self.inline_secrets += 1;
             self.warnings.push(format!(
                 "{}: {p}.client_secret: app {name:?} has its client secret inline in the configuration file; prefer client_secret_file or client_secret_env",
                 self.file
@@ -664,4 +671,21 @@ fn is_address_literal(s: &str) -> bool {
                     .strip_prefix("IPv6:")
                     .is_some_and(|v6| v6.parse::<std::net::Ipv6Addr>().is_ok())
         })
+}
+
+/// A wrong ID as an error shows it: quoted when it looks like a mistyped ID or name, withheld
+/// when it could be a secret pasted into the wrong field (Entra secret values carry `~`, older
+/// ones `+`, `/`, `=` and the like, and are long).
+fn shown(value: &str) -> String {
+    let plain = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | ' '));
+    if plain && value.chars().count() <= 40 {
+        format!("{value:?}")
+    } else {
+        format!(
+            "({} characters, not shown: it may be a secret pasted into the wrong field)",
+            value.chars().count()
+        )
+    }
 }

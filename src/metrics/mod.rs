@@ -671,7 +671,8 @@ pub fn write_token_cache(f: &mut Exposition, stats: &[EntryStats], detail: bool)
             "Requests sent to the token endpoint, per app and resource, by result (with metrics.detail).",
             Kind::Counter,
         );
-        for s in stats {
+        // Apps no longer configured (app "") count in the totals only.
+        for s in stats.iter().filter(|s| !s.app.is_empty()) {
             for (result, n) in [("success", s.requests_ok), ("failure", s.requests_failed)] {
                 f.sample(
                     &[

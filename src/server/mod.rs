@@ -1,13 +1,16 @@
 //! The HTTP endpoint (hyper): `/metrics`, `/probe`, `/status`, `/alerts`, the status page `/`,
-//! `/-/healthy` and `/-/ready`. It reads state; protocol work happens in the checks, which
-//! `/probe` runs through the same `checks::run` as the scheduler.
+//! `/-/healthy`, `/-/ready` and `/-/reload`, optionally over TLS with basic auth
+//! (`--web.config.file`), with bounded connections, header size and time. It reads state;
+//! protocol work happens in the checks, which `/probe` runs through the same `checks::run` as
+//! the scheduler.
 
 mod page;
 mod probe;
+pub mod web_config;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,13 +24,21 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::TokenCache;
 use crate::checks::Context;
 use crate::metrics::{self, AgentInfo};
-use crate::plan::Plan;
+use crate::plan::{CurrentPlan, Plan};
 use crate::state::StateStore;
 
 /// Everything the endpoint reads.
 pub struct Shared {
     /// The plan in force (a reload swaps it).
-    pub plan: RwLock<Arc<Plan>>,
+    pub plan: Arc<CurrentPlan>,
+    /// Where reload requests go (the agent's control task; it also ends when this closes).
+    pub reload: tokio::sync::mpsc::Sender<crate::agent::ReloadRequest>,
+    /// `POST /-/reload` allowed (`--web.enable-lifecycle`).
+    pub enable_lifecycle: bool,
+    /// TLS and basic auth (`--web.config.file`; open without it), swapped when its files change.
+    pub web: std::sync::RwLock<Arc<web_config::WebConfig>>,
+    /// Connections served at once; more wait in the listen queue.
+    pub connections: Arc<tokio::sync::Semaphore>,
     /// The agent's own alerts firing at the last evaluation (`GET /alerts`).
     pub alerts: Mutex<Vec<crate::alerts::Alert>>,
     pub state: Arc<StateStore>,
@@ -76,7 +87,24 @@ impl Shared {
 
     /// The plan in force.
     pub fn plan(&self) -> Arc<Plan> {
-        self.plan.read().expect("plan lock").clone()
+        self.plan.get()
+    }
+
+    /// Asks the agent to reload its configuration and waits for the outcome.
+    pub async fn reload(&self) -> Result<crate::scheduler::ReloadSummary, String> {
+        let (answer, outcome) = tokio::sync::oneshot::channel();
+        self.reload
+            .send(answer)
+            .await
+            .map_err(|_| "the agent is stopping".to_string())?;
+        outcome
+            .await
+            .unwrap_or_else(|_| Err("the agent is stopping".into()))
+    }
+
+    /// The web configuration in force.
+    pub fn web(&self) -> Arc<web_config::WebConfig> {
+        self.web.read().expect("web config lock").clone()
     }
 
     /// The status document of every target.
@@ -159,7 +187,82 @@ fn gzip_bytes(data: &[u8]) -> Option<Vec<u8>> {
     e.finish().ok()
 }
 
+/// `POST` (or `PUT`) `/-/reload`, as Prometheus: only with `--web.enable-lifecycle`; 200 once
+/// the new configuration runs, 500 with the error when it is invalid (the old one keeps
+/// running).
+async fn reload(shared: &Shared) -> Response<Body> {
+    if !shared.enable_lifecycle {
+        return reply(
+            StatusCode::FORBIDDEN,
+            "text/plain; charset=utf-8",
+            "Lifecycle API is not enabled (--web.enable-lifecycle).\n",
+        );
+    }
+    match shared.reload().await {
+        Ok(s) => reply(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            format!(
+                "configuration reloaded: {} jobs kept, {} restarted, {} added, {} removed\n",
+                s.kept, s.restarted, s.added, s.removed
+            ),
+        ),
+        Err(e) => reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain; charset=utf-8",
+            format!("failed to reload config: {e}\n"),
+        ),
+    }
+}
+
+/// Authentication (every path but `/-/healthy`, when basic auth is configured), then the
+/// route; the web configuration's extra headers on every response.
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let web = shared.web();
+    let mut resp = if req.uri().path() != "/-/healthy"
+        && !web
+            .authorized(req.headers().get(hyper::header::AUTHORIZATION))
+            .await
+    {
+        let mut r = reply(
+            StatusCode::UNAUTHORIZED,
+            "text/plain; charset=utf-8",
+            "Unauthorized\n",
+        );
+        r.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            "Basic realm=\"smtp-oauth-exporter\", charset=\"UTF-8\""
+                .parse()
+                .expect("static header"),
+        );
+        r
+    } else {
+        route(shared, req).await
+    };
+    for (k, v) in &web.headers {
+        resp.headers_mut().insert(k.clone(), v.clone());
+    }
+    Ok(resp)
+}
+
+async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    if req.uri().path() == "/-/reload" {
+        return match *req.method() {
+            Method::POST | Method::PUT => reload(&shared).await,
+            _ => {
+                let mut r = reply(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "text/plain; charset=utf-8",
+                    "Method not allowed: POST /-/reload\n",
+                );
+                r.headers_mut().insert(
+                    hyper::header::ALLOW,
+                    "POST, PUT".parse().expect("static header"),
+                );
+                r
+            }
+        };
+    }
     if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = reply(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -170,7 +273,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             hyper::header::ALLOW,
             "GET, HEAD".parse().expect("static header"),
         );
-        return Ok(r);
+        return r;
     }
     let path = req.uri().path().to_string();
     let resp = if path == shared.telemetry_path {
@@ -247,12 +350,30 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             ),
         }
     };
-    Ok(resp)
+    resp
 }
 
-/// Serves until `shutdown` fires. Slow or idle clients are cut off by the header timeout.
+/// How long a client may take to send a request's headers (also while a kept-alive connection
+/// idles), and to finish a TLS handshake.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection is closed (gracefully) after this long, however busy: no client holds a slot
+/// for ever.
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+/// Request line and headers together; beyond it the request gets 431.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Serves until `shutdown` fires. At most `shared.connections` connections at once (the others
+/// wait in the listen queue); slow or idle clients are cut off by the header timeout, slow TLS
+/// handshakes by the same bound, so half-open connections cannot starve a scrape for long.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
     loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            p = shared.connections.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
         let (stream, _) = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = listener.accept() => match r {
@@ -267,16 +388,41 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: Cancell
         let shared = shared.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let svc = hyper::service::service_fn(move |req| handle(shared.clone(), req));
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+            let _permit = permit;
+            match shared.web().tls.clone() {
+                None => serve_connection(stream, shared, shutdown).await,
+                Some(tls) => {
+                    let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+                    match tokio::time::timeout(HEADER_TIMEOUT, accept).await {
+                        Ok(Ok(s)) => serve_connection(s, shared, shutdown).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
+}
+
+async fn serve_connection<S>(stream: S, shared: Arc<Shared>, shutdown: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let age = tokio::time::sleep(MAX_CONNECTION_AGE);
+    tokio::pin!(age);
+    tokio::select! {
+        _ = conn.as_mut() => return,
+        _ = shutdown.cancelled() => {}
+        _ = &mut age => {}
+    }
+    // Let the request in progress finish (bounded), then close.
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(HEADER_TIMEOUT, conn).await;
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use chrono::{Duration as Days, Utc};
 
-use super::{SimApp, Simulator, ROLE_APPLICATION_READ_ALL};
+use super::{GraphFault, SimApp, Simulator, TokenFault, ROLE_APPLICATION_READ_ALL, ROLE_SMTP};
 
 /// The tenant every generated app lives in.
 pub const TENANT: &str = "0f5e4d3c-2b1a-4098-8765-43210fedcba9";
@@ -27,6 +27,8 @@ pub struct FleetOptions {
     pub max_concurrent_checks: usize,
     /// No scheduled check at all (the agent serves `/probe` only).
     pub no_schedule: bool,
+    /// A mix of faults on part of the fleet, moving from app to app (see [`apply_faults`]).
+    pub faults: bool,
 }
 
 impl Default for FleetOptions {
@@ -40,6 +42,7 @@ impl Default for FleetOptions {
             startup_spread: "60s".into(),
             max_concurrent_checks: 100,
             no_schedule: false,
+            faults: false,
         }
     }
 }
@@ -114,4 +117,39 @@ apps:\n",
     let path = dir.join("agent.yml");
     std::fs::write(&path, yaml)?;
     Ok(path)
+}
+
+/// The fault mix of round `round` (the soak test moves it every minute): of every ten apps,
+/// six are healthy and one each has its secret refused, Graph throttling it (429, Retry-After
+/// 5 s), Graph failing (500), or consent revoked (SMTP AUTH 535 5.7.3); one mailbox in ten has
+/// SMTP AUTH switched off. Each round shifts which apps and mailboxes are hit, so verdicts,
+/// alerts and series keep changing as they would over weeks.
+pub fn apply_faults(sim: &Simulator, opts: &FleetOptions, round: usize) {
+    let apps = opts.mailboxes.div_ceil(opts.per_app.max(1));
+    for a in 0..apps {
+        let id = client_id(a);
+        let slot = (a + round) % 10;
+        sim.set_token_fault(&id, (slot == 1).then_some(TokenFault::InvalidSecret));
+        sim.set_graph_fault(
+            &id,
+            match slot {
+                2 => Some(GraphFault::TooManyRequests {
+                    retry_after_seconds: 5,
+                }),
+                3 => Some(GraphFault::ServerError),
+                _ => None,
+            },
+        );
+        sim.set_exchange_roles(&id, if slot == 4 { &[] } else { &[ROLE_SMTP] });
+        for m in 0..opts.per_app {
+            let n = a * opts.per_app + m;
+            if n >= opts.mailboxes {
+                break;
+            }
+            sim.set_mailbox_smtp_auth_disabled(
+                &format!("mb-{a}-{m}@fleet.example"),
+                (n + round) % 10 == 7,
+            );
+        }
+    }
 }

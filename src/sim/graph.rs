@@ -207,6 +207,13 @@ pub async fn handle(
             )
         }
         Some(GraphFault::Slow(d)) => tokio::time::sleep(d).await,
+        Some(GraphFault::EchoToken) => {
+            let received = header("authorization").unwrap_or_default();
+            return unauthenticated(
+                &format!("Access token validation failure: {received:?} is not valid."),
+                &ids,
+            );
+        }
         None => {}
     }
 
@@ -217,7 +224,8 @@ pub async fn handle(
     if token.is_empty() {
         return unauthenticated("Access token is empty.", &ids);
     }
-    let claims = match verify(&state.signing_key, &token) {
+    let now = state.directory.lock().expect("sim lock").now();
+    let claims = match verify(&state.signing_key, &token, now) {
         Ok(c) => c,
         Err(m) => return unauthenticated(&format!("Access token validation failure: {m}."), &ids),
     };

@@ -4,6 +4,7 @@
 //! The directory (tenants, apps, credentials, mailboxes) lives in [`Directory`].
 
 pub mod fleet;
+pub mod front;
 mod graph;
 mod https;
 pub mod smtp;
@@ -18,7 +19,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-pub use tls::{app_certificate, AppCertificate, TestCa};
+pub use front::{Front, HttpBody, HttpReply, NetFault};
+pub use tls::{app_certificate, AppCertificate, CertFault, TestCa};
 
 /// The Exchange Online role that SMTP AUTH needs.
 pub const ROLE_SMTP: &str = "SMTP.SendAsApp";
@@ -190,9 +192,22 @@ pub enum TokenFault {
     TooManyRequests { retry_after_seconds: u64 },
     /// HTTP 200 with a body that is not JSON.
     MalformedJson,
+    /// An AADSTS error in Microsoft's shape: this HTTP status, OAuth `error` and AADSTS code
+    /// (any code, in Microsoft's table or not).
+    Aadsts {
+        status: u16,
+        error: String,
+        code: u32,
+    },
+    /// HTTP 401 AADSTS7000215 whose description quotes the credential received: the client
+    /// secret, or the client assertion (a broken proxy or a debugging gateway might).
+    EchoCredential,
+    /// HTTP 400 with a page that is not JSON and quotes the form received from the credential
+    /// on, the credential starting at byte 100 (across the first 120 bytes a client may log).
+    EchoForm,
 }
 
-/// How many Graph request times the simulator keeps per app.
+/// How many request times (token, Graph) the simulator keeps per app.
 pub const GRAPH_TIMES_KEPT: usize = 64;
 
 /// A scripted failure of the Graph endpoint for the app registration it is asked about.
@@ -212,6 +227,8 @@ pub enum GraphFault {
     MalformedJson,
     /// Answer only after this long.
     Slow(Duration),
+    /// HTTP 401 `InvalidAuthenticationToken` whose message quotes the bearer token received.
+    EchoToken,
 }
 
 /// Everything the simulator knows and records.
@@ -225,8 +242,13 @@ pub struct Directory {
     pub token_faults: HashMap<String, TokenFault>,
     /// Fixed token lifetime; `None` means random 60 to 90 minutes, as Entra ID does.
     pub token_lifetime: Option<Duration>,
+    /// How far Microsoft's clock (the simulator's) is from the host's, the agent's: the times
+    /// in issued tokens and the checks of assertions and bearer tokens use it.
+    pub clock_offset: chrono::Duration,
     /// Token requests received per client ID.
     pub token_requests: HashMap<String, u64>,
+    /// When the last [`GRAPH_TIMES_KEPT`] of them arrived, on tokio's clock.
+    pub token_request_times: HashMap<String, VecDeque<tokio::time::Instant>>,
     /// Token requests received by resource (`exchange`, `graph`, `other`).
     pub token_requests_by_resource: HashMap<&'static str, u64>,
     /// Scripted Graph failures, by the client ID (appId) of the app registration asked about.
@@ -255,7 +277,9 @@ impl Default for Directory {
             mailboxes: HashMap::new(),
             token_faults: HashMap::new(),
             token_lifetime: None,
+            clock_offset: chrono::Duration::zero(),
             token_requests: HashMap::new(),
+            token_request_times: HashMap::new(),
             token_requests_by_resource: HashMap::new(),
             graph_faults: HashMap::new(),
             graph_requests: HashMap::new(),
@@ -269,6 +293,11 @@ impl Default for Directory {
 }
 
 impl Directory {
+    /// Now, on Microsoft's clock (see `clock_offset`).
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.clock_offset
+    }
+
     pub fn tenant(&self, id_or_domain: &str) -> Option<&SimTenant> {
         let k = id_or_domain.to_ascii_lowercase();
         self.tenants
@@ -321,8 +350,10 @@ impl Simulator {
         };
         let smtp_addr = smtp::start(
             smtp_shared.clone(),
-            server_cert.server_config(),
-            None,
+            Arc::new(Mutex::new(smtp::Mode::new(
+                None,
+                server_cert.server_config(),
+            ))),
             stop.clone(),
         )
         .await?;
@@ -353,32 +384,36 @@ impl Simulator {
 
     /// Starts another SMTP listener with a scripted fault; returns its address.
     pub async fn start_smtp(&self, fault: Option<SmtpFault>) -> std::io::Result<SocketAddr> {
-        let now = time::OffsetDateTime::now_utc();
-        let cert = match fault {
-            Some(SmtpFault::ExpiredCertificate) => self.ca.server_cert(
-                &["localhost", "127.0.0.1"],
-                now - time::Duration::days(30),
-                now - time::Duration::days(1),
-            ),
-            Some(SmtpFault::WrongHostCertificate) => self.ca.server_cert(
-                &["mail.example.net"],
-                now - time::Duration::days(1),
-                now + time::Duration::days(30),
-            ),
-            // What a TLS-inspecting proxy presents: a certificate for the right host, issued
-            // by a CA the agent does not trust.
-            Some(SmtpFault::UntrustedCertificate) => {
-                TestCa::new("Contoso TLS Inspection CA").loopback_cert()
-            }
-            _ => self.ca.loopback_cert(),
+        Ok(self.start_smtp_listener(fault).await?.addr)
+    }
+
+    /// Starts another SMTP listener with a scripted fault that can be changed, or cleared, while
+    /// it runs.
+    pub async fn start_smtp_listener(
+        &self,
+        fault: Option<SmtpFault>,
+    ) -> std::io::Result<SmtpListener> {
+        let mode = Arc::new(Mutex::new(smtp::Mode::new(
+            None,
+            self.ca.loopback_cert().server_config(),
+        )));
+        let listener = SmtpListener {
+            addr: smtp::start(self.smtp_shared.clone(), mode.clone(), self.stop.clone()).await?,
+            mode,
+            ca: self.ca.clone(),
         };
-        smtp::start(
-            self.smtp_shared.clone(),
-            cert.server_config(),
-            fault,
-            self.stop.clone(),
-        )
-        .await
+        listener.set_fault(fault);
+        Ok(listener)
+    }
+
+    /// A fault front for `upstream` (see [`front`]): a loopback port that misbehaves as
+    /// scripted, and passes connections through to `upstream` once the fault is cleared.
+    pub fn start_front(
+        &self,
+        upstream: SocketAddr,
+        fault: Option<NetFault>,
+    ) -> std::io::Result<Front> {
+        front::Front::start(upstream, fault, self.ca.clone(), self.stop.clone())
     }
 
     /// Stops keeping what the tests search (issued tokens, assertions, SMTP transcripts), so
@@ -507,6 +542,12 @@ impl Simulator {
         self.directory.lock().expect("sim lock").token_lifetime = lifetime;
     }
 
+    /// Sets how far Microsoft's clock runs from the host's (the agent's): tokens are issued,
+    /// and assertions and bearer tokens checked, on the shifted clock.
+    pub fn set_clock_offset(&self, offset: chrono::Duration) {
+        self.directory.lock().expect("sim lock").clock_offset = offset;
+    }
+
     /// Token requests received for a client ID so far.
     pub fn token_requests(&self, client_id: &str) -> u64 {
         self.directory
@@ -516,6 +557,17 @@ impl Simulator {
             .get(client_id)
             .copied()
             .unwrap_or(0)
+    }
+
+    /// When the last token requests of a client ID arrived, oldest first, on tokio's clock.
+    pub fn token_request_times(&self, client_id: &str) -> Vec<tokio::time::Instant> {
+        self.directory
+            .lock()
+            .expect("sim lock")
+            .token_request_times
+            .get(client_id)
+            .map(|t| t.iter().copied().collect())
+            .unwrap_or_default()
     }
 
     /// Scripts (or with `None` clears) a Graph failure for the app registration with this
@@ -570,7 +622,27 @@ impl Simulator {
 
     /// Verifies a token this simulator issued and returns its claims, or why it is unacceptable.
     pub fn verify_token(&self, token: &str) -> Result<token::IssuedClaims, String> {
-        token::verify(&self.signing_key, token)
+        let now = self.directory.lock().expect("sim lock").now();
+        token::verify(&self.signing_key, token, now)
+    }
+}
+
+/// An SMTP listener of the simulator whose fault (and with it the certificate it presents) can
+/// be changed while it runs: each connection takes the fault in force when it is accepted.
+#[derive(Clone)]
+pub struct SmtpListener {
+    pub addr: SocketAddr,
+    mode: Arc<Mutex<smtp::Mode>>,
+    ca: Arc<TestCa>,
+}
+
+impl SmtpListener {
+    /// Scripts (or with `None` clears) the listener's fault for the connections to come.
+    pub fn set_fault(&self, fault: Option<SmtpFault>) {
+        let cert = self
+            .ca
+            .cert_with(fault.as_ref().and_then(SmtpFault::cert_fault));
+        *self.mode.lock().expect("sim lock") = smtp::Mode::new(fault, cert.server_config());
     }
 }
 
@@ -582,6 +654,19 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    serve_listener(listener, stop, serve)
+}
+
+/// [`serve_loopback`] on a listener of the caller's.
+fn serve_listener<F, Fut>(
+    listener: tokio::net::TcpListener,
+    stop: CancellationToken,
+    serve: F,
+) -> std::io::Result<SocketAddr>
+where
+    F: Fn(tokio::net::TcpStream, SocketAddr) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
         loop {

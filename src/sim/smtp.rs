@@ -15,15 +15,20 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Directory, SimMessage, ROLE_SMTP};
 
-/// Where in the dialog a scripted reply replaces the normal one.
+/// Where in the dialog a scripted reply replaces the normal one (or the connection is reset).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmtpStep {
     Banner,
     Ehlo,
     StartTls,
+    /// The TLS handshake after `220` to STARTTLS: no reply of its own, only a reset
+    /// ([`SmtpFault::ResetAt`]) applies.
+    TlsHandshake,
     EhloAfterTls,
     Auth,
     MailFrom,
+    RcptTo,
+    Data,
 }
 
 /// A scripted misbehaviour of one SMTP listener.
@@ -50,6 +55,8 @@ pub enum SmtpFault {
     WrongHostCertificate,
     /// The server certificate is issued by a CA the agent does not trust (TLS inspection).
     UntrustedCertificate,
+    /// The server certificate is self-signed (no CA at all).
+    SelfSignedCertificate,
     /// After TLS, AUTH lists LOGIN only.
     NoXoauth2,
     /// `535 5.7.139 ... disabled for the Tenant`.
@@ -62,6 +69,47 @@ pub enum SmtpFault {
         code: u16,
         text: String,
     },
+    /// These bytes, exactly as given (CRLFs included), instead of the normal reply at this step:
+    /// malformed, over-long or inconsistent replies. The dialog goes on if the client does.
+    Raw { at: SmtpStep, bytes: String },
+    /// The connection is reset (TCP RST) at this step: before the banner, on receiving the
+    /// step's command, or, at [`SmtpStep::TlsHandshake`], once the client's TLS hello arrived.
+    ResetAt(SmtpStep),
+    /// The banner one byte at a time, this long apart.
+    Drip(Duration),
+    /// A downgrade that goes further than [`SmtpFault::NoStartTls`]: EHLO lists no STARTTLS but
+    /// offers `AUTH LOGIN XOAUTH2` in clear, and AUTH is accepted without TLS.
+    AuthInClear,
+    /// AUTH fails with a `535 5.7.3` whose text echoes the XOAUTH2 response and the token in it.
+    EchoAuth,
+}
+
+impl SmtpFault {
+    /// The certificate problem of a fault that is one (the listener presents that certificate).
+    pub fn cert_fault(&self) -> Option<super::CertFault> {
+        match self {
+            SmtpFault::ExpiredCertificate => Some(super::CertFault::Expired),
+            SmtpFault::WrongHostCertificate => Some(super::CertFault::WrongHost),
+            SmtpFault::UntrustedCertificate => Some(super::CertFault::Untrusted),
+            SmtpFault::SelfSignedCertificate => Some(super::CertFault::SelfSigned),
+            _ => None,
+        }
+    }
+}
+
+/// What a listener does with the next connection: its fault and the certificate it presents.
+pub(super) struct Mode {
+    pub fault: Option<SmtpFault>,
+    pub acceptor: tokio_rustls::TlsAcceptor,
+}
+
+impl Mode {
+    pub fn new(fault: Option<SmtpFault>, tls: Arc<rustls::ServerConfig>) -> Self {
+        Self {
+            fault,
+            acceptor: tokio_rustls::TlsAcceptor::from(tls),
+        }
+    }
 }
 
 /// What one connection sent us, line by line (the AUTH line included, as received).
@@ -86,15 +134,18 @@ pub(super) struct SmtpShared {
 
 const HOST: &str = "SIM01.prod.outlook.office365.com";
 
-/// Starts one SMTP listener on 127.0.0.1 with its own certificate and fault.
+/// Starts one SMTP listener on 127.0.0.1; each connection takes the fault and certificate of
+/// `mode` as they are when it is accepted.
 pub(super) async fn start(
     shared: SmtpShared,
-    tls: Arc<rustls::ServerConfig>,
-    fault: Option<SmtpFault>,
+    mode: Arc<Mutex<Mode>>,
     stop: CancellationToken,
 ) -> std::io::Result<SocketAddr> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     super::serve_loopback(stop, move |stream, addr| {
+        let (fault, acceptor) = {
+            let m = mode.lock().expect("sim lock");
+            (m.fault.clone(), m.acceptor.clone())
+        };
         let _ = stream.set_nodelay(true);
         shared
             .sessions
@@ -111,14 +162,14 @@ pub(super) async fn start(
         };
         let conn = Conn {
             shared: shared.clone(),
-            fault: fault.clone(),
+            fault,
             idx,
             user: None,
             authed_app: None,
             mail_from: None,
             recipients: Vec::new(),
         };
-        conn.run(stream, acceptor.clone())
+        conn.run(stream, acceptor)
     })
     .await
 }
@@ -138,14 +189,30 @@ struct Conn {
 enum Next {
     Close,
     StartTls,
+    /// Reset the connection (TCP RST), as [`SmtpFault::ResetAt`] asks.
+    Reset,
+}
+
+/// Resets a connection: RST instead of FIN.
+fn reset(tcp: TcpStream) {
+    let _ = tcp.set_zero_linger();
+    drop(tcp);
 }
 
 impl Conn {
-    fn scripted(&self, step: SmtpStep) -> Option<(u16, String)> {
+    /// The reply that replaces the normal one at `step`, as it goes on the wire.
+    fn scripted(&self, step: SmtpStep) -> Option<String> {
         match &self.fault {
-            Some(SmtpFault::Reply { at, code, text }) if *at == step => Some((*code, text.clone())),
+            Some(SmtpFault::Reply { at, code, text }) if *at == step => {
+                Some(format!("{code} {text}\r\n"))
+            }
+            Some(SmtpFault::Raw { at, bytes }) if *at == step => Some(bytes.clone()),
             _ => None,
         }
+    }
+
+    fn resets_at(&self, step: SmtpStep) -> bool {
+        self.fault == Some(SmtpFault::ResetAt(step))
     }
 
     fn record(&self, line: &str) {
@@ -167,6 +234,22 @@ impl Conn {
                 let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
                 return;
             }
+            Some(SmtpFault::ResetAt(SmtpStep::Banner)) => {
+                reset(tcp);
+                return;
+            }
+            Some(SmtpFault::Drip(every)) => {
+                let every = *every;
+                for b in format!("220 {HOST} Microsoft ESMTP MAIL Service ready\r\n").bytes() {
+                    if tcp.write_all(&[b]).await.is_err() {
+                        return;
+                    }
+                    self.shared
+                        .streamed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(every).await;
+                }
+            }
             Some(SmtpFault::EndlessLine) => {
                 let chunk = vec![b'A'; 64 * 1024];
                 // Until the client hangs up (16 GiB at most): a client that buffered without
@@ -183,22 +266,39 @@ impl Conn {
             }
             _ => {}
         }
-        if let Some((code, text)) = self.scripted(SmtpStep::Banner) {
+        if let Some(SmtpFault::Reply {
+            at: SmtpStep::Banner,
+            code,
+            text,
+        }) = &self.fault
+        {
             let _ = tcp.write_all(format!("{code} {text}\r\n").as_bytes()).await;
             return;
         }
-        let banner = format!(
-            "220 {HOST} Microsoft ESMTP MAIL Service ready at {}\r\n",
-            chrono::Utc::now().to_rfc2822()
-        );
+        let banner = match self.scripted(SmtpStep::Banner) {
+            Some(raw) => raw,
+            None if matches!(self.fault, Some(SmtpFault::Drip(_))) => String::new(),
+            None => format!(
+                "220 {HOST} Microsoft ESMTP MAIL Service ready at {}\r\n",
+                chrono::Utc::now().to_rfc2822()
+            ),
+        };
         if tcp.write_all(banner.as_bytes()).await.is_err() {
             return;
         }
         let mut plain = BufReader::new(tcp);
         match self.commands(&mut plain, false).await {
             Next::Close => {}
+            Next::Reset => reset(plain.into_inner()),
             Next::StartTls => {
                 let mut tcp = plain.into_inner();
+                if self.resets_at(SmtpStep::TlsHandshake) {
+                    // Take the client's hello, then cut the handshake short.
+                    let mut hello = [0u8; 512];
+                    let _ = tokio::io::AsyncReadExt::read(&mut tcp, &mut hello).await;
+                    reset(tcp);
+                    return;
+                }
                 if self.fault == Some(SmtpFault::StartTlsThenGarbage) {
                     // Take the client's hello, then answer with something that is not TLS.
                     let mut hello = [0u8; 512];
@@ -212,7 +312,9 @@ impl Conn {
                     return;
                 };
                 let mut s = BufReader::new(tls);
-                let _ = self.commands(&mut s, true).await;
+                if let Next::Reset = self.commands(&mut s, true).await {
+                    reset(s.into_inner().into_inner().0);
+                }
             }
         }
     }
@@ -231,52 +333,72 @@ impl Conn {
             self.record(&line);
             let upper = line.to_ascii_uppercase();
             let verb = upper.split_whitespace().next().unwrap_or("").to_string();
+            let step = match verb.as_str() {
+                "EHLO" | "HELO" if tls => Some(SmtpStep::EhloAfterTls),
+                "EHLO" | "HELO" => Some(SmtpStep::Ehlo),
+                "STARTTLS" if !tls => Some(SmtpStep::StartTls),
+                "AUTH" => Some(SmtpStep::Auth),
+                "MAIL" => Some(SmtpStep::MailFrom),
+                "RCPT" => Some(SmtpStep::RcptTo),
+                "DATA" => Some(SmtpStep::Data),
+                _ => None,
+            };
+            if let Some(step) = step {
+                if self.resets_at(step) {
+                    return Next::Reset;
+                }
+                if let Some(reply) = self.scripted(step) {
+                    if write(s, &reply).await.is_err() || reply.starts_with("421") {
+                        return Next::Close;
+                    }
+                    continue;
+                }
+            }
             let reply: String = match verb.as_str() {
                 "EHLO" | "HELO" => {
-                    let step = if tls {
-                        SmtpStep::EhloAfterTls
-                    } else {
-                        SmtpStep::Ehlo
-                    };
-                    if let Some((code, text)) = self.scripted(step) {
-                        format!("{code} {text}\r\n")
-                    } else {
-                        let mut ext = vec![
-                            format!("{HOST} Hello [127.0.0.1]"),
-                            "SIZE 157286400".into(),
-                            "PIPELINING".into(),
-                            "DSN".into(),
-                            "ENHANCEDSTATUSCODES".into(),
-                        ];
-                        if !tls && self.fault != Some(SmtpFault::NoStartTls) {
-                            ext.push("STARTTLS".into());
-                        }
-                        if tls {
-                            ext.push(if self.fault == Some(SmtpFault::NoXoauth2) {
-                                "AUTH LOGIN".into()
-                            } else {
-                                "AUTH LOGIN XOAUTH2".into()
-                            });
-                        }
-                        ext.extend([
-                            "8BITMIME".to_string(),
-                            "BINARYMIME".into(),
-                            "CHUNKING".into(),
-                            "SMTPUTF8".into(),
-                        ]);
-                        let n = ext.len();
-                        ext.iter()
-                            .enumerate()
-                            .map(|(i, e)| {
-                                format!("250{}{e}\r\n", if i + 1 == n { ' ' } else { '-' })
-                            })
-                            .collect()
+                    let mut ext = vec![
+                        format!("{HOST} Hello [127.0.0.1]"),
+                        "SIZE 157286400".into(),
+                        "PIPELINING".into(),
+                        "DSN".into(),
+                        "ENHANCEDSTATUSCODES".into(),
+                    ];
+                    let stripped = matches!(
+                        self.fault,
+                        Some(SmtpFault::NoStartTls | SmtpFault::AuthInClear)
+                    );
+                    if !tls && !stripped {
+                        ext.push("STARTTLS".into());
                     }
+                    if !tls && self.fault == Some(SmtpFault::AuthInClear) {
+                        ext.push("AUTH LOGIN XOAUTH2".into());
+                    }
+                    if tls {
+                        ext.push(if self.fault == Some(SmtpFault::NoXoauth2) {
+                            "AUTH LOGIN".into()
+                        } else {
+                            "AUTH LOGIN XOAUTH2".into()
+                        });
+                    }
+                    ext.extend([
+                        "8BITMIME".to_string(),
+                        "BINARYMIME".into(),
+                        "CHUNKING".into(),
+                        "SMTPUTF8".into(),
+                    ]);
+                    let n = ext.len();
+                    ext.iter()
+                        .enumerate()
+                        .map(|(i, e)| {
+                            format!("250{}{e}\r\n", if i + 1 == n { ' ' } else { '-' })
+                        })
+                        .collect()
                 }
                 "STARTTLS" if !tls => {
-                    if let Some((code, text)) = self.scripted(SmtpStep::StartTls) {
-                        format!("{code} {text}\r\n")
-                    } else if self.fault == Some(SmtpFault::NoStartTls) {
+                    if matches!(
+                        self.fault,
+                        Some(SmtpFault::NoStartTls | SmtpFault::AuthInClear)
+                    ) {
                         "500 5.3.3 Unrecognized command 'STARTTLS'\r\n".into()
                     } else if self.fault == Some(SmtpFault::StartTlsInjection) {
                         if write(
@@ -296,52 +418,46 @@ impl Conn {
                         return Next::StartTls;
                     }
                 }
-                "AUTH" if !tls => "504 5.7.4 Unrecognized authentication type\r\n".into(),
+                "AUTH" if !tls && self.fault != Some(SmtpFault::AuthInClear) => {
+                    "504 5.7.4 Unrecognized authentication type\r\n".into()
+                }
                 "AUTH" => {
-                    if let Some((code, text)) = self.scripted(SmtpStep::Auth) {
-                        format!("{code} {text}\r\n")
+                    let mut words = line.split_whitespace().skip(1);
+                    let mech = words.next().unwrap_or("").to_ascii_uppercase();
+                    let initial = words.next().map(str::to_string);
+                    if mech != "XOAUTH2" || self.fault == Some(SmtpFault::NoXoauth2) {
+                        "504 5.7.4 Unrecognized authentication type\r\n".into()
                     } else {
-                        let mut words = line.split_whitespace().skip(1);
-                        let mech = words.next().unwrap_or("").to_ascii_uppercase();
-                        let initial = words.next().map(str::to_string);
-                        if mech != "XOAUTH2" || self.fault == Some(SmtpFault::NoXoauth2) {
-                            "504 5.7.4 Unrecognized authentication type\r\n".into()
-                        } else {
-                            let blob = match initial {
-                                Some(b) => b,
-                                None => {
-                                    if write(s, "334 \r\n").await.is_err() {
-                                        return Next::Close;
-                                    }
-                                    match read_line(s, &mut buf).await {
-                                        Some(l) => {
-                                            self.record(&l);
-                                            l
-                                        }
-                                        None => return Next::Close,
-                                    }
+                        let blob = match initial {
+                            Some(b) => b,
+                            None => {
+                                if write(s, "334 \r\n").await.is_err() {
+                                    return Next::Close;
                                 }
-                            };
-                            self.auth_xoauth2(&blob)
-                        }
+                                match read_line(s, &mut buf).await {
+                                    Some(l) => {
+                                        self.record(&l);
+                                        l
+                                    }
+                                    None => return Next::Close,
+                                }
+                            }
+                        };
+                        self.auth_xoauth2(&blob)
                     }
                 }
                 "MAIL" => {
-                    if let Some((code, text)) = self.scripted(SmtpStep::MailFrom) {
-                        format!("{code} {text}\r\n")
-                    } else {
-                        match &self.user {
-                            None => "530 5.7.57 Client not authenticated to send mail. [SIM01.prod.outlook.office365.com]\r\n".into(),
-                            Some(user) => {
-                                let from = line.split_once(':').map(|x| x.1).unwrap_or("").trim().trim_start_matches('<');
-                                let from = from.split('>').next().unwrap_or("");
-                                if self.fault == Some(SmtpFault::DenyMailFrom) || !from.eq_ignore_ascii_case(user) {
-                                    "554 5.2.252 SendAsDenied; the sender is not allowed to send as this address\r\n".into()
-                                } else {
-                                    self.mail_from = Some(from.to_string());
-                                    self.recipients.clear();
-                                    "250 2.1.0 Sender OK\r\n".into()
-                                }
+                    match &self.user {
+                        None => "530 5.7.57 Client not authenticated to send mail. [SIM01.prod.outlook.office365.com]\r\n".into(),
+                        Some(user) => {
+                            let from = line.split_once(':').map(|x| x.1).unwrap_or("").trim().trim_start_matches('<');
+                            let from = from.split('>').next().unwrap_or("");
+                            if self.fault == Some(SmtpFault::DenyMailFrom) || !from.eq_ignore_ascii_case(user) {
+                                "554 5.2.252 SendAsDenied; the sender is not allowed to send as this address\r\n".into()
+                            } else {
+                                self.mail_from = Some(from.to_string());
+                                self.recipients.clear();
+                                "250 2.1.0 Sender OK\r\n".into()
                             }
                         }
                     }
@@ -419,7 +535,16 @@ impl Conn {
         if user.is_empty() || !text.ends_with("\x01\x01") {
             return "501 5.5.124 Invalid XOAUTH2 response\r\n".into();
         }
-        let Ok(claims) = super::token::verify(&self.shared.signing_key, &token) else {
+        if self.fault == Some(SmtpFault::EchoAuth) {
+            // A broken relay that quotes what it was sent.
+            return format!(
+                "535 5.7.3 Authentication unsuccessful for {} [{HOST}]: {} (bearer {token})\r\n",
+                user,
+                blob.trim()
+            );
+        }
+        let now = self.shared.directory.lock().expect("sim lock").now();
+        let Ok(claims) = super::token::verify(&self.shared.signing_key, &token, now) else {
             return rejected;
         };
         if !super::token::is_exchange_resource(&claims.aud)

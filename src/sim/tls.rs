@@ -73,6 +73,64 @@ impl TestCa {
             now + time::Duration::days(365),
         )
     }
+
+    /// The certificate a loopback server presents: [`TestCa::loopback_cert`], or one with the
+    /// given problem.
+    pub fn cert_with(&self, fault: Option<CertFault>) -> ServerCert {
+        let now = time::OffsetDateTime::now_utc();
+        match fault {
+            None => self.loopback_cert(),
+            Some(CertFault::Expired) => self.server_cert(
+                &["localhost", "127.0.0.1"],
+                now - time::Duration::days(30),
+                now - time::Duration::days(1),
+            ),
+            Some(CertFault::WrongHost) => self.server_cert(
+                &["mail.example.net"],
+                now - time::Duration::days(1),
+                now + time::Duration::days(30),
+            ),
+            // What a TLS-inspecting proxy presents: a certificate for the right host, issued by
+            // a CA the agent does not trust.
+            Some(CertFault::Untrusted) => TestCa::new("Contoso TLS Inspection CA").loopback_cert(),
+            Some(CertFault::SelfSigned) => self_signed_loopback_cert(),
+        }
+    }
+}
+
+/// What is wrong with the certificate a simulated server presents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertFault {
+    /// Signed by the simulator's CA, for the right host, but expired yesterday.
+    Expired,
+    /// Signed by the simulator's CA, valid, but for another host name.
+    WrongHost,
+    /// For the right host, issued by a CA the agent does not trust (TLS inspection).
+    Untrusted,
+    /// For the right host, signed by its own key (no CA at all).
+    SelfSigned,
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1 (no CA at all), valid from yesterday
+/// for a year: what a device that answers in a server's place without a CA often presents.
+pub fn self_signed_loopback_cert() -> ServerCert {
+    let key = KeyPair::generate().expect("generate server key");
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_string()]).expect("self-signed params");
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(365);
+    let cert = params.self_signed(&key).expect("self-sign server cert");
+    ServerCert {
+        chain: vec![cert.der().clone()],
+        key_der: key.serialize_der(),
+    }
 }
 
 /// A server certificate chain and its key.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -31,17 +31,52 @@ pub struct IssuedClaims {
     pub exp: i64,
 }
 
-/// Checks a token's signature and expiry; the caller checks audience and roles.
-pub fn verify(key: &[u8], token: &str) -> Result<IssuedClaims, String> {
+/// Checks a token's signature and its expiry at `now` (Microsoft's clock); the caller checks
+/// audience and roles.
+pub fn verify(key: &[u8], token: &str, now: DateTime<Utc>) -> Result<IssuedClaims, String> {
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
     v.validate_aud = false;
-    v.leeway = 0;
-    jsonwebtoken::decode::<IssuedClaims>(token, &jsonwebtoken::DecodingKey::from_secret(key), &v)
-        .map(|d| d.claims)
-        .map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => "token expired".to_string(),
-            _ => "token not issued by this simulator".to_string(),
-        })
+    // Expiry on the simulator's clock, below, not the host's.
+    v.validate_exp = false;
+    v.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<IssuedClaims>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(key),
+        &v,
+    )
+    .map(|d| d.claims)
+    .map_err(|_| "token not issued by this simulator".to_string())?;
+    // As jsonwebtoken decides it (no leeway): expired once `exp` is in the past.
+    if claims.exp < now.timestamp() {
+        return Err("token expired".into());
+    }
+    Ok(claims)
+}
+
+/// Microsoft's description of an AADSTS code (the start of it), for scripted errors.
+fn aadsts_description(code: u32) -> &'static str {
+    match code {
+        7000222 => "The provided client secret keys for app are expired.",
+        7000215 => "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
+        7000218 => "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+        700027 => "Client assertion failed signature validation.",
+        700024 => "Client assertion is not within its valid time range.",
+        700016 => "Application was not found in the directory.",
+        7000112 => "Application is disabled.",
+        70001 => "The application is disabled.",
+        90002 => "Tenant not found.",
+        900023 => "Specified tenant identifier is neither a valid DNS name, nor a valid external domain.",
+        70011 => "The provided request must include a 'scope' input parameter. The provided value for the input parameter 'scope' is not valid.",
+        1002012 => "The provided value for scope is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier.",
+        700022 => "The provided value for the input parameter scope is not valid because it contains more than one resource.",
+        500011 => "The resource principal was not found in the tenant.",
+        65001 => "The user or administrator has not consented to use the application.",
+        650056 => "Misconfigured application. The client has not listed any permissions for the resource in the requested permissions in the client's application registration, or the admin has not consented in the tenant.",
+        90094 => "Admin consent is required for the permissions requested by this application.",
+        53003 => "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.",
+        90055 => "The tenant is throttled: too many requests.",
+        _ => "An error the simulator has no description for.",
+    }
 }
 
 fn aad_error(status: StatusCode, error: &str, code: u32, description: &str) -> SimResponse {
@@ -99,9 +134,20 @@ pub async fn handle(
     let fault = {
         let mut d = state.directory.lock().expect("sim lock");
         *d.token_requests.entry(client_id.clone()).or_default() += 1;
+        let times = d.token_request_times.entry(client_id.clone()).or_default();
+        if times.len() == super::GRAPH_TIMES_KEPT {
+            times.pop_front();
+        }
+        times.push_back(tokio::time::Instant::now());
         *d.token_requests_by_resource
             .entry(resource_kind)
             .or_default() += 1;
+        if d.record {
+            // Every assertion received, faults or not (tests search the output for them).
+            if let Some(a) = form.get("client_assertion") {
+                d.received_assertions.push(a.clone());
+            }
+        }
         d.token_faults.get(&client_id).cloned()
     };
     match fault {
@@ -135,6 +181,40 @@ pub async fn handle(
         }
         Some(TokenFault::UnknownApp) => return unknown_app(&client_id),
         Some(TokenFault::UnknownTenant) => return unknown_tenant(tenant),
+        Some(TokenFault::Aadsts {
+            status,
+            error,
+            code,
+        }) => {
+            return aad_error(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                &error,
+                code,
+                aadsts_description(code),
+            )
+        }
+        Some(TokenFault::EchoCredential) => {
+            let sent = form
+                .get("client_secret")
+                .or_else(|| form.get("client_assertion"))
+                .cloned()
+                .unwrap_or_default();
+            return aad_error(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                7000215,
+                &format!("Invalid client secret provided: '{sent}' is not a secret of app '{client_id}'."),
+            );
+        }
+        Some(TokenFault::EchoForm) => {
+            let raw = String::from_utf8_lossy(body);
+            let from = ["client_secret=", "client_assertion="]
+                .iter()
+                .find_map(|k| raw.find(k).map(|i| i + k.len()))
+                .unwrap_or(0);
+            let page = format!("{:<100}{}", "<html><body>400 Bad Request: ", &raw[from..]);
+            return respond(StatusCode::BAD_REQUEST, "text/html", page);
+        }
         None => {}
     }
 
@@ -178,7 +258,7 @@ pub async fn handle(
     else {
         return unknown_app(&client_id);
     };
-    let now = Utc::now();
+    let now = d.now();
     let acr;
     if let Some(secret) = form.get("client_secret") {
         match app.secrets.iter().find(|s| &s.value == secret) {
@@ -201,9 +281,6 @@ pub async fn handle(
             Some(_) => acr = "1",
         }
     } else if let Some(assertion) = form.get("client_assertion") {
-        if d.record {
-            d.received_assertions.push(assertion.clone());
-        }
         if form.get("client_assertion_type").map(String::as_str)
             != Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
         {
@@ -215,9 +292,14 @@ pub async fn handle(
             );
         }
         let expected_aud_suffix = path.to_string();
-        if let Err((code, msg)) =
-            check_assertion(&mut d.seen_jti, &app, assertion, &expected_aud_suffix, host)
-        {
+        if let Err((code, msg)) = check_assertion(
+            &mut d.seen_jti,
+            &app,
+            assertion,
+            &expected_aud_suffix,
+            host,
+            now,
+        ) {
             return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", code, &msg);
         }
         acr = "2";
@@ -306,6 +388,7 @@ fn check_assertion(
     assertion: &str,
     token_path: &str,
     host: &str,
+    now: DateTime<Utc>,
 ) -> Result<(), (u32, String)> {
     let header = jsonwebtoken::decode_header(assertion)
         .map_err(|_| (700027, "Client assertion is not a valid JWT.".to_string()))?;
@@ -322,7 +405,6 @@ fn check_assertion(
         700027,
         "Client assertion has no x5t#S256 header.".to_string(),
     ))?;
-    let now = Utc::now();
     let cert = app
         .certificates
         .iter()
@@ -345,22 +427,24 @@ fn check_assertion(
     let key = jsonwebtoken::DecodingKey::from_rsa_der(&parsed.public_key().subject_public_key.data);
     let mut v = jsonwebtoken::Validation::new(header.alg);
     v.validate_aud = false;
-    v.validate_nbf = true;
-    v.leeway = 60;
-    let data = jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &v).map_err(|e| match e
-        .kind()
-    {
-        jsonwebtoken::errors::ErrorKind::ExpiredSignature
-        | jsonwebtoken::errors::ErrorKind::ImmatureSignature => (
-            700024,
-            "Client assertion is not within its valid time range.".to_string(),
-        ),
-        _ => (
+    // The time window on the simulator's clock, below, not the host's.
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.required_spec_claims.clear();
+    let data = jsonwebtoken::decode::<AssertionClaims>(assertion, &key, &v).map_err(|_| {
+        (
             700027,
             "Client assertion failed signature validation.".to_string(),
-        ),
+        )
     })?;
     let c = data.claims;
+    let leeway = 60;
+    if c.exp + leeway <= now.timestamp() || c.nbf - leeway > now.timestamp() {
+        return Err((
+            700024,
+            "Client assertion is not within its valid time range.".to_string(),
+        ));
+    }
     let aud_ok = c.aud.ends_with(token_path) && (host.is_empty() || c.aud.contains(host));
     if !aud_ok {
         return Err((

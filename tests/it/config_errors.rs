@@ -89,3 +89,92 @@ fn the_readme_reason_and_cause_tables_equal_the_code() {
         "README.md sections {stale:?} differ from the code's tables (UPDATE_README=1 rewrites them)"
     );
 }
+
+/// The first backticked word of each table row of a README section (`| `label` | ...`).
+fn labels_in(section: &str) -> Vec<(Option<String>, String, Vec<String>)> {
+    let mut check = None;
+    let mut rows = Vec::new();
+    for line in section.lines() {
+        if let Some(rest) = line.strip_prefix("| reason (`check=\"") {
+            check = rest.split('"').next().map(str::to_string);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("| `") {
+            let label = rest.split('`').next().unwrap_or("").to_string();
+            let cells = line
+                .trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_string())
+                .collect();
+            rows.push((check.clone(), label, cells));
+        }
+    }
+    rows
+}
+
+/// The text comparison above is with the generator; this reads the README's tables as a person
+/// does and holds them against the code's enums themselves, both ways: every reason of every
+/// check kind and every cause has its row (with its step, and for reasons whether it is
+/// transient), no row names anything the code does not have, and each generated section is in
+/// the README exactly once.
+#[test]
+fn the_readme_tables_name_every_reason_and_cause_of_the_code_and_nothing_else() {
+    use smtp_oauth_exporter::diagnosis::Cause;
+    use smtp_oauth_exporter::plan::CheckKind;
+    use smtp_oauth_exporter::reasons::Reason;
+    use std::collections::BTreeSet;
+
+    let readme = std::fs::read_to_string("README.md").expect("README.md");
+    for name in ["reasons", "causes"] {
+        for marker in ["BEGIN", "END"] {
+            let m = format!("<!-- {marker} generated: {name} -->");
+            assert_eq!(readme.matches(&m).count(), 1, "{m}");
+        }
+    }
+    let (a, b) = section(&readme, "reasons").unwrap();
+    let rows = labels_in(&readme[a..b]);
+    let mut documented = BTreeSet::new();
+    for (check, label, cells) in &rows {
+        let check = check
+            .clone()
+            .expect("a reason row before any table heading");
+        assert!(
+            documented.insert((check.clone(), label.clone())),
+            "{check}: {label} twice"
+        );
+        let kind: CheckKind = check.parse().unwrap();
+        match Reason::of(kind).into_iter().find(|r| r.as_str() == label) {
+            None => panic!("README: {check} has no reason {label}"),
+            Some(r) => {
+                assert_eq!(cells[2], r.step().title(), "{check}: {label}'s step");
+                let transient = if r.is_transient() { "yes" } else { "no" };
+                assert_eq!(cells[3], transient, "{check}: {label}'s transient");
+            }
+        }
+    }
+    let code: BTreeSet<(String, String)> = CheckKind::ALL
+        .into_iter()
+        .flat_map(|k| {
+            Reason::of(k)
+                .into_iter()
+                .map(move |r| (k.to_string(), r.as_str().to_string()))
+        })
+        .collect();
+    let missing: Vec<_> = code.difference(&documented).collect();
+    assert!(missing.is_empty(), "not in the README: {missing:?}");
+    assert_eq!(documented, code);
+
+    let (a, b) = section(&readme, "causes").unwrap();
+    let causes: Vec<(String, String)> = labels_in(&readme[a..b])
+        .into_iter()
+        .map(|(_, label, cells)| (label, cells[1].clone()))
+        .collect();
+    let want: Vec<(String, String)> = Cause::ALL
+        .iter()
+        .map(|c| (c.label().to_string(), c.step().as_str().to_string()))
+        .collect();
+    assert_eq!(
+        causes, want,
+        "README causes (label, step) against the code's, in order"
+    );
+}

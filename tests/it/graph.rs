@@ -734,11 +734,7 @@ async fn every_failure_has_its_reason() {
         ids.push(id);
     }
     // Nothing listens on the Graph URL: connection refused.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let closed = RefusingPort::new();
     let refused = client_id(99);
     w.sim.add_app(
         SimApp::new(TENANT, &refused, "refused")
@@ -747,7 +743,8 @@ async fn every_failure_has_its_reason() {
     );
     let file = w.file("refused.secret", "Sec~refused");
     yaml += &format!(
-        "  - name: refused\n    tenant: {TENANT}\n    client_id: {refused}\n    client_secret_file: {file}\n    login_url: {base}\n    graph_url: https://127.0.0.1:{closed}\n    ca_file: {ca}\n",
+        "  - name: refused\n    tenant: {TENANT}\n    client_id: {refused}\n    client_secret_file: {file}\n    login_url: {base}\n    graph_url: https://127.0.0.1:{}\n    ca_file: {ca}\n",
+        closed.port,
         base = w.sim.base_url(),
         ca = w.ca_file.display()
     );
@@ -867,10 +864,10 @@ async fn retry_after_holds_back_the_next_graph_call() {
     assert_eq!(plan.jobs.len(), 1, "only the Graph job runs");
     let ctx = Arc::new(Context::new(Arc::new(TokenCache::new())));
     let state = Arc::new(StateStore::new());
-    let sink = Arc::new(StateSink {
-        plan: plan.clone(),
-        state: state.clone(),
-    });
+    let sink = Arc::new(StateSink::new(
+        Arc::new(smtp_oauth_exporter::plan::CurrentPlan::new(plan.clone())),
+        state.clone(),
+    ));
     let shutdown = CancellationToken::new();
     let scheduler = Scheduler::start(&plan, ctx, sink, &shutdown);
 

@@ -392,6 +392,7 @@ async fn dialog(
         .timed(Phase::Connect, async {
             let mut last = None;
             let mut refused = false;
+            let mut dropped = false;
             for (i, a) in addrs.iter().enumerate() {
                 // Share what is left between the addresses still to try, so an unreachable first
                 // address (often IPv6) cannot use up the whole timeout.
@@ -400,19 +401,29 @@ async fn dialog(
                 match tokio::time::timeout(left, TcpStream::connect(a)).await {
                     Ok(Ok(s)) => return Ok(s),
                     Ok(Err(e)) => {
-                        refused = true;
+                        // A reset here comes from a server that accepted the connection and
+                        // dropped it at once (it can beat the connect's own completion): a
+                        // dropped connection, as at the banner, not a refusal.
+                        match e.kind() {
+                            std::io::ErrorKind::ConnectionReset
+                            | std::io::ErrorKind::ConnectionAborted => dropped = true,
+                            _ => refused = true,
+                        }
                         last = Some(format!("{a}: {e}"));
                     }
                     Err(_) => last = Some(format!("{a}: no answer within {left:?}")),
                 }
             }
             // Only unanswered attempts: the network dropped them, the port did not refuse.
+            let reason: Reason = if refused {
+                CommonReason::ConnectRefused.into()
+            } else if dropped {
+                SmtpReason::ProtocolError.into()
+            } else {
+                CommonReason::Timeout.into()
+            };
             Err(StepError::new(
-                if refused {
-                    CommonReason::ConnectRefused
-                } else {
-                    CommonReason::Timeout
-                },
+                reason,
                 format!(
                     "cannot connect to {host}:{port}: {}",
                     last.unwrap_or_default()

@@ -1,0 +1,262 @@
+//! The secured endpoint (`--web.config.file`, exporter-toolkit format): `/metrics` over TLS with
+//! basic auth as `curl --cacert … -u user:pass` uses it, 401 for a wrong or missing password
+//! (but `/-/healthy` open), client certificates when required, and 500 half-open connections
+//! that do not stop a concurrent scrape. curl is a real client here (scripts/test.sh installs it).
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use smtp_oauth_exporter::sim::TestCa;
+
+use crate::common::*;
+
+const USER: &str = "prometheus";
+const PASSWORD: &str = "Scr4pe~pass";
+
+/// Writes the CA, the server certificate and key, and a web config with `extra` lines under
+/// `tls_server_config`; returns the web config's path.
+fn web_config(dir: &Path, ca: &TestCa, tls_extra: &str) -> std::path::PathBuf {
+    let server = ca.loopback_cert();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), server.chain_pem()).unwrap();
+    std::fs::write(dir.join("server.key"), server.key_pem()).unwrap();
+    let client = ca.loopback_cert();
+    std::fs::write(dir.join("client.pem"), client.chain_pem()).unwrap();
+    std::fs::write(dir.join("client.key"), client.key_pem()).unwrap();
+    let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+    let path = dir.join("web.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  min_version: TLS12\n{tls_extra}http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\nbasic_auth_users:\n  {USER}: '{hash}'\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// A tiny configuration: one app whose checks are off (the endpoint is what is tested).
+fn agent_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("config.yml");
+    std::fs::write(
+        &path,
+        "apps:\n  - { name: a, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret_file: a.secret, checks: { token: { enabled: false }, graph: { enabled: false } } }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("a.secret"), "A~secret").unwrap();
+    path
+}
+
+/// curl's HTTP status code (000 when the connection or handshake failed) and body.
+fn curl(args: &[&str]) -> (String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "-", "-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("curl is required (scripts/test.sh installs it): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "000"));
+    (code.to_string(), body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_over_tls_with_basic_auth_as_curl_scrapes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("web test CA");
+    let web = web_config(dir.path(), &ca, "");
+    let config = agent_config(dir.path());
+    let agent = Process::start(
+        &[
+            "--config.file",
+            config.to_str().unwrap(),
+            "--web.config.file",
+            web.to_str().unwrap(),
+        ],
+        dir.path().join("agent.log"),
+    )
+    .await;
+    let url = |p: &str| format!("https://127.0.0.1:{}{p}", agent.port);
+    let cacert = dir.path().join("ca.pem");
+    let cacert = cacert.to_str().unwrap();
+    let auth = format!("{USER}:{PASSWORD}");
+
+    let (code, body) = curl(&["--cacert", cacert, "-u", &auth, &url("/metrics")]);
+    assert_eq!(code, "200", "{body}\n{}", agent.log_text());
+    assert!(body.contains("smtp_oauth_build_info"));
+    // The extra header of http_server_config.
+    let (code, head) = curl(&["--cacert", cacert, "-u", &auth, "-I", &url("/metrics")]);
+    assert_eq!(code, "200");
+    assert!(
+        head.to_lowercase()
+            .contains("x-content-type-options: nosniff"),
+        "{head}"
+    );
+
+    let wrong = format!("{USER}:not-it");
+    for (what, args) in [
+        ("a wrong password", vec!["-u", wrong.as_str()]),
+        ("an unknown user", vec!["-u", "nobody:x"]),
+        ("no credentials", vec![]),
+    ] {
+        let mut a = vec!["--cacert", cacert];
+        a.extend(args);
+        let u = url("/status");
+        a.push(&u);
+        let (code, _) = curl(&a);
+        assert_eq!(code, "401", "{what}");
+    }
+    let (code, head) = curl(&["--cacert", cacert, "-I", &url("/metrics")]);
+    assert_eq!(code, "401");
+    assert!(head.contains("WWW-Authenticate: Basic") || head.contains("www-authenticate: Basic"));
+    // Liveness stays open (orchestrators probe it without credentials).
+    let (code, body) = curl(&["--cacert", cacert, &url("/-/healthy")]);
+    assert_eq!((code.as_str(), body.trim()), ("200", "Healthy"));
+    // No TLS, or an unknown CA: no answer.
+    let (code, _) = curl(&[&format!("http://127.0.0.1:{}/metrics", agent.port)]);
+    assert_ne!(code, "200");
+    let (code, _) = curl(&["-u", &auth, &url("/metrics")]);
+    assert_eq!(
+        code, "000",
+        "a server certificate from an unknown CA was accepted"
+    );
+    // The password never shows in the log.
+    assert!(!agent.log_text().contains(PASSWORD));
+    agent.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_required_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("web test CA");
+    let web = web_config(
+        dir.path(),
+        &ca,
+        "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
+    );
+    let config = agent_config(dir.path());
+    let agent = Process::start(
+        &[
+            "--config.file",
+            config.to_str().unwrap(),
+            "--web.config.file",
+            web.to_str().unwrap(),
+        ],
+        dir.path().join("agent.log"),
+    )
+    .await;
+    let url = format!("https://127.0.0.1:{}/metrics", agent.port);
+    let p = |f: &str| dir.path().join(f).display().to_string();
+    let auth = format!("{USER}:{PASSWORD}");
+    let (code, _) = curl(&[
+        "--cacert",
+        &p("ca.pem"),
+        "--cert",
+        &p("client.pem"),
+        "--key",
+        &p("client.key"),
+        "-u",
+        &auth,
+        &url,
+    ]);
+    assert_eq!(code, "200");
+    let (code, _) = curl(&["--cacert", &p("ca.pem"), "-u", &auth, &url]);
+    assert_eq!(code, "000", "no client certificate, yet served");
+    // One from another CA is refused as well.
+    let other = TestCa::new("other CA").loopback_cert();
+    std::fs::write(dir.path().join("other.pem"), other.chain_pem()).unwrap();
+    std::fs::write(dir.path().join("other.key"), other.key_pem()).unwrap();
+    let (code, _) = curl(&[
+        "--cacert",
+        &p("ca.pem"),
+        "--cert",
+        &p("other.pem"),
+        "--key",
+        &p("other.key"),
+        "-u",
+        &auth,
+        &url,
+    ]);
+    assert_eq!(code, "000");
+    agent.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_half_open_connections_do_not_stop_a_scrape() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("web test CA");
+    let web = web_config(dir.path(), &ca, "");
+    let config = agent_config(dir.path());
+    let agent = Process::start(
+        &[
+            "--config.file",
+            config.to_str().unwrap(),
+            "--web.config.file",
+            web.to_str().unwrap(),
+        ],
+        dir.path().join("agent.log"),
+    )
+    .await;
+    // 250 that connect and say nothing (no TLS hello), 250 that start a TLS hello and stall.
+    let mut held = Vec::new();
+    for i in 0..500 {
+        let mut s = TcpStream::connect(("127.0.0.1", agent.port)).unwrap();
+        if i % 2 == 1 {
+            // The first bytes of a TLS record header (handshake, TLS 1.0 record version).
+            s.write_all(&[0x16, 0x03, 0x01]).unwrap();
+        }
+        held.push(s);
+    }
+    assert_eq!(held.len(), 500);
+    let cacert = dir.path().join("ca.pem").display().to_string();
+    let started = Instant::now();
+    let (code, body) = curl(&[
+        "--cacert",
+        &cacert,
+        "-u",
+        &format!("{USER}:{PASSWORD}"),
+        &format!("https://127.0.0.1:{}/metrics", agent.port),
+    ]);
+    let took = started.elapsed();
+    assert_eq!(code, "200", "{body}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the scrape waited {took:?} behind half-open connections"
+    );
+    drop(held);
+    agent.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_endpoint_cuts_off_slow_and_oversized_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = agent_config(dir.path());
+    let agent = Process::start(
+        &["--config.file", config.to_str().unwrap()],
+        dir.path().join("agent.log"),
+    )
+    .await;
+    // A slowloris: the request line, then nothing. A scrape still gets through at once.
+    let mut slow: Vec<TcpStream> = (0..200)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", agent.port)).unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            s
+        })
+        .collect();
+    assert_eq!(slow.len(), 200);
+    let (code, _) = curl(&[&format!("http://127.0.0.1:{}/metrics", agent.port)]);
+    assert_eq!(code, "200");
+    // Headers over 16 KiB are refused, not buffered.
+    let big = format!("X-Big: {}", "a".repeat(64 * 1024));
+    let (code, _) = curl(&[
+        "-H",
+        &big,
+        &format!("http://127.0.0.1:{}/metrics", agent.port),
+    ]);
+    assert_ne!(code, "200", "a 64 KiB header was accepted");
+    slow.clear();
+    agent.stop();
+}
