@@ -9,6 +9,7 @@ mod common;
 mod config_errors;
 mod dashboards;
 mod demo;
+mod deploy;
 mod faults;
 mod fixtures;
 mod golden;
