@@ -20,12 +20,12 @@ const READ_ROLES: [&str; 3] = [
 ];
 
 /// The ids Graph puts in every reply (headers, and `innerError` of error bodies).
-struct Ids {
-    request_id: String,
-    client_request_id: String,
+pub(super) struct Ids {
+    pub(super) request_id: String,
+    pub(super) client_request_id: String,
 }
 
-fn with_ids(mut r: SimResponse, ids: &Ids) -> SimResponse {
+pub(super) fn with_ids(mut r: SimResponse, ids: &Ids) -> SimResponse {
     let h = r.headers_mut();
     for (k, v) in [
         ("request-id", &ids.request_id),
@@ -39,7 +39,7 @@ fn with_ids(mut r: SimResponse, ids: &Ids) -> SimResponse {
 }
 
 /// An error in Graph's shape: `{"error":{"code","message","innerError":{date, request-id, ...}}}`.
-fn graph_error(status: StatusCode, code: &str, message: &str, ids: &Ids) -> SimResponse {
+pub(super) fn graph_error(status: StatusCode, code: &str, message: &str, ids: &Ids) -> SimResponse {
     let body = json!({
         "error": {
             "code": code,
@@ -54,7 +54,7 @@ fn graph_error(status: StatusCode, code: &str, message: &str, ids: &Ids) -> SimR
     with_ids(json(status, &body), ids)
 }
 
-fn with_retry_after(mut r: SimResponse, seconds: u64) -> SimResponse {
+pub(super) fn with_retry_after(mut r: SimResponse, seconds: u64) -> SimResponse {
     r.headers_mut().insert(
         "retry-after",
         seconds.to_string().parse().expect("numeric header"),
@@ -72,7 +72,7 @@ fn app_id_of(object: &str) -> Option<String> {
     (!id.is_empty() && !id.contains('\'')).then(|| id.to_ascii_lowercase())
 }
 
-fn time(t: DateTime<Utc>) -> String {
+pub(super) fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
@@ -293,7 +293,7 @@ fn not_found(app_id: &str, ids: &Ids) -> SimResponse {
     )
 }
 
-fn unauthenticated(message: &str, ids: &Ids) -> SimResponse {
+pub(super) fn unauthenticated(message: &str, ids: &Ids) -> SimResponse {
     graph_error(
         StatusCode::UNAUTHORIZED,
         "InvalidAuthenticationToken",

@@ -1,4 +1,5 @@
-//! The simulator's HTTPS server (hyper over rustls): routes the login and Graph endpoints.
+//! The simulator's HTTPS server (hyper over rustls): routes the login and Graph endpoints
+//! (app registrations, mail, service health).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -74,6 +75,27 @@ async fn route(state: HttpsState, req: Request<Incoming>) -> Result<SimResponse,
         }
         ("GET", ["v1.0", object]) if object.starts_with("applications(") => {
             super::graph::handle(&state, object, parts.uri.query(), &parts.headers).await
+        }
+        // Every method, so that whatever a client asks of a mailbox is recorded (and refused
+        // unless served).
+        (method, ["v1.0", "users", rest @ ..]) => {
+            let path_and_query = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or(&path);
+            super::graph_mail::handle(
+                &state,
+                method,
+                rest,
+                path_and_query,
+                parts.uri.query(),
+                &parts.headers,
+            )
+            .await
+        }
+        ("GET", ["v1.0", "admin", "serviceAnnouncement", rest @ ..]) => {
+            super::health::handle(&state, rest, parts.uri.query(), &parts.headers).await
         }
         _ => respond(
             StatusCode::NOT_FOUND,

@@ -1,12 +1,18 @@
 //! A Microsoft 365 simulator on loopback, for the demo and the tests: an Entra ID token endpoint
 //! (HTTPS) that issues JWT-shaped tokens, a Microsoft Graph endpoint that serves app
-//! registrations, and Exchange SMTP submission with STARTTLS and XOAUTH2, each scriptable to fail.
+//! registrations, mail (find a message by `internetMessageId`, delete it) and service health
+//! issues, and Exchange SMTP submission with STARTTLS and XOAUTH2 that delivers what it accepts
+//! into mailbox stores as scripted per sender ([`Delivery`]), each scriptable to fail.
 //! The directory (tenants, apps, credentials, mailboxes) lives in [`Directory`].
 
 pub mod fleet;
 pub mod front;
 mod graph;
+mod graph_call;
+mod graph_mail;
+mod health;
 mod https;
+mod mailbox;
 pub mod smtp;
 pub mod tls;
 mod token;
@@ -20,12 +26,21 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 pub use front::{Front, HttpBody, HttpReply, NetFault};
+pub use health::HealthIssue;
+pub use mailbox::{Delivery, StoredMessage, FOLDER_INBOX, FOLDER_JUNK};
 pub use tls::{app_certificate, AppCertificate, CertFault, TestCa};
 
 /// The Exchange Online role that SMTP AUTH needs.
 pub const ROLE_SMTP: &str = "SMTP.SendAsApp";
 /// The Graph role that reads app registrations.
 pub const ROLE_APPLICATION_READ_ALL: &str = "Application.Read.All";
+/// The Graph role that reads and deletes mail in every mailbox (or, with RBAC for
+/// Applications, in a scoped set).
+pub const ROLE_MAIL_READ_WRITE: &str = "Mail.ReadWrite";
+/// The Graph role that reads mail.
+pub const ROLE_MAIL_READ: &str = "Mail.Read";
+/// The Graph role that reads Microsoft 365 service health.
+pub const ROLE_SERVICE_HEALTH_READ_ALL: &str = "ServiceHealth.Read.All";
 
 /// A client secret of an app registration.
 #[derive(Debug, Clone)]
@@ -266,6 +281,20 @@ pub struct Directory {
     pub received_assertions: Vec<String>,
     /// Every message accepted over SMTP.
     pub messages: Vec<SimMessage>,
+    /// What happens to the mail a mailbox submits, by lowercase sender address (absent: Inbox
+    /// at once).
+    pub deliveries: HashMap<String, Delivery>,
+    /// Delivered messages, by lowercase recipient address.
+    stores: HashMap<String, Vec<mailbox::Stored>>,
+    /// `DATA` commands received over SMTP (accepted or not).
+    pub data_commands: u64,
+    /// Method and path-and-query of every Graph request under `/v1.0/users/` (kept while
+    /// `record`).
+    pub graph_mail_requests: Vec<(String, String)>,
+    /// Service health issues, of every tenant.
+    health_issues: Vec<health::IssueState>,
+    /// Service health requests received, by the client ID of the caller (`""`: no valid token).
+    pub health_requests: HashMap<String, u64>,
 }
 
 impl Default for Directory {
@@ -288,6 +317,12 @@ impl Default for Directory {
             seen_jti: HashSet::new(),
             received_assertions: Vec::new(),
             messages: Vec::new(),
+            deliveries: HashMap::new(),
+            stores: HashMap::new(),
+            data_commands: 0,
+            graph_mail_requests: Vec::new(),
+            health_issues: Vec::new(),
+            health_requests: HashMap::new(),
         }
     }
 }
@@ -495,6 +530,93 @@ impl Simulator {
     /// Messages accepted over SMTP so far.
     pub fn messages(&self) -> Vec<SimMessage> {
         self.directory.lock().expect("sim lock").messages.clone()
+    }
+
+    /// Scripts what happens to the messages this mailbox submits from now on (`None`: delivered
+    /// to the Inbox at once). Other mailboxes are not affected.
+    pub fn set_delivery(&self, sender_address: &str, delivery: Option<Delivery>) {
+        let mut d = self.directory.lock().expect("sim lock");
+        let key = sender_address.to_ascii_lowercase();
+        match delivery {
+            Some(v) => d.deliveries.insert(key, v),
+            None => d.deliveries.remove(&key),
+        };
+    }
+
+    /// Messages currently in a mailbox's store (delivered, so visible, and not deleted), any
+    /// folder, in order of delivery.
+    pub fn stored_messages(&self, mailbox_address: &str) -> Vec<StoredMessage> {
+        self.directory
+            .lock()
+            .expect("sim lock")
+            .stores
+            .get(&mailbox_address.to_ascii_lowercase())
+            .map(|v| {
+                v.iter()
+                    .filter(|s| s.visible())
+                    .map(|s| s.message.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// How many `DATA` commands the SMTP listeners have received in total (accepted or not).
+    pub fn data_commands(&self) -> u64 {
+        self.directory.lock().expect("sim lock").data_commands
+    }
+
+    /// The path and query, as sent, of every Graph request under `/v1.0/users/` (messages,
+    /// mailFolders), in order of arrival, faults included.
+    pub fn graph_mail_requests(&self) -> Vec<String> {
+        self.graph_mail_calls()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect()
+    }
+
+    /// The same as [`Simulator::graph_mail_requests`], with each request's method.
+    pub fn graph_mail_calls(&self) -> Vec<(String, String)> {
+        self.directory
+            .lock()
+            .expect("sim lock")
+            .graph_mail_requests
+            .clone()
+    }
+
+    /// Adds a service health issue of a tenant (open, last modified now).
+    pub fn add_health_issue(&self, tenant_id: &str, issue: HealthIssue) {
+        let mut d = self.directory.lock().expect("sim lock");
+        let now = d.now();
+        d.health_issues.push(health::IssueState {
+            tenant_id: tenant_id.to_ascii_lowercase(),
+            issue,
+            last_modified: now,
+            resolved: None,
+        });
+    }
+
+    /// Resolves the health issue with this id (in every tenant holding one): `isResolved`
+    /// true, status `serviceRestored`, `endDateTime` now. It stays in the list, as Graph keeps
+    /// resolved issues.
+    pub fn resolve_health_issue(&self, id: &str) {
+        let mut d = self.directory.lock().expect("sim lock");
+        let now = d.now();
+        for s in d.health_issues.iter_mut().filter(|s| s.issue.id == id) {
+            s.issue.status = "serviceRestored".into();
+            s.resolved = Some(now);
+            s.last_modified = now;
+        }
+    }
+
+    /// Service health requests received so far from this client ID, faults included.
+    pub fn health_requests(&self, client_id: &str) -> u64 {
+        self.directory
+            .lock()
+            .expect("sim lock")
+            .health_requests
+            .get(client_id)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn add_tenant(&self, id: &str, domains: &[&str]) {

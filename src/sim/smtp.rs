@@ -211,6 +211,14 @@ impl Conn {
         }
     }
 
+    /// The reply of the authenticated mailbox's scripted [`Delivery`](super::Delivery) refusing
+    /// the message at `step` (`Data`: after the final dot), if it does.
+    fn refused_at(&self, step: SmtpStep) -> Option<String> {
+        let user = self.user.as_deref()?;
+        let d = self.shared.directory.lock().expect("sim lock");
+        super::mailbox::delivery_of(&d, user).rejects_at(step)
+    }
+
     fn resets_at(&self, step: SmtpStep) -> bool {
         self.fault == Some(SmtpFault::ResetAt(step))
     }
@@ -343,6 +351,13 @@ impl Conn {
                 "DATA" => Some(SmtpStep::Data),
                 _ => None,
             };
+            if step == Some(SmtpStep::Data) {
+                self.shared
+                    .directory
+                    .lock()
+                    .expect("sim lock")
+                    .data_commands += 1;
+            }
             if let Some(step) = step {
                 if self.resets_at(step) {
                     return Next::Reset;
@@ -454,6 +469,8 @@ impl Conn {
                             let from = from.split('>').next().unwrap_or("");
                             if self.fault == Some(SmtpFault::DenyMailFrom) || !from.eq_ignore_ascii_case(user) {
                                 "554 5.2.252 SendAsDenied; the sender is not allowed to send as this address\r\n".into()
+                            } else if let Some(refused) = self.refused_at(SmtpStep::MailFrom) {
+                                refused
                             } else {
                                 self.mail_from = Some(from.to_string());
                                 self.recipients.clear();
@@ -467,11 +484,13 @@ impl Conn {
                     Some(_) => {
                         let to = line.split_once(':').map(|x| x.1).unwrap_or("").trim();
                         let to = to.trim_start_matches('<').split('>').next().unwrap_or("");
-                        if to.contains('@') {
+                        if !to.contains('@') {
+                            "501 5.1.3 Invalid address\r\n".into()
+                        } else if let Some(refused) = self.refused_at(SmtpStep::RcptTo) {
+                            refused
+                        } else {
                             self.recipients.push(to.to_string());
                             "250 2.1.5 Recipient OK\r\n".into()
-                        } else {
-                            "501 5.1.3 Invalid address\r\n".into()
                         }
                     }
                 },
@@ -584,7 +603,9 @@ impl Conn {
 
 impl Conn {
     /// Reads a message after `354` up to the lone dot (RFC 5321 section 4.1.1.4), at most
-    /// 1 MiB, and queues it; the reply carries a queue ID as Exchange's does.
+    /// 1 MiB, and queues it (delivering it into the recipients' stores as the sender's
+    /// [`Delivery`](super::Delivery) says, or refusing it here); the reply carries a queue ID as
+    /// Exchange's does.
     async fn read_data<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         s: &mut BufReader<S>,
@@ -606,6 +627,12 @@ impl Conn {
             data.push_str("\r\n");
         }
         self.record(&format!("<message of {} bytes>", data.len()));
+        if let Some(refused) = self.refused_at(SmtpStep::Data) {
+            // The transaction is over (RFC 5321 section 4.1.1.4); nothing is queued.
+            self.mail_from = None;
+            self.recipients.clear();
+            return Some(refused);
+        }
         let queue_id = format!("{:016X}", rand::random::<u64>());
         let msg = SimMessage {
             sender: self.user.clone().unwrap_or_default(),
@@ -614,12 +641,10 @@ impl Conn {
             data,
             queue_id: queue_id.clone(),
         };
-        self.shared
-            .directory
-            .lock()
-            .expect("sim lock")
-            .messages
-            .push(msg);
+        let mut d = self.shared.directory.lock().expect("sim lock");
+        super::mailbox::deliver(&mut d, &msg.sender, &msg.recipients, &msg.data);
+        d.messages.push(msg);
+        drop(d);
         Some(format!(
             "250 2.6.0 <{queue_id}@{HOST}> [InternalId={}, Hostname={HOST}] Queued mail for delivery\r\n",
             rand::random::<u32>()

@@ -25,6 +25,7 @@ mod retries;
 mod secrets;
 mod server;
 mod shard;
+mod sim_mail;
 mod smtp;
 mod token;
 mod web;
