@@ -31,6 +31,8 @@ pub struct Request {
     pub names: Vec<String>,
     pub output: Output,
     pub send_test_to: Option<String>,
+    /// Run the delivery canaries of the mailboxes that have one (each sends one message).
+    pub canary: bool,
 }
 
 /// What to print and the exit code.
@@ -96,15 +98,16 @@ pub async fn run(plan: Arc<Plan>, req: &Request) -> Outcome {
         }
     }
 
-    // The jobs: each target's enabled checks, and the token and Graph checks of each mailbox's
-    // app (its verdict needs them), once per app.
+    // The jobs: each target's enabled checks, and the token, Graph and service health checks
+    // of each mailbox's app (its verdict needs them), once per app; a mailbox's canary unless
+    // --no-canary.
     let mut app_jobs: Vec<Job> = Vec::new();
     let mut smtp_jobs: Vec<Job> = Vec::new();
     let mut seen_apps = BTreeSet::new();
     for t in &targets {
         let app = t.app();
         if seen_apps.insert(app.name.clone()) {
-            for kind in [CheckKind::Token, CheckKind::Graph] {
+            for kind in [CheckKind::Token, CheckKind::Graph, CheckKind::Health] {
                 if let Some(j) = Job::new(kind, Target::App(app.clone())) {
                     if j.settings.enabled {
                         app_jobs.push(j);
@@ -112,9 +115,29 @@ pub async fn run(plan: Arc<Plan>, req: &Request) -> Outcome {
                 }
             }
         }
-        if let Some(j) = Job::new(CheckKind::Smtp, t.clone()) {
+        // `--send-test-to` on a mailbox with a canary: the canary's run, to that address, so
+        // that its reader finds the message and the latency is printed.
+        let canary_test = match (&req.send_test_to, t.mailbox()) {
+            (Some(to), Some(m)) => m.canary.as_ref().map(|c| {
+                let mut m = (**m).clone();
+                m.canary = Some(crate::plan::Canary {
+                    to: to.clone(),
+                    ..c.clone()
+                });
+                Target::Mailbox(Arc::new(m))
+            }),
+            _ => None,
+        };
+        if let Some(target) = canary_test {
+            smtp_jobs.extend(Job::new(CheckKind::Canary, target));
+        } else if let Some(j) = Job::new(CheckKind::Smtp, t.clone()) {
             if j.settings.enabled || req.send_test_to.is_some() {
                 smtp_jobs.push(j);
+            }
+            // The configured canary, as the agent runs it (a test message replaces it).
+            if req.canary && req.send_test_to.is_none() {
+                smtp_jobs
+                    .extend(Job::new(CheckKind::Canary, t.clone()).filter(|j| j.settings.enabled));
             }
         }
     }
@@ -288,6 +311,26 @@ fn check_line(out: &mut String, name: &str, c: &CheckStatus) {
             );
         }
     }
+    if let Some(k) = &c.canary {
+        let line =
+            match (&k.message_id, k.delivery_seconds, k.folder) {
+                (None, ..) => format!("no message accepted for {}", k.to),
+                (Some(id), Some(s), Some(folder)) => {
+                    format!(
+                "message {id} to {}: arrived in {s:.1} s ({}){}, found with {}'s Graph token",
+                k.to,
+                if folder == "junkemail" { "Junk Email" } else { "Inbox" },
+                if k.deleted == Some(true) { ", deleted" } else { "" },
+                k.reader
+            )
+                }
+                (Some(id), ..) => format!(
+                    "message {id} to {}: not found with {}'s Graph token",
+                    k.to, k.reader
+                ),
+            };
+        let _ = writeln!(out, "  {:<8}   {line}", "");
+    }
     if let Some(d) = &c.detail {
         let _ = writeln!(out, "  {:<8}   {d}", "");
     }
@@ -371,6 +414,24 @@ fn text(doc: &Document) -> String {
         }
         if let Some(v) = &a.verdict {
             verdict_lines(&mut out, v);
+        }
+        out.push('\n');
+    }
+    for t in doc.service_health.iter().filter(|t| !t.issues.is_empty()) {
+        let _ = writeln!(out, "Microsoft 365 service health of {}:", t.tenant);
+        for i in &t.issues {
+            let _ = writeln!(
+                out,
+                "  {} {} {} ({}): {}{}",
+                i.id,
+                i.service,
+                i.classification,
+                i.status,
+                i.title,
+                i.start
+                    .map(|s| format!(", since {}", s.format("%Y-%m-%d %H:%M UTC")))
+                    .unwrap_or_default()
+            );
         }
         out.push('\n');
     }

@@ -196,9 +196,15 @@ pub struct CheckArgs {
     pub output: Output,
 
     /// Send one real test message from the (one) named mailbox to ADDRESS through the
-    /// authenticated session, and print the server's reply. Nothing is sent without it.
+    /// authenticated session, and print the server's reply; with a canary on the mailbox, wait
+    /// for the message with its reader and print the delivery latency. Nothing else is sent,
+    /// except the delivery canaries the configuration enables (see --no-canary).
     #[arg(long = "send-test-to", value_name = "ADDRESS")]
     pub send_test_to: Option<String>,
+
+    /// Do not run the delivery canaries (no message is sent, none is searched for).
+    #[arg(long = "no-canary")]
+    pub no_canary: bool,
 
     /// Check the built-in demo's scenarios (its simulator runs in this process) instead of the
     /// configuration file.

@@ -6,11 +6,14 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
+use crate::checks::health::Service;
 use crate::checks::smtp::{self, AuthDisabledScope, Phase};
 use crate::checks::{Failure, Report};
 use crate::net::CertProblem;
 use crate::plan::{CheckKind, Credential, DiagnosisSettings, Target};
-use crate::reasons::{CommonReason, GraphReason, Reason, SmtpReason, Step, TokenReason};
+use crate::reasons::{
+    CanaryReason, CommonReason, GraphReason, Reason, SmtpReason, Step, TokenReason,
+};
 
 /// How bad a verdict is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -157,6 +160,36 @@ cause_table! {
     MessageRejected => ("message_rejected", Step::Unknown, Severity::Critical,
         "the server refused the test message from {address} ({reply})",
         "the reply says why (unknown recipient, size, a transport rule or an outbound spam block); try another recipient"),
+    /// 550 5.1.8: the mailbox is restricted for sending spam.
+    SenderRestricted => ("sender_restricted", Step::Policy, Severity::Critical,
+        "Exchange Online refuses mail from {address}: the mailbox is restricted for sending spam ({reply})",
+        "Microsoft Defender portal > Email & collaboration > Review > Restricted entities: release {address}; then find out why it sent spam (a compromised application or password, a mail loop)"),
+    /// 550 5.7.705 / 5.7.708: the tenant may not send.
+    TenantSendingBlocked => ("tenant_sending_blocked", Step::Policy, Severity::Critical,
+        "Exchange Online blocks outbound mail of tenant {tenant} ({reply}): over its sending threshold, or its traffic suspected",
+        "look for compromised accounts and unexpected mail flows (Exchange admin center > Mail flow > Message trace), then open a service request with Microsoft support to lift the block"),
+    /// The canary was accepted and not delivered within its timeout.
+    CanaryNotDelivered => ("canary_not_delivered", Step::Unknown, Severity::Critical,
+        "the canary from {address} was accepted but is not in {canary_to} after {canary_timeout}: mail is accepted and goes nowhere",
+        "Exchange admin center > Mail flow > Message trace: search the canary's Message-ID ({message_id}) for where it stopped (quarantine, a transport rule, a queue, an outbound block)"),
+    /// The canary landed in Junk Email.
+    CanaryJunk => ("canary_junk", Step::Policy, Severity::Warning,
+        "the canary from {address} landed in the Junk Email folder of {canary_to}: the application's mail may too",
+        "Microsoft Defender portal > Email & collaboration > Policies > Tenant Allow/Block Lists: allow {address}, or fix the transport or anti-spam rule that marks it; check SPF, DKIM and DMARC of the sending domain"),
+    /// The canary's reader may not read or delete the canary mailbox's mail.
+    CanaryReaderPermissionMissing => ("canary_reader_permission_missing", Step::ApiPermission, Severity::Warning,
+        "app {canary_reader} may not read or delete mail in {canary_to} (Graph 403): delivery is not watched",
+        "grant Mail.ReadWrite (Microsoft Graph > Application permissions, admin consent) to app {canary_reader} and scope it to {canary_to}: New-ManagementScope -Name canary -RecipientRestrictionFilter \"PrimarySmtpAddress -eq '{canary_to}'\"; New-ManagementRoleAssignment -App <service principal of {canary_reader}> -Role \"Application Mail.ReadWrite\" -CustomResourceScope canary"),
+    /// The canary could not look (Graph throttled or failing, the reader without a token, a
+    /// wrong canary address): delivery is not known this time.
+    CanaryUnavailable => ("canary_unavailable", Step::Transient, Severity::Warning,
+        "the canary of {address} could not look for its message ({reason}): delivery is not known this time",
+        "nothing, if the next run passes; otherwise see the reason (the reader app's token, canary.to, Graph)"),
+    /// A check failed for a transient, network or unexplained reason while Microsoft reports
+    /// an incident on the service it needs.
+    MicrosoftIncident => ("microsoft_incident", Step::Transient, Severity::Critical,
+        "Microsoft reports incident {incident} on {incident_service} ({incident_title}) and the {check} check fails ({reason})",
+        "follow {incident} in Microsoft 365 admin center > Health > Service health; nothing to change on your side unless the incident says so"),
     SendAsDenied => ("send_as_denied", Step::ExchangeAccess, Severity::Critical,
         "app {app} may not send as {address} ({reply})",
         "Add-MailboxPermission -Identity {address} -User <Object ID of the Enterprise application> -AccessRights FullAccess; the MAIL FROM address must be the mailbox itself"),
@@ -285,6 +318,10 @@ pub struct Inputs<'a> {
     pub graph: Option<&'a Report>,
     /// The app's last successful Graph check (its credential facts stay true after a failure).
     pub graph_ok: Option<&'a Report>,
+    /// The mailbox's latest canary run.
+    pub canary: Option<&'a Report>,
+    /// Open service health issues of the tenant (empty when not watched).
+    pub issues: &'a [crate::checks::health::Issue],
     /// Another mailbox of the same app got past AUTH in its latest run (so the Exchange service
     /// principal exists).
     pub sibling_authenticated: bool,
@@ -299,6 +336,7 @@ struct Vars<'a> {
     failure: Option<&'a Failure>,
     days: Option<i64>,
     date: Option<DateTime<Utc>>,
+    incident: Option<&'a crate::checks::health::Issue>,
 }
 
 impl Vars<'_> {
@@ -314,17 +352,16 @@ impl Vars<'_> {
             (Some(CheckKind::Graph), _) if !about_token => host_port(&app.graph_url),
             (_, _) => host_port(&app.login_url),
         };
-        let smtp_reply = self
-            .i
-            .smtp
-            .filter(|_| self.check == Some(CheckKind::Smtp))
-            .and_then(|r| r.smtp())
-            .and_then(|d| d.failed_reply.as_ref())
-            .map(|r| {
-                format!("{} {}", r.code, r.enhanced.as_deref().unwrap_or_default())
-                    .trim()
-                    .to_string()
-            });
+        let session = match self.check {
+            Some(CheckKind::Smtp) => self.i.smtp.and_then(|r| r.smtp()),
+            Some(CheckKind::Canary) => self.i.canary.and_then(|r| r.canary()).map(|c| &c.smtp),
+            _ => None,
+        };
+        let smtp_reply = session.and_then(|d| d.failed_reply.as_ref()).map(|r| {
+            format!("{} {}", r.code, r.enhanced.as_deref().unwrap_or_default())
+                .trim()
+                .to_string()
+        });
         let reply = smtp_reply
             .or_else(|| self.failure.map(|f| f.reason.as_str().to_string()))
             .unwrap_or_default();
@@ -339,7 +376,49 @@ impl Vars<'_> {
             Credential::ClientSecret(_) => "client secret",
             Credential::Certificate(_) => "certificate",
         };
-        let pairs: [(&str, String); 14] = [
+        let canary = mailbox.and_then(|m| m.canary.as_ref());
+        let incident = self.incident;
+        let pairs: [(&str, String); 21] = [
+            (
+                "{canary_to}",
+                canary.map(|c| c.to.clone()).unwrap_or_default(),
+            ),
+            (
+                "{canary_reader}",
+                canary.map(|c| c.reader.name.clone()).unwrap_or_default(),
+            ),
+            (
+                "{canary_timeout}",
+                canary
+                    .map(|c| crate::config::format_duration(c.check.timeout))
+                    .unwrap_or_default(),
+            ),
+            (
+                "{message_id}",
+                self.i
+                    .canary
+                    .and_then(|r| r.canary())
+                    .and_then(|c| c.message_id.clone())
+                    .unwrap_or_default(),
+            ),
+            (
+                "{incident}",
+                incident.map(|x| x.id.clone()).unwrap_or_default(),
+            ),
+            (
+                "{incident_service}",
+                incident
+                    .map(|x| match x.service {
+                        crate::checks::health::Service::ExchangeOnline => "Exchange Online",
+                        crate::checks::health::Service::MicrosoftEntra => "Microsoft Entra",
+                    })
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            (
+                "{incident_title}",
+                incident.map(|x| x.title.clone()).unwrap_or_default(),
+            ),
             ("{app}", app.name.clone()),
             ("{client_id}", app.client_id.clone()),
             ("{tenant}", app.tenant.clone()),
@@ -398,6 +477,7 @@ struct Finding<'a> {
     failure: Option<&'a Failure>,
     days: Option<i64>,
     date: Option<DateTime<Utc>>,
+    incident: Option<&'a crate::checks::health::Issue>,
 }
 
 impl<'a> Finding<'a> {
@@ -408,6 +488,7 @@ impl<'a> Finding<'a> {
             failure,
             days: None,
             date: None,
+            incident: None,
         }
     }
 }
@@ -421,6 +502,8 @@ pub fn remediation_for(target: &Target, cause: Cause) -> String {
         smtp: None,
         graph: None,
         graph_ok: None,
+        canary: None,
+        issues: &[],
         sibling_authenticated: false,
         now: Utc::now(),
         settings: &settings,
@@ -431,6 +514,7 @@ pub fn remediation_for(target: &Target, cause: Cause) -> String {
         failure: None,
         days: None,
         date: None,
+        incident: None,
     };
     vars.render(cause.info().remediation)
 }
@@ -454,6 +538,25 @@ pub fn diagnose(i: &Inputs) -> Verdict {
             if !(token_caused && fixed_since) {
                 findings.push(Finding::new(cause, Some(CheckKind::Smtp), Some(f)));
             }
+        }
+    }
+    // The canary: delivery, after the SMTP session it shares the checks of.
+    if let Some(r) = i.canary {
+        if let Some(f) = &r.failure {
+            let cause = match f.reason {
+                Reason::Canary(c) => match c {
+                    CanaryReason::NotDelivered => Cause::CanaryNotDelivered,
+                    CanaryReason::DeliveredToJunk => Cause::CanaryJunk,
+                    CanaryReason::ReaderPermissionMissing => Cause::CanaryReaderPermissionMissing,
+                    CanaryReason::RecipientNotFound
+                    | CanaryReason::GraphThrottled
+                    | CanaryReason::GraphError
+                    | CanaryReason::GraphInvalidResponse
+                    | CanaryReason::ReaderTokenUnavailable => Cause::CanaryUnavailable,
+                },
+                _ => smtp_cause(i, r, f),
+            };
+            findings.push(Finding::new(cause, Some(CheckKind::Canary), Some(f)));
         }
     }
     if let Some(r) = i.token {
@@ -506,18 +609,40 @@ pub fn diagnose(i: &Inputs) -> Verdict {
         findings.push(Finding::new(Cause::Pending, None, None));
     }
     // The worst finding; the first of equals.
-    let best = findings
+    let mut best = findings
         .into_iter()
         .enumerate()
         .max_by_key(|(n, f)| (f.cause.severity(), std::cmp::Reverse(*n)))
         .map(|(_, f)| f)
         .unwrap_or_else(|| Finding::new(Cause::Ok, None, None));
+    // A failure Microsoft has already posted: transient, network or unexplained, on a service
+    // with an open incident (advisories change nothing).
+    if let (Some(check), Some(_)) = (best.from, best.failure) {
+        let outside = matches!(
+            best.cause.step(),
+            Step::Transient | Step::Network | Step::Unknown
+        );
+        let service = match check {
+            CheckKind::Smtp | CheckKind::Canary => Some(Service::ExchangeOnline),
+            CheckKind::Token => Some(Service::MicrosoftEntra),
+            CheckKind::Graph | CheckKind::Health => None,
+        };
+        let incident = i
+            .issues
+            .iter()
+            .find(|x| x.incident && service.is_none_or(|s| s == x.service));
+        if let (true, Some(x)) = (outside && best.cause != Cause::StarttlsStripped, incident) {
+            best.cause = Cause::MicrosoftIncident;
+            best.incident = Some(x);
+        }
+    }
     let vars = Vars {
         i,
         check: best.from,
         failure: best.failure,
         days: best.days,
         date: best.date,
+        incident: best.incident,
     };
     let info = best.cause.info();
     Verdict {
@@ -660,6 +785,8 @@ fn smtp_cause(i: &Inputs, r: &Report, f: &Failure) -> Cause {
             SmtpReason::TlsVersion => Cause::TlsVersion,
             SmtpReason::Throttled => Cause::Throttled,
             SmtpReason::SendAsDenied => Cause::SendAsDenied,
+            SmtpReason::SenderRestricted => Cause::SenderRestricted,
+            SmtpReason::TenantSendingBlocked => Cause::TenantSendingBlocked,
             SmtpReason::MessageRejected => Cause::MessageRejected,
             SmtpReason::ProtocolError => Cause::ProtocolError,
             SmtpReason::TokenUnavailable => token_cause(i, f),
@@ -827,6 +954,8 @@ mod tests {
             sibling_authenticated: false,
             now: DateTime::from_timestamp(1_800_000_100, 0).unwrap(),
             settings: &plan.settings.diagnosis,
+            canary: None,
+            issues: &[],
         })
     }
 

@@ -229,6 +229,42 @@ pub fn log_report(r: &Report) {
     }
 }
 
+/// Logs the service health issues that opened or closed since the last read of a tenant.
+pub fn log_health_changes(
+    tenant: &str,
+    before: &[crate::checks::health::Issue],
+    after: &[crate::checks::health::Issue],
+) {
+    for x in after
+        .iter()
+        .filter(|x| !before.iter().any(|b| b.id == x.id))
+    {
+        tracing::warn!(
+            target: "smtp_oauth_exporter::health",
+            tenant = tenant,
+            id = x.id.as_str(),
+            service = x.service.as_str(),
+            classification = x.classification(),
+            status = x.status.as_str(),
+            title = x.title.as_str(),
+            impact = x.impact.as_str(),
+            "Microsoft 365 service health issue open"
+        );
+    }
+    for x in before
+        .iter()
+        .filter(|b| !after.iter().any(|x| x.id == b.id))
+    {
+        tracing::info!(
+            target: "smtp_oauth_exporter::health",
+            tenant = tenant,
+            id = x.id.as_str(),
+            service = x.service.as_str(),
+            "Microsoft 365 service health issue no longer open"
+        );
+    }
+}
+
 /// Logs a verdict that changed: at info when it is `ok` or `pending`, else at warn.
 pub fn log_verdict(target: &str, v: &Verdict, old: Option<&Verdict>) {
     let was = old.map(|o| o.cause.label()).unwrap_or("none");

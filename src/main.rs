@@ -161,6 +161,7 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
                 names: args.names.clone(),
                 output: args.output,
                 send_test_to: args.send_test_to.clone(),
+                canary: !args.no_canary,
             };
             // The demo's simulator must live while the checks run against it.
             let (plan, _demo) = if args.demo {

@@ -24,22 +24,35 @@ pub enum CheckKind {
     Smtp,
     /// Expiry of the app's secrets and certificates, read from Microsoft Graph (per app).
     Graph,
+    /// Delivery canary: a message sent over the SMTP session, found with Graph (per mailbox,
+    /// opt-in).
+    Canary,
+    /// Microsoft 365 service health of the app's tenant, read from Graph (per app, opt-in).
+    Health,
 }
 
 impl CheckKind {
-    pub const ALL: [CheckKind; 3] = [CheckKind::Token, CheckKind::Smtp, CheckKind::Graph];
+    pub const ALL: [CheckKind; 5] = [
+        CheckKind::Token,
+        CheckKind::Smtp,
+        CheckKind::Graph,
+        CheckKind::Canary,
+        CheckKind::Health,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             CheckKind::Token => "token",
             CheckKind::Smtp => "smtp",
             CheckKind::Graph => "graph",
+            CheckKind::Canary => "canary",
+            CheckKind::Health => "health",
         }
     }
 
-    /// Whether the kind checks apps (token, graph) rather than mailboxes (smtp).
+    /// Whether the kind checks apps (token, graph, health) rather than mailboxes (smtp, canary).
     pub fn is_per_app(self) -> bool {
-        !matches!(self, CheckKind::Smtp)
+        !matches!(self, CheckKind::Smtp | CheckKind::Canary)
     }
 }
 
@@ -55,7 +68,9 @@ impl std::str::FromStr for CheckKind {
         CheckKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown check {s:?}, expected token, smtp or graph"))
+            .ok_or_else(|| {
+                format!("unknown check {s:?}, expected token, smtp, graph, canary or health")
+            })
     }
 }
 
@@ -166,6 +181,8 @@ pub struct App {
     pub graph_reader: Option<Arc<App>>,
     pub token_check: CheckSettings,
     pub graph_check: CheckSettings,
+    /// Microsoft 365 service health of the app's tenant (`enabled: false` unless configured).
+    pub health_check: CheckSettings,
     pub net: Arc<NetClients>,
 }
 
@@ -198,7 +215,7 @@ impl App {
     pub fn digest(&self) -> [u8; 32] {
         let mut h = sha2::Sha256::new();
         let settings = format!(
-            "{}\0{}\0{}\0{:?}\0{}\0{}\0{:?}\0{:?}\0{:?}\0{}",
+            "{}\0{}\0{}\0{:?}\0{}\0{}\0{:?}\0{:?}\0{:?}\0{:?}\0{}",
             self.name,
             self.tenant,
             self.client_id,
@@ -208,6 +225,7 @@ impl App {
             self.ca_file,
             self.token_check,
             self.graph_check,
+            self.health_check,
             match &self.credential {
                 Credential::ClientSecret(_) => "secret".to_string(),
                 Credential::Certificate(c) => format!("{:?}", c.algorithm),
@@ -303,6 +321,18 @@ pub struct Mailbox {
     /// Skip server certificate verification. Dangerous; exported as a metric.
     pub tls_insecure_skip_verify: bool,
     pub smtp_check: CheckSettings,
+    /// The delivery canary, when configured.
+    pub canary: Option<Canary>,
+}
+
+/// A mailbox's delivery canary: a message sent over its SMTP session to `to`, then found in
+/// `to` (and deleted) with `reader`'s Graph token.
+#[derive(Debug, Clone)]
+pub struct Canary {
+    pub to: String,
+    /// The app with `Mail.ReadWrite` (scoped to the canary mailbox) that finds the message.
+    pub reader: Arc<App>,
+    pub check: CheckSettings,
 }
 
 impl Mailbox {
@@ -323,6 +353,10 @@ impl Mailbox {
             )
             .as_bytes(),
         );
+        if let Some(c) = &self.canary {
+            h.update(format!("canary\0{}\0{:?}", c.to, c.check).as_bytes());
+            h.update(c.reader.digest());
+        }
         h.update(self.app.digest());
         h.finalize().into()
     }
@@ -370,8 +404,8 @@ impl Target {
     /// The check kinds that apply to this target.
     pub fn kinds(&self) -> &'static [CheckKind] {
         match self {
-            Target::App(_) => &[CheckKind::Token, CheckKind::Graph],
-            Target::Mailbox(_) => &[CheckKind::Smtp],
+            Target::App(_) => &[CheckKind::Token, CheckKind::Graph, CheckKind::Health],
+            Target::Mailbox(_) => &[CheckKind::Smtp, CheckKind::Canary],
         }
     }
 
@@ -380,7 +414,9 @@ impl Target {
         match (self, kind) {
             (Target::App(a), CheckKind::Token) => Some(&a.token_check),
             (Target::App(a), CheckKind::Graph) => Some(&a.graph_check),
+            (Target::App(a), CheckKind::Health) => Some(&a.health_check),
             (Target::Mailbox(m), CheckKind::Smtp) => Some(&m.smtp_check),
+            (Target::Mailbox(m), CheckKind::Canary) => m.canary.as_ref().map(|c| &c.check),
             _ => None,
         }
     }
@@ -537,7 +573,7 @@ impl Plan {
         for app in &apps {
             targets.insert(app.name.clone(), Target::App(app.clone()));
             mailboxes_by_app.entry(app.name.clone()).or_default();
-            for kind in [CheckKind::Token, CheckKind::Graph] {
+            for kind in [CheckKind::Token, CheckKind::Graph, CheckKind::Health] {
                 if let Some(j) = Job::new(kind, Target::App(app.clone())) {
                     if j.settings.enabled {
                         jobs.push(j);
@@ -551,9 +587,11 @@ impl Plan {
                 .entry(m.app.name.clone())
                 .or_default()
                 .push(m.clone());
-            if let Some(j) = Job::new(CheckKind::Smtp, Target::Mailbox(m.clone())) {
-                if j.settings.enabled {
-                    jobs.push(j);
+            for kind in [CheckKind::Smtp, CheckKind::Canary] {
+                if let Some(j) = Job::new(kind, Target::Mailbox(m.clone())) {
+                    if j.settings.enabled {
+                        jobs.push(j);
+                    }
                 }
             }
         }
@@ -630,6 +668,13 @@ impl Plan {
     /// siblings, whose verdict reads it), or an app and all its mailboxes.
     pub fn affected_by(&self, job: &Job) -> Vec<Target> {
         let app = job.target.app();
+        if job.kind == CheckKind::Health {
+            // Service health speaks for every target of the tenant.
+            return self
+                .verdict_targets()
+                .filter(|t| t.app().tenant == app.tenant)
+                .collect();
+        }
         let mailboxes = self.mailboxes_of(&app.name);
         if mailboxes.is_empty() {
             vec![Target::App(app.clone())]

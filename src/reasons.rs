@@ -266,6 +266,12 @@ reason_table! {
         /// The server refused the test message of `check --send-test-to` (RCPT TO or DATA).
         MessageRejected => ("message_rejected", false, Step::ExchangeAccess, "5xx to RCPT TO or DATA",
             "the server refused the test message; the reply in the log says why (recipient, size, policy)"),
+        /// 550 5.1.8: the mailbox is restricted after sending spam.
+        SenderRestricted => ("sender_restricted", false, Step::Policy, "550 5.1.8",
+            "the mailbox may not send (restricted after sending spam): release it in the Microsoft Defender portal > Email & collaboration > Review > Restricted entities, and find out why it sent spam"),
+        /// 550 5.7.705 / 5.7.708: the whole tenant may not send.
+        TenantSendingBlocked => ("tenant_sending_blocked", false, Step::Policy, "550 5.7.705, 5.7.708",
+            "Exchange Online blocks the tenant's outbound mail (over its threshold, or its traffic suspected): look for compromised accounts, then open a request with Microsoft support"),
         /// Anything that is not the SMTP the check expects.
         ProtocolError => ("protocol_error", false, Step::Unknown, "garbage, overlong lines, dropped connection",
             "the server did not speak the SMTP expected (a proxy? the wrong port?); the log has the reply"),
@@ -299,6 +305,58 @@ reason_table! {
     }
 }
 
+reason_table! {
+    /// Why the delivery canary failed, after its SMTP session (whose failures are the SMTP
+    /// check's reasons): finding the message with the reader's Graph token.
+    pub enum CanaryReason {
+        /// Accepted by Exchange, not in the canary mailbox within the timeout.
+        NotDelivered => ("not_delivered", false, Step::Unknown, "not found within the timeout",
+            "Exchange accepted the message but it did not arrive: Exchange admin center > Mail flow > Message trace for its Message-ID (quarantine, a transport rule, a queue)"),
+        /// Found in Junk Email.
+        DeliveredToJunk => ("delivered_to_junk", false, Step::Policy, "found in Junk Email",
+            "the message landed in Junk Email: allow the sender (Defender portal > Tenant Allow/Block List) or fix the rule that marks it"),
+        /// 403 from Graph: the reader may not read (Mail.Read) or delete (Mail.ReadWrite) mail.
+        ReaderPermissionMissing => ("reader_permission_missing", false, Step::ApiPermission, "HTTP 403 (Graph)",
+            "grant Mail.ReadWrite (application permission, admin consent) to the canary's reader app, scoped to the canary mailbox with Exchange RBAC for Applications"),
+        /// 404 from Graph for the canary address.
+        RecipientNotFound => ("recipient_not_found", false, Step::ClientConfig, "HTTP 404 (Graph)",
+            "the canary address is not a mailbox of the reader's tenant: check canary.to"),
+        /// 429, or 503 with Retry-After.
+        GraphThrottled => ("graph_throttled", true, Step::Transient, "HTTP 429, 503 with Retry-After",
+            "Graph throttled the search; the next run waits for Retry-After"),
+        /// Another HTTP status from Graph.
+        GraphError => ("graph_error", true, Step::Transient, "other HTTP status",
+            "Graph answered an HTTP error; the log has the status and Graph's error code"),
+        /// Not the JSON Graph promises.
+        GraphInvalidResponse => ("graph_invalid_response", false, Step::Unknown, "not the promised JSON",
+            "not the JSON Graph promises; the log says what"),
+        /// No Graph token for the reader app.
+        ReaderTokenUnavailable => ("reader_token_unavailable", false, Step::AppRegistration, "no Graph token",
+            "no Graph token for the canary's reader app (the AADSTS code is kept): see its token check"),
+    }
+}
+
+reason_table! {
+    /// Why reading Microsoft 365 service health failed.
+    pub enum HealthReason {
+        /// 403: no `ServiceHealth.Read.All`.
+        PermissionMissing => ("health_permission_missing", false, Step::ApiPermission, "HTTP 403 (Graph)",
+            "grant ServiceHealth.Read.All (Microsoft Graph > Application permissions, admin consent) to the app"),
+        /// 429, or 503 with Retry-After.
+        Throttled => ("throttled", true, Step::Transient, "HTTP 429, 503 with Retry-After",
+            "Graph throttled the read; the next one waits for Retry-After"),
+        /// Another HTTP status.
+        HttpError => ("http_error", true, Step::Transient, "other HTTP status",
+            "Graph answered an HTTP error; the log has the status"),
+        /// Not the JSON Graph promises.
+        InvalidResponse => ("invalid_response", false, Step::Unknown, "not the promised JSON",
+            "not the JSON Graph promises; the log says what"),
+        /// No Graph token for the app.
+        TokenUnavailable => ("token_unavailable", false, Step::AppRegistration, "no Graph token",
+            "no Graph token for the app (the AADSTS code is kept)"),
+    }
+}
+
 impl TokenReason {
     /// The reason for a known AADSTS code; `None` for codes outside the reference table.
     pub fn from_aadsts(code: u32) -> Option<TokenReason> {
@@ -327,6 +385,8 @@ pub enum Reason {
     Token(TokenReason),
     Smtp(SmtpReason),
     Graph(GraphReason),
+    Canary(CanaryReason),
+    Health(HealthReason),
 }
 
 impl Reason {
@@ -336,6 +396,8 @@ impl Reason {
             Reason::Token(r) => r.info(),
             Reason::Smtp(r) => r.info(),
             Reason::Graph(r) => r.info(),
+            Reason::Canary(r) => r.info(),
+            Reason::Health(r) => r.info(),
         }
     }
 
@@ -356,6 +418,8 @@ impl Reason {
             Reason::Token(TokenReason::Throttled)
                 | Reason::Smtp(SmtpReason::Throttled)
                 | Reason::Graph(GraphReason::Throttled)
+                | Reason::Canary(CanaryReason::GraphThrottled)
+                | Reason::Health(HealthReason::Throttled)
         )
     }
 
@@ -369,6 +433,16 @@ impl Reason {
             CheckKind::Token => TokenReason::ALL.iter().map(|r| Reason::Token(*r)).collect(),
             CheckKind::Smtp => SmtpReason::ALL.iter().map(|r| Reason::Smtp(*r)).collect(),
             CheckKind::Graph => GraphReason::ALL.iter().map(|r| Reason::Graph(*r)).collect(),
+            // The canary's SMTP session fails as the SMTP check does.
+            CheckKind::Canary => CanaryReason::ALL
+                .iter()
+                .map(|r| Reason::Canary(*r))
+                .chain(SmtpReason::ALL.iter().map(|r| Reason::Smtp(*r)))
+                .collect(),
+            CheckKind::Health => HealthReason::ALL
+                .iter()
+                .map(|r| Reason::Health(*r))
+                .collect(),
         };
         own.into_iter()
             .chain(CommonReason::ALL.iter().map(|r| Reason::Common(*r)))
@@ -400,6 +474,16 @@ impl From<SmtpReason> for Reason {
 impl From<GraphReason> for Reason {
     fn from(r: GraphReason) -> Self {
         Reason::Graph(r)
+    }
+}
+impl From<CanaryReason> for Reason {
+    fn from(r: CanaryReason) -> Self {
+        Reason::Canary(r)
+    }
+}
+impl From<HealthReason> for Reason {
+    fn from(r: HealthReason) -> Self {
+        Reason::Health(r)
     }
 }
 

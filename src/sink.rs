@@ -53,7 +53,22 @@ impl Sink for StateSink {
             return;
         }
         crate::logging::log_report(&report);
+        let health = report
+            .health()
+            .filter(|_| report.success())
+            .map(|h| (h.tenant.clone(), h.issues.clone()));
+        let before = health.as_ref().map(|(tenant, _)| {
+            self.state
+                .health()
+                .into_iter()
+                .find(|(t, _)| t == tenant)
+                .map(|(_, i)| i.as_ref().clone())
+                .unwrap_or_default()
+        });
         let auth_changed = self.state.record(report);
+        if let (Some((tenant, after)), Some(before)) = (health, before) {
+            crate::logging::log_health_changes(&tenant, &before, &after);
+        }
         let now = chrono::Utc::now();
         // A mailbox's run changes its own verdict, and its siblings' only when it changed
         // whether it gets past AUTH; an app's run changes all of its mailboxes'.

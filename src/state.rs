@@ -55,7 +55,15 @@ pub struct EndpointState {
     pub phases: BTreeMap<Phase, Histogram>,
     /// The TLS facts of the last run; reports that saw the same facts share this one copy.
     pub tls: Option<Arc<crate::checks::smtp::TlsFacts>>,
+    /// Delivery latency of the canaries sent through the endpoint (accepted → received).
+    pub canary_delivery: Option<Histogram>,
 }
+
+/// Buckets for canary delivery latency, in seconds (Exchange delivers within seconds; minutes
+/// are worth seeing, beyond ten the message is as good as lost).
+const DELIVERY_BUCKETS: &[f64] = &[
+    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0,
+];
 
 /// Buckets for how late a run starts, in seconds.
 const DELAY_BUCKETS: &[f64] = &[
@@ -80,6 +88,8 @@ struct Inner {
     /// By app: its mailboxes whose latest SMTP run got past AUTH (the verdict of a sibling
     /// reads it: then the Exchange service principal exists).
     authenticated: HashMap<String, HashSet<String>>,
+    /// By tenant (as configured): the open service health issues of the last successful read.
+    health: BTreeMap<String, Arc<Vec<crate::checks::health::Issue>>>,
 }
 
 /// The state as the metrics writer reads it, under the lock (nothing is copied).
@@ -88,6 +98,8 @@ pub struct View<'a> {
     pub verdicts: &'a BTreeMap<String, Verdict>,
     pub endpoints: &'a BTreeMap<String, EndpointState>,
     pub scheduler: &'a SchedulerStats,
+    /// Open service health issues by tenant.
+    pub health: &'a BTreeMap<String, Arc<Vec<crate::checks::health::Issue>>>,
 }
 
 /// All targets' state.
@@ -103,6 +115,9 @@ pub struct Evidence {
     pub smtp: Option<Arc<Report>>,
     pub graph: Option<Arc<Report>>,
     pub graph_ok: Option<Arc<Report>>,
+    pub canary: Option<Arc<Report>>,
+    /// Open service health issues of the target's tenant.
+    pub issues: Option<Arc<Vec<crate::checks::health::Issue>>>,
     pub sibling_authenticated: bool,
 }
 
@@ -120,6 +135,8 @@ impl Evidence {
             smtp: self.smtp.as_deref(),
             graph: self.graph.as_deref(),
             graph_ok: self.graph_ok.as_deref(),
+            canary: self.canary.as_deref(),
+            issues: self.issues.as_deref().map_or(&[], Vec::as_slice),
             sibling_authenticated: self.sibling_authenticated,
             now,
             settings: &plan.settings.diagnosis,
@@ -161,6 +178,11 @@ fn evidence(inner: &Inner, target: &Target) -> Evidence {
             .and_then(|s| s.last.clone()),
         graph: graph.and_then(|s| s.last.clone()),
         graph_ok: graph.and_then(|s| s.last_ok.clone()),
+        canary: target
+            .mailbox()
+            .and_then(|m| get(CheckKind::Canary, &m.name))
+            .and_then(|s| s.last.clone()),
+        issues: inner.health.get(&app.tenant).cloned(),
         sibling_authenticated,
     }
 }
@@ -206,6 +228,22 @@ impl StateStore {
                     _ => e.tls = Some(tls.clone()),
                 }
             }
+        }
+        if let Details::Canary(c) = &report.details {
+            if let Some(s) = c.delivery_seconds() {
+                inner
+                    .endpoints
+                    .entry(format!("{}:{}", c.smtp.host, c.smtp.port))
+                    .or_default()
+                    .canary_delivery
+                    .get_or_insert_with(|| Histogram::new(DELIVERY_BUCKETS))
+                    .observe(s);
+            }
+        }
+        if let (Details::Health(h), None) = (&report.details, &report.failure) {
+            inner
+                .health
+                .insert(h.tenant.clone(), Arc::new(h.issues.clone()));
         }
         let report = Arc::new(report);
         let mut auth_changed = false;
@@ -254,6 +292,7 @@ impl StateStore {
             verdicts: &inner.verdicts,
             endpoints: &inner.endpoints,
             scheduler: &inner.scheduler,
+            health: &inner.health,
         })
     }
 
@@ -273,6 +312,13 @@ impl StateStore {
         let mailboxes: HashSet<&str> = plan.mailboxes.iter().map(|m| m.name.as_str()).collect();
         let mut inner = self.lock();
         inner.jobs.retain(|k, _| keep.contains(k));
+        let tenants: HashSet<&str> = plan
+            .jobs
+            .iter()
+            .filter(|j| j.kind == CheckKind::Health)
+            .map(|j| j.target.app().tenant.as_str())
+            .collect();
+        inner.health.retain(|t, _| tenants.contains(t.as_str()));
         for j in &plan.jobs {
             let st = inner.jobs.entry(j.key()).or_default();
             st.interval = j.settings.schedule.typical_interval();
@@ -329,6 +375,15 @@ impl StateStore {
             None => true,
         };
         (verdict, changed.then_some(old))
+    }
+
+    /// The open service health issues of every watched tenant.
+    pub fn health(&self) -> Vec<(String, Arc<Vec<crate::checks::health::Issue>>)> {
+        self.lock()
+            .health
+            .iter()
+            .map(|(t, i)| (t.clone(), i.clone()))
+            .collect()
     }
 
     /// Every stored verdict, by target name.

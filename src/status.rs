@@ -24,6 +24,26 @@ pub struct Document {
     pub summary: Summary,
     pub apps: Vec<AppStatus>,
     pub mailboxes: Vec<MailboxStatus>,
+    /// Open Microsoft 365 service health issues of the tenants watched (`checks.health`).
+    pub service_health: Vec<TenantHealth>,
+}
+
+/// A watched tenant's open issues, as its last successful read saw them.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantHealth {
+    pub tenant: String,
+    pub issues: Vec<IssueStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IssueStatus {
+    pub id: String,
+    pub service: &'static str,
+    pub classification: &'static str,
+    pub status: String,
+    pub title: String,
+    pub impact: String,
+    pub start: Option<DateTime<Utc>>,
 }
 
 /// How many verdicts of each severity.
@@ -124,6 +144,29 @@ pub struct CheckStatus {
     pub smtp: Option<SmtpStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub graph: Option<GraphStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
+}
+
+/// The canary's last run: where it sent, and where and how fast the message arrived.
+#[derive(Debug, Clone, Serialize)]
+pub struct CanaryStatus {
+    pub to: String,
+    pub reader: String,
+    pub message_id: Option<String>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub received_at: Option<DateTime<Utc>>,
+    pub delivery_seconds: Option<f64>,
+    pub seen_seconds: Option<f64>,
+    /// `inbox` or `junkemail`, once found.
+    pub folder: Option<&'static str>,
+    pub deleted: Option<bool>,
+    pub searches: u32,
+    /// Messages of earlier runs found late and deleted in this run.
+    pub cleaned_up: u32,
+    /// The SMTP session's failure, when it failed there.
+    pub failed_phase: Option<&'static str>,
+    pub reply: Option<crate::checks::smtp::ReplyFacts>,
 }
 
 /// What the last token said about itself (decoded claims; never the token).
@@ -216,6 +259,24 @@ fn check_status(plan_enabled: bool, target: &str, st: Option<&TargetState>) -> C
             server_certificate_expires_at: d.tls.as_ref().and_then(|t| t.earliest_expiry()),
             token_has_smtp_role: d.token_has_role,
             sent: d.sent.clone(),
+        }),
+        canary: last.and_then(Report::canary).map(|c| CanaryStatus {
+            to: c.to.clone(),
+            reader: c.reader.clone(),
+            message_id: c.message_id.clone(),
+            accepted_at: c.accepted_at,
+            received_at: c.found.as_ref().map(|f| f.received),
+            delivery_seconds: c.delivery_seconds(),
+            seen_seconds: c.seen_seconds(),
+            folder: c
+                .found
+                .as_ref()
+                .map(|f| if f.junk { "junkemail" } else { "inbox" }),
+            deleted: c.found.as_ref().map(|f| f.deleted),
+            searches: c.polls,
+            cleaned_up: c.cleaned_up,
+            failed_phase: c.smtp.failed_phase.map(Phase::as_str),
+            reply: c.smtp.failed_reply.clone(),
         }),
         graph: last.and_then(Report::graph).map(|g| {
             // A failed read keeps the facts of the last successful one.
@@ -323,6 +384,12 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
                 get(CheckKind::Graph, &app.name),
             ),
         );
+        if app.health_check.enabled {
+            checks.insert(
+                CheckKind::Health,
+                check_status(true, &app.name, get(CheckKind::Health, &app.name)),
+            );
+        }
         let mailboxes: Vec<String> = plan
             .mailboxes_of(&app.name)
             .iter()
@@ -372,6 +439,12 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
                 get(CheckKind::Graph, &m.app.name),
             ),
         );
+        if m.canary.is_some() {
+            checks.insert(
+                CheckKind::Canary,
+                check_status(true, &m.name, get(CheckKind::Canary, &m.name)),
+            );
+        }
         let target = Target::Mailbox(m.clone());
         let verdict = verdicts
             .get(&m.name)
@@ -398,5 +471,24 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
         summary,
         apps,
         mailboxes,
+        service_health: state
+            .health()
+            .into_iter()
+            .map(|(tenant, issues)| TenantHealth {
+                tenant,
+                issues: issues
+                    .iter()
+                    .map(|x| IssueStatus {
+                        id: x.id.clone(),
+                        service: x.service.as_str(),
+                        classification: x.classification(),
+                        status: x.status.clone(),
+                        title: x.title.clone(),
+                        impact: x.impact.clone(),
+                        start: x.start,
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }

@@ -3,7 +3,9 @@
 //! caller sends it where it belongs (state and log for the scheduler, a one-shot page for
 //! `/probe`, a printer for the `check` command).
 
+pub mod canary;
 pub mod graph;
+pub mod health;
 pub mod smtp;
 pub mod token;
 
@@ -22,11 +24,16 @@ use crate::reasons::{CommonReason, Reason};
 /// What checks share: the token cache.
 pub struct Context {
     pub tokens: Arc<TokenCache>,
+    /// Canary messages sent but not found yet, to clean up later.
+    pub canary: canary::Ledger,
 }
 
 impl Context {
     pub fn new(tokens: Arc<TokenCache>) -> Self {
-        Self { tokens }
+        Self {
+            tokens,
+            canary: canary::Ledger::default(),
+        }
     }
 }
 
@@ -36,7 +43,8 @@ pub struct RunOptions {
     /// A shorter timeout than the job's (`/probe` under Prometheus' scrape timeout).
     pub timeout: Option<Duration>,
     /// Send one test message to this address after AUTH (`check --send-test-to`). The
-    /// scheduler never sets it: nothing is sent unless a person asks.
+    /// scheduler never sets it: nothing is sent unless a person asks (or a canary is
+    /// configured, whose own check sends).
     pub send_test_to: Option<String>,
 }
 
@@ -97,6 +105,8 @@ pub enum Details {
     Token(token::TokenDetails),
     Smtp(smtp::SmtpDetails),
     Graph(graph::GraphDetails),
+    Canary(canary::CanaryDetails),
+    Health(health::HealthDetails),
 }
 
 /// What a check module returns.
@@ -167,6 +177,20 @@ impl Report {
             _ => None,
         }
     }
+
+    pub fn canary(&self) -> Option<&canary::CanaryDetails> {
+        match &self.details {
+            Details::Canary(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    pub fn health(&self) -> Option<&health::HealthDetails> {
+        match &self.details {
+            Details::Health(h) => Some(h),
+            _ => None,
+        }
+    }
 }
 
 /// Runs one job now, within its timeout. The scheduler, `/probe` and the `check` command all
@@ -183,6 +207,8 @@ pub async fn run(job: &Job, ctx: &Context, opts: &RunOptions) -> Report {
             CheckKind::Token => token::run(&job.target, ctx, deadline).await,
             CheckKind::Smtp => smtp::run(&job.target, ctx, deadline, opts).await,
             CheckKind::Graph => graph::run(&job.target, ctx, deadline).await,
+            CheckKind::Canary => canary::run(&job.target, ctx, deadline).await,
+            CheckKind::Health => health::run(&job.target, ctx, deadline).await,
         }
     };
     // Each check respects the deadline itself (so it can say which step was slow); this is the

@@ -39,6 +39,7 @@ pub struct RawAlerts {
     pub failing_for: Option<String>,
     pub stale_intervals: Option<u32>,
     pub evaluation_interval: Option<String>,
+    pub canary_slow: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +86,8 @@ pub struct RawChecks {
     pub token: Option<RawCheck>,
     pub smtp: Option<RawCheck>,
     pub graph: Option<RawCheck>,
+    /// Service health of the app's tenant (off unless enabled).
+    pub health: Option<RawCheck>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -135,4 +138,16 @@ pub struct RawMailbox {
     pub tls_insecure_skip_verify: Option<bool>,
     #[serde(default)]
     pub checks: RawChecks,
+    /// The delivery canary (off without this block).
+    pub canary: Option<RawCanary>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCanary {
+    pub enabled: Option<bool>,
+    pub to: Option<String>,
+    pub reader: Option<String>,
+    pub schedule: Option<String>,
+    pub timeout: Option<String>,
 }

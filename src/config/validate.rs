@@ -11,8 +11,9 @@ use super::credentials::{self, CertificateError};
 use super::raw::{self, RawCheck, RawChecks, RawConfig};
 use super::{is_guid, parse_duration, Cloud, ConfigError, Schedule};
 use crate::plan::{
-    AlertmanagerAuth, AlertmanagerSettings, App, AssertionAlgorithm, CheckSettings, Credential,
-    DiagnosisSettings, Mailbox, MetricsSettings, NetClients, Plan, SchedulerSettings, Settings,
+    AlertmanagerAuth, AlertmanagerSettings, App, AssertionAlgorithm, Canary, CheckSettings,
+    Credential, DiagnosisSettings, Mailbox, MetricsSettings, NetClients, Plan, SchedulerSettings,
+    Settings,
 };
 use crate::secret::Secret;
 
@@ -20,6 +21,13 @@ use crate::secret::Secret;
 const TOKEN_DEFAULT: (&str, &str) = ("5m", "15s");
 const SMTP_DEFAULT: (&str, &str) = ("5m", "30s");
 const GRAPH_DEFAULT: (&str, &str) = ("6h", "30s");
+/// Service health every 5 minutes (Microsoft posts updates about every 30 minutes).
+const HEALTH_DEFAULT: (&str, &str) = ("5m", "30s");
+/// The canary every 15 minutes, and 5 minutes for the message to arrive.
+const CANARY_DEFAULT: (&str, &str) = ("15m", "5m");
+/// The canary never runs more often: Exchange Online allows a mailbox 30 messages a minute and
+/// 10,000 recipients a day, and the canary must not eat into what the application sends.
+const CANARY_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct Validator<'a> {
     file: &'a str,
@@ -95,6 +103,7 @@ impl<'a> Validator<'a> {
             ("token", &defaults.token, TOKEN_DEFAULT),
             ("smtp", &defaults.smtp, SMTP_DEFAULT),
             ("graph", &defaults.graph, GRAPH_DEFAULT),
+            ("health", &defaults.health, HEALTH_DEFAULT),
         ] {
             self.check_settings(
                 &format!("defaults.checks.{kind}"),
@@ -204,6 +213,7 @@ impl<'a> Validator<'a> {
                 &mut alerts.server_certificate_warning,
             ),
             ("failing_for", &a.failing_for, &mut alerts.failing_for),
+            ("canary_slow", &a.canary_slow, &mut alerts.canary_slow),
         ] {
             if let Some(v) = value {
                 *into = parse_duration(v).map_err(|m| self.err(format!("alerts.{field}"), m))?;
@@ -510,6 +520,23 @@ impl<'a> Validator<'a> {
                 defaults.graph.as_ref(),
                 GRAPH_DEFAULT,
             )?,
+            health_check: {
+                let mut c = self.check_settings(
+                    &format!("{p}.checks.health"),
+                    a.checks.health.as_ref(),
+                    defaults.health.as_ref(),
+                    HEALTH_DEFAULT,
+                )?;
+                // Opt-in: the app needs ServiceHealth.Read.All, which it usually lacks.
+                c.enabled = a
+                    .checks
+                    .health
+                    .as_ref()
+                    .and_then(|h| h.enabled)
+                    .or_else(|| defaults.health.as_ref().and_then(|h| h.enabled))
+                    .unwrap_or(false);
+                c
+            },
             name,
             tenant,
             client_id,
@@ -582,12 +609,16 @@ impl<'a> Validator<'a> {
                 format!("invalid mailbox address {address:?}: expected user@domain"),
             ));
         }
-        if m.checks.token.is_some() || m.checks.graph.is_some() {
+        if m.checks.token.is_some() || m.checks.graph.is_some() || m.checks.health.is_some() {
             return Err(self.err(
                 format!("{p}.checks"),
-                "mailboxes take only the smtp check; token and graph belong to apps",
+                "mailboxes take only the smtp check; token, graph and health belong to apps (the canary has its own block)",
             ));
         }
+        let canary = match m.canary {
+            None => None,
+            Some(c) => self.canary(&format!("{p}.canary"), c, app, &address, apps)?,
+        };
         Ok(Mailbox {
             smtp_host: match m.smtp_host {
                 Some(h) if !is_host(&h) => {
@@ -639,7 +670,47 @@ impl<'a> Validator<'a> {
             name,
             app: app.clone(),
             address,
+            canary,
         })
+    }
+
+    /// A mailbox's `canary:` block: the recipient (the mailbox itself by default), the reader
+    /// app (the mailbox's own by default) and a schedule no faster than once a minute.
+    fn canary(
+        &self,
+        p: &str,
+        c: raw::RawCanary,
+        app: &Arc<App>,
+        address: &str,
+        apps: &HashMap<&str, &Arc<App>>,
+    ) -> Result<Option<Canary>, ConfigError> {
+        let to = c.to.unwrap_or_else(|| address.to_string());
+        if !crate::checks::smtp::is_plain_address(&to) {
+            return Err(self.err(
+                format!("{p}.to"),
+                format!("invalid address {to:?}: expected user@domain"),
+            ));
+        }
+        let reader = match c.reader {
+            None => app.clone(),
+            Some(r) => (*apps.get(r.as_str()).ok_or_else(|| {
+                self.err(format!("{p}.reader"), format!("no app is named {r:?}"))
+            })?)
+            .clone(),
+        };
+        let raw = raw::RawCheck {
+            enabled: c.enabled,
+            schedule: c.schedule,
+            timeout: c.timeout,
+        };
+        let check = self.check_settings(p, Some(&raw), None, CANARY_DEFAULT)?;
+        if check.schedule.typical_interval() < CANARY_MIN_INTERVAL {
+            return Err(self.err(
+                format!("{p}.schedule"),
+                "the canary sends a message each run: at most once a minute (Exchange Online allows a mailbox 30 messages a minute, and they are the application's)",
+            ));
+        }
+        Ok(check.enabled.then_some(Canary { to, reader, check }))
     }
 }
 

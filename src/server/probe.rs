@@ -1,4 +1,4 @@
-//! `GET /probe?target=NAME[&check=token|smtp|graph]`, blackbox_exporter's multi-target pattern:
+//! `GET /probe?target=NAME[&check=token|smtp|graph|health]`, blackbox_exporter's multi-target pattern:
 //! runs the target's checks now, through the same `checks::run` as the scheduler, and answers
 //! with that run's series only. The agent's state is not touched (a probe is not a scheduled
 //! run); the token cache is shared, as every check of the app shares it.
@@ -72,6 +72,13 @@ pub async fn handle(
         match k.as_ref() {
             "target" => target_name = Some(v.into_owned()),
             "check" => match v.parse::<CheckKind>() {
+                // A probe runs on every scrape: the canary sends a message each run, so it
+                // runs on its own schedule only.
+                Ok(CheckKind::Canary) => {
+                    return bad_request(
+                        "the canary sends a message each run: it runs on its own schedule, not per scrape".into(),
+                    )
+                }
                 Ok(c) => check = Some(c),
                 Err(m) => return bad_request(m),
             },
@@ -141,6 +148,8 @@ pub async fn handle(
         graph_ok: find(CheckKind::Graph)
             .filter(|r| r.success())
             .or(evidence.graph_ok.as_deref()),
+        canary: evidence.canary.as_deref(),
+        issues: evidence.issues.as_deref().map_or(&[], Vec::as_slice),
         sibling_authenticated: evidence.sibling_authenticated,
         now: chrono::Utc::now(),
         settings: &plan.settings.diagnosis,

@@ -1,7 +1,9 @@
 //! The fault matrix: one row per (fault, check) for every fault the simulator can script, on
 //! each check it applies to, with the reason the check must give. The faults: the token
 //! endpoint's and Graph's scripted replies, the SMTP listener's misbehaviours, the directory
-//! (consent, FullAccess, SMTP AUTH), and for the network a fault front before each endpoint:
+//! (consent, FullAccess, SMTP AUTH, Graph roles), what Exchange does with a canary's message
+//! (delivered late, to Junk, lost, refused), the canary reader's token and Graph replies, and
+//! for the network a fault front before each endpoint:
 //! refused, unresolvable, silent, dripping, reset, not TLS, bad certificates, HTTP errors with and
 //! without `Retry-After`, redirects, truncated, non-JSON and 100 MB bodies.
 //!
@@ -16,8 +18,9 @@ use std::time::Duration;
 use chrono::Utc;
 use smtp_oauth_exporter::plan::CheckKind;
 use smtp_oauth_exporter::sim::{
-    CertFault, Front, GraphFault, HttpBody, HttpReply, NetFault, SimApp, SmtpFault, SmtpListener,
-    SmtpStep, TokenFault, ROLE_APPLICATION_READ_ALL, ROLE_SMTP,
+    CertFault, Delivery, Front, GraphFault, HttpBody, HttpReply, NetFault, SimApp, SmtpFault,
+    SmtpListener, SmtpStep, TokenFault, ROLE_APPLICATION_READ_ALL, ROLE_MAIL_READ_WRITE,
+    ROLE_SERVICE_HEALTH_READ_ALL, ROLE_SMTP,
 };
 
 use crate::common::*;
@@ -27,6 +30,8 @@ pub const TOKEN_TIMEOUT: f64 = 2.0;
 /// The SMTP and Graph checks' timeout: longer than a token request's, so that a token endpoint
 /// that does not answer fails them with `token_unavailable`, always.
 pub const CHECK_TIMEOUT: f64 = 4.0;
+/// The canary's timeout: its SMTP session has half of it, longer than a token request.
+pub const CANARY_TIMEOUT: f64 = 8.0;
 /// The secret of every app of a table.
 const SECRET: &str = "Flt~matrix-secret-value-0123456789";
 /// How long the failures and the recoveries may take to show (most show within seconds; a
@@ -39,13 +44,17 @@ const RECOVER_LIMIT: Duration = Duration::from_secs(45);
 pub enum Fault {
     /// The token endpoint's scripted reply for the row's app (Exchange and Graph tokens alike).
     Token(TokenFault),
-    /// Graph's scripted reply about the row's app registration.
+    /// Graph's scripted reply to the row's app (the canary's reader on a canary row).
     Graph(GraphFault),
     /// The row's own SMTP listener misbehaves.
     Smtp(SmtpFault),
     /// A fault front between the check and its endpoint (the login URL of a token row, the Graph
-    /// URL of a Graph row, the SMTP port of an SMTP row).
+    /// URL of a Graph or health row, the SMTP port of an SMTP or canary row).
     Net(NetFault),
+    /// What Exchange does with the canary's message (canary rows).
+    Delivery(Delivery),
+    /// The token endpoint's scripted reply for the canary's reader app (canary rows).
+    ReaderToken(TokenFault),
     /// The endpoint's host name does not resolve (a name under `.invalid`).
     Dns,
     /// The directory: a setup step undone.
@@ -65,6 +74,12 @@ pub enum Setup {
     TenantSmtpAuthOff,
     /// The app has no `Application.Read.All`.
     NoGraphRole,
+    /// The canary's reader has no `Mail.ReadWrite`.
+    NoMailRole,
+    /// The canary's address is no mailbox (Exchange takes the message, Graph knows no user).
+    UnknownRecipient,
+    /// The app has no `ServiceHealth.Read.All`.
+    NoHealthRole,
 }
 
 /// How a row shows that the check recovers once its fault is cleared.
@@ -97,6 +112,9 @@ impl Row {
             Fault::Dns => Recovery::NotApplicable(
                 "the name is the configuration's: fixing it is a configuration change",
             ),
+            _ if check == CheckKind::Canary => Recovery::NotApplicable(
+                "the canary runs at most once a minute: its runs after a fault are tested in canary.rs",
+            ),
             _ if reason == "throttled" && !has_retry_after(&fault) => Recovery::Probe(
                 "throttled without Retry-After, the scheduler holds the app's checks back a minute",
             ),
@@ -117,14 +135,14 @@ impl Row {
         self
     }
 
-    /// The `target` label: the app (token, Graph) or the mailbox (SMTP).
+    /// The `target` label: the app (token, Graph, health) or the mailbox (SMTP, canary).
     pub fn target(&self) -> String {
         format!("{}-{}", self.check, self.name)
     }
 
     fn app(&self) -> String {
         match self.check {
-            CheckKind::Smtp => format!("{}-app", self.target()),
+            CheckKind::Smtp | CheckKind::Canary => format!("{}-app", self.target()),
             _ => self.target(),
         }
     }
@@ -132,6 +150,7 @@ impl Row {
     fn timeout(&self) -> f64 {
         match self.check {
             CheckKind::Token => TOKEN_TIMEOUT,
+            CheckKind::Canary => CANARY_TIMEOUT,
             _ => CHECK_TIMEOUT,
         }
     }
@@ -630,8 +649,8 @@ fn smtp_faults() -> Vec<Row> {
 }
 
 /// Network faults between the SMTP check and its server.
-fn smtp_network() -> Vec<Row> {
-    let c = CheckKind::Smtp;
+/// Network faults on the way to SMTP (the SMTP check's, the canary's session).
+fn smtp_network(c: CheckKind) -> Vec<Row> {
     vec![
         Row::new(
             c,
@@ -654,14 +673,227 @@ fn smtp_network() -> Vec<Row> {
     ]
 }
 
+/// The canary's own faults: the SMTP session's (as the SMTP check's), what Exchange does with
+/// the message, and the reader's permission, token and Graph replies.
+pub fn canary_faults() -> Vec<Row> {
+    let c = CheckKind::Canary;
+    let reject = |at, code, text: &str| {
+        Fault::Delivery(Delivery::Reject {
+            at,
+            code,
+            text: text.into(),
+        })
+    };
+    vec![
+        Row::new(c, "no-starttls", Fault::Smtp(SmtpFault::NoStartTls), "starttls_missing"),
+        Row::new(c, "no-xoauth2", Fault::Smtp(SmtpFault::NoXoauth2), "xoauth2_not_offered"),
+        Row::new(c, "garbage-banner", Fault::Smtp(SmtpFault::GarbageBanner), "protocol_error"),
+        Row::new(
+            c,
+            "starttls-then-garbage",
+            Fault::Smtp(SmtpFault::StartTlsThenGarbage),
+            "tls_handshake",
+        ),
+        Row::new(
+            c,
+            "expired-certificate",
+            Fault::Smtp(SmtpFault::ExpiredCertificate),
+            "tls_cert_invalid",
+        ),
+        Row::new(
+            c,
+            "tls-version",
+            Fault::Smtp(SmtpFault::Reply {
+                at: SmtpStep::EhloAfterTls,
+                code: 421,
+                text: "4.7.66 TLS 1.0 and 1.1 are not supported. Please upgrade/update your client to support TLS 1.2.".into(),
+            }),
+            "tls_version",
+        ),
+        Row::new(
+            c,
+            "throttled",
+            Fault::Smtp(SmtpFault::Reply {
+                at: SmtpStep::Auth,
+                code: 432,
+                text: "4.3.2 STOREDRV.ClientSubmit; sender thread limit exceeded".into(),
+            }),
+            "throttled",
+        ),
+        Row::new(c, "no-full-access", Fault::Setup(Setup::NoFullAccess), "auth_rejected"),
+        Row::new(
+            c,
+            "mailbox-smtp-auth-off",
+            Fault::Setup(Setup::MailboxSmtpAuthOff),
+            "smtp_auth_disabled",
+        ),
+        Row::new(c, "lost", Fault::Delivery(Delivery::Lost), "not_delivered"),
+        Row::new(
+            c,
+            "late",
+            Fault::Delivery(Delivery::Inbox(Duration::from_secs(3600))),
+            "not_delivered",
+        ),
+        Row::new(
+            c,
+            "junk",
+            Fault::Delivery(Delivery::Junk(Duration::ZERO)),
+            "delivered_to_junk",
+        ),
+        Row::new(
+            c,
+            "sender-restricted",
+            reject(SmtpStep::Data, 550, "5.1.8 Access denied, bad outbound sender"),
+            "sender_restricted",
+        ),
+        Row::new(
+            c,
+            "tenant-threshold",
+            reject(SmtpStep::Data, 550, "5.7.705 Access denied, tenant has exceeded threshold"),
+            "tenant_sending_blocked",
+        ),
+        Row::new(
+            c,
+            "tenant-ip",
+            reject(SmtpStep::RcptTo, 550, "5.7.708 Access denied, traffic not accepted from this IP"),
+            "tenant_sending_blocked",
+        ),
+        Row::new(
+            c,
+            "send-as-denied",
+            reject(
+                SmtpStep::Data,
+                554,
+                "5.2.252 SendAsDenied; canary@contoso.com not allowed to send as canary@contoso.com",
+            ),
+            "send_as_denied",
+        ),
+        Row::new(
+            c,
+            "recipient-refused",
+            reject(
+                SmtpStep::RcptTo,
+                550,
+                "5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+            ),
+            "message_rejected",
+        ),
+        Row::new(c, "no-mail-role", Fault::Setup(Setup::NoMailRole), "reader_permission_missing"),
+        Row::new(
+            c,
+            "unknown-recipient",
+            Fault::Setup(Setup::UnknownRecipient),
+            "recipient_not_found",
+        ),
+        Row::new(
+            c,
+            "reader-forbidden",
+            Fault::Graph(GraphFault::Forbidden),
+            "reader_permission_missing",
+        ),
+        Row::new(
+            c,
+            "reader-throttled",
+            Fault::Graph(GraphFault::TooManyRequests {
+                retry_after_seconds: 1,
+            }),
+            "graph_throttled",
+        ),
+        Row::new(
+            c,
+            "reader-server-error",
+            Fault::Graph(GraphFault::ServerError),
+            "graph_error",
+        ),
+        Row::new(
+            c,
+            "reader-malformed-json",
+            Fault::Graph(GraphFault::MalformedJson),
+            "graph_invalid_response",
+        ),
+        Row::new(
+            c,
+            "reader-token",
+            Fault::ReaderToken(TokenFault::InvalidSecret),
+            "reader_token_unavailable",
+        )
+        .aadsts("7000215"),
+    ]
+}
+
+/// Service health's faults: Graph's replies, the permission, the network to Graph.
+pub fn health_faults() -> Vec<Row> {
+    let h = CheckKind::Health;
+    vec![
+        Row::new(
+            h,
+            "forbidden",
+            Fault::Graph(GraphFault::Forbidden),
+            "health_permission_missing",
+        ),
+        Row::new(
+            h,
+            "no-health-role",
+            Fault::Setup(Setup::NoHealthRole),
+            "health_permission_missing",
+        ),
+        Row::new(
+            h,
+            "too-many-requests",
+            Fault::Graph(GraphFault::TooManyRequests {
+                retry_after_seconds: 1,
+            }),
+            "throttled",
+        ),
+        Row::new(
+            h,
+            "server-error",
+            Fault::Graph(GraphFault::ServerError),
+            "http_error",
+        ),
+        Row::new(
+            h,
+            "malformed-json",
+            Fault::Graph(GraphFault::MalformedJson),
+            "invalid_response",
+        ),
+        Row::new(
+            h,
+            "refused",
+            Fault::Net(NetFault::Refuse),
+            "connect_refused",
+        ),
+        Row::new(h, "dns", Fault::Dns, "dns"),
+        Row::new(h, "silence", Fault::Net(NetFault::Silence), "timeout"),
+        Row::new(
+            h,
+            "not-tls",
+            Fault::Net(NetFault::NotTls("HTTP/1.0 200 OK\r\n\r\n".into())),
+            "tls_handshake",
+        ),
+        Row::new(
+            h,
+            "self-signed",
+            Fault::Net(NetFault::Certificate(CertFault::SelfSigned)),
+            "tls_cert_invalid",
+        ),
+        Row::new(h, "reset", Fault::Net(NetFault::Reset), "tls_handshake"),
+    ]
+}
+
 /// The matrix: every fault on every check it applies to.
 pub fn matrix() -> Vec<Row> {
     let mut rows = Vec::new();
     for (name, f, reason, aadsts) in token_faults() {
         rows.push(Row::new(CheckKind::Token, name, Fault::Token(f.clone()), reason).aadsts(aadsts));
-        // Without a token the SMTP and Graph checks fail with `token_unavailable`, keeping the
-        // AADSTS code.
-        for check in [CheckKind::Smtp, CheckKind::Graph] {
+        // Without a token the SMTP, Graph, canary and health checks fail with
+        // `token_unavailable`, keeping the AADSTS code.
+        for check in [
+            CheckKind::Smtp,
+            CheckKind::Graph,
+            CheckKind::Canary,
+            CheckKind::Health,
+        ] {
             rows.push(
                 Row::new(
                     check,
@@ -676,7 +908,10 @@ pub fn matrix() -> Vec<Row> {
     rows.extend(https_network(CheckKind::Token));
     rows.extend(https_network(CheckKind::Graph));
     rows.extend(smtp_faults());
-    rows.extend(smtp_network());
+    rows.extend(smtp_network(CheckKind::Smtp));
+    rows.extend(smtp_network(CheckKind::Canary));
+    rows.extend(canary_faults());
+    rows.extend(health_faults());
     let g = CheckKind::Graph;
     let graph = Fault::Graph;
     rows.extend([
@@ -750,6 +985,27 @@ pub fn matrix() -> Vec<Row> {
             Fault::Setup(Setup::MailboxSmtpAuthOff),
             "smtp_auth_disabled",
         ),
+        // Refusals of the sender at MAIL FROM, which the SMTP check sends.
+        Row::new(
+            s,
+            "sender-restricted",
+            Fault::Delivery(Delivery::Reject {
+                at: SmtpStep::MailFrom,
+                code: 550,
+                text: "5.1.8 Access denied, bad outbound sender".into(),
+            }),
+            "sender_restricted",
+        ),
+        Row::new(
+            s,
+            "tenant-threshold",
+            Fault::Delivery(Delivery::Reject {
+                at: SmtpStep::MailFrom,
+                code: 550,
+                text: "5.7.705 Access denied, tenant has exceeded threshold".into(),
+            }),
+            "tenant_sending_blocked",
+        ),
         Row::new(
             s,
             "tenant-smtp-auth-off-setting",
@@ -770,6 +1026,8 @@ struct Bench {
 #[derive(Default)]
 struct Handles {
     client_id: String,
+    /// The canary's reader app (canary rows).
+    reader_id: Option<String>,
     tenant: String,
     mailbox: Option<String>,
     listener: Option<SmtpListener>,
@@ -812,13 +1070,35 @@ async fn start(rows: &[Row]) -> Bench {
                 now - chrono::Duration::days(1),
                 now + chrono::Duration::days(90),
             )
-            .with_graph_role(ROLE_APPLICATION_READ_ALL);
+            .with_graph_role(ROLE_APPLICATION_READ_ALL)
+            .with_graph_role(ROLE_SERVICE_HEALTH_READ_ALL);
+        // A canary's reader: its own app, Mail.ReadWrite.
+        let reader = (row.check == CheckKind::Canary).then(|| {
+            let id = client_id(5000 + i as u32);
+            let mut r = SimApp::new(&h.tenant, &id, &format!("{}-reader", row.target()))
+                .with_secret(
+                    SECRET,
+                    Some("matrix"),
+                    now - chrono::Duration::days(1),
+                    now + chrono::Duration::days(90),
+                );
+            if !matches!(row.fault, Fault::Setup(Setup::NoMailRole)) {
+                r = r.with_graph_role(ROLE_MAIL_READ_WRITE);
+            }
+            w.sim.add_app(r);
+            h.reader_id = Some(id.clone());
+            id
+        });
+        // Graph faults of a canary row are its reader's.
+        let graph_client = reader.clone().unwrap_or_else(|| h.client_id.clone());
         let (mut login, mut graph) = (base.clone(), base.clone());
         let mut smtp_host = "127.0.0.1".to_string();
         let mut smtp_port = w.sim.smtp_addr.port();
         match &row.fault {
             Fault::Token(f) => w.sim.set_token_fault(&h.client_id, Some(f.clone())),
-            Fault::Graph(f) => w.sim.set_graph_fault(&h.client_id, Some(f.clone())),
+            Fault::Graph(f) => w.sim.set_graph_fault(&graph_client, Some(f.clone())),
+            Fault::ReaderToken(f) => w.sim.set_token_fault(&graph_client, Some(f.clone())),
+            Fault::Delivery(_) => {}
             Fault::Smtp(f) => {
                 let l = w.sim.start_smtp_listener(Some(f.clone())).await.unwrap();
                 smtp_port = l.addr.port();
@@ -826,14 +1106,16 @@ async fn start(rows: &[Row]) -> Bench {
             }
             Fault::Net(f) => {
                 let upstream = match row.check {
-                    CheckKind::Smtp => w.sim.smtp_addr,
+                    CheckKind::Smtp | CheckKind::Canary => w.sim.smtp_addr,
                     _ => w.sim.https_addr,
                 };
                 let front = w.sim.start_front(upstream, Some(f.clone())).unwrap();
                 match row.check {
                     CheckKind::Token => login = format!("https://127.0.0.1:{}", front.port()),
-                    CheckKind::Graph => graph = format!("https://127.0.0.1:{}", front.port()),
-                    CheckKind::Smtp => smtp_port = front.port(),
+                    CheckKind::Graph | CheckKind::Health => {
+                        graph = format!("https://127.0.0.1:{}", front.port())
+                    }
+                    CheckKind::Smtp | CheckKind::Canary => smtp_port = front.port(),
                 }
                 if let NetFault::Http(r) = f {
                     if (300..400).contains(&r.status) {
@@ -852,27 +1134,45 @@ async fn start(rows: &[Row]) -> Bench {
             }
             Fault::Dns => match row.check {
                 CheckKind::Token => login = format!("https://login-{}.invalid", row.name),
-                CheckKind::Graph => graph = format!("https://graph-{}.invalid", row.name),
-                CheckKind::Smtp => smtp_host = format!("{}.invalid", row.name),
+                CheckKind::Graph | CheckKind::Health => {
+                    graph = format!("https://graph-{}.invalid", row.name)
+                }
+                CheckKind::Smtp | CheckKind::Canary => smtp_host = format!("{}.invalid", row.name),
             },
             Fault::Setup(Setup::NoConsent) => app = app.without_consent(),
             Fault::Setup(Setup::NoGraphRole) => app.graph_roles.clear(),
+            Fault::Setup(Setup::NoHealthRole) => app
+                .graph_roles
+                .retain(|r| r != ROLE_SERVICE_HEALTH_READ_ALL),
             Fault::Setup(_) => {}
         }
         w.sim.add_app(app);
         // The token check runs for token rows, and for rows whose token fails: its successful
         // request after the fault refills the cache the SMTP check reads.
+        // Not when Entra throttles: a token check throttled every second (its schedule here)
+        // would keep the app's other checks on hold for good, as Entra asked; the check under
+        // test then asks for its token itself.
         let token_on = row.check == CheckKind::Token
-            || matches!(row.fault, Fault::Token(_) | Fault::Setup(Setup::NoConsent));
+            || (matches!(row.fault, Fault::Token(_) | Fault::Setup(Setup::NoConsent))
+                && !matches!(row.fault, Fault::Token(TokenFault::TooManyRequests { .. })));
         apps += &format!(
-            "  - name: {}\n    tenant: {}\n    client_id: {}\n    client_secret_file: {secret}\n    login_url: {login}\n    graph_url: {graph}\n    ca_file: {}\n    checks:\n      token: {{ enabled: {token_on} }}\n      graph: {{ enabled: {} }}\n",
+            "  - name: {}\n    tenant: {}\n    client_id: {}\n    client_secret_file: {secret}\n    login_url: {login}\n    graph_url: {graph}\n    ca_file: {}\n    checks:\n      token: {{ enabled: {token_on} }}\n      graph: {{ enabled: {} }}\n      health: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n",
             row.app(),
             h.tenant,
             h.client_id,
             w.ca_file.display(),
             row.check == CheckKind::Graph,
+            row.check == CheckKind::Health,
         );
-        if row.check == CheckKind::Smtp {
+        if let Some(id) = &reader {
+            apps += &format!(
+                "  - name: {}-reader\n    tenant: {}\n    client_id: {id}\n    client_secret_file: {secret}\n    login_url: {base}\n    graph_url: {base}\n    ca_file: {}\n    checks:\n      token: {{ enabled: false }}\n      graph: {{ enabled: false }}\n",
+                row.target(),
+                h.tenant,
+                w.ca_file.display(),
+            );
+        }
+        if matches!(row.check, CheckKind::Smtp | CheckKind::Canary) {
             let address = format!("{}@contoso.com", row.target());
             let access: Vec<&str> = match row.fault {
                 Fault::Setup(Setup::NoFullAccess) => vec![],
@@ -888,8 +1188,24 @@ async fn start(rows: &[Row]) -> Bench {
                 }
                 _ => {}
             }
+            if let Fault::Delivery(d) = &row.fault {
+                w.sim.set_delivery(&address, Some(d.clone()));
+            }
+            let canary = if row.check == CheckKind::Canary {
+                let to = match row.fault {
+                    Fault::Setup(Setup::UnknownRecipient) => "nobody@contoso.com".to_string(),
+                    _ => address.clone(),
+                };
+                // The canary alone: its own session is the one under test.
+                format!(
+                    ", checks: {{ smtp: {{ enabled: false }} }}, canary: {{ to: {to}, reader: {}-reader, schedule: 1m, timeout: {CANARY_TIMEOUT}s }}",
+                    row.target()
+                )
+            } else {
+                String::new()
+            };
             mailboxes += &format!(
-                "  - {{ name: {}, app: {}, address: {address}, smtp_host: {smtp_host}, smtp_port: {smtp_port} }}\n",
+                "  - {{ name: {}, app: {}, address: {address}, smtp_host: {smtp_host}, smtp_port: {smtp_port}{canary} }}\n",
                 row.target(),
                 row.app()
             );
@@ -898,7 +1214,7 @@ async fn start(rows: &[Row]) -> Bench {
         handles.push(h);
     }
     let yaml = format!(
-        "scheduler:\n  startup_spread: 200ms\n  max_concurrent_checks: 500\ndefaults:\n  checks:\n    token: {{ schedule: 1s, timeout: {TOKEN_TIMEOUT}s }}\n    smtp: {{ schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n    graph: {{ schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\napps:\n{apps}{}",
+        "scheduler:\n  startup_spread: 200ms\n  max_concurrent_checks: 500\n# Every check's duration on /metrics (the canary's only with detail).\nmetrics: {{ detail: true }}\ndefaults:\n  checks:\n    token: {{ schedule: 1s, timeout: {TOKEN_TIMEOUT}s }}\n    smtp: {{ schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n    graph: {{ schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\napps:\n{apps}{}",
         if mailboxes.is_empty() {
             String::new()
         } else {
@@ -1093,12 +1409,20 @@ pub async fn run_table(rows: &[Row], recover: bool) {
         return;
     }
 
-    // 3. Cleared, every fault: the next run succeeds.
+    // 3. Cleared, every fault: the next run succeeds. (Rows that do not recover within the test
+    // keep their fault: they must go on failing as before.)
     for (row, h) in &bench.rows {
+        if matches!(row.recovery, Recovery::NotApplicable(_)) {
+            continue;
+        }
         let sim = &bench.world.sim;
         match &row.fault {
             Fault::Token(_) => sim.set_token_fault(&h.client_id, None),
-            Fault::Graph(_) => sim.set_graph_fault(&h.client_id, None),
+            Fault::Graph(_) => {
+                sim.set_graph_fault(h.reader_id.as_ref().unwrap_or(&h.client_id), None)
+            }
+            Fault::ReaderToken(_) => sim.set_token_fault(h.reader_id.as_ref().unwrap(), None),
+            Fault::Delivery(_) => sim.set_delivery(h.mailbox.as_deref().unwrap(), None),
             Fault::Smtp(_) => h.listener.as_ref().unwrap().set_fault(None),
             Fault::Net(_) => h.front.as_ref().unwrap().set_fault(None).unwrap(),
             Fault::Dns => {}
@@ -1115,9 +1439,21 @@ pub async fn run_table(rows: &[Row], recover: bool) {
             }
             Fault::Setup(Setup::NoGraphRole) => {
                 let mut d = sim.directory.lock().unwrap();
-                d.apps.get_mut(&h.client_id).unwrap().graph_roles =
-                    vec![ROLE_APPLICATION_READ_ALL.into()];
+                d.apps.get_mut(&h.client_id).unwrap().graph_roles = vec![
+                    ROLE_APPLICATION_READ_ALL.into(),
+                    ROLE_SERVICE_HEALTH_READ_ALL.into(),
+                ];
             }
+            Fault::Setup(Setup::NoHealthRole) => {
+                let mut d = sim.directory.lock().unwrap();
+                d.apps
+                    .get_mut(&h.client_id)
+                    .unwrap()
+                    .graph_roles
+                    .push(ROLE_SERVICE_HEALTH_READ_ALL.into());
+            }
+            // Canary rows: not recovered within the test (once a minute).
+            Fault::Setup(Setup::NoMailRole | Setup::UnknownRecipient) => {}
         }
     }
     let scheduled: Vec<&Row> = all
@@ -1208,7 +1544,7 @@ async fn every_fault_on_every_check_gives_its_reason_and_recovers() {
     for r in &rows {
         *per_check.entry(r.check.as_str()).or_default() += 1;
     }
-    assert_eq!(per_check.len(), 3, "{per_check:?}");
+    assert_eq!(per_check.len(), CheckKind::ALL.len(), "{per_check:?}");
     run_table(&rows, true).await;
 }
 
@@ -1274,6 +1610,13 @@ fn kind(f: &Fault) -> String {
         },
         Fault::Dns => "Dns",
         Fault::Setup(s) => return format!("setup:{s:?}"),
+        Fault::Delivery(d) => match d {
+            Delivery::Inbox(_) => "Inbox",
+            Delivery::Junk(_) => "Junk",
+            Delivery::Lost => "Lost",
+            Delivery::Reject { .. } => "Reject",
+        },
+        Fault::ReaderToken(_) => "Token",
     };
     let family = match f {
         Fault::Token(_) => "token",
@@ -1282,6 +1625,8 @@ fn kind(f: &Fault) -> String {
         Fault::Net(_) => "net",
         Fault::Dns => "dns",
         Fault::Setup(_) => "setup",
+        Fault::Delivery(_) => "delivery",
+        Fault::ReaderToken(_) => "reader",
     };
     format!("{family}:{name}")
 }
@@ -1335,6 +1680,11 @@ fn every_fault_the_simulator_scripts_has_a_row() {
         "net:Http",
         "net:ResetAfterRequest",
         "dns:Dns",
+        "delivery:Inbox",
+        "delivery:Junk",
+        "delivery:Lost",
+        "delivery:Reject",
+        "reader:Token",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -1365,6 +1715,9 @@ fn every_fault_the_simulator_scripts_has_a_row() {
         Setup::MailboxSmtpAuthOff,
         Setup::TenantSmtpAuthOff,
         Setup::NoGraphRole,
+        Setup::NoMailRole,
+        Setup::UnknownRecipient,
+        Setup::NoHealthRole,
     ] {
         want.push(format!("setup:{s:?}"));
     }

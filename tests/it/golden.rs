@@ -9,15 +9,17 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use smtp_oauth_exporter::auth::cache::EntryStats;
 use smtp_oauth_exporter::auth::Resource;
+use smtp_oauth_exporter::checks::canary::{CanaryDetails, Found};
 use smtp_oauth_exporter::checks::graph::{
     CredentialInfo, CredentialType, GraphDetails, Registration,
 };
+use smtp_oauth_exporter::checks::health::{HealthDetails, Issue, Service};
 use smtp_oauth_exporter::checks::smtp::{CertFacts, Phase, ReplyFacts, SmtpDetails, TlsFacts};
 use smtp_oauth_exporter::checks::token::TokenDetails;
 use smtp_oauth_exporter::checks::{Details, Failure, Report};
 use smtp_oauth_exporter::metrics::{self, AgentInfo};
 use smtp_oauth_exporter::plan::CheckKind;
-use smtp_oauth_exporter::reasons::{Reason, SmtpReason, TokenReason};
+use smtp_oauth_exporter::reasons::{CanaryReason, Reason, SmtpReason, TokenReason};
 use smtp_oauth_exporter::state::StateStore;
 
 fn at(s: i64) -> DateTime<Utc> {
@@ -179,6 +181,62 @@ fn metrics_exposition_matches_the_golden_file() {
         },
     ));
     state.record(report(CheckKind::Graph, "billing", None, graph()));
+    // A canary that found its message in Junk Email after 12.5 s.
+    let mut canary_smtp = match smtp(None) {
+        Details::Smtp(d) => d,
+        _ => unreachable!(),
+    };
+    canary_smtp.tls = None;
+    state.record(report(
+        CheckKind::Canary,
+        "invoices",
+        Some(failed(CanaryReason::DeliveredToJunk.into(), None)),
+        Details::Canary(CanaryDetails {
+            smtp: canary_smtp,
+            to: "invoices@contoso.com".into(),
+            reader: "billing".into(),
+            message_id: Some("<not-in-metrics@smtp-oauth-exporter>".into()),
+            accepted_at: Some(at(0)),
+            found: Some(Found {
+                received: at(0) + chrono::Duration::milliseconds(12_500),
+                first_seen: at(14),
+                junk: true,
+                deleted: true,
+            }),
+            polls: 3,
+            cleaned_up: 0,
+        }),
+    ));
+    // Service health: an Exchange Online incident and an Entra advisory.
+    state.record(report(
+        CheckKind::Health,
+        "billing",
+        None,
+        Details::Health(HealthDetails {
+            tenant: "contoso.onmicrosoft.com".into(),
+            http_status: Some(200),
+            issues: vec![
+                Issue {
+                    id: "EX123456".into(),
+                    service: Service::ExchangeOnline,
+                    incident: true,
+                    status: "service_degradation".into(),
+                    title: "not in metrics".into(),
+                    impact: "not in metrics".into(),
+                    start: Some(at(-600)),
+                },
+                Issue {
+                    id: "AD7".into(),
+                    service: Service::MicrosoftEntra,
+                    incident: false,
+                    status: "investigating".into(),
+                    title: "not in metrics".into(),
+                    impact: "not in metrics".into(),
+                    start: None,
+                },
+            ],
+        }),
+    ));
     // The verdicts, from those reports, for the plan they belong to.
     for t in plan.verdict_targets() {
         state.update_verdict(&plan, &t, at(60));

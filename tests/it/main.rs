@@ -3,6 +3,7 @@
 
 mod agent_alerts;
 mod alerts;
+mod canary;
 mod cardinality;
 mod check;
 mod common;
@@ -14,6 +15,7 @@ mod faults;
 mod fixtures;
 mod golden;
 mod graph;
+mod health;
 mod hygiene;
 mod independent;
 mod live;

@@ -1,8 +1,9 @@
 //! Every documented reason of every check, produced over a socket: a table with one scenario
 //! per (check, reason) that scripts the simulator into it and asserts it on `/metrics`, and a
 //! completeness test that the table covers every reason of `src/reasons.rs` (the README's reason
-//! tables are generated from the same enums), in both directions. `message_rejected` comes only
-//! from `check --send-test-to` and has its own test; `internal_error` only from a bug. Also: the
+//! tables are generated from the same enums), in both directions. The SMTP check's
+//! `message_rejected` comes only from `check --send-test-to` and has its own test;
+//! `internal_error` only from a bug. Also: the
 //! AADSTS table of the reference, row by row, mapped and then produced over a socket, and the
 //! token without `SMTP.SendAsApp`.
 
@@ -13,7 +14,7 @@ use chrono::Utc;
 use smtp_oauth_exporter::plan::CheckKind;
 use smtp_oauth_exporter::reasons::{Reason, Step, TokenReason};
 use smtp_oauth_exporter::sim::{
-    CertFault, GraphFault, NetFault, SimApp, SmtpFault, SmtpStep, TokenFault,
+    CertFault, Delivery, GraphFault, NetFault, SimApp, SmtpFault, SmtpStep, TokenFault,
 };
 
 use crate::common::*;
@@ -27,7 +28,7 @@ const NO_SCENARIO: [(&str, &str); 2] = [
     ),
     (
         "message_rejected",
-        "only `check --send-test-to` sends a message, never the scheduler: its own test runs the command over the simulator",
+        "the SMTP check never sends a message: `check --send-test-to` does, and its own test runs the command over the simulator (the canary's row covers the canary)",
     ),
 ];
 
@@ -39,8 +40,21 @@ fn aadsts(status: u16, error: &str, code: u32) -> Fault {
     })
 }
 
-/// One scenario per reason of each check.
+/// One scenario per reason of each check: the token, SMTP and Graph checks' below, the canary's
+/// and service health's the first fault matrix row giving each.
 pub fn table() -> Vec<Row> {
+    let mut rows = core_table();
+    let mut seen: BTreeSet<(CheckKind, &str)> = BTreeSet::new();
+    rows.extend(
+        crate::faults::matrix()
+            .into_iter()
+            .filter(|r| matches!(r.check, CheckKind::Canary | CheckKind::Health))
+            .filter(|r| seen.insert((r.check, r.reason))),
+    );
+    rows
+}
+
+fn core_table() -> Vec<Row> {
     use CheckKind::{Graph, Smtp, Token};
     let t = |name, f, reason| Row::new(Token, name, f, reason);
     let s = |name, f, reason| Row::new(Smtp, name, f, reason);
@@ -89,6 +103,24 @@ pub fn table() -> Vec<Row> {
             "throttled",
         ),
         s("send-as-denied", Fault::Smtp(SmtpFault::DenyMailFrom), "send_as_denied"),
+        s(
+            "sender-restricted",
+            Fault::Delivery(Delivery::Reject {
+                at: SmtpStep::MailFrom,
+                code: 550,
+                text: "5.1.8 Access denied, bad outbound sender".into(),
+            }),
+            "sender_restricted",
+        ),
+        s(
+            "tenant-sending-blocked",
+            Fault::Delivery(Delivery::Reject {
+                at: SmtpStep::MailFrom,
+                code: 550,
+                text: "5.7.705 Access denied, tenant has exceeded threshold".into(),
+            }),
+            "tenant_sending_blocked",
+        ),
         s("protocol-error", Fault::Smtp(SmtpFault::GarbageBanner), "protocol_error"),
         s("token-unavailable", Fault::Token(TokenFault::ExpiredSecret), "token_unavailable").aadsts("7000222"),
         s("dns", Fault::Dns, "dns"),

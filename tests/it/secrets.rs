@@ -50,7 +50,13 @@ const FAILURES: [&str; 6] = [
     "starttls_missing",
 ];
 /// ... and its successes (target, check).
-const SUCCESSES: [(&str, &str); 3] = [("good", "token"), ("ok", "smtp"), ("cert-mb", "smtp")];
+const SUCCESSES: [(&str, &str); 5] = [
+    ("good", "token"),
+    ("ok", "smtp"),
+    ("cert-mb", "smtp"),
+    ("ok", "canary"),
+    ("good", "health"),
+];
 
 /// The fleet's apps and mailboxes.
 const TARGETS: [&str; 10] = [
@@ -160,8 +166,24 @@ async fn no_secret_key_or_token_in_any_output() {
         printed += &out;
         printed += &err;
     }
-    assert_eq!(w.sim.messages().len(), 1, "the test message went out");
+    assert_eq!(
+        w.sim
+            .messages()
+            .iter()
+            .filter(|m| m.recipients == ["helpdesk@contoso.com"])
+            .count(),
+        1,
+        "the test message went out"
+    );
     let all_scrapes = scrapes.join("\n");
+    // The canaries ran (the Junk one failed), and the service health issue was read: their
+    // paths are in the outputs searched below.
+    assert!(
+        all_scrapes.contains("reason=\"delivered_to_junk\""),
+        "the Junk canary"
+    );
+    assert!(printed.contains("EX777"), "the incident is logged");
+    crate::canary::assert_only_the_canarys_messages(&w);
     assert!(
         scrapes.len() >= 10,
         "expected many scrapes, got {}",

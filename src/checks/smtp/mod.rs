@@ -46,7 +46,7 @@ pub enum Phase {
     Auth,
     /// `MAIL FROM` and `RSET`.
     MailFrom,
-    /// `RCPT TO` and `DATA` of a test message (`check --send-test-to` only).
+    /// `RCPT TO` and `DATA` of a message (`check --send-test-to`, the canary).
     Send,
     Quit,
 }
@@ -141,6 +141,8 @@ pub struct SentMessage {
     pub message_id: String,
     /// The server's reply to the end of DATA (Exchange puts its queue ID in it).
     pub reply: String,
+    /// When that reply came: the message was accepted.
+    pub accepted_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Where `535 5.7.139` says SMTP AUTH is switched off.
@@ -199,12 +201,16 @@ pub fn classify(phase: Phase, reply: &Reply) -> SmtpReason {
     let enhanced = reply.enhanced().unwrap_or("");
     match (enhanced, phase) {
         ("5.7.139", _) => return SmtpReason::SmtpAuthDisabled,
+        ("5.1.8", _) => return SmtpReason::SenderRestricted,
+        ("5.7.705" | "5.7.708", _) => return SmtpReason::TenantSendingBlocked,
+        // SendAsDenied also comes after the final dot of a message (the canary's DATA).
+        ("5.2.252", _) => return SmtpReason::SendAsDenied,
         ("4.7.66", _) => return SmtpReason::TlsVersion,
         ("4.3.2", _) => return SmtpReason::Throttled,
         (e, _) if e.starts_with("4.7.") => return SmtpReason::Throttled,
         ("5.7.3", Phase::Auth) => return SmtpReason::AuthRejected,
         ("5.7.4", Phase::Auth) => return SmtpReason::Xoauth2NotOffered,
-        ("5.7.60" | "5.2.252" | "5.2.0", Phase::MailFrom) => return SmtpReason::SendAsDenied,
+        ("5.7.60" | "5.2.0", Phase::MailFrom) => return SmtpReason::SendAsDenied,
         _ => {}
     }
     match (reply.code, phase) {
@@ -224,7 +230,29 @@ struct Run<'a> {
     sent: Vec<crate::secret::Secret>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(mailbox: &'a Mailbox, deadline: Instant) -> Self {
+        Run {
+            mailbox,
+            deadline,
+            sent: Vec::new(),
+            details: SmtpDetails {
+                app: mailbox.app.name.clone(),
+                address: mailbox.address.clone(),
+                // Every phase, plus `send`: no regrowth (10,000 mailboxes keep one each).
+                phases: Vec::with_capacity(Phase::ALL.len() + 1),
+                host: mailbox.smtp_host.clone(),
+                port: mailbox.smtp_port,
+                failed_phase: None,
+                failed_reply: None,
+                tls: None,
+                insecure_skip_verify: mailbox.tls_insecure_skip_verify,
+                token_has_role: None,
+                sent: None,
+            },
+        }
+    }
+
     /// Runs one phase within the deadline and adds its time to the phase's total.
     async fn timed<T>(
         &mut self,
@@ -320,26 +348,17 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant, opts: &RunOp
             Details::None,
         );
     };
-    let mut r = Run {
-        mailbox,
-        deadline,
-        sent: Vec::new(),
-        details: SmtpDetails {
-            app: mailbox.app.name.clone(),
-            address: mailbox.address.clone(),
-            // Every phase, plus `send`: no regrowth (10,000 mailboxes keep one each).
-            phases: Vec::with_capacity(Phase::ALL.len() + 1),
-            host: mailbox.smtp_host.clone(),
-            port: mailbox.smtp_port,
-            failed_phase: None,
-            failed_reply: None,
-            tls: None,
-            insecure_skip_verify: mailbox.tls_insecure_skip_verify,
-            token_has_role: None,
-            sent: None,
-        },
-    };
-    let result = dialog(&mut r, ctx, opts.send_test_to.as_deref()).await;
+    let mut r = Run::new(mailbox, deadline);
+    let send = opts
+        .send_test_to
+        .as_deref()
+        .map(|to| (to, MessageKind::Test));
+    let result = dialog(&mut r, ctx, send).await;
+    finish(r, result)
+}
+
+/// The outcome of a session: its details, and the failure with anything we sent redacted.
+fn finish(r: Run<'_>, result: Result<(), (Phase, StepError)>) -> Outcome {
     let sent: Vec<&str> = r.sent.iter().map(|s| s.expose()).collect();
     let redact = |text: String| crate::secret::redact(&text, &sent);
     let mut details = r.details;
@@ -360,11 +379,38 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant, opts: &RunOp
     }
 }
 
+/// Which message a session sends after AUTH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// `check --send-test-to`: a person asked for it.
+    Test,
+    /// The delivery canary's message (marked auto-generated, RFC 3834).
+    Canary,
+}
+
+/// The SMTP check's session, then one message to `to` (the canary's first half): the same
+/// phases, reasons and details, with `details.sent` set once the server accepted it.
+pub async fn run_and_send(target: &Target, ctx: &Context, deadline: Instant, to: &str) -> Outcome {
+    let Target::Mailbox(mailbox) = target else {
+        return Outcome::failure(
+            Failure::new(
+                CommonReason::InternalError,
+                "the canary runs on mailboxes only",
+            ),
+            Details::None,
+        );
+    };
+    let mut r = Run::new(mailbox, deadline);
+    let result = dialog(&mut r, ctx, Some((to, MessageKind::Canary))).await;
+    finish(r, result)
+}
+
 async fn dialog(
     r: &mut Run<'_>,
     ctx: &Context,
-    send_test_to: Option<&str>,
+    send: Option<(&str, MessageKind)>,
 ) -> Result<(), (Phase, StepError)> {
+    let send_test_to = send.map(|(to, _)| to);
     let app = r.mailbox.app.clone();
     let host = r.mailbox.smtp_host.clone();
     let port = r.mailbox.smtp_port;
@@ -632,10 +678,10 @@ async fn dialog(
         })
         .await?;
     }
-    if let Some(to) = send_test_to {
+    if let Some((to, kind)) = send {
         let from = r.mailbox.address.clone();
         let sent = r
-            .timed(Phase::Send, send_test_message(&mut s, &from, to))
+            .timed(Phase::Send, send_test_message(&mut s, &from, to, kind))
             .await?;
         r.details.sent = Some(sent);
     }
@@ -670,6 +716,7 @@ async fn send_test_message<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut BufReader<S>,
     from: &str,
     to: &str,
+    kind: MessageKind,
 ) -> Result<SentMessage, StepError> {
     if !is_plain_address(to) {
         return Err(StepError::new(
@@ -678,10 +725,12 @@ async fn send_test_message<S: AsyncRead + AsyncWrite + Unpin>(
         ));
     }
     let rejected = |what: &str, reply: Reply| StepError {
-        reason: if reply.code >= 500 {
-            SmtpReason::MessageRejected.into()
-        } else {
-            classify(Phase::Send, &reply).into()
+        reason: match classify(Phase::Send, &reply) {
+            r @ (SmtpReason::SenderRestricted
+            | SmtpReason::TenantSendingBlocked
+            | SmtpReason::SendAsDenied) => r.into(),
+            _ if reply.code >= 500 => SmtpReason::MessageRejected.into(),
+            r => r.into(),
         },
         cert_problem: None,
         message: format!("{what}: the server replied {}", reply.text()),
@@ -697,7 +746,7 @@ async fn send_test_message<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(rejected("DATA", data));
     }
     let message_id = format!("<{}@smtp-oauth-exporter>", uuid::Uuid::new_v4());
-    let body = test_message(from, to, &message_id, chrono::Utc::now());
+    let body = test_message(from, to, &message_id, chrono::Utc::now(), kind);
     let w = s.get_mut();
     w.write_all(body.as_bytes()).await.map_err(io_error)?;
     w.flush().await.map_err(io_error)?;
@@ -709,6 +758,7 @@ async fn send_test_message<S: AsyncRead + AsyncWrite + Unpin>(
         to: to.to_string(),
         message_id,
         reply: reply::printable(done.text().as_bytes()),
+        accepted_at: chrono::Utc::now(),
     })
 }
 
@@ -718,23 +768,42 @@ fn test_message(
     to: &str,
     message_id: &str,
     now: chrono::DateTime<chrono::Utc>,
+    kind: MessageKind,
 ) -> String {
-    let lines = [
+    let (subject, extra, body) = match kind {
+        MessageKind::Test => (
+            "smtp-oauth-exporter test message",
+            String::new(),
+            format!("This test message was sent by smtp-oauth-exporter check --send-test-to, as {from}, through SMTP AUTH XOAUTH2 with the app's token."),
+        ),
+        MessageKind::Canary => (
+            "smtp-oauth-exporter delivery canary",
+            // RFC 3834: no auto-reply to it; the header names the tool and the run.
+            format!("Auto-Submitted: auto-generated\r\nX-SMTP-OAuth-Exporter: canary {message_id}"),
+            format!("This delivery canary was sent by smtp-oauth-exporter as {from}; it finds it in {to} with Microsoft Graph and deletes it."),
+        ),
+    };
+    let mut lines = vec![
         format!("Date: {}", now.to_rfc2822()),
         format!("From: <{from}>"),
         format!("To: <{to}>"),
         format!("Message-ID: {message_id}"),
-        "Subject: smtp-oauth-exporter test message".to_string(),
+        format!("Subject: {subject}"),
         format!(
             "X-Mailer: smtp-oauth-exporter/{}",
             env!("CARGO_PKG_VERSION")
         ),
+    ];
+    if !extra.is_empty() {
+        lines.push(extra);
+    }
+    lines.extend([
         "MIME-Version: 1.0".to_string(),
         "Content-Type: text/plain; charset=utf-8".to_string(),
         String::new(),
-        format!("This test message was sent by smtp-oauth-exporter check --send-test-to, as {from}, through SMTP AUTH XOAUTH2 with the app's token."),
+        body,
         "If it arrived, the whole sending chain works.".to_string(),
-    ];
+    ]);
     let mut out = String::new();
     for l in lines {
         out += &l;
@@ -776,6 +845,7 @@ mod tests {
             (Phase::MailFrom, 451, "4.7.0 Temporary server error.", SmtpReason::Throttled),
             (Phase::Banner, 421, "Service not available", SmtpReason::Throttled),
             (Phase::MailFrom, 554, "5.2.252 SendAsDenied", SmtpReason::SendAsDenied),
+            (Phase::Send, 554, "5.2.252 SendAsDenied; a@b not allowed to send as a@b", SmtpReason::SendAsDenied),
             (Phase::MailFrom, 550, "5.7.60 SMTP; Client does not have permissions to send as this sender", SmtpReason::SendAsDenied),
             (Phase::Banner, 554, "No SMTP service here", SmtpReason::ProtocolError),
             (Phase::Ehlo, 500, "5.3.3 Unrecognized command", SmtpReason::ProtocolError),

@@ -1,0 +1,551 @@
+//! The delivery canary (opt-in per mailbox): one small message over the mailbox's authenticated
+//! SMTP session (the SMTP check's own code), then found in the canary mailbox with the reader
+//! app's Graph token by its `internetMessageId` (never a listing of the mailbox), its folder
+//! (Inbox or Junk Email) and delivery latency noted, and deleted. Messages of earlier runs that
+//! were not found in time are looked for again and deleted when they turn up, for a day.
+//! Facts: `shared/reference/microsoft-365.md`, "Delivery canary and service health".
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::smtp::{self, SmtpDetails};
+use super::{Context, Details, Failure, Outcome};
+use crate::auth::{AccessToken, Resource};
+use crate::http_client::{self, BoundedResponse, HttpError};
+use crate::plan::{App, Canary, Target};
+use crate::reasons::{CanaryReason, CommonReason, Reason};
+
+/// How long a message not found in its run is looked for by later runs.
+const KEEP_PENDING: chrono::Duration = chrono::Duration::hours(24);
+/// At most this many earlier messages are kept per mailbox, and looked for per run.
+const MAX_PENDING: usize = 16;
+const CLEANUP_PER_RUN: usize = 3;
+/// Polling for the message: 1 s, then doubling, at most 15 s apart.
+const FIRST_POLL: Duration = Duration::from_secs(1);
+const MAX_POLL: Duration = Duration::from_secs(15);
+
+/// A message sent and not found (yet).
+#[derive(Debug, Clone)]
+struct Pending {
+    to: String,
+    message_id: String,
+    sent_at: DateTime<Utc>,
+}
+
+/// Canary messages sent but not found in their run, by mailbox, to delete once they arrive.
+#[derive(Default)]
+pub struct Ledger(Mutex<HashMap<String, Vec<Pending>>>);
+
+impl Ledger {
+    fn add(&self, mailbox: &str, p: Pending) {
+        let mut map = self.0.lock().expect("canary ledger lock");
+        let list = map.entry(mailbox.to_string()).or_default();
+        list.push(p);
+        if list.len() > MAX_PENDING {
+            list.remove(0);
+        }
+    }
+
+    /// The oldest few still worth looking for; those past [`KEEP_PENDING`] are dropped.
+    fn take(&self, mailbox: &str, now: DateTime<Utc>) -> Vec<Pending> {
+        let mut map = self.0.lock().expect("canary ledger lock");
+        let Some(list) = map.get_mut(mailbox) else {
+            return Vec::new();
+        };
+        list.retain(|p| now - p.sent_at < KEEP_PENDING);
+        let n = list.len().min(CLEANUP_PER_RUN);
+        list.drain(..n).collect()
+    }
+
+    /// How many messages of a mailbox are still looked for.
+    pub fn pending(&self, mailbox: &str) -> usize {
+        self.0
+            .lock()
+            .expect("canary ledger lock")
+            .get(mailbox)
+            .map_or(0, Vec::len)
+    }
+}
+
+/// Where the message was found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    /// Graph's `receivedDateTime`: when Exchange delivered it.
+    pub received: DateTime<Utc>,
+    /// When this run first saw it.
+    pub first_seen: DateTime<Utc>,
+    /// In Junk Email (else Inbox or another folder).
+    pub junk: bool,
+    pub deleted: bool,
+}
+
+/// What a canary run learned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryDetails {
+    /// The SMTP session that sent the message (phases, endpoint, the reply to DATA).
+    pub smtp: SmtpDetails,
+    pub to: String,
+    pub reader: String,
+    /// The `Message-ID` sent, once the server accepted the message.
+    pub message_id: Option<String>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub found: Option<Found>,
+    /// Graph searches made for it.
+    pub polls: u32,
+    /// Messages of earlier runs found and deleted in this run.
+    pub cleaned_up: u32,
+}
+
+impl CanaryDetails {
+    /// Accepted after DATA → `receivedDateTime`, in seconds (never negative: clocks differ).
+    pub fn delivery_seconds(&self) -> Option<f64> {
+        let f = self.found.as_ref()?;
+        let d = (f.received - self.accepted_at?).num_milliseconds().max(0);
+        Some(d as f64 / 1000.0)
+    }
+
+    /// Accepted after DATA → first seen by this run, in seconds.
+    pub fn seen_seconds(&self) -> Option<f64> {
+        let f = self.found.as_ref()?;
+        let d = (f.first_seen - self.accepted_at?).num_milliseconds().max(0);
+        Some(d as f64 / 1000.0)
+    }
+}
+
+fn failed(reason: impl Into<Reason>, message: impl Into<String>, d: CanaryDetails) -> Outcome {
+    Outcome::failure(Failure::new(reason, message), Details::Canary(d))
+}
+
+/// One message of Graph's reply to the search.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Message {
+    id: String,
+    #[serde(default)]
+    internet_message_id: Option<String>,
+    received_date_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    parent_folder_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct MessageList {
+    value: Vec<Message>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Folder {
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct GraphErrorBody {
+    error: GraphErrorInner,
+}
+
+#[derive(Debug, Deserialize)]
+struct GraphErrorInner {
+    #[serde(default)]
+    code: String,
+}
+
+/// What talking to Graph for the canary needs.
+struct Graph<'a> {
+    reader: &'a App,
+    token: AccessToken,
+    to: &'a str,
+    deadline: Instant,
+}
+
+/// A failure of one Graph call: its reason, the text for the log, Retry-After.
+struct CallError {
+    reason: Reason,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl Graph<'_> {
+    fn base(&self) -> url::Url {
+        let mut u = self.reader.graph_url.clone();
+        let path = format!(
+            "{}/v1.0/users/{}",
+            u.path().trim_end_matches('/'),
+            url::form_urlencoded::byte_serialize(self.to.as_bytes()).collect::<String>()
+        );
+        u.set_path(&path);
+        u
+    }
+
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+    ) -> Result<BoundedResponse, CallError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(CallError {
+                reason: CanaryReason::NotDelivered.into(),
+                message: "the canary's timeout passed".into(),
+                retry_after: None,
+            });
+        }
+        let shown = format!("{} {}", method, url.path());
+        let req = self
+            .reader
+            .net
+            .http
+            .request(method, url)
+            .bearer_auth(self.token.value.expose())
+            .header(http::header::ACCEPT, "application/json");
+        let resp = match http_client::send(req, left).await {
+            Ok(r) => r,
+            Err(e) => {
+                let reason: Reason = match &e {
+                    HttpError::Timeout => CommonReason::Timeout.into(),
+                    HttpError::Network(f, _) => f.reason().into(),
+                    HttpError::TooLarge => CanaryReason::GraphInvalidResponse.into(),
+                    _ => CanaryReason::GraphError.into(),
+                };
+                return Err(CallError {
+                    reason,
+                    message: format!("{shown}: {e}"),
+                    retry_after: None,
+                });
+            }
+        };
+        if (200..300).contains(&resp.status) {
+            return Ok(resp);
+        }
+        let retry_after = http_client::retry_after(&resp.headers);
+        let code = serde_json::from_slice::<GraphErrorBody>(&resp.body)
+            .map(|b| b.error.code)
+            .unwrap_or_default();
+        let code: String = code
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(60)
+            .collect();
+        let reason: Reason = match resp.status {
+            403 => CanaryReason::ReaderPermissionMissing.into(),
+            404 => CanaryReason::RecipientNotFound.into(),
+            429 => CanaryReason::GraphThrottled.into(),
+            503 if retry_after.is_some() => CanaryReason::GraphThrottled.into(),
+            _ => CanaryReason::GraphError.into(),
+        };
+        Err(CallError {
+            reason,
+            message: format!("{shown}: HTTP {} {code}", resp.status),
+            retry_after,
+        })
+    }
+
+    /// The messages of `to` with this `internetMessageId`: the only search the canary makes.
+    async fn search(&self, message_id: &str) -> Result<Vec<Message>, CallError> {
+        let mut url = self.base();
+        url.path_segments_mut()
+            .expect("an http base")
+            .push("messages");
+        // OData string literal: quotes doubled.
+        let filter = format!("internetMessageId eq '{}'", message_id.replace('\'', "''"));
+        url.query_pairs_mut()
+            .append_pair("$filter", &filter)
+            .append_pair(
+                "$select",
+                "id,internetMessageId,receivedDateTime,parentFolderId",
+            );
+        let resp = self.call(reqwest::Method::GET, url).await?;
+        let list: MessageList = serde_json::from_slice(&resp.body).map_err(|e| CallError {
+            reason: CanaryReason::GraphInvalidResponse.into(),
+            message: format!("the message search reply is not Graph's JSON: {e}"),
+            retry_after: None,
+        })?;
+        Ok(list
+            .value
+            .into_iter()
+            .filter(|m| {
+                m.internet_message_id
+                    .as_deref()
+                    .is_none_or(|id| id == message_id)
+            })
+            .collect())
+    }
+
+    async fn junk_folder_id(&self) -> Result<String, CallError> {
+        let mut url = self.base();
+        url.path_segments_mut()
+            .expect("an http base")
+            .extend(["mailFolders", "junkemail"]);
+        url.query_pairs_mut().append_pair("$select", "id");
+        let resp = self.call(reqwest::Method::GET, url).await?;
+        serde_json::from_slice::<Folder>(&resp.body)
+            .map(|f| f.id)
+            .map_err(|e| CallError {
+                reason: CanaryReason::GraphInvalidResponse.into(),
+                message: format!("the Junk Email folder reply is not Graph's JSON: {e}"),
+                retry_after: None,
+            })
+    }
+
+    async fn delete(&self, id: &str) -> Result<(), CallError> {
+        let mut url = self.base();
+        url.path_segments_mut()
+            .expect("an http base")
+            .extend(["messages", id]);
+        self.call(reqwest::Method::DELETE, url).await.map(|_| ())
+    }
+}
+
+/// Runs the canary of a mailbox: send, find, note, delete.
+pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
+    let Some(m) = target.mailbox() else {
+        return Outcome::failure(
+            Failure::new(CommonReason::InternalError, "the canary runs on mailboxes"),
+            Details::None,
+        );
+    };
+    let Some(canary) = m.canary.as_ref() else {
+        return Outcome::failure(
+            Failure::new(
+                CommonReason::InternalError,
+                format!("mailbox {:?} has no canary", m.name),
+            ),
+            Details::None,
+        );
+    };
+    let Canary { to, reader, .. } = canary;
+    // The SMTP session may take the check's time but half: the other half is for delivery.
+    let now = Instant::now();
+    let send_deadline = now + deadline.saturating_duration_since(now) / 2;
+    let sent = smtp::run_and_send(target, ctx, send_deadline, to).await;
+    let Details::Smtp(smtp) = sent.details else {
+        return Outcome {
+            details: Details::None,
+            ..sent
+        };
+    };
+    let mut d = CanaryDetails {
+        to: to.clone(),
+        reader: reader.name.clone(),
+        message_id: smtp.sent.as_ref().map(|s| s.message_id.clone()),
+        accepted_at: smtp.sent.as_ref().map(|s| s.accepted_at),
+        smtp,
+        found: None,
+        polls: 0,
+        cleaned_up: 0,
+    };
+    if let Some(f) = sent.failure {
+        return Outcome {
+            failure: Some(f),
+            details: Details::Canary(d),
+            retry_after: sent.retry_after,
+        };
+    }
+    let (Some(message_id), Some(accepted_at)) = (d.message_id.clone(), d.accepted_at) else {
+        return failed(
+            CommonReason::InternalError,
+            "the session ended without sending",
+            d,
+        );
+    };
+    let pending = Pending {
+        to: to.clone(),
+        message_id: message_id.clone(),
+        sent_at: accepted_at,
+    };
+
+    let token =
+        match tokio::time::timeout_at(deadline, ctx.tokens.get(reader, Resource::Graph)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                ctx.canary.add(&m.name, pending);
+                let mut f = Failure::from_token_error(CanaryReason::ReaderTokenUnavailable, &e);
+                f.message = format!(
+                    "no Graph token for the canary's reader {:?}: {e}",
+                    reader.name
+                );
+                return Outcome {
+                    failure: Some(f),
+                    details: Details::Canary(d),
+                    retry_after: e.retry_after,
+                };
+            }
+            Err(_) => {
+                ctx.canary.add(&m.name, pending);
+                return failed(
+                    CommonReason::Timeout,
+                    format!("no Graph token for {:?} within the timeout", reader.name),
+                    d,
+                );
+            }
+        };
+    let graph = Graph {
+        reader,
+        token,
+        to,
+        deadline,
+    };
+    let outcome = find(&graph, &message_id, &mut d).await;
+    if d.found.is_none() {
+        ctx.canary.add(&m.name, pending);
+    }
+    // Earlier runs' messages that arrived late: delete them now (best effort, bounded).
+    for p in ctx.canary.take(&m.name, Utc::now()) {
+        if Instant::now() >= deadline {
+            ctx.canary.add(&m.name, p);
+            continue;
+        }
+        let graph = Graph {
+            to: &p.to,
+            ..graph_for(&graph)
+        };
+        match graph.search(&p.message_id).await {
+            Ok(found) if !found.is_empty() => {
+                for msg in found {
+                    if graph.delete(&msg.id).await.is_ok() {
+                        d.cleaned_up += 1;
+                    }
+                }
+            }
+            _ => ctx.canary.add(&m.name, p),
+        }
+    }
+    match outcome {
+        Ok(()) => match &d.found {
+            Some(f) if f.junk => failed(
+                CanaryReason::DeliveredToJunk,
+                format!(
+                    "{message_id} was delivered to the Junk Email folder of {to} after {:.1} s",
+                    d.delivery_seconds().unwrap_or_default()
+                ),
+                d,
+            ),
+            _ => Outcome::success(Details::Canary(d)),
+        },
+        Err(e) => Outcome {
+            failure: Some(Failure::new(e.reason, e.message)),
+            details: Details::Canary(d),
+            retry_after: e.retry_after,
+        },
+    }
+}
+
+fn graph_for<'a>(g: &Graph<'a>) -> Graph<'a> {
+    Graph {
+        reader: g.reader,
+        token: g.token.clone(),
+        to: g.to,
+        deadline: g.deadline,
+    }
+}
+
+/// Polls for the message until it is there or the deadline passes, then notes its folder and
+/// deletes it.
+async fn find(g: &Graph<'_>, message_id: &str, d: &mut CanaryDetails) -> Result<(), CallError> {
+    let mut wait = FIRST_POLL;
+    let msg = loop {
+        d.polls += 1;
+        let found = g.search(message_id).await?;
+        if let Some(m) = found.into_iter().next() {
+            break m;
+        }
+        let now = Instant::now();
+        if now + wait >= g.deadline {
+            return Err(CallError {
+                reason: CanaryReason::NotDelivered.into(),
+                message: format!(
+                    "{message_id} was accepted at {} but is not in {} after {} searches",
+                    d.accepted_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+                    g.to,
+                    d.polls
+                ),
+                retry_after: None,
+            });
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(MAX_POLL);
+    };
+    let first_seen = Utc::now();
+    let junk = match &msg.parent_folder_id {
+        Some(folder) => *folder == g.junk_folder_id().await?,
+        None => false,
+    };
+    d.found = Some(Found {
+        received: msg.received_date_time.unwrap_or(first_seen),
+        first_seen,
+        junk,
+        deleted: false,
+    });
+    g.delete(&msg.id).await?;
+    if let Some(f) = d.found.as_mut() {
+        f.deleted = true;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_is_bounded_and_forgets_after_a_day() {
+        let l = Ledger::default();
+        let now = Utc::now();
+        for i in 0..(MAX_PENDING + 5) {
+            l.add(
+                "m",
+                Pending {
+                    to: "m@x".into(),
+                    message_id: format!("<{i}@x>"),
+                    sent_at: now,
+                },
+            );
+        }
+        assert_eq!(l.pending("m"), MAX_PENDING);
+        let taken = l.take("m", now);
+        assert_eq!(taken.len(), CLEANUP_PER_RUN);
+        assert_eq!(taken[0].message_id, "<5@x>", "the oldest kept first");
+        assert!(l.take("m", now + KEEP_PENDING).is_empty());
+        assert_eq!(l.pending("m"), 0);
+    }
+
+    #[test]
+    fn latency_is_from_acceptance_and_never_negative() {
+        let t = Utc::now();
+        let mut d = CanaryDetails {
+            smtp: SmtpDetails {
+                app: String::new(),
+                address: String::new(),
+                phases: Vec::new(),
+                host: String::new(),
+                port: 587,
+                failed_phase: None,
+                failed_reply: None,
+                tls: None,
+                insecure_skip_verify: false,
+                token_has_role: None,
+                sent: None,
+            },
+            to: "a@b".into(),
+            reader: "r".into(),
+            message_id: Some("<x@y>".into()),
+            accepted_at: Some(t),
+            found: Some(Found {
+                received: t + chrono::Duration::milliseconds(2500),
+                first_seen: t + chrono::Duration::seconds(4),
+                junk: false,
+                deleted: true,
+            }),
+            polls: 2,
+            cleaned_up: 0,
+        };
+        assert_eq!(d.delivery_seconds(), Some(2.5));
+        assert_eq!(d.seen_seconds(), Some(4.0));
+        d.found.as_mut().unwrap().received = t - chrono::Duration::seconds(3);
+        assert_eq!(d.delivery_seconds(), Some(0.0));
+    }
+}

@@ -1,0 +1,297 @@
+//! Microsoft 365 service health (opt-in per app, with `ServiceHealth.Read.All`): the open issues
+//! of the app's tenant for the services the chain depends on (Exchange Online, Microsoft Entra),
+//! from `GET {graph}/v1.0/admin/serviceAnnouncement/issues`. The diagnosis names an open incident
+//! when a check of that tenant fails for a transient, network or unexplained reason.
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::{Context, Details, Failure, Outcome};
+use crate::auth::Resource;
+use crate::http_client::{self, HttpError};
+use crate::plan::Target;
+use crate::reasons::{CommonReason, HealthReason, Reason};
+
+/// At most this many issues are kept from one read (a tenant has a handful).
+const MAX_ISSUES: usize = 200;
+
+/// The services whose issues matter to the chain: the `service` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Service {
+    /// SMTP submission, mailboxes, mail flow.
+    ExchangeOnline,
+    /// Sign-in and tokens (formerly Azure Active Directory).
+    MicrosoftEntra,
+}
+
+impl Service {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Service::ExchangeOnline => "exchange_online",
+            Service::MicrosoftEntra => "microsoft_entra",
+        }
+    }
+
+    /// Graph's `service` text → the service, for those that matter.
+    fn from_graph(s: &str) -> Option<Service> {
+        match s.trim() {
+            "Exchange Online" => Some(Service::ExchangeOnline),
+            "Microsoft Entra" | "Microsoft Entra ID" | "Azure Active Directory" => {
+                Some(Service::MicrosoftEntra)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Graph's `serviceHealthStatus` values (the `status` label), in snake case; others: `other`.
+const STATUSES: [&str; 17] = [
+    "serviceOperational",
+    "investigating",
+    "restoringService",
+    "verifyingService",
+    "serviceRestored",
+    "postIncidentReviewPublished",
+    "serviceDegradation",
+    "serviceInterruption",
+    "extendedRecovery",
+    "falsePositive",
+    "investigationSuspended",
+    "resolved",
+    "mitigatedExternal",
+    "mitigated",
+    "resolvedExternal",
+    "confirmed",
+    "reported",
+];
+
+fn status_label(s: &str) -> String {
+    if !STATUSES.contains(&s) {
+        return "other".into();
+    }
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('_');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// One open issue of a monitored service.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Issue {
+    /// Such as `EX123456` (letters and digits only).
+    pub id: String,
+    pub service: Service,
+    /// `incident` (users affected) or `advisory`.
+    pub incident: bool,
+    /// The `status` label value (snake case, or `other`).
+    pub status: String,
+    /// For people only (`/status`, `/`, the log): never a label.
+    pub title: String,
+    pub impact: String,
+    pub start: Option<DateTime<Utc>>,
+}
+
+impl Issue {
+    pub fn classification(&self) -> &'static str {
+        if self.incident {
+            "incident"
+        } else {
+            "advisory"
+        }
+    }
+}
+
+/// What a health read learned.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HealthDetails {
+    pub tenant: String,
+    pub http_status: Option<u16>,
+    /// Open issues of the monitored services.
+    pub issues: Vec<Issue>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawIssue {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    service: String,
+    #[serde(default)]
+    classification: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    is_resolved: bool,
+    #[serde(default)]
+    start_date_time: Option<DateTime<Utc>>,
+    #[serde(default)]
+    impact_description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IssueList {
+    value: Vec<RawIssue>,
+}
+
+/// Text from outside for people: printable, bounded.
+fn clean(s: &str, max: usize) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect()
+}
+
+/// The open issues of the monitored services in a reply body.
+pub fn read_issues(body: &[u8]) -> Result<Vec<Issue>, String> {
+    let list: IssueList =
+        serde_json::from_slice(body).map_err(|e| format!("not Graph's issue list: {e}"))?;
+    let mut out = Vec::new();
+    for r in list.value.into_iter().filter(|r| !r.is_resolved) {
+        let Some(service) = Service::from_graph(&r.service) else {
+            continue;
+        };
+        let id_ok =
+            !r.id.is_empty() && r.id.len() <= 20 && r.id.chars().all(|c| c.is_ascii_alphanumeric());
+        if !id_ok {
+            return Err(format!(
+                "an issue id that is not an id: {:?}",
+                clean(&r.id, 40)
+            ));
+        }
+        out.push(Issue {
+            id: r.id,
+            service,
+            incident: r.classification.eq_ignore_ascii_case("incident"),
+            status: status_label(&r.status),
+            title: clean(&r.title, 300),
+            impact: clean(r.impact_description.as_deref().unwrap_or_default(), 600),
+            start: r.start_date_time,
+        });
+        if out.len() >= MAX_ISSUES {
+            break;
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(out)
+}
+
+fn failed(reason: impl Into<Reason>, message: impl Into<String>, d: HealthDetails) -> Outcome {
+    Outcome::failure(Failure::new(reason, message), Details::Health(d))
+}
+
+/// Reads the open issues of the app's tenant.
+pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
+    let app = target.app();
+    let mut d = HealthDetails {
+        tenant: app.tenant.clone(),
+        ..HealthDetails::default()
+    };
+    let token = match tokio::time::timeout_at(deadline, ctx.tokens.get(app, Resource::Graph)).await
+    {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            let mut o = Outcome::failure(
+                Failure::from_token_error(HealthReason::TokenUnavailable, &e),
+                Details::Health(d),
+            );
+            o.retry_after = e.retry_after;
+            return o;
+        }
+        Err(_) => {
+            return failed(
+                CommonReason::Timeout,
+                "no Graph token within the timeout",
+                d,
+            )
+        }
+    };
+    let url = format!(
+        "{}/v1.0/admin/serviceAnnouncement/issues?$filter=isResolved%20eq%20false",
+        app.graph_url.as_str().trim_end_matches('/')
+    );
+    let left = deadline.saturating_duration_since(Instant::now());
+    let req = app
+        .net
+        .http
+        .get(&url)
+        .bearer_auth(token.value.expose())
+        .header(http::header::ACCEPT, "application/json");
+    let resp = match http_client::send(req, left).await {
+        Ok(r) => r,
+        Err(HttpError::Timeout) => {
+            return failed(CommonReason::Timeout, format!("{url}: timed out"), d)
+        }
+        Err(HttpError::Network(f, m)) => return failed(f.reason(), format!("{url}: {m}"), d),
+        Err(HttpError::TooLarge) => {
+            return failed(
+                HealthReason::InvalidResponse,
+                format!("{url}: reply over 1 MiB"),
+                d,
+            )
+        }
+        Err(e) => return failed(HealthReason::HttpError, format!("{url}: {e}"), d),
+    };
+    d.http_status = Some(resp.status);
+    if resp.status == 401 || resp.status == 403 {
+        // A token from before the permission was granted: the next read gets a new one.
+        ctx.tokens.invalidate(app, Resource::Graph, &token);
+    }
+    let retry_after = http_client::retry_after(&resp.headers);
+    let reason = match resp.status {
+        200 => None,
+        403 => Some(HealthReason::PermissionMissing),
+        429 => Some(HealthReason::Throttled),
+        503 if retry_after.is_some() => Some(HealthReason::Throttled),
+        _ => Some(HealthReason::HttpError),
+    };
+    if let Some(r) = reason {
+        let mut o = failed(r, format!("{url}: HTTP {}", resp.status), d);
+        o.retry_after = retry_after;
+        return o;
+    }
+    match read_issues(&resp.body) {
+        Ok(issues) => {
+            d.issues = issues;
+            Outcome::success(Details::Health(d))
+        }
+        Err(m) => failed(HealthReason::InvalidResponse, format!("{url}: {m}"), d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_issues_of_monitored_services_are_kept_with_fixed_labels() {
+        let body = br#"{"value":[
+            {"id":"EX123456","title":"Delays","service":"Exchange Online","classification":"incident","status":"serviceDegradation","isResolved":false,"startDateTime":"2026-11-28T10:00:00Z","impactDescription":"Users may see delays"},
+            {"id":"EX1","title":"Old","service":"Exchange Online","classification":"incident","status":"serviceRestored","isResolved":true},
+            {"id":"TM9","title":"Teams","service":"Microsoft Teams","classification":"incident","status":"investigating","isResolved":false},
+            {"id":"AD77","title":"Sign-in","service":"Microsoft Entra","classification":"advisory","status":"somethingNew","isResolved":false}
+        ]}"#;
+        let issues = read_issues(body).unwrap();
+        assert_eq!(issues.len(), 2);
+        assert_eq!(issues[0].id, "AD77");
+        assert_eq!(issues[0].service, Service::MicrosoftEntra);
+        assert_eq!(issues[0].classification(), "advisory");
+        assert_eq!(issues[0].status, "other");
+        assert_eq!(issues[1].status, "service_degradation");
+        assert!(issues[1].incident);
+        assert!(
+            read_issues(br#"{"value":[{"id":"EX 1\"}","service":"Exchange Online"}]}"#).is_err()
+        );
+        assert!(read_issues(b"<html>").is_err());
+    }
+}
