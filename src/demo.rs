@@ -1,6 +1,6 @@
 //! The built-in demo: starts the simulator, fills its directory with one mailbox per failure mode
 //! (each named after it) and writes a configuration that points the agent at it, all on
-//! loopback. `demo` serves it; `check --demo` checks it; the end-to-end tests assert it.
+//! loopback: the setup steps, the delivery canary's outcomes and a Microsoft 365 incident. `demo` serves it; `check --demo` checks it; the end-to-end tests assert it.
 
 use std::path::PathBuf;
 
@@ -8,11 +8,12 @@ use chrono::{Duration as Days, Utc};
 
 use crate::plan::Plan;
 use crate::sim::{
-    app_certificate, GraphFault, SimApp, Simulator, SmtpFault, ROLE_APPLICATION_READ_ALL,
+    app_certificate, Delivery, GraphFault, HealthIssue, SimApp, Simulator, SmtpFault, SmtpStep,
+    ROLE_APPLICATION_READ_ALL, ROLE_MAIL_READ_WRITE, ROLE_SERVICE_HEALTH_READ_ALL,
 };
 
 /// The demo's scenarios: the mailbox named after each failure mode, and what it shows.
-pub const SCENARIOS: [(&str, &str); 14] = [
+pub const SCENARIOS: [(&str, &str); 23] = [
     ("healthy-secret", "everything works, with a client secret"),
     (
         "healthy-certificate",
@@ -57,6 +58,39 @@ pub const SCENARIOS: [(&str, &str); 14] = [
         "tls-inspection",
         "a TLS-inspecting proxy presents its own certificate",
     ),
+    (
+        "canary-delivered",
+        "the delivery canary arrives in the Inbox after 2 s",
+    ),
+    ("canary-junk", "the delivery canary lands in Junk Email"),
+    (
+        "canary-lost",
+        "Exchange accepts the canary, which never arrives",
+    ),
+    (
+        "canary-reader-denied",
+        "the canary's reader app has no Mail.ReadWrite (HTTP 403)",
+    ),
+    (
+        "sender-restricted",
+        "login works, the message is refused: 550 5.1.8 (restricted for outbound spam)",
+    ),
+    (
+        "tenant-threshold",
+        "the message is refused: 550 5.7.705 (tenant over its sending threshold)",
+    ),
+    (
+        "tenant-ip-blocked",
+        "the recipient is refused: 550 5.7.708 (tenant's traffic not accepted)",
+    ),
+    (
+        "canary-send-as-denied",
+        "the message is refused after DATA: 554 5.2.252 SendAsDenied",
+    ),
+    (
+        "exchange-incident",
+        "SMTP times out while Microsoft reports an Exchange Online incident",
+    ),
 ];
 
 /// A running demo: the simulator and the configuration for the agent.
@@ -70,6 +104,7 @@ pub struct Demo {
 
 const CONTOSO: &str = "8c3dd2f5-7f41-4d39-a9f6-3f1d8e2b6c10";
 const FABRIKAM: &str = "5d2a7e91-0c4b-4f6d-8e13-9b7c2a4f6e85";
+const NORTHWIND: &str = "e3b0c442-98fc-4c14-9afb-f4c8996fb924";
 
 const ERP: &str = "1f0c5a7e-2b8d-4e51-9a3c-6d2f8b1e4a70";
 const SCANNER: &str = "2a9d6b1c-3e7f-4a82-b5d4-7e3a9c2f5b81";
@@ -81,6 +116,71 @@ const HR: &str = "7f4cb0b1-8d2e-4fd7-8ac9-cd8f4b7eaad6";
 const FABRIKAM_ERP: &str = "80a3c1c2-9e1f-40e8-9bda-de9a5c8fbbe7";
 const PRINTER: &str = "91b2d2d3-af0a-41f9-acdb-efab6d9acc08";
 const REPORTS: &str = "a2c1e3e4-b0fb-420a-bdec-f0bc7eabdd19";
+const MAIL_READER: &str = "b3d2f4f5-c1ac-431b-8efd-01cd8fbcee2a";
+const NORTHWIND_ERP: &str = "c4e305a6-d2bd-442c-9f0e-12de90cdff3b";
+
+/// The canary mailboxes of Contoso (app erp) and what Exchange does with their messages.
+fn canary_deliveries() -> [(&'static str, &'static str, Delivery); 8] {
+    let reject = |at, code, text: &str| Delivery::Reject {
+        at,
+        code,
+        text: text.into(),
+    };
+    [
+        (
+            "canary-delivered",
+            "receipts@contoso.com",
+            Delivery::Inbox(std::time::Duration::from_secs(2)),
+        ),
+        (
+            "canary-junk",
+            "newsletter@contoso.com",
+            Delivery::Junk(std::time::Duration::from_secs(1)),
+        ),
+        ("canary-lost", "statements@contoso.com", Delivery::Lost),
+        (
+            "canary-reader-denied",
+            "payroll@contoso.com",
+            Delivery::Inbox(std::time::Duration::ZERO),
+        ),
+        (
+            "sender-restricted",
+            "marketing@contoso.com",
+            reject(
+                SmtpStep::Data,
+                550,
+                "5.1.8 Access denied, bad outbound sender. AS(42004)",
+            ),
+        ),
+        (
+            "tenant-threshold",
+            "bulk@contoso.com",
+            reject(
+                SmtpStep::Data,
+                550,
+                "5.7.705 Access denied, tenant has exceeded threshold. AS(42005)",
+            ),
+        ),
+        (
+            "tenant-ip-blocked",
+            "relay@contoso.com",
+            reject(
+                SmtpStep::RcptTo,
+                550,
+                "5.7.708 Access denied, traffic not accepted from this IP. AS(42006)",
+            ),
+        ),
+        (
+            "canary-send-as-denied",
+            "shared@contoso.com",
+            reject(
+                SmtpStep::Data,
+                554,
+                "5.2.252 SendAsDenied; shared@contoso.com not allowed to send as shared@contoso.com",
+            ),
+        ),
+    ]
+}
 
 impl Demo {
     pub async fn start() -> anyhow::Result<Demo> {
@@ -90,6 +190,16 @@ impl Demo {
         let days = Days::days;
         sim.add_tenant(CONTOSO, &["contoso.onmicrosoft.com", "contoso.com"]);
         sim.add_tenant(FABRIKAM, &["fabrikam.onmicrosoft.com", "fabrikam.com"]);
+        sim.add_tenant(NORTHWIND, &["northwind.onmicrosoft.com", "northwind.com"]);
+        // Microsoft has posted an Exchange Online incident for Northwind.
+        sim.add_health_issue(
+            NORTHWIND,
+            HealthIssue::exchange_incident(
+                "EX1024351",
+                "Users may be unable to send email using SMTP AUTH",
+                now - Days::minutes(40),
+            ),
+        );
         // Set-TransportConfig -SmtpClientAuthenticationDisabled $true at Fabrikam.
         sim.set_tenant_smtp_auth_disabled(FABRIKAM, true);
 
@@ -97,14 +207,32 @@ impl Demo {
         let valid = |v: &str, name: &str, app: SimApp| {
             app.with_secret(v, Some(name), now - days(30), now + days(700))
         };
-        // The ERP app: healthy, reads app registrations for the others (graph_reader).
+        // The ERP app: healthy, reads app registrations for the others (graph_reader) and
+        // Contoso's service health.
         sim.add_app(
             valid(
                 &secret("Er8"),
                 "erp-2026",
                 SimApp::new(CONTOSO, ERP, "ERP invoices"),
             )
-            .with_graph_role(ROLE_APPLICATION_READ_ALL),
+            .with_graph_role(ROLE_APPLICATION_READ_ALL)
+            .with_graph_role(ROLE_SERVICE_HEALTH_READ_ALL),
+        );
+        // The canaries' reader: Mail.ReadWrite only (in a tenant, scoped to the canary
+        // mailboxes with RBAC for Applications).
+        sim.add_app(valid(
+            &secret("Mr1"),
+            "mail-reader",
+            SimApp::new(CONTOSO, MAIL_READER, "Canary reader")
+                .with_graph_role(ROLE_MAIL_READ_WRITE),
+        ));
+        sim.add_app(
+            valid(
+                &secret("Nw2"),
+                "northwind",
+                SimApp::new(NORTHWIND, NORTHWIND_ERP, "Northwind ERP"),
+            )
+            .with_graph_role(ROLE_SERVICE_HEALTH_READ_ALL),
         );
         let scanner_cert = app_certificate("scanner.contoso.example");
         sim.add_app(
@@ -191,14 +319,25 @@ impl Demo {
             ("reports@contoso.com", vec![REPORTS]),
             ("alerts@contoso.com", vec![ERP]),
             ("orders@contoso.com", vec![ERP]),
+            ("orders@northwind.com", vec![NORTHWIND_ERP]),
         ] {
             sim.add_mailbox(address, &apps);
+        }
+        for (_, address, delivery) in canary_deliveries() {
+            sim.add_mailbox(address, &[ERP]);
+            sim.set_delivery(address, Some(delivery));
         }
         // Set-CASMailbox noreply@contoso.com -SmtpClientAuthenticationDisabled $true.
         sim.set_mailbox_smtp_auth("noreply@contoso.com", Some(true));
         let stripped = sim.start_smtp(Some(SmtpFault::NoStartTls)).await?;
         let inspected = sim
             .start_smtp(Some(SmtpFault::UntrustedCertificate))
+            .await?;
+        // Northwind's path to Exchange: connections open, the banner never comes in time.
+        let stalled = sim
+            .start_smtp(Some(SmtpFault::BannerDelay(
+                std::time::Duration::from_secs(3600),
+            )))
             .await?;
 
         let write = |name: &str, text: &str| -> anyhow::Result<String> {
@@ -208,7 +347,9 @@ impl Demo {
         };
         let ca = write("sim-ca.pem", &sim.ca_pem)?;
         let mut files = std::collections::HashMap::new();
-        for n in ["Er8", "Cr7", "Lg3", "Hd2", "Hr4", "Fb6", "Rp9"] {
+        for n in [
+            "Er8", "Cr7", "Lg3", "Hd2", "Hr4", "Fb6", "Rp9", "Mr1", "Nw2",
+        ] {
             files.insert(n, write(&format!("{n}.secret"), &secret(n))?);
         }
         // The secret's ID (a GUID) where its value belongs.
@@ -230,12 +371,13 @@ scheduler: { startup_spread: 3s }\n\
 defaults:\n  checks:\n    token: { schedule: 30s, timeout: 5s }\n    smtp: { schedule: 30s, timeout: 5s }\n    graph: { schedule: 1m, timeout: 5s }\n\
 apps:\n",
         );
+        let health = ", checks: { health: { enabled: true, schedule: 1m } }";
         yaml += &app(
             "erp",
             "contoso.onmicrosoft.com",
             ERP,
             secret_file("Er8"),
-            "",
+            health,
         );
         yaml += &app(
             "scanner",
@@ -270,6 +412,20 @@ apps:\n",
             reader,
         );
         yaml += &app("reports", CONTOSO, REPORTS, secret_file("Rp9"), "");
+        yaml += &app(
+            "mail-reader",
+            CONTOSO,
+            MAIL_READER,
+            secret_file("Mr1"),
+            ", checks: { graph: { enabled: false } }",
+        );
+        yaml += &app(
+            "northwind-erp",
+            NORTHWIND,
+            NORTHWIND_ERP,
+            secret_file("Nw2"),
+            ", checks: { graph: { enabled: false }, health: { enabled: true, schedule: 1m } }",
+        );
         yaml += "mailboxes:\n";
         let port = sim.smtp_addr.port();
         for (name, app, address, port) in [
@@ -315,6 +471,22 @@ apps:\n",
         ] {
             yaml += &format!(
                 "  - {{ name: {name}, app: {app}, address: {address}, smtp_host: 127.0.0.1, smtp_port: {port} }}\n"
+            );
+        }
+        yaml += &format!(
+            "  - {{ name: exchange-incident, app: northwind-erp, address: orders@northwind.com, smtp_host: 127.0.0.1, smtp_port: {} }}\n",
+            stalled.port()
+        );
+        // The canaries: every minute (the fastest allowed), found by mail-reader; one whose
+        // reader (crm) may not read mail.
+        for (name, address, _) in canary_deliveries() {
+            let reader = if name == "canary-reader-denied" {
+                "crm"
+            } else {
+                "mail-reader"
+            };
+            yaml += &format!(
+                "  - {{ name: {name}, app: erp, address: {address}, smtp_host: 127.0.0.1, smtp_port: {port}, canary: {{ reader: {reader}, schedule: 1m, timeout: 8s }} }}\n"
             );
         }
         Ok(Demo { sim, yaml, dir })

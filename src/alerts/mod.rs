@@ -16,7 +16,7 @@ use crate::config::format_duration;
 use crate::diagnosis::Cause;
 use crate::metrics::AgentInfo;
 use crate::plan::{CheckKind, JobKey, Plan};
-use crate::reasons::{CommonReason, Reason, SmtpReason, TokenReason};
+use crate::reasons::{CanaryReason, CommonReason, Reason, SmtpReason, TokenReason};
 use crate::state::View;
 
 /// Where the runbook lives; each rule's `runbook_url` is this plus `#anchor`.
@@ -37,6 +37,8 @@ pub struct AlertSettings {
     pub failing_for: Duration,
     /// A check that has not succeeded for this many of its intervals.
     pub stale_intervals: u32,
+    /// The canary's delivery taking longer than this: warning.
+    pub canary_slow: Duration,
 }
 
 impl Default for AlertSettings {
@@ -47,6 +49,7 @@ impl Default for AlertSettings {
             server_certificate_warning: Duration::from_secs(14 * 86_400),
             failing_for: Duration::from_secs(600),
             stale_intervals: 3,
+            canary_slow: Duration::from_secs(600),
         }
     }
 }
@@ -126,6 +129,16 @@ fn go_text(t: &str) -> String {
         ("{port}", "587"),
         ("{reader}", "{{ $labels.app }} (or its graph_reader)"),
         ("{kind}", "secret or certificate"),
+        ("{message_id}", "its Message-ID, in /status"),
+        (
+            "{canary_to}",
+            "<canary address of mailbox {{ $labels.target }}>",
+        ),
+        (
+            "{canary_reader}",
+            "<canary reader app of mailbox {{ $labels.target }}>",
+        ),
+        ("{canary_timeout}", "its timeout"),
     ]
     .iter()
     .fold(t.to_string(), |acc, (k, v)| acc.replace(k, v))
@@ -167,6 +180,19 @@ fn app_label(expr: &str) -> String {
 }
 
 const CONFIRM: &str = "Confirm with `smtp-oauth-exporter check {{ $labels.target }}`.";
+
+/// The open Exchange Online incidents, for the annotations of mail-path alerts: on-call sees
+/// at once that Microsoft has posted the problem.
+const EXO_INCIDENTS: &str = "{{ with query \"smtp_oauth_service_health_issue_info{classification='incident',service='exchange_online'}\" }}{{ range . }} Microsoft reports incident {{ .Labels.id }} on Exchange Online ({{ .Labels.status }}): follow it in Microsoft 365 admin center > Health > Service health.{{ end }}{{ end }}";
+
+/// The canary reasons that mean mail is not delivered (or refused at submission).
+const CANARY_FAILING: [Reason; 5] = [
+    Reason::Canary(CanaryReason::NotDelivered),
+    Reason::Smtp(SmtpReason::SenderRestricted),
+    Reason::Smtp(SmtpReason::TenantSendingBlocked),
+    Reason::Smtp(SmtpReason::MessageRejected),
+    Reason::Smtp(SmtpReason::SendAsDenied),
+];
 
 /// Every alert, in the order of the rules file.
 pub fn rules(s: &AlertSettings) -> Vec<Rule> {
@@ -232,7 +258,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
             )),
             summary: "The SMTP endpoint of mailbox {{ $labels.target }} cannot be reached ({{ $labels.reason }})".into(),
             description: format!(
-                "The SMTP check of mailbox {{{{ $labels.target }}}} (app {{{{ $labels.app }}}}) fails with {{{{ $labels.reason }}}} ({{{{ $labels.cause }}}}): mail from it cannot leave. What to do: {}. {CONFIRM}",
+                "The SMTP check of mailbox {{{{ $labels.target }}}} (app {{{{ $labels.app }}}}) fails with {{{{ $labels.reason }}}} ({{{{ $labels.cause }}}}): mail from it cannot leave.{EXO_INCIDENTS} What to do: {}. {CONFIRM}",
                 cause_chain(&[
                     Cause::DnsFailure,
                     Cause::ConnectionRefused,
@@ -256,6 +282,54 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
                 go_text(Cause::StarttlsStripped.info().remediation)
             ),
             anchor: "smtpoauthstarttlsmissing".into(),
+        },
+        Rule {
+            name: "SmtpOAuthCanaryFailing",
+            level: Level::Critical,
+            for_: Some(s.failing_for),
+            expr: with_verdict(&format!(
+                "smtp_oauth_check_failure_info{{check=\"canary\",reason=~\"{}\"}}",
+                regex_of(CANARY_FAILING)
+            )),
+            summary: "Mail from {{ $labels.target }} is not delivered: the canary fails ({{ $labels.cause }})".into(),
+            description: format!(
+                "The delivery canary of mailbox {{{{ $labels.target }}}} (app {{{{ $labels.app }}}}) fails with {{{{ $labels.reason }}}}: {{{{ $labels.cause }}}}. Its SMTP login may well work; the mail does not arrive.{EXO_INCIDENTS} What to do: {}. {CONFIRM}",
+                cause_chain(&[
+                    Cause::CanaryNotDelivered,
+                    Cause::SenderRestricted,
+                    Cause::TenantSendingBlocked,
+                    Cause::SendAsDenied,
+                    Cause::MessageRejected,
+                ])
+            ),
+            anchor: "smtpoauthcanaryfailing".into(),
+        },
+        Rule {
+            name: "SmtpOAuthCanarySlow",
+            level: Level::Warning,
+            for_: Some(Duration::from_secs(1800)),
+            expr: format!(
+                "smtp_oauth_canary_last_delivery_seconds > {}",
+                s.canary_slow.as_secs()
+            ),
+            summary: "Mail from {{ $labels.target }} takes {{ $value | humanizeDuration }} to arrive".into(),
+            description: format!(
+                "The delivery canary of mailbox {{{{ $labels.target }}}} arrived {{{{ $value | humanizeDuration }}}} after Exchange accepted it (more than {}), for half an hour: queues or filtering delay the mail.{EXO_INCIDENTS} What to do: Exchange admin center > Mail flow > Message trace for the canary's Message-ID (in /status) shows where the time went; check the service health of Exchange Online. {CONFIRM}",
+                format_duration(s.canary_slow)
+            ),
+            anchor: "smtpoauthcanaryslow".into(),
+        },
+        Rule {
+            name: "SmtpOAuthCanaryJunk",
+            level: Level::Warning,
+            for_: Some(Duration::from_secs(1200)),
+            expr: "smtp_oauth_canary_in_junk == 1".into(),
+            summary: "Mail from {{ $labels.target }} lands in Junk Email".into(),
+            description: format!(
+                "The delivery canary of mailbox {{{{ $labels.target }}}} was delivered to the Junk Email folder, run after run: the application's mail may be too. What to do: {}. {CONFIRM}",
+                go_text(Cause::CanaryJunk.info().remediation)
+            ),
+            anchor: "smtpoauthcanaryjunk".into(),
         },
         Rule {
             name: "SmtpOAuthCredentialExpiringSoon",
@@ -380,6 +454,15 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
                 go_text(Cause::TlsVerificationOff.info().remediation)
             ),
             anchor: "smtpoauthtlsverificationoff".into(),
+        },
+        Rule {
+            name: "SmtpOAuthMicrosoftIncident",
+            level: Level::Info,
+            for_: None,
+            expr: "smtp_oauth_service_health_issue_info{classification=\"incident\"} == 1".into(),
+            summary: "Microsoft reports incident {{ $labels.id }} on {{ $labels.service }} for tenant {{ $labels.tenant }} ({{ $labels.status }})".into(),
+            description: "Microsoft 365 service health lists incident {{ $labels.id }} on {{ $labels.service }}, status {{ $labels.status }}, for tenant {{ $labels.tenant }}. Failures of the checks that need that service show it in their verdict (cause microsoft_incident). What to do: follow {{ $labels.id }} in Microsoft 365 admin center > Health > Service health (its title and impact are on the agent's status page and in /status); nothing to change on your side unless it says so.".into(),
+            anchor: "smtpoauthmicrosoftincident".into(),
         },
         Rule {
             name: "SmtpOAuthConfigReloadFailing",
@@ -622,7 +705,14 @@ pub fn evaluate(
                     &labels,
                     since,
                     format!("The SMTP endpoint of mailbox {target} cannot be reached ({reason})"),
-                    format!("{what}. What to do: {fix}"),
+                    format!("{what}.{} What to do: {fix}", incidents(view, &t.app().tenant)),
+                ),
+                (CheckKind::Canary, r) if CANARY_FAILING.contains(&r) => b.push(
+                    "SmtpOAuthCanaryFailing",
+                    &labels,
+                    since,
+                    format!("Mail from {target} is not delivered: the canary fails ({cause})"),
+                    format!("{what}.{} What to do: {fix}", incidents(view, &t.app().tenant)),
                 ),
                 (CheckKind::Graph, Reason::Graph(crate::reasons::GraphReason::PermissionMissing)) => {
                     b.push(
@@ -639,6 +729,43 @@ pub fn evaluate(
         let throttled = last
             .and_then(|r| r.failure.as_ref())
             .is_some_and(|f| f.reason.is_throttled());
+        if *kind == CheckKind::Canary {
+            let found =
+                |r: &crate::checks::Report| r.canary().filter(|c| c.found.is_some()).cloned();
+            let last_found = last
+                .and_then(found)
+                .or_else(|| st.last_ok.as_deref().and_then(found));
+            if let Some(c) = last_found {
+                let labels = [("target", target), ("app", app)];
+                let secs = c.delivery_seconds().unwrap_or_default();
+                if secs > settings.canary_slow.as_secs_f64() {
+                    b.push(
+                        "SmtpOAuthCanarySlow",
+                        &labels,
+                        None,
+                        format!("Mail from {target} takes {secs:.0} s to arrive"),
+                        format!(
+                            "The delivery canary of mailbox {target} arrived {secs:.0} s after Exchange accepted it (more than {}).{} What to do: Exchange admin center > Mail flow > Message trace for {}.",
+                            format_duration(settings.canary_slow),
+                            incidents(view, &t.app().tenant),
+                            c.message_id.as_deref().unwrap_or("the canary's Message-ID")
+                        ),
+                    );
+                }
+                if c.found.as_ref().is_some_and(|f| f.junk) {
+                    b.push(
+                        "SmtpOAuthCanaryJunk",
+                        &labels,
+                        None,
+                        format!("Mail from {target} lands in Junk Email"),
+                        format!(
+                            "The delivery canary of mailbox {target} was delivered to Junk Email. What to do: {}",
+                            crate::diagnosis::remediation_for(t, Cause::CanaryJunk)
+                        ),
+                    );
+                }
+            }
+        }
         if st.overdue(settings.stale_intervals, now) && !throttled {
             b.push(
                 "SmtpOAuthCheckStale",
@@ -780,6 +907,33 @@ pub fn evaluate(
             );
         }
     }
+    for (tenant, issues) in view.health {
+        for x in issues.iter().filter(|x| x.incident) {
+            b.push(
+                "SmtpOAuthMicrosoftIncident",
+                &[
+                    ("tenant", tenant),
+                    ("id", &x.id),
+                    ("service", x.service.as_str()),
+                    ("classification", x.classification()),
+                    ("status", &x.status),
+                ],
+                x.start,
+                format!(
+                    "Microsoft reports incident {} on {} for tenant {tenant}: {}",
+                    x.id,
+                    x.service.as_str(),
+                    x.title
+                ),
+                format!(
+                    "{} (status {}). What to do: follow {} in Microsoft 365 admin center > Health > Service health; nothing to change on your side unless it says so.",
+                    if x.impact.is_empty() { &x.title } else { &x.impact },
+                    x.status,
+                    x.id
+                ),
+            );
+        }
+    }
     if !agent.config_reload_successful {
         b.push(
             "SmtpOAuthConfigReloadFailing",
@@ -790,6 +944,28 @@ pub fn evaluate(
         );
     }
     b.out
+}
+
+/// The open Exchange Online incidents of a tenant, as a sentence for an alert's description
+/// (empty when there are none).
+fn incidents(view: &View, tenant: &str) -> String {
+    view.health
+        .get(tenant)
+        .map(|issues| {
+            issues
+                .iter()
+                .filter(|x| {
+                    x.incident && x.service == crate::checks::health::Service::ExchangeOnline
+                })
+                .map(|x| {
+                    format!(
+                        " Microsoft reports incident {} on Exchange Online: {}.",
+                        x.id, x.title
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Applies each rule's `for:` across evaluations, as Prometheus keeps pending alerts: an alert

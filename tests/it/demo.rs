@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// Each scenario of the demo catalogue and the verdict the agent must reach: (step, cause).
-const EXPECTED: [(&str, &str, &str); 14] = [
+const EXPECTED: [(&str, &str, &str); 23] = [
     ("healthy-secret", "ok", "ok"),
     ("healthy-certificate", "ok", "ok"),
     ("secret-expiring", "2", "credential_expiring"),
@@ -32,6 +32,19 @@ const EXPECTED: [(&str, &str, &str); 14] = [
     ("graph-throttled", "transient", "graph_unavailable"),
     ("starttls-stripped", "network", "starttls_stripped"),
     ("tls-inspection", "network", "tls_inspection"),
+    ("canary-delivered", "ok", "ok"),
+    ("canary-junk", "policy", "canary_junk"),
+    ("canary-lost", "unknown", "canary_not_delivered"),
+    (
+        "canary-reader-denied",
+        "3",
+        "canary_reader_permission_missing",
+    ),
+    ("sender-restricted", "policy", "sender_restricted"),
+    ("tenant-threshold", "policy", "tenant_sending_blocked"),
+    ("tenant-ip-blocked", "policy", "tenant_sending_blocked"),
+    ("canary-send-as-denied", "4", "send_as_denied"),
+    ("exchange-incident", "transient", "microsoft_incident"),
 ];
 
 #[test]
@@ -185,8 +198,15 @@ async fn every_scenario_shows_its_verdict_on_metrics_status_and_the_page() {
         .find(|m| m["name"] == "secret-expiring")
         .unwrap();
     assert_eq!(expiring["credential_in_use"]["days_left"], 10);
-    assert_eq!(status["summary"]["targets"], 14);
-    assert_eq!(status["summary"]["ok"], 2);
+    // The scenarios and the canaries' reader app (an app without a mailbox has a verdict).
+    assert_eq!(status["summary"]["targets"], 24);
+    assert_eq!(status["summary"]["ok"], 4);
+    // The incident, with its title, on /status.
+    let health = status["service_health"].to_string();
+    assert!(
+        health.contains("EX1024351") && health.contains("unable to send email using SMTP AUTH"),
+        "{health}"
+    );
 
     // The page, as served and as Chromium renders it.
     let html = get("/").await.unwrap().text().await.unwrap();
@@ -246,10 +266,37 @@ fn check_demo_prints_every_verdict() {
         }
         assert!(block.contains("steps"), "{block}");
     }
-    assert!(text.contains("14 targets: 2 ok, 2 warning, 10 critical, 0 pending"));
+    assert!(
+        text.contains("24 targets: 4 ok, 4 warning, 16 critical, 0 pending"),
+        "{text}"
+    );
+    // The canary's delivery, and the incident with its title.
+    assert!(
+        text.contains("to receipts@contoso.com: arrived in ")
+            && text.contains("(Inbox), deleted, found with mail-reader's Graph token"),
+        "{text}"
+    );
+    assert!(
+        text.contains("EX1024351 exchange_online incident (service_degradation): Users may be unable to send email using SMTP AUTH"),
+        "{text}"
+    );
+    // --no-canary: nothing sent, the canary scenarios show their login's verdict.
+    let (text, _, _) = run_binary(&["check", "--demo", "--no-canary", "canary-lost"]);
+    assert!(
+        text.contains("verdict  OK")
+            && text.contains("canary   ·\n")
+            && !text.contains("message <"),
+        "{text}"
+    );
 
     // Exit 0 when every check passes.
-    let (_, _, code) = run_binary(&["check", "--demo", "healthy-secret", "healthy-certificate"]);
+    let (_, _, code) = run_binary(&[
+        "check",
+        "--demo",
+        "healthy-secret",
+        "healthy-certificate",
+        "canary-delivered",
+    ]);
     assert_eq!(code, 0);
     // An unknown name is a usage error.
     let (_, err, code) = run_binary(&["check", "--demo", "no-such-mailbox"]);

@@ -3,8 +3,8 @@
 //! routing, and a webhook receiver standing in for the pager and the team channel.
 //!
 //! Only timings are shortened: scrape and evaluation every second, every rule's `for:` to 2 s
-//! (in a copy of the rules), Alertmanager's group waits to 1 s, the agent's `failing_for` to
-//! 2 s. Routing, matchers, grouping and inhibition are the example's own. Bounded at three
+//! and the slow-canary threshold to half a second (in a copy of the rules), Alertmanager's group
+//! waits to 1 s, the agent's `failing_for` to 2 s. Routing, matchers, grouping and inhibition are the example's own. Bounded at three
 //! minutes; Debian's `prometheus` and `prometheus-alertmanager` (installed by scripts/test.sh)
 //! are required, a missing one fails.
 
@@ -22,7 +22,7 @@ use crate::common::{http_receiver, Inbox};
 const LIMIT: Duration = Duration::from_secs(180);
 
 /// The demo's scenarios whose verdict is critical: each must page.
-const CRITICAL: [&str; 10] = [
+const CRITICAL: [&str; 16] = [
     "secret-expired",
     "secret-id-pasted",
     "consent-missing",
@@ -33,13 +33,19 @@ const CRITICAL: [&str; 10] = [
     "certificate-not-uploaded",
     "starttls-stripped",
     "tls-inspection",
+    "canary-lost",
+    "sender-restricted",
+    "tenant-threshold",
+    "tenant-ip-blocked",
+    "canary-send-as-denied",
+    "exchange-incident",
 ];
 /// Healthy ones (and throttling alone): no alert about them or about their own app.
 const QUIET: [&str; 3] = ["healthy-secret", "healthy-certificate", "graph-throttled"];
 
 /// Alerts Prometheus must show (pending or firing) for a scenario: (mailbox, alert name,
 /// whether the alert is about the mailbox or about its app).
-const EXPECTED: [(&str, &str, About); 16] = [
+const EXPECTED: [(&str, &str, About); 24] = [
     (
         "secret-expiring",
         "SmtpOAuthCredentialExpiringSoon",
@@ -100,7 +106,34 @@ const EXPECTED: [(&str, &str, About); 16] = [
         About::Mailbox,
     ),
     ("tls-inspection", "SmtpOAuthSmtpUnreachable", About::Mailbox),
+    ("canary-lost", "SmtpOAuthCanaryFailing", About::Mailbox),
+    (
+        "sender-restricted",
+        "SmtpOAuthCanaryFailing",
+        About::Mailbox,
+    ),
+    ("tenant-threshold", "SmtpOAuthCanaryFailing", About::Mailbox),
+    (
+        "tenant-ip-blocked",
+        "SmtpOAuthCanaryFailing",
+        About::Mailbox,
+    ),
+    (
+        "canary-send-as-denied",
+        "SmtpOAuthCanaryFailing",
+        About::Mailbox,
+    ),
+    ("canary-junk", "SmtpOAuthCanaryJunk", About::Mailbox),
+    ("canary-delivered", "SmtpOAuthCanarySlow", About::Mailbox),
+    (
+        "exchange-incident",
+        "SmtpOAuthSmtpUnreachable",
+        About::Mailbox,
+    ),
 ];
+
+/// The demo's open Exchange Online incident (tenant Northwind).
+const INCIDENT: &str = "EX1024351";
 
 #[derive(Clone, Copy, PartialEq)]
 enum About {
@@ -156,10 +189,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// The shipped rules with every `for:` shortened to 2 s.
+/// The shipped rules with every `for:` shortened to 2 s, and the slow-canary threshold to half
+/// a second (the demo's canary takes 2 s).
 fn fast_rules() -> String {
-    std::fs::read_to_string("alerts/smtp-oauth-exporter.rules.yml")
-        .unwrap()
+    let rules = std::fs::read_to_string("alerts/smtp-oauth-exporter.rules.yml").unwrap();
+    let slow = "smtp_oauth_canary_last_delivery_seconds > 600";
+    assert!(rules.contains(slow), "the slow-canary rule changed: {slow}");
+    rules
+        .replace(slow, "smtp_oauth_canary_last_delivery_seconds > 0.5")
         .lines()
         .map(|l| {
             if l.trim_start().starts_with("for: ") {
@@ -232,6 +269,7 @@ struct Active {
     name: String,
     state: String,
     labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
 }
 
 async fn prometheus_alerts(client: &reqwest::Client, prom: u16) -> Vec<Active> {
@@ -247,6 +285,7 @@ async fn prometheus_alerts(client: &reqwest::Client, prom: u16) -> Vec<Active> {
                 name: labels["alertname"].clone(),
                 state: a["state"].as_str().unwrap().to_string(),
                 labels,
+                annotations: serde_json::from_value(a["annotations"].clone()).unwrap(),
             }
         })
         .collect()
@@ -467,6 +506,41 @@ async fn alerts_page_through_prometheus_and_alertmanager_and_the_dashboard_has_d
             );
         }
     }
+    // Microsoft's incident: an info alert naming it, and the failing mailbox's page names it.
+    let incident = active
+        .iter()
+        .find(|a| a.name == "SmtpOAuthMicrosoftIncident")
+        .expect("the incident alert");
+    assert_eq!(incident.labels["id"], INCIDENT);
+    assert_eq!(incident.labels["severity"], "info");
+    assert_eq!(incident.labels["service"], "exchange_online");
+    let unreachable = active
+        .iter()
+        .find(|a| {
+            a.name == "SmtpOAuthSmtpUnreachable"
+                && a.labels.get("target").map(String::as_str) == Some("exchange-incident")
+        })
+        .unwrap();
+    assert_eq!(unreachable.labels["cause"], "microsoft_incident");
+    assert!(
+        unreachable.annotations["description"].contains(&format!(
+            "Microsoft reports incident {INCIDENT} on Exchange Online"
+        )),
+        "{:?}",
+        unreachable.annotations
+    );
+    let canary = active
+        .iter()
+        .find(|a| {
+            a.name == "SmtpOAuthCanaryFailing"
+                && a.labels.get("target").map(String::as_str) == Some("sender-restricted")
+        })
+        .unwrap();
+    assert!(
+        canary.annotations["description"].contains("Restricted entities"),
+        "{:?}",
+        canary.annotations
+    );
     let agent_alerts = get_json(&client, &format!("{agent_url}alerts")).await;
     let agent_alerts = agent_alerts.as_array().expect("GET /alerts is a list");
     assert!(!agent_alerts.is_empty());
@@ -486,14 +560,19 @@ async fn alerts_page_through_prometheus_and_alertmanager_and_the_dashboard_has_d
     }
     let team = loop {
         let team = notified(&inbox, "/team");
-        if team.iter().any(|(_, l)| {
-            l["alertname"] == "SmtpOAuthCredentialExpiringSoon" && l["severity"] == "warning"
-        }) {
+        let has = |name: &str, severity: &str| {
+            team.iter()
+                .any(|(_, l)| l["alertname"] == name && l["severity"] == severity)
+        };
+        if has("SmtpOAuthCredentialExpiringSoon", "warning")
+            && has("SmtpOAuthCanaryJunk", "warning")
+            && has("SmtpOAuthMicrosoftIncident", "info")
+        {
             break team;
         }
         assert!(
             started.elapsed() < LIMIT,
-            "the credential-expiring warning never reached the team receiver: {team:?}"
+            "the credential-expiring and canary-junk warnings and the incident never all reached the team receiver: {team:?}"
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
