@@ -8,9 +8,9 @@ use hyper::{HeaderMap, StatusCode};
 use serde_json::{json, Map, Value};
 use sha1::Digest;
 
-use super::https::{json, respond, HttpsState, SimResponse};
+use super::https::{json, HttpsState, SimResponse};
 use super::token::{verify, GRAPH_RESOURCES};
-use super::{GraphFault, SimApp};
+use super::SimApp;
 
 /// Application roles that may read app registrations (least privileged first).
 const READ_ROLES: [&str; 3] = [
@@ -163,58 +163,16 @@ pub async fn handle(
         times.push_back(tokio::time::Instant::now());
         d.graph_faults.get(&app_id).cloned()
     };
-    match fault {
-        Some(GraphFault::Forbidden) => return forbidden(&ids),
-        Some(GraphFault::NotFound) => return not_found(&app_id, &ids),
-        Some(GraphFault::TooManyRequests {
-            retry_after_seconds,
-        }) => {
-            let r = graph_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TooManyRequests",
-                "Too many requests.",
-                &ids,
-            );
-            return with_retry_after(r, retry_after_seconds);
-        }
-        Some(GraphFault::Unavailable {
-            retry_after_seconds,
-        }) => {
-            let r = graph_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "serviceNotAvailable",
-                "The service is temporarily unavailable.",
-                &ids,
-            );
-            return with_retry_after(r, retry_after_seconds);
-        }
-        Some(GraphFault::ServerError) => {
-            return graph_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "generalException",
-                "An unexpected error occurred.",
-                &ids,
-            )
-        }
-        Some(GraphFault::MalformedJson) => {
-            return with_ids(
-                respond(
-                    StatusCode::OK,
-                    "application/json",
-                    "{\"id\":\"00000000\",\"passwordCredentials\":[{\"keyId\":",
-                ),
-                &ids,
-            )
-        }
-        Some(GraphFault::Slow(d)) => tokio::time::sleep(d).await,
-        Some(GraphFault::EchoToken) => {
-            let received = header("authorization").unwrap_or_default();
-            return unauthenticated(
-                &format!("Access token validation failure: {received:?} is not valid."),
-                &ids,
-            );
-        }
-        None => {}
+    let replies = super::graph_call::FaultReplies {
+        forbidden: &forbidden,
+        not_found: &|ids: &Ids| not_found(&app_id, ids),
+        malformed: "{\"id\":\"00000000\",\"passwordCredentials\":[{\"keyId\":",
+    };
+    let authorization = header("authorization");
+    if let Some(r) =
+        super::graph_call::fault_reply(fault, &ids, authorization.as_deref(), &replies).await
+    {
+        return r;
     }
 
     // The bearer token must be one this simulator issued, unexpired, for Graph.

@@ -15,10 +15,66 @@ pub(super) struct Call {
     pub claims: IssuedClaims,
 }
 
-/// How a route answers the scripted [`GraphFault::Forbidden`] and [`GraphFault::NotFound`].
-pub(super) struct FaultReplies {
-    pub forbidden: fn(&Ids) -> SimResponse,
-    pub not_found: fn(&Ids) -> SimResponse,
+/// How a route answers the scripted [`GraphFault::Forbidden`] and [`GraphFault::NotFound`], and
+/// the start of its JSON that [`GraphFault::MalformedJson`] cuts short.
+pub(super) struct FaultReplies<'a> {
+    pub forbidden: &'a (dyn Fn(&Ids) -> SimResponse + Sync),
+    pub not_found: &'a (dyn Fn(&Ids) -> SimResponse + Sync),
+    pub malformed: &'static str,
+}
+
+/// The reply of a scripted Graph fault, instead of the route's; `None` to go on (after the
+/// wait of [`GraphFault::Slow`]). Every Graph route of the simulator answers its faults so.
+pub(super) async fn fault_reply(
+    fault: Option<GraphFault>,
+    ids: &Ids,
+    authorization: Option<&str>,
+    replies: &FaultReplies<'_>,
+) -> Option<SimResponse> {
+    let throttled = |status, code, message, retry_after_seconds| {
+        with_retry_after(graph_error(status, code, message, ids), retry_after_seconds)
+    };
+    match fault? {
+        GraphFault::Forbidden => Some((replies.forbidden)(ids)),
+        GraphFault::NotFound => Some((replies.not_found)(ids)),
+        GraphFault::TooManyRequests {
+            retry_after_seconds,
+        } => Some(throttled(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Too many requests.",
+            retry_after_seconds,
+        )),
+        GraphFault::Unavailable {
+            retry_after_seconds,
+        } => Some(throttled(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "serviceNotAvailable",
+            "The service is temporarily unavailable.",
+            retry_after_seconds,
+        )),
+        GraphFault::ServerError => Some(graph_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "generalException",
+            "An unexpected error occurred.",
+            ids,
+        )),
+        GraphFault::MalformedJson => Some(with_ids(
+            respond(StatusCode::OK, "application/json", replies.malformed),
+            ids,
+        )),
+        GraphFault::Slow(d) => {
+            tokio::time::sleep(d).await;
+            None
+        }
+        GraphFault::EchoToken => Some(unauthenticated(
+            &format!(
+                "Access token validation failure: {:?} is not valid.",
+                authorization.unwrap_or_default()
+            ),
+            ids,
+        )),
+    }
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -34,7 +90,7 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 pub(super) async fn begin(
     state: &HttpsState,
     headers: &HeaderMap,
-    replies: FaultReplies,
+    replies: FaultReplies<'_>,
     count: impl FnOnce(&mut Directory, &str),
 ) -> Result<Call, SimResponse> {
     let ids = Ids {
@@ -58,58 +114,8 @@ pub(super) async fn begin(
         count(&mut d, &caller);
         (d.graph_faults.get(&caller).cloned(), d.now())
     };
-    match fault {
-        Some(GraphFault::Forbidden) => return Err((replies.forbidden)(&ids)),
-        Some(GraphFault::NotFound) => return Err((replies.not_found)(&ids)),
-        Some(GraphFault::TooManyRequests {
-            retry_after_seconds,
-        }) => {
-            let r = graph_error(
-                StatusCode::TOO_MANY_REQUESTS,
-                "TooManyRequests",
-                "Too many requests.",
-                &ids,
-            );
-            return Err(with_retry_after(r, retry_after_seconds));
-        }
-        Some(GraphFault::Unavailable {
-            retry_after_seconds,
-        }) => {
-            let r = graph_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "serviceNotAvailable",
-                "The service is temporarily unavailable.",
-                &ids,
-            );
-            return Err(with_retry_after(r, retry_after_seconds));
-        }
-        Some(GraphFault::ServerError) => {
-            return Err(graph_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "generalException",
-                "An unexpected error occurred.",
-                &ids,
-            ))
-        }
-        Some(GraphFault::MalformedJson) => {
-            return Err(with_ids(
-                respond(
-                    StatusCode::OK,
-                    "application/json",
-                    "{\"value\":[{\"id\":\"AAMkAD",
-                ),
-                &ids,
-            ))
-        }
-        Some(GraphFault::Slow(d)) => tokio::time::sleep(d).await,
-        Some(GraphFault::EchoToken) => {
-            let received = authorization.unwrap_or_default();
-            return Err(unauthenticated(
-                &format!("Access token validation failure: {received:?} is not valid."),
-                &ids,
-            ));
-        }
-        None => {}
+    if let Some(r) = fault_reply(fault, &ids, authorization.as_deref(), &replies).await {
+        return Err(r);
     }
     if token.is_empty() {
         return Err(unauthenticated("Access token is empty.", &ids));

@@ -104,8 +104,9 @@ pub async fn handle(
         state,
         headers,
         FaultReplies {
-            forbidden: access_denied,
-            not_found: item_not_found,
+            forbidden: &access_denied,
+            not_found: &item_not_found,
+            malformed: "{\"value\":[{\"id\":\"AAMkAD",
         },
         |d, _| {
             if d.record && d.graph_mail_requests.len() < REQUESTS_KEPT {

@@ -136,8 +136,9 @@ pub async fn handle(
         state,
         headers,
         FaultReplies {
-            forbidden,
-            not_found,
+            forbidden: &forbidden,
+            not_found: &not_found,
+            malformed: "{\"value\":[{\"id\":\"EX",
         },
         |d, caller| *d.health_requests.entry(caller.to_string()).or_default() += 1,
     )
