@@ -288,6 +288,11 @@ impl Control {
         self.shared.plan.set(plan.clone());
         self.shared.state.retain(&plan);
         self.shared.tokens.retain(&plan);
+        self.shared.ctx.canary.retain(|name| {
+            plan.mailboxes
+                .iter()
+                .any(|m| m.name == name && m.canary.is_some())
+        });
         let summary = self.scheduler.reload(&plan);
         self.sink.diagnose_all();
         *self.shared.page.lock().await = None;

@@ -180,11 +180,15 @@ cause_table! {
     CanaryReaderPermissionMissing => ("canary_reader_permission_missing", Step::ApiPermission, Severity::Warning,
         "app {canary_reader} may not read or delete mail in {canary_to} (Graph 403): delivery is not watched",
         "grant Mail.ReadWrite (Microsoft Graph > Application permissions, admin consent) to app {canary_reader} and scope it to {canary_to}: New-ManagementScope -Name canary -RecipientRestrictionFilter \"PrimarySmtpAddress -eq '{canary_to}'\"; New-ManagementRoleAssignment -App <service principal of {canary_reader}> -Role \"Application Mail.ReadWrite\" -CustomResourceScope canary"),
-    /// The canary could not look (Graph throttled or failing, the reader without a token, a
-    /// wrong canary address): delivery is not known this time.
+    /// The canary address is no mailbox the reader's Graph knows: a configuration mistake.
+    CanaryRecipientNotFound => ("canary_recipient_not_found", Step::ClientConfig, Severity::Warning,
+        "the canary address {canary_to} is no mailbox app {canary_reader} can find with Graph (404): delivery is not watched",
+        "set canary.to of mailbox {mailbox} to a mailbox of the reader's tenant (the default is the mailbox itself)"),
+    /// The canary could not look (Graph throttled or failing, the reader without a token):
+    /// delivery is not known this time.
     CanaryUnavailable => ("canary_unavailable", Step::Transient, Severity::Warning,
         "the canary of {address} could not look for its message ({reason}): delivery is not known this time",
-        "nothing, if the next run passes; otherwise see the reason (the reader app's token, canary.to, Graph)"),
+        "nothing, if the next run passes; otherwise see the reason (the reader app's token, Graph)"),
     /// A check failed for a transient, network or unexplained reason while Microsoft reports
     /// an incident on the service it needs.
     MicrosoftIncident => ("microsoft_incident", Step::Transient, Severity::Critical,
@@ -548,8 +552,8 @@ pub fn diagnose(i: &Inputs) -> Verdict {
                     CanaryReason::NotDelivered => Cause::CanaryNotDelivered,
                     CanaryReason::DeliveredToJunk => Cause::CanaryJunk,
                     CanaryReason::ReaderPermissionMissing => Cause::CanaryReaderPermissionMissing,
-                    CanaryReason::RecipientNotFound
-                    | CanaryReason::GraphThrottled
+                    CanaryReason::RecipientNotFound => Cause::CanaryRecipientNotFound,
+                    CanaryReason::GraphThrottled
                     | CanaryReason::GraphError
                     | CanaryReason::GraphInvalidResponse
                     | CanaryReason::ReaderTokenUnavailable => Cause::CanaryUnavailable,
@@ -622,16 +626,31 @@ pub fn diagnose(i: &Inputs) -> Verdict {
             best.cause.step(),
             Step::Transient | Step::Network | Step::Unknown
         );
+        // The service the failed step needs: a token (the token check's, or the one an SMTP
+        // session or the canary's reader could not get) is Entra's; the rest of the mail path
+        // Exchange Online's; Graph's own failures are neither.
+        let token_failure = best.failure.is_some_and(|f| {
+            f.token_reason.is_some()
+                || matches!(
+                    f.reason,
+                    Reason::Smtp(SmtpReason::TokenUnavailable)
+                        | Reason::Canary(CanaryReason::ReaderTokenUnavailable)
+                )
+        });
         let service = match check {
-            CheckKind::Smtp | CheckKind::Canary => Some(Service::ExchangeOnline),
             CheckKind::Token => Some(Service::MicrosoftEntra),
+            CheckKind::Smtp | CheckKind::Canary if token_failure => Some(Service::MicrosoftEntra),
+            CheckKind::Smtp | CheckKind::Canary => Some(Service::ExchangeOnline),
             CheckKind::Graph | CheckKind::Health => None,
         };
         let incident = i
             .issues
             .iter()
-            .find(|x| x.incident && service.is_none_or(|s| s == x.service));
-        if let (true, Some(x)) = (outside && best.cause != Cause::StarttlsStripped, incident) {
+            .find(|x| x.incident && service.is_some_and(|s| s == x.service));
+        // A definite answer (STARTTLS stripped on the path, a message refused with its reason)
+        // is not the incident's doing.
+        let definite = matches!(best.cause, Cause::StarttlsStripped | Cause::MessageRejected);
+        if let (true, Some(x)) = (outside && !definite, incident) {
             best.cause = Cause::MicrosoftIncident;
             best.incident = Some(x);
         }
@@ -957,6 +976,70 @@ mod tests {
             canary: None,
             issues: &[],
         })
+    }
+
+    /// An open incident names the failure of a check that needs its service, and only for a
+    /// transient, network or unexplained cause: a token an SMTP session could not get is
+    /// Entra's, a refused message is no incident's doing, an advisory changes nothing.
+    #[test]
+    fn an_incident_explains_only_failures_of_the_service_it_is_on() {
+        use crate::checks::health::{Issue, Service};
+        let p = plan("Abc~value");
+        let issue = |id: &str, service, incident| Issue {
+            id: id.into(),
+            service,
+            incident,
+            status: "service_degradation".into(),
+            title: "t".into(),
+            impact: "i".into(),
+            start: None,
+        };
+        let target = p.target("mb").unwrap().clone();
+        let verdict = |smtp: &Report, issues: &[Issue]| {
+            diagnose(&Inputs {
+                target: &target,
+                token: None,
+                smtp: Some(smtp),
+                graph: None,
+                graph_ok: None,
+                sibling_authenticated: false,
+                now: DateTime::from_timestamp(1_800_000_100, 0).unwrap(),
+                settings: &p.settings.diagnosis,
+                canary: None,
+                issues,
+            })
+        };
+        let timeout = report(
+            CheckKind::Smtp,
+            0,
+            Some(Failure::new(CommonReason::Timeout, "banner")),
+            smtp(None, None),
+        );
+        let mut no_token = Failure::new(SmtpReason::TokenUnavailable, "no token");
+        no_token.token_reason = Some(CommonReason::Timeout.into());
+        let no_token = report(CheckKind::Smtp, 0, Some(no_token), smtp(None, None));
+        let refused = report(
+            CheckKind::Smtp,
+            0,
+            Some(Failure::new(SmtpReason::MessageRejected, "550")),
+            smtp(None, Some((550, "5.7.1 rejected"))),
+        );
+        let exo = [issue("EX1", Service::ExchangeOnline, true)];
+        let entra = [issue("MO1", Service::MicrosoftEntra, true)];
+        let advisory = [issue("EX2", Service::ExchangeOnline, false)];
+
+        let v = verdict(&timeout, &exo);
+        assert_eq!(v.cause, Cause::MicrosoftIncident);
+        assert!(v.summary.contains("EX1"), "{}", v.summary);
+        assert_eq!(verdict(&timeout, &entra).cause, Cause::Timeout);
+        assert_eq!(verdict(&timeout, &advisory).cause, Cause::Timeout);
+        // The token the session could not get: Entra's incident, not Exchange's.
+        assert_eq!(verdict(&no_token, &exo).cause, Cause::Timeout);
+        let v = verdict(&no_token, &entra);
+        assert_eq!(v.cause, Cause::MicrosoftIncident);
+        assert!(v.summary.contains("MO1"), "{}", v.summary);
+        // A refusal with its reason stays what it is.
+        assert_eq!(verdict(&refused, &exo).cause, Cause::MessageRejected);
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub struct TargetState {
     /// The last successful run, whose facts (such as credential expiry) stay true after a
     /// failed run: a throttled Graph read must not make expiry series vanish.
     pub last_ok: Option<Arc<Report>>,
+    /// The canary's last run that found its message (a run in Junk Email fails, so it is not
+    /// `last_ok`): the latency and the folder stay until another run finds one.
+    pub last_found: Option<Arc<Report>>,
     pub runs_success: u64,
     pub runs_failure: u64,
     /// Failed runs by reason (a counter per reason seen).
@@ -245,6 +248,10 @@ impl StateStore {
                 .health
                 .insert(h.tenant.clone(), Arc::new(h.issues.clone()));
         }
+        let stale_health = match (&report.details, &report.failure) {
+            (Details::Health(h), Some(f)) => Some((h.tenant.clone(), f.reason.is_transient())),
+            _ => None,
+        };
         let report = Arc::new(report);
         let mut auth_changed = false;
         if let Some(d) = report.smtp() {
@@ -269,7 +276,17 @@ impl StateStore {
                 st.failing_since.get_or_insert(report.started_at);
             }
         }
+        if report.canary().is_some_and(|c| c.found.is_some()) {
+            st.last_found = Some(report.clone());
+        }
+        // Issues Microsoft may have resolved since: gone at once when the read is refused (the
+        // permission was revoked), and after three intervals of transient failures.
+        let forget =
+            stale_health.filter(|(_, transient)| !transient || st.overdue(3, report.started_at));
         st.last = Some(report);
+        if let Some((tenant, _)) = forget {
+            inner.health.remove(&tenant);
+        }
         auth_changed
     }
 

@@ -730,11 +730,10 @@ pub fn evaluate(
             .and_then(|r| r.failure.as_ref())
             .is_some_and(|f| f.reason.is_throttled());
         if *kind == CheckKind::Canary {
-            let found =
-                |r: &crate::checks::Report| r.canary().filter(|c| c.found.is_some()).cloned();
-            let last_found = last
-                .and_then(found)
-                .or_else(|| st.last_ok.as_deref().and_then(found));
+            let last_found = st
+                .last_found
+                .as_deref()
+                .and_then(|r| r.canary().filter(|c| c.found.is_some()).cloned());
             if let Some(c) = last_found {
                 let labels = [("target", target), ("app", app)];
                 let secs = c.delivery_seconds().unwrap_or_default();

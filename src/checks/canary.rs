@@ -1,8 +1,10 @@
 //! The delivery canary (opt-in per mailbox): one small message over the mailbox's authenticated
 //! SMTP session (the SMTP check's own code), then found in the canary mailbox with the reader
 //! app's Graph token by its `internetMessageId` (never a listing of the mailbox), its folder
-//! (Inbox or Junk Email) and delivery latency noted, and deleted. Messages of earlier runs that
-//! were not found in time are looked for again and deleted when they turn up, for a day.
+//! (Inbox or Junk Email) and delivery latency noted, and deleted for good (`permanentDelete`,
+//! where the cloud has it; a plain DELETE would leave it in Deleted Items). Messages of earlier
+//! runs that were not found or not deleted in time are looked for again and deleted when they
+//! turn up, for a day.
 //! Facts: `shared/reference/microsoft-365.md`, "Delivery canary and service health".
 
 use std::collections::HashMap;
@@ -15,7 +17,8 @@ use tokio::time::Instant;
 
 use super::smtp::{self, SmtpDetails};
 use super::{Context, Details, Failure, Outcome};
-use crate::auth::{AccessToken, Resource};
+use crate::auth::{AccessToken, Resource, TokenCache};
+use crate::config::Cloud;
 use crate::http_client::{self, BoundedResponse, HttpError};
 use crate::plan::{App, Canary, Target};
 use crate::reasons::{CanaryReason, CommonReason, Reason};
@@ -59,7 +62,19 @@ impl Ledger {
         };
         list.retain(|p| now - p.sent_at < KEEP_PENDING);
         let n = list.len().min(CLEANUP_PER_RUN);
-        list.drain(..n).collect()
+        let taken = list.drain(..n).collect();
+        if list.is_empty() {
+            map.remove(mailbox);
+        }
+        taken
+    }
+
+    /// Forgets the mailboxes that no longer have a canary (after a reload).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.0
+            .lock()
+            .expect("canary ledger lock")
+            .retain(|mailbox, _| keep(mailbox));
     }
 
     /// How many messages of a mailbox are still looked for.
@@ -157,27 +172,44 @@ struct GraphErrorInner {
 /// What talking to Graph for the canary needs.
 struct Graph<'a> {
     reader: &'a App,
+    tokens: &'a TokenCache,
     token: AccessToken,
     to: &'a str,
     deadline: Instant,
 }
 
-/// A failure of one Graph call: its reason, the text for the log, Retry-After.
+/// A failure of one Graph call: its reason, the text for the log, Retry-After, the HTTP status.
 struct CallError {
     reason: Reason,
     message: String,
     retry_after: Option<Duration>,
+    status: Option<u16>,
+}
+
+impl CallError {
+    fn new(reason: impl Into<Reason>, message: String) -> Self {
+        Self {
+            reason: reason.into(),
+            message,
+            retry_after: None,
+            status: None,
+        }
+    }
+
+    /// Graph asked for quiet: no more calls in this run.
+    fn throttled(&self) -> bool {
+        self.retry_after.is_some() || self.reason.is_throttled()
+    }
 }
 
 impl Graph<'_> {
+    /// `{graph}/v1.0/users/{to}`, the address one percent-encoded path segment.
     fn base(&self) -> url::Url {
         let mut u = self.reader.graph_url.clone();
-        let path = format!(
-            "{}/v1.0/users/{}",
-            u.path().trim_end_matches('/'),
-            url::form_urlencoded::byte_serialize(self.to.as_bytes()).collect::<String>()
-        );
-        u.set_path(&path);
+        u.path_segments_mut()
+            .expect("an http base")
+            .pop_if_empty()
+            .extend(["v1.0", "users", self.to]);
         u
     }
 
@@ -188,13 +220,13 @@ impl Graph<'_> {
     ) -> Result<BoundedResponse, CallError> {
         let left = self.deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(CallError {
-                reason: CanaryReason::NotDelivered.into(),
-                message: "the canary's timeout passed".into(),
-                retry_after: None,
-            });
+            return Err(CallError::new(
+                CanaryReason::NotDelivered,
+                "the canary's timeout passed".into(),
+            ));
         }
         let shown = format!("{} {}", method, url.path());
+        let post = method == reqwest::Method::POST;
         let req = self
             .reader
             .net
@@ -202,6 +234,8 @@ impl Graph<'_> {
             .request(method, url)
             .bearer_auth(self.token.value.expose())
             .header(http::header::ACCEPT, "application/json");
+        // An action without a body still says so (Content-Length: 0), as Graph wants.
+        let req = if post { req.body("") } else { req };
         let resp = match http_client::send(req, left).await {
             Ok(r) => r,
             Err(e) => {
@@ -211,11 +245,7 @@ impl Graph<'_> {
                     HttpError::TooLarge => CanaryReason::GraphInvalidResponse.into(),
                     _ => CanaryReason::GraphError.into(),
                 };
-                return Err(CallError {
-                    reason,
-                    message: format!("{shown}: {e}"),
-                    retry_after: None,
-                });
+                return Err(CallError::new(reason, format!("{shown}: {e}")));
             }
         };
         if (200..300).contains(&resp.status) {
@@ -230,8 +260,15 @@ impl Graph<'_> {
             .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
             .take(60)
             .collect();
+        // A token Graph refuses is not used again: after an admin grants Mail.ReadWrite, the
+        // next run asks for a token that carries it.
+        if matches!(resp.status, 401 | 403) {
+            self.tokens
+                .invalidate(self.reader, Resource::Graph, &self.token);
+        }
         let reason: Reason = match resp.status {
-            403 => CanaryReason::ReaderPermissionMissing.into(),
+            401 | 403 => CanaryReason::ReaderPermissionMissing.into(),
+            // The callers say what a 404 means for them (the search: no such user).
             404 => CanaryReason::RecipientNotFound.into(),
             429 => CanaryReason::GraphThrottled.into(),
             503 if retry_after.is_some() => CanaryReason::GraphThrottled.into(),
@@ -241,6 +278,7 @@ impl Graph<'_> {
             reason,
             message: format!("{shown}: HTTP {} {code}", resp.status),
             retry_after,
+            status: Some(resp.status),
         })
     }
 
@@ -259,10 +297,11 @@ impl Graph<'_> {
                 "id,internetMessageId,receivedDateTime,parentFolderId",
             );
         let resp = self.call(reqwest::Method::GET, url).await?;
-        let list: MessageList = serde_json::from_slice(&resp.body).map_err(|e| CallError {
-            reason: CanaryReason::GraphInvalidResponse.into(),
-            message: format!("the message search reply is not Graph's JSON: {e}"),
-            retry_after: None,
+        let list: MessageList = serde_json::from_slice(&resp.body).map_err(|e| {
+            CallError::new(
+                CanaryReason::GraphInvalidResponse,
+                format!("the message search reply is not Graph's JSON: {e}"),
+            )
         })?;
         Ok(list
             .value
@@ -281,22 +320,46 @@ impl Graph<'_> {
             .expect("an http base")
             .extend(["mailFolders", "junkemail"]);
         url.query_pairs_mut().append_pair("$select", "id");
-        let resp = self.call(reqwest::Method::GET, url).await?;
+        let resp = self
+            .call(reqwest::Method::GET, url)
+            .await
+            .map_err(|mut e| {
+                // The user exists (the search found the message): not the recipient's fault.
+                if e.status == Some(404) {
+                    e.reason = CanaryReason::GraphError.into();
+                }
+                e
+            })?;
         serde_json::from_slice::<Folder>(&resp.body)
             .map(|f| f.id)
-            .map_err(|e| CallError {
-                reason: CanaryReason::GraphInvalidResponse.into(),
-                message: format!("the Junk Email folder reply is not Graph's JSON: {e}"),
-                retry_after: None,
+            .map_err(|e| {
+                CallError::new(
+                    CanaryReason::GraphInvalidResponse,
+                    format!("the Junk Email folder reply is not Graph's JSON: {e}"),
+                )
             })
     }
 
+    /// Deletes a message for good: `POST .../permanentDelete` (Recoverable Items, purged by
+    /// Exchange), which the global cloud has; a plain DELETE elsewhere (it moves the message to
+    /// Deleted Items). A message already gone counts as deleted.
     async fn delete(&self, id: &str) -> Result<(), CallError> {
         let mut url = self.base();
         url.path_segments_mut()
             .expect("an http base")
             .extend(["messages", id]);
-        self.call(reqwest::Method::DELETE, url).await.map(|_| ())
+        let method = if self.reader.cloud == Cloud::Global {
+            url.path_segments_mut()
+                .expect("an http base")
+                .push("permanentDelete");
+            reqwest::Method::POST
+        } else {
+            reqwest::Method::DELETE
+        };
+        match self.call(method, url).await {
+            Err(e) if e.status == Some(404) => Ok(()),
+            r => r.map(|_| ()),
+        }
     }
 }
 
@@ -385,17 +448,21 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         };
     let graph = Graph {
         reader,
+        tokens: &ctx.tokens,
         token,
         to,
         deadline,
     };
     let outcome = find(&graph, &message_id, &mut d).await;
-    if d.found.is_none() {
+    // Not found, or found and not deleted: a later run deletes it.
+    if d.found.as_ref().is_none_or(|f| !f.deleted) {
         ctx.canary.add(&m.name, pending);
     }
-    // Earlier runs' messages that arrived late: delete them now (best effort, bounded).
+    // Earlier runs' messages that arrived late: delete them now (best effort, bounded), unless
+    // Graph asked for quiet.
+    let mut quiet = outcome.as_ref().is_err_and(CallError::throttled);
     for p in ctx.canary.take(&m.name, Utc::now()) {
-        if Instant::now() >= deadline {
+        if quiet || Instant::now() >= deadline {
             ctx.canary.add(&m.name, p);
             continue;
         }
@@ -403,15 +470,28 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
             to: &p.to,
             ..graph_for(&graph)
         };
-        match graph.search(&p.message_id).await {
+        let done = match graph.search(&p.message_id).await {
             Ok(found) if !found.is_empty() => {
+                let mut all = true;
                 for msg in found {
-                    if graph.delete(&msg.id).await.is_ok() {
-                        d.cleaned_up += 1;
+                    match graph.delete(&msg.id).await {
+                        Ok(()) => d.cleaned_up += 1,
+                        Err(e) => {
+                            quiet |= e.throttled();
+                            all = false;
+                        }
                     }
                 }
+                all
             }
-            _ => ctx.canary.add(&m.name, p),
+            Ok(_) => false,
+            Err(e) => {
+                quiet |= e.throttled();
+                false
+            }
+        };
+        if !done {
+            ctx.canary.add(&m.name, p);
         }
     }
     match outcome {
@@ -437,6 +517,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
 fn graph_for<'a>(g: &Graph<'a>) -> Graph<'a> {
     Graph {
         reader: g.reader,
+        tokens: g.tokens,
         token: g.token.clone(),
         to: g.to,
         deadline: g.deadline,
@@ -455,16 +536,15 @@ async fn find(g: &Graph<'_>, message_id: &str, d: &mut CanaryDetails) -> Result<
         }
         let now = Instant::now();
         if now + wait >= g.deadline {
-            return Err(CallError {
-                reason: CanaryReason::NotDelivered.into(),
-                message: format!(
+            return Err(CallError::new(
+                CanaryReason::NotDelivered,
+                format!(
                     "{message_id} was accepted at {} but is not in {} after {} searches",
                     d.accepted_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
                     g.to,
                     d.polls
                 ),
-                retry_after: None,
-            });
+            ));
         }
         tokio::time::sleep(wait).await;
         wait = (wait * 2).min(MAX_POLL);

@@ -307,11 +307,7 @@ fn write_canary(f: &mut Exposition, view: &View) {
                 ) -> Option<&crate::checks::canary::CanaryDetails> {
                     r.canary().filter(|c| c.found.is_some())
                 }
-                let c = st
-                    .last
-                    .as_deref()
-                    .and_then(found)
-                    .or_else(|| st.last_ok.as_deref().and_then(found))?;
+                let c = st.last_found.as_deref().and_then(found)?;
                 Some((k.target.as_str(), c))
             })
     };

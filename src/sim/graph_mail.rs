@@ -4,7 +4,9 @@
 //! - `GET /v1.0/users/{address}/messages?$filter=internetMessageId eq '<...>'` (with `$select`
 //!   and `$top`): the only list the simulator serves; without that filter it answers 400, so
 //!   that a test proves a client never lists a mailbox;
-//! - `GET /v1.0/users/{address}/messages/{id}` and `DELETE` of it (`Mail.ReadWrite`);
+//! - `GET /v1.0/users/{address}/messages/{id}`, `DELETE` of it and `POST .../permanentDelete`
+//!   (`Mail.ReadWrite`; both remove the message here, where Exchange would move a DELETEd one
+//!   to Deleted Items);
 //! - `GET /v1.0/users/{address}/mailFolders/{inbox|junkemail|folder id}`.
 //!
 //! Every request under `/v1.0/users/` is recorded (path and query) for the tests.
@@ -135,10 +137,13 @@ pub async fn handle(
     let lower = |s: &str| s.to_ascii_lowercase();
     let route_lower: Vec<String> = route.iter().map(|s| lower(s)).collect();
     let route_lower: Vec<&str> = route_lower.iter().map(String::as_str).collect();
-    let write = method == "DELETE";
+    let write = method == "DELETE" || method == "POST";
     let supported = matches!(
         (method, route_lower.as_slice()),
-        ("GET", ["messages"]) | ("GET" | "DELETE", ["messages", _]) | ("GET", ["mailfolders", _])
+        ("GET", ["messages"])
+            | ("GET" | "DELETE", ["messages", _])
+            | ("POST", ["messages", _, "permanentdelete"])
+            | ("GET", ["mailfolders", _])
     );
     if !supported {
         return bad_request(
@@ -231,7 +236,7 @@ pub async fn handle(
                 None => item_not_found(ids),
             }
         }
-        ("DELETE", ["messages", _]) => {
+        ("DELETE", ["messages", _]) | ("POST", ["messages", _, "permanentdelete"]) => {
             let id = route[1];
             let store = d.stores.entry(key).or_default();
             match store.iter().position(|s| s.visible() && s.message.id == id) {

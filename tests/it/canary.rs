@@ -9,14 +9,15 @@ use std::time::Duration;
 use chrono::Utc;
 use smtp_oauth_exporter::checks::{self, Context, RunOptions};
 use smtp_oauth_exporter::plan::{CheckKind, Job, Target};
-use smtp_oauth_exporter::sim::{Delivery, SimApp, SmtpStep, ROLE_MAIL_READ_WRITE};
+use smtp_oauth_exporter::sim::{Delivery, SimApp, SmtpStep, ROLE_MAIL_READ, ROLE_MAIL_READ_WRITE};
 
 use crate::common::*;
 
 const SECRET: &str = "Cnr~canary-test-secret-value";
 
-/// Apps: `sender` (SMTP.SendAsApp, FullAccess on every mailbox), `reader` (Mail.ReadWrite) and
-/// `blind` (no Graph role); the mailboxes given; returns the apps' YAML.
+/// Apps: `sender` (SMTP.SendAsApp, FullAccess on every mailbox), `reader` (Mail.ReadWrite),
+/// `blind` (no Graph role) and `peek` (Mail.Read: it finds, it may not delete); the mailboxes
+/// given; returns the apps' YAML.
 fn setup(w: &World, mailboxes: &[&str]) -> String {
     let now = Utc::now();
     let file = w.file("s.secret", SECRET);
@@ -25,6 +26,7 @@ fn setup(w: &World, mailboxes: &[&str]) -> String {
         (1, "sender", None),
         (2, "reader", Some(ROLE_MAIL_READ_WRITE)),
         (3, "blind", None),
+        (4, "peek", Some(ROLE_MAIL_READ)),
     ] {
         let id = client_id(n);
         let mut a = SimApp::new(TENANT, &id, name).with_secret(
@@ -53,8 +55,9 @@ fn mailbox(w: &World, name: &str, address: &str, canary: &str) -> String {
 }
 
 /// Every Graph mail request names one message: a search filtered by `internetMessageId`, the
-/// Junk Email folder's id, or the delete of a message found that way. No listing, no message
-/// read by id (which would return a body).
+/// Junk Email folder's id, or the permanent delete of a message found that way. No listing, no
+/// message read by id (which would return a body), no plain DELETE (which leaves the message
+/// in Deleted Items).
 pub fn assert_only_the_canarys_messages(w: &World) {
     let calls = w.sim.graph_mail_calls();
     assert!(!calls.is_empty(), "the canary used Graph");
@@ -64,7 +67,8 @@ pub fn assert_only_the_canarys_messages(w: &World) {
                 (path.contains("/messages?") && path.contains("%24filter=internetMessageId+eq+"))
                     || path.contains("/mailFolders/junkemail?")
             }
-            "DELETE" => path.contains("/messages/") && !path.contains('?'),
+            // permanentDelete of a message found so (the global cloud has it).
+            "POST" => path.contains("/messages/") && path.ends_with("/permanentDelete"),
             _ => false,
         };
         assert!(
@@ -395,6 +399,59 @@ async fn a_late_message_of_an_earlier_run_is_cleaned_up_by_the_next() {
     assert_eq!(ctx.canary.pending("late"), 0);
     assert!(w.sim.stored_messages("late@contoso.com").is_empty());
     assert_eq!(w.sim.data_commands(), 2);
+    assert_only_the_canarys_messages(&w);
+}
+
+/// A message found but not deleted (the reader may read, not delete) is kept for later runs;
+/// once the admin grants Mail.ReadWrite, the refused token is not used again and the next run
+/// deletes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_found_but_not_deleted_is_deleted_once_the_reader_may() {
+    let w = World::new().await;
+    let apps = setup(&w, &["kept@contoso.com"]);
+    let plan = w.config(&format!(
+        "{apps}mailboxes:\n{}",
+        mailbox(
+            &w,
+            "kept",
+            "kept@contoso.com",
+            ", canary: { reader: peek, timeout: 5s }"
+        )
+    ));
+    let job = Job::new(
+        CheckKind::Canary,
+        Target::Mailbox(plan.mailboxes[0].clone()),
+    )
+    .expect("a canary job");
+    let ctx = Context::new(std::sync::Arc::new(
+        smtp_oauth_exporter::auth::TokenCache::new(),
+    ));
+    let first = checks::run(&job, &ctx, &RunOptions::default()).await;
+    assert_eq!(
+        first.reason().map(|r| r.as_str()),
+        Some("reader_permission_missing"),
+        "{:?}",
+        first.failure
+    );
+    let d = first.canary().unwrap();
+    assert!(d.found.as_ref().is_some_and(|f| !f.deleted), "{d:?}");
+    assert_eq!(w.sim.stored_messages("kept@contoso.com").len(), 1);
+    assert_eq!(ctx.canary.pending("kept"), 1, "kept for a later run");
+
+    // The admin grants Mail.ReadWrite: the next run's token carries it.
+    w.sim
+        .directory
+        .lock()
+        .unwrap()
+        .apps
+        .get_mut(&client_id(4))
+        .unwrap()
+        .graph_roles = vec![ROLE_MAIL_READ_WRITE.into()];
+    let second = checks::run(&job, &ctx, &RunOptions::default()).await;
+    assert!(second.success(), "{:?}", second.failure);
+    assert_eq!(second.canary().unwrap().cleaned_up, 1);
+    assert_eq!(ctx.canary.pending("kept"), 0);
+    assert!(w.sim.stored_messages("kept@contoso.com").is_empty());
     assert_only_the_canarys_messages(&w);
 }
 

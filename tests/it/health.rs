@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use smtp_oauth_exporter::sim::{
-    HealthIssue, SimApp, SmtpFault, SmtpStep, ROLE_SERVICE_HEALTH_READ_ALL,
+    GraphFault, HealthIssue, SimApp, SmtpFault, SmtpStep, ROLE_SERVICE_HEALTH_READ_ALL,
 };
 
 use crate::common::*;
@@ -210,6 +210,46 @@ async fn a_healthy_tenant_stays_ok_with_an_advisory_or_an_incident() {
             &[("id", "EX222")],
         )
         .is_some()
+    })
+    .await;
+    assert_eq!(
+        verdict_cause(&text, "mail").as_deref(),
+        Some("ok"),
+        "{text}"
+    );
+}
+
+/// The permission revoked while an incident is open: the agent no longer knows whether it is,
+/// so its series and its hold on the verdict go at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_is_forgotten_when_service_health_can_no_longer_be_read() {
+    let w = World::new().await;
+    w.sim.add_health_issue(
+        TENANT,
+        HealthIssue::exchange_incident("EX909", TITLE, Utc::now()),
+    );
+    let port = w.sim.smtp_addr.port();
+    let agent = w.agent(&config(&w, port, true)).await;
+    wait_for(&agent, Duration::from_secs(20), "the incident", |t| {
+        value(
+            t,
+            "smtp_oauth_service_health_issue_info",
+            &[("id", "EX909")],
+        )
+        .is_some()
+    })
+    .await;
+    // Graph refuses the read from now on (403, as for a revoked ServiceHealth.Read.All).
+    w.sim
+        .set_graph_fault(&client_id(1), Some(GraphFault::Forbidden));
+    let text = wait_for(&agent, Duration::from_secs(20), "the incident to go", |t| {
+        value(
+            t,
+            "smtp_oauth_check_failure_info",
+            &[("check", "health"), ("reason", "health_permission_missing")],
+        )
+        .is_some()
+            && !t.contains("smtp_oauth_service_health_issue_info{")
     })
     .await;
     assert_eq!(
