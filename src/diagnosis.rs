@@ -298,6 +298,8 @@ pub struct Verdict {
     pub remediation: String,
     /// Which check result the verdict rests on (`None`: the configuration, or nothing yet).
     pub from: Option<CheckKind>,
+    /// The Microsoft 365 incident a `microsoft_incident` verdict names: its id and service.
+    pub incident: Option<(String, crate::checks::health::Service)>,
 }
 
 impl Verdict {
@@ -670,6 +672,7 @@ pub fn diagnose(i: &Inputs) -> Verdict {
         summary: vars.render(info.summary),
         remediation: vars.render(info.remediation),
         from: best.from,
+        incident: best.incident.map(|x| (x.id.clone(), x.service)),
     }
 }
 

@@ -181,9 +181,10 @@ fn app_label(expr: &str) -> String {
 
 const CONFIRM: &str = "Confirm with `smtp-oauth-exporter check {{ $labels.target }}`.";
 
-/// The open Exchange Online incidents, for the annotations of mail-path alerts: on-call sees
-/// at once that Microsoft has posted the problem.
-const EXO_INCIDENTS: &str = "{{ with query \"smtp_oauth_service_health_issue_info{classification='incident',service='exchange_online'}\" }}{{ range . }} Microsoft reports incident {{ .Labels.id }} on Exchange Online ({{ .Labels.status }}): follow it in Microsoft 365 admin center > Health > Service health.{{ end }}{{ end }}";
+/// The Microsoft incident the mailbox's verdict names, for the annotations of mail-path alerts:
+/// on-call sees at once that Microsoft has posted the problem (that mailbox's tenant only: the
+/// agent matched the incident to it).
+const EXO_INCIDENTS: &str = "{{ with printf \"smtp_oauth_verdict_incident_info{target='%s'}\" $labels.target | query }}{{ range . }} Microsoft reports incident {{ .Labels.id }} on {{ if eq .Labels.service \"exchange_online\" }}Exchange Online{{ else }}Microsoft Entra{{ end }}: follow it in Microsoft 365 admin center > Health > Service health.{{ end }}{{ end }}";
 
 /// The canary reasons that mean mail is not delivered (or refused at submission).
 const CANARY_FAILING: [Reason; 5] = [
@@ -314,7 +315,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
             ),
             summary: "Mail from {{ $labels.target }} takes {{ $value | humanizeDuration }} to arrive".into(),
             description: format!(
-                "The delivery canary of mailbox {{{{ $labels.target }}}} arrived {{{{ $value | humanizeDuration }}}} after Exchange accepted it (more than {}), for half an hour: queues or filtering delay the mail.{EXO_INCIDENTS} What to do: Exchange admin center > Mail flow > Message trace for the canary's Message-ID (in /status) shows where the time went; check the service health of Exchange Online. {CONFIRM}",
+                "The delivery canary of mailbox {{{{ $labels.target }}}} arrived {{{{ $value | humanizeDuration }}}} after Exchange accepted it (more than {}), for half an hour: queues or filtering delay the mail. What to do: Exchange admin center > Mail flow > Message trace for the canary's Message-ID (in /status) shows where the time went; check the service health of Exchange Online. {CONFIRM}",
                 format_duration(s.canary_slow)
             ),
             anchor: "smtpoauthcanaryslow".into(),

@@ -171,6 +171,23 @@ pub fn write_verdicts(f: &mut Exposition, view: &View) {
             1.0,
         );
     }
+    f.family(
+        "verdict_incident_info",
+        "The Microsoft 365 incident a verdict names (cause microsoft_incident): its id and service; present while it does; always 1.",
+        Kind::Gauge,
+    );
+    for (target, v) in view.verdicts {
+        if let Some((id, service)) = &v.incident {
+            f.sample(
+                &[
+                    ("target", target.as_str()),
+                    ("id", id.as_str()),
+                    ("service", service.as_str()),
+                ],
+                1.0,
+            );
+        }
+    }
 }
 
 /// The series of every (check, target), then the check-specific facts.

@@ -137,6 +137,20 @@ async fn an_open_exchange_incident_explains_a_transient_failure_until_it_is_reso
         "{text}"
     );
     assert!(!text.contains(TITLE), "the title is never a label");
+    // The incident the verdict names, for the alerts' descriptions.
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_verdict_incident_info",
+            &[
+                ("target", "mail"),
+                ("id", "EX424242"),
+                ("service", "exchange_online")
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
     let base = format!("http://{}", agent.local_addr());
     let status = reqwest::get(format!("{base}/status"))
         .await
@@ -168,6 +182,10 @@ async fn an_open_exchange_incident_explains_a_transient_failure_until_it_is_reso
     .await;
     assert!(
         !text.contains("smtp_oauth_service_health_issue_info{"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("smtp_oauth_verdict_incident_info{"),
         "{text}"
     );
     assert!(w.sim.health_requests(&client_id(1)) >= 3);
