@@ -349,19 +349,18 @@ async fn each_rejection_junk_loss_and_missing_permission_gives_its_reason_and_ve
     assert_only_the_canarys_messages(&w);
 }
 
-/// A message not found within the timeout is remembered and deleted by a later run once it
-/// has arrived; a canary found at once leaves the store as it found it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_message_of_an_earlier_run_is_cleaned_up_by_the_next() {
-    let w = World::new().await;
-    let apps = setup(&w, &["late@contoso.com"]);
+/// The canary job of one mailbox `{name}@contoso.com` with this reader and timeout, and a
+/// context of its own, to run it twice by hand (the scheduler waits a minute between runs).
+fn canary_job(w: &World, name: &str, reader: &str, timeout: &str) -> (Job, Context) {
+    let address = format!("{name}@contoso.com");
+    let apps = setup(w, &[&address]);
     let plan = w.config(&format!(
         "{apps}mailboxes:\n{}",
         mailbox(
-            &w,
-            "late",
-            "late@contoso.com",
-            ", canary: { reader: reader, timeout: 2s }"
+            w,
+            name,
+            &address,
+            &format!(", canary: {{ reader: {reader}, timeout: {timeout} }}")
         )
     ));
     let job = Job::new(
@@ -372,6 +371,15 @@ async fn a_late_message_of_an_earlier_run_is_cleaned_up_by_the_next() {
     let ctx = Context::new(std::sync::Arc::new(
         smtp_oauth_exporter::auth::TokenCache::new(),
     ));
+    (job, ctx)
+}
+
+/// A message not found within the timeout is remembered and deleted by a later run once it
+/// has arrived; a canary found at once leaves the store as it found it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_message_of_an_earlier_run_is_cleaned_up_by_the_next() {
+    let w = World::new().await;
+    let (job, ctx) = canary_job(&w, "late", "reader", "2s");
     w.sim.set_delivery(
         "late@contoso.com",
         Some(Delivery::Inbox(Duration::from_secs(3))),
@@ -408,24 +416,7 @@ async fn a_late_message_of_an_earlier_run_is_cleaned_up_by_the_next() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_found_but_not_deleted_is_deleted_once_the_reader_may() {
     let w = World::new().await;
-    let apps = setup(&w, &["kept@contoso.com"]);
-    let plan = w.config(&format!(
-        "{apps}mailboxes:\n{}",
-        mailbox(
-            &w,
-            "kept",
-            "kept@contoso.com",
-            ", canary: { reader: peek, timeout: 5s }"
-        )
-    ));
-    let job = Job::new(
-        CheckKind::Canary,
-        Target::Mailbox(plan.mailboxes[0].clone()),
-    )
-    .expect("a canary job");
-    let ctx = Context::new(std::sync::Arc::new(
-        smtp_oauth_exporter::auth::TokenCache::new(),
-    ));
+    let (job, ctx) = canary_job(&w, "kept", "peek", "5s");
     let first = checks::run(&job, &ctx, &RunOptions::default()).await;
     assert_eq!(
         first.reason().map(|r| r.as_str()),
