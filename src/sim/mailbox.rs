@@ -11,6 +11,9 @@ use sha2::Digest;
 
 use super::{Directory, SmtpStep};
 
+/// At most this many messages per mailbox store.
+const STORE_KEPT: usize = 1000;
+
 /// The well-known folder name of the Inbox.
 pub const FOLDER_INBOX: &str = "inbox";
 /// The well-known folder name of the Junk Email folder.
@@ -121,7 +124,13 @@ pub(super) fn deliver(d: &mut Directory, sender: &str, recipients: &[String], da
             continue;
         }
         seen.push(key.clone());
-        d.stores.entry(key).or_default().push(Stored {
+        let store = d.stores.entry(key).or_default();
+        // A mailbox nobody empties (the demo's canary whose reader may not delete) stays
+        // bounded: the oldest go.
+        if store.len() >= STORE_KEPT {
+            store.remove(0);
+        }
+        store.push(Stored {
             message: StoredMessage {
                 id: message_item_id(),
                 internet_message_id: internet_message_id.clone(),

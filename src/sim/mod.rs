@@ -30,6 +30,9 @@ pub use health::HealthIssue;
 pub use mailbox::{Delivery, StoredMessage, FOLDER_INBOX, FOLDER_JUNK};
 pub use tls::{app_certificate, AppCertificate, CertFault, TestCa};
 
+/// At most this many accepted messages are kept for [`Simulator::messages`] (the newest).
+pub const MESSAGES_KEPT: usize = 10_000;
+
 /// The Exchange Online role that SMTP AUTH needs.
 pub const ROLE_SMTP: &str = "SMTP.SendAsApp";
 /// The Graph role that reads app registrations.
@@ -527,7 +530,7 @@ impl Simulator {
         }
     }
 
-    /// Messages accepted over SMTP so far.
+    /// Messages accepted over SMTP so far (the newest [`MESSAGES_KEPT`]).
     pub fn messages(&self) -> Vec<SimMessage> {
         self.directory.lock().expect("sim lock").messages.clone()
     }
