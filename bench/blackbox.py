@@ -16,7 +16,6 @@ import argparse
 import concurrent.futures
 import datetime
 import os
-import pathlib
 import re
 import shutil
 import socket
@@ -26,10 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "smtp-oauth-exporter"
-TICK = os.sysconf("SC_CLK_TCK")
+from procs import ROOT, BIN, free_port, cpu_seconds, rss_mib
 
 
 def as_root(cmd):
@@ -52,24 +48,6 @@ def blackbox_binary():
     # The package may start its own service; this benchmark runs its own instance.
     subprocess.run(as_root(["pkill", "-f", "prometheus-blackbox-exporter --"]), check=False)
     return shutil.which("prometheus-blackbox-exporter")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def rss_mib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def wait_port(port, limit=30):

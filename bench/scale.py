@@ -15,47 +15,20 @@ It prints a table and writes it to bench/results/scale-<time>.md.
 import argparse
 import datetime
 import json
-import os
-import pathlib
 import re
-import socket
 import ssl
 import statistics
 import subprocess
 import sys
 import time
 import urllib.request
+from procs import ROOT, BIN, free_port, cpu_seconds, rss_mib, open_fds
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "smtp-oauth-exporter"
-TICK = os.sysconf("SC_CLK_TCK")
 REAL_SCHEDULE = 300.0  # seconds: the default SMTP and token schedule
 
 
 def build():
     subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def cpu_seconds(pid):
-    fields = open(f"/proc/{pid}/stat").read().rsplit(") ", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def rss_mib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def get(url, context=None, timeout=30):

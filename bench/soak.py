@@ -12,36 +12,14 @@ if the agent dies. Prints the samples and writes them to bench/results/soak-<tim
 
 import argparse
 import datetime
-import os
-import pathlib
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import urllib.request
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release" / "smtp-oauth-exporter"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_mib(pid):
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
+from procs import ROOT, BIN, free_port, rss_mib, open_fds
 
 
 def wait_for(path, pattern, proc, timeout=60):
