@@ -706,14 +706,16 @@ pub fn evaluate(
                     &labels,
                     since,
                     format!("The SMTP endpoint of mailbox {target} cannot be reached ({reason})"),
-                    format!("{what}.{} What to do: {fix}", incidents(view, &t.app().tenant)),
+                    // The verdict names the incident when Microsoft has one open on the
+                    // service the failure needs (cause microsoft_incident), as the rules do.
+                    format!("{what}. What to do: {fix}"),
                 ),
                 (CheckKind::Canary, r) if CANARY_FAILING.contains(&r) => b.push(
                     "SmtpOAuthCanaryFailing",
                     &labels,
                     since,
                     format!("Mail from {target} is not delivered: the canary fails ({cause})"),
-                    format!("{what}.{} What to do: {fix}", incidents(view, &t.app().tenant)),
+                    format!("{what}. What to do: {fix}"),
                 ),
                 (CheckKind::Graph, Reason::Graph(crate::reasons::GraphReason::PermissionMissing)) => {
                     b.push(
@@ -946,8 +948,8 @@ pub fn evaluate(
     b.out
 }
 
-/// The open Exchange Online incidents of a tenant, as a sentence for an alert's description
-/// (empty when there are none).
+/// The open Exchange Online incidents of a tenant, as a sentence for the description of a slow
+/// canary, which no verdict explains (empty when there are none).
 fn incidents(view: &View, tenant: &str) -> String {
     view.health
         .get(tenant)

@@ -1,13 +1,15 @@
 //! Microsoft 365 service health in the verdict, against the simulator over real sockets: an open
 //! Exchange Online incident turns a transient SMTP failure's verdict into the incident and its
 //! resolution turns it back; an advisory, or an incident on
-//! a healthy tenant, leaves `ok`; the issues are fixed-label series, their titles on `/status`.
+//! a healthy tenant, leaves `ok`; the issues are fixed-label series, their titles on `/status`;
+//! the agent's own alerts name only the incident a verdict names.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use smtp_oauth_exporter::sim::{
-    GraphFault, HealthIssue, SimApp, SmtpFault, SmtpStep, ROLE_SERVICE_HEALTH_READ_ALL,
+    Delivery, GraphFault, HealthIssue, SimApp, SmtpFault, SmtpStep, ROLE_MAIL_READ_WRITE,
+    ROLE_SERVICE_HEALTH_READ_ALL,
 };
 
 use crate::common::*;
@@ -309,4 +311,96 @@ async fn without_service_health_read_all_the_reason_is_the_permission() {
         Some("ok"),
         "{text}"
     );
+}
+
+/// The agent's own alerts name the incident a mailbox's verdict names, once, and no other: an
+/// SMTP timeout during an Exchange Online incident names it; a canary refused 5.1.8 at the same
+/// time (a policy on the sender, not the incident's doing) does not, as in the Prometheus rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_alerts_name_only_the_incident_a_verdict_names() {
+    let w = World::new().await;
+    let now = Utc::now();
+    let file = w.file("s.secret", SECRET);
+    let mut apps = String::new();
+    for (n, name, role) in [
+        (1, "sender", ROLE_SERVICE_HEALTH_READ_ALL),
+        (2, "reader", ROLE_MAIL_READ_WRITE),
+    ] {
+        let id = client_id(n);
+        w.sim.add_app(
+            SimApp::new(TENANT, &id, name)
+                .with_secret(
+                    SECRET,
+                    None,
+                    now - chrono::Duration::days(1),
+                    now + chrono::Duration::days(90),
+                )
+                .with_graph_role(role),
+        );
+        let health = if n == 1 {
+            "    checks:\n      health: { enabled: true, schedule: 1s, timeout: 5s }\n"
+        } else {
+            ""
+        };
+        apps += &secret_app(&w, name, &id, &file, health);
+    }
+    w.sim.add_mailbox("down@contoso.com", &[&client_id(1)]);
+    w.sim
+        .add_mailbox("restricted@contoso.com", &[&client_id(1)]);
+    w.sim.set_delivery(
+        "restricted@contoso.com",
+        Some(Delivery::Reject {
+            at: SmtpStep::Data,
+            code: 550,
+            text: "5.1.8 Access denied, bad outbound sender".into(),
+        }),
+    );
+    w.sim.add_health_issue(
+        TENANT,
+        HealthIssue::exchange_incident("EX515151", TITLE, now - chrono::Duration::minutes(20)),
+    );
+    // `down`'s server sends its banner after 3 s, past the check's 1 s timeout.
+    let slow = w
+        .sim
+        .start_smtp(Some(SmtpFault::BannerDelay(Duration::from_secs(3))))
+        .await
+        .unwrap()
+        .port();
+    let good = w.sim.smtp_addr.port();
+    let agent = w
+        .agent(&format!(
+            "scheduler:\n  startup_spread: 200ms\ndefaults:\n  checks:\n    graph: {{ enabled: false }}\n    smtp: {{ schedule: 1s, timeout: 1s }}\nalerts:\n  failing_for: 1s\n  evaluation_interval: 200ms\napps:\n{apps}mailboxes:\n  - {{ name: down, app: sender, address: down@contoso.com, smtp_host: 127.0.0.1, smtp_port: {slow} }}\n  - {{ name: restricted, app: sender, address: restricted@contoso.com, smtp_host: 127.0.0.1, smtp_port: {good}, canary: {{ reader: reader, timeout: 10s }} }}\n"
+        ))
+        .await;
+    let url = format!("http://{}/alerts", agent.local_addr());
+    let description = |alerts: &[serde_json::Value], name: &str, target: &str| {
+        alerts
+            .iter()
+            .find(|a| a["labels"]["alertname"] == name && a["labels"]["target"] == target)
+            .and_then(|a| a["annotations"]["description"].as_str().map(str::to_string))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (down, restricted) = loop {
+        let alerts: Vec<serde_json::Value> =
+            reqwest::get(&url).await.unwrap().json().await.unwrap();
+        if let (Some(d), Some(r)) = (
+            description(&alerts, "SmtpOAuthSmtpUnreachable", "down"),
+            description(&alerts, "SmtpOAuthCanaryFailing", "restricted"),
+        ) {
+            break (d, r);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both alerts within 30 s: {alerts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        down.matches("Microsoft reports incident EX515151 on Exchange Online")
+            .count(),
+        1,
+        "named once: {down}"
+    );
+    assert!(!restricted.contains("EX515151"), "{restricted}");
+    assert!(restricted.contains("Defender portal"), "{restricted}");
 }
