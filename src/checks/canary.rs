@@ -2,7 +2,7 @@
 //! SMTP session (the SMTP check's own code), then found in the canary mailbox with the reader
 //! app's Graph token by its `internetMessageId` (never a listing of the mailbox), its folder
 //! (Inbox or Junk Email) and delivery latency noted, and deleted for good (`permanentDelete`,
-//! where the cloud has it; a plain DELETE would leave it in Deleted Items). Messages of earlier
+//! where the cloud has it; elsewhere DELETE twice, through Deleted Items). Messages of earlier
 //! runs that were not found or not deleted in time are looked for again and deleted when they
 //! turn up, for a day.
 //! Facts: `shared/reference/microsoft-365.md`, "Delivery canary and service health".
@@ -233,7 +233,10 @@ impl Graph<'_> {
             .http
             .request(method, url)
             .bearer_auth(self.token.value.expose())
-            .header(http::header::ACCEPT, "application/json");
+            .header(http::header::ACCEPT, "application/json")
+            // Ids that stay when a message moves (to Deleted Items, or by a user or a rule), so
+            // that a message found once can be deleted later.
+            .header("Prefer", "IdType=\"ImmutableId\"");
         // An action without a body still says so (Content-Length: 0), as Graph wants.
         let req = if post { req.body("") } else { req };
         let resp = match http_client::send(req, left).await {
@@ -341,25 +344,28 @@ impl Graph<'_> {
     }
 
     /// Deletes a message for good: `POST .../permanentDelete` (Recoverable Items, purged by
-    /// Exchange), which the global cloud has; a plain DELETE elsewhere (it moves the message to
-    /// Deleted Items). A message already gone counts as deleted.
+    /// Exchange), which only the global cloud's Graph has; elsewhere `DELETE` twice, the first
+    /// moving the message to Deleted Items and the second from there to Recoverable Items (the
+    /// immutable id stays through the move). A message already gone counts as deleted.
+    /// <https://learn.microsoft.com/graph/api/message-permanentdelete> (national clouds: none),
+    /// <https://learn.microsoft.com/graph/outlook-immutable-id>.
     async fn delete(&self, id: &str) -> Result<(), CallError> {
         let mut url = self.base();
         url.path_segments_mut()
             .expect("an http base")
             .extend(["messages", id]);
-        let method = if self.reader.cloud == Cloud::Global {
+        let gone = |r: Result<BoundedResponse, CallError>| match r {
+            Err(e) if e.status == Some(404) => Ok(()),
+            r => r.map(|_| ()),
+        };
+        if self.reader.cloud == Cloud::Global {
             url.path_segments_mut()
                 .expect("an http base")
                 .push("permanentDelete");
-            reqwest::Method::POST
-        } else {
-            reqwest::Method::DELETE
-        };
-        match self.call(method, url).await {
-            Err(e) if e.status == Some(404) => Ok(()),
-            r => r.map(|_| ()),
+            return gone(self.call(reqwest::Method::POST, url).await);
         }
+        gone(self.call(reqwest::Method::DELETE, url.clone()).await)?;
+        gone(self.call(reqwest::Method::DELETE, url).await)
     }
 }
 

@@ -5,9 +5,15 @@
 //!   and `$top`): the only list the simulator serves; without that filter it answers 400, so
 //!   that a test proves a client never lists a mailbox;
 //! - `GET /v1.0/users/{address}/messages/{id}`, `DELETE` of it and `POST .../permanentDelete`
-//!   (`Mail.ReadWrite`; both remove the message here, where Exchange would move a DELETEd one
-//!   to Deleted Items);
-//! - `GET /v1.0/users/{address}/mailFolders/{inbox|junkemail|folder id}`.
+//!   (`Mail.ReadWrite`). `DELETE` moves a message to Deleted Items, where it gets a new id
+//!   (its immutable id stays), and a message already there to Recoverable Items, out of Graph's
+//!   sight; `permanentDelete` puts it there at once, and only the global cloud's Graph has it
+//!   (a national cloud's token gets 400, as Microsoft documents the action for the global
+//!   service only);
+//! - `GET /v1.0/users/{address}/mailFolders/{inbox|junkemail|deleteditems|folder id}`.
+//!
+//! With `Prefer: IdType="ImmutableId"` the ids in replies are immutable ones; a message is found
+//! by either id.
 //!
 //! Every request under `/v1.0/users/` is recorded (path and query) for the tests.
 
@@ -17,7 +23,10 @@ use serde_json::{json, Map, Value};
 use super::graph::{graph_error, time, with_ids, Ids};
 use super::graph_call::{begin, eq_clauses, percent_decode, query_params, FaultReplies, Literal};
 use super::https::{json, respond, HttpsState, SimResponse};
-use super::mailbox::{folder_display_name, folder_id, Stored, FOLDER_INBOX, FOLDER_JUNK};
+use super::mailbox::{
+    folder_display_name, folder_id, message_item_id, Stored, FOLDER_DELETED, FOLDER_INBOX,
+    FOLDER_JUNK,
+};
 use super::{ROLE_MAIL_READ, ROLE_MAIL_READ_WRITE};
 
 /// How many requests the simulator keeps for `graph_mail_requests` (a long run stays bounded).
@@ -78,10 +87,13 @@ fn ok_json(value: Value, ids: &Ids) -> SimResponse {
 }
 
 /// A message as Graph returns it, restricted to `$select` (plus `id`) when given.
-fn message_json(mailbox: &str, s: &Stored, select: Option<&[String]>) -> Value {
+fn message_json(mailbox: &str, s: &Stored, select: Option<&[String]>, immutable: bool) -> Value {
     let m = &s.message;
     let mut o = Map::new();
-    o.insert("id".into(), json!(m.id));
+    o.insert(
+        "id".into(),
+        json!(if immutable { &m.immutable_id } else { &m.id }),
+    );
     o.insert("internetMessageId".into(), json!(m.internet_message_id));
     o.insert("receivedDateTime".into(), json!(time(m.received)));
     o.insert("parentFolderId".into(), json!(folder_id(mailbox, m.folder)));
@@ -164,6 +176,13 @@ pub async fn handle(
         return invalid_user(&user, ids);
     };
     let params = query_params(query);
+    let immutable = headers.get_all("prefer").iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("IdType=\"ImmutableId\""))
+        })
+    });
+    let is_id = |s: &Stored, id: &str| s.message.id == id || s.message.immutable_id == id;
     match (method, route_lower.as_slice()) {
         ("GET", ["messages"]) => {
             let allowed = ["$filter", "$select", "$top"];
@@ -208,7 +227,7 @@ pub async fn handle(
             let value: Vec<Value> = found
                 .iter()
                 .take(top)
-                .map(|s| message_json(&mailbox, s, select.as_deref()))
+                .map(|s| message_json(&mailbox, s, select.as_deref(), immutable))
                 .collect();
             ok_json(
                 json!({
@@ -224,10 +243,10 @@ pub async fn handle(
             match d
                 .stores
                 .get(&key)
-                .and_then(|v| v.iter().find(|s| s.visible() && s.message.id == id))
+                .and_then(|v| v.iter().find(|s| s.visible() && is_id(s, id)))
             {
                 Some(s) => {
-                    let mut v = message_json(&mailbox, s, select.as_deref());
+                    let mut v = message_json(&mailbox, s, select.as_deref(), immutable);
                     v["@odata.context"] = json!(format!(
                         "https://graph.microsoft.com/v1.0/$metadata#users('{key}')/messages/$entity"
                     ));
@@ -236,10 +255,21 @@ pub async fn handle(
                 None => item_not_found(ids),
             }
         }
+        ("POST", ["messages", _, "permanentdelete"])
+            if call.claims.aud != "https://graph.microsoft.com" =>
+        {
+            bad_request("Resource not found for the segment 'permanentDelete'.", ids)
+        }
         ("DELETE", ["messages", _]) | ("POST", ["messages", _, "permanentdelete"]) => {
             let id = route[1];
             let store = d.stores.entry(key).or_default();
-            match store.iter().position(|s| s.visible() && s.message.id == id) {
+            match store.iter().position(|s| s.visible() && is_id(s, id)) {
+                Some(i) if method == "DELETE" && store[i].message.folder != FOLDER_DELETED => {
+                    let m = &mut store[i].message;
+                    m.folder = FOLDER_DELETED;
+                    m.id = message_item_id();
+                    with_ids(respond(StatusCode::NO_CONTENT, "text/plain", ""), ids)
+                }
                 Some(i) => {
                     store.remove(i);
                     with_ids(respond(StatusCode::NO_CONTENT, "text/plain", ""), ids)
@@ -248,7 +278,7 @@ pub async fn handle(
             }
         }
         ("GET", ["mailfolders", folder]) => {
-            let folder = [FOLDER_INBOX, FOLDER_JUNK]
+            let folder = [FOLDER_INBOX, FOLDER_JUNK, FOLDER_DELETED]
                 .into_iter()
                 .find(|f| folder == f || *folder == lower(&folder_id(&mailbox, f)));
             let Some(folder) = folder else {

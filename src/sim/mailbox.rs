@@ -18,6 +18,8 @@ const STORE_KEPT: usize = 1000;
 pub const FOLDER_INBOX: &str = "inbox";
 /// The well-known folder name of the Junk Email folder.
 pub const FOLDER_JUNK: &str = "junkemail";
+/// The well-known folder name of Deleted Items, where a Graph `DELETE` moves a message.
+pub const FOLDER_DELETED: &str = "deleteditems";
 
 /// What happens to a message a mailbox submits.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,11 +65,15 @@ impl Delivery {
 /// A message in a mailbox store, as Graph shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredMessage {
-    /// Graph's opaque message id (URL-safe base64, may end with `=`).
+    /// Graph's opaque message id (URL-safe base64, may end with `=`); a new one when the message
+    /// moves to another folder, as in Exchange.
     pub id: String,
+    /// The id Graph gives with `Prefer: IdType="ImmutableId"`: it stays when the message moves
+    /// within the mailbox.
+    pub immutable_id: String,
     /// The `Message-ID:` header with its angle brackets (`<...@...>`), or one Exchange generated.
     pub internet_message_id: String,
-    /// [`FOLDER_INBOX`] or [`FOLDER_JUNK`].
+    /// [`FOLDER_INBOX`], [`FOLDER_JUNK`] or, once deleted, [`FOLDER_DELETED`].
     pub folder: &'static str,
     /// Acceptance time plus the delivery delay, on Microsoft's clock, whole seconds.
     pub received: DateTime<Utc>,
@@ -133,6 +139,7 @@ pub(super) fn deliver(d: &mut Directory, sender: &str, recipients: &[String], da
         store.push(Stored {
             message: StoredMessage {
                 id: message_item_id(),
+                immutable_id: immutable_item_id(),
                 internet_message_id: internet_message_id.clone(),
                 folder,
                 received,
@@ -180,9 +187,15 @@ fn generated_message_id() -> String {
 }
 
 /// An opaque Graph message id, as long as and shaped like Exchange's (`AAMkAD...=`).
-fn message_item_id() -> String {
+pub(super) fn message_item_id() -> String {
     let bytes: Vec<u8> = (0..70).map(|_| rand::random::<u8>()).collect();
     format!("AAMkAD{}", URL_SAFE.encode(bytes))
+}
+
+/// An opaque immutable message id (`AAkAL...=`).
+fn immutable_item_id() -> String {
+    let bytes: Vec<u8> = (0..70).map(|_| rand::random::<u8>()).collect();
+    format!("AAkALg{}", URL_SAFE.encode(bytes))
 }
 
 /// The stable opaque id of a mailbox's well-known folder (Graph's `parentFolderId`).
@@ -193,10 +206,10 @@ pub(super) fn folder_id(mailbox: &str, folder: &str) -> String {
 
 /// Graph's display name of a well-known folder.
 pub(super) fn folder_display_name(folder: &str) -> &'static str {
-    if folder == FOLDER_JUNK {
-        "Junk Email"
-    } else {
-        "Inbox"
+    match folder {
+        FOLDER_JUNK => "Junk Email",
+        FOLDER_DELETED => "Deleted Items",
+        _ => "Inbox",
     }
 }
 

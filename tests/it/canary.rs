@@ -19,6 +19,11 @@ const SECRET: &str = "Cnr~canary-test-secret-value";
 /// `blind` (no Graph role) and `peek` (Mail.Read: it finds, it may not delete); the mailboxes
 /// given; returns the apps' YAML.
 fn setup(w: &World, mailboxes: &[&str]) -> String {
+    setup_in(w, mailboxes, "")
+}
+
+/// [`setup`], with `extra` YAML in every app (a cloud).
+fn setup_in(w: &World, mailboxes: &[&str], extra: &str) -> String {
     let now = Utc::now();
     let file = w.file("s.secret", SECRET);
     let mut yaml = String::new();
@@ -39,7 +44,7 @@ fn setup(w: &World, mailboxes: &[&str]) -> String {
             a = a.with_graph_role(r);
         }
         w.sim.add_app(a);
-        yaml += &secret_app(w, name, &id, &file, "");
+        yaml += &secret_app(w, name, &id, &file, extra);
     }
     for m in mailboxes {
         w.sim.add_mailbox(m, &[&client_id(1)]);
@@ -352,8 +357,19 @@ async fn each_rejection_junk_loss_and_missing_permission_gives_its_reason_and_ve
 /// The canary job of one mailbox `{name}@contoso.com` with this reader and timeout, and a
 /// context of its own, to run it twice by hand (the scheduler waits a minute between runs).
 fn canary_job(w: &World, name: &str, reader: &str, timeout: &str) -> (Job, Context) {
+    canary_job_in(w, name, reader, timeout, "")
+}
+
+/// [`canary_job`], with `extra` YAML in every app (a cloud).
+fn canary_job_in(
+    w: &World,
+    name: &str,
+    reader: &str,
+    timeout: &str,
+    extra: &str,
+) -> (Job, Context) {
     let address = format!("{name}@contoso.com");
-    let apps = setup(w, &[&address]);
+    let apps = setup_in(w, &[&address], extra);
     let plan = w.config(&format!(
         "{apps}mailboxes:\n{}",
         mailbox(
@@ -408,6 +424,31 @@ async fn a_late_message_of_an_earlier_run_is_cleaned_up_by_the_next() {
     assert!(w.sim.stored_messages("late@contoso.com").is_empty());
     assert_eq!(w.sim.data_commands(), 2);
     assert_only_the_canarys_messages(&w);
+}
+
+/// In a national cloud, whose Graph has no `permanentDelete`, the canary deletes its message with
+/// two DELETEs of its immutable id: to Deleted Items, then out of Graph's sight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_national_cloud_the_canary_deletes_through_deleted_items() {
+    let w = World::new().await;
+    let (job, ctx) = canary_job_in(&w, "gov", "reader", "10s", "    cloud: usgov\n");
+    let run = checks::run(&job, &ctx, &RunOptions::default()).await;
+    assert!(run.success(), "{:?}", run.failure);
+    let d = run.canary().expect("canary details");
+    assert!(d.found.as_ref().is_some_and(|f| f.deleted), "{d:?}");
+    assert!(
+        w.sim.stored_messages("gov@contoso.com").is_empty(),
+        "nothing left in Deleted Items"
+    );
+    let calls = w.sim.graph_mail_calls();
+    let writes: Vec<&(String, String)> = calls.iter().filter(|(m, _)| m != "GET").collect();
+    assert_eq!(writes.len(), 2, "{calls:#?}");
+    assert!(
+        writes
+            .iter()
+            .all(|(m, p)| m == "DELETE" && p == &writes[0].1 && p.contains("/messages/")),
+        "{calls:#?}"
+    );
 }
 
 /// A message found but not deleted (the reader may read, not delete) is kept for later runs;

@@ -642,13 +642,27 @@ async fn graph_mail_needs_a_filter_and_the_roles_and_deletes_with_read_write() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(body["internetMessageId"], id);
+    // DELETE moves it to Deleted Items, where it has another id (the old one is gone)...
     let (status, _, body) = graph(sim, delete.clone(), &one, &[], Some(&writer)).await;
+    assert_eq!(status, 204, "{body}");
+    let stored = sim.stored_messages(INBOX_OWNER);
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].folder, "deleteditems");
+    let (status, _, body) = graph(sim, delete.clone(), &one, &[], Some(&writer)).await;
+    assert_eq!((status, error_code(&body)), (404, "ErrorItemNotFound"));
+    let (_, body) = find(sim, &writer, INBOX_OWNER, id).await;
+    let (deleted_items, name) = folder_id(sim, &writer, INBOX_OWNER, "deleteditems").await;
+    assert_eq!(name, "Deleted Items");
+    assert_eq!(body["value"][0]["parentFolderId"], deleted_items.as_str());
+    let moved = body["value"][0]["id"].as_str().unwrap().to_string();
+    assert_ne!(moved, item);
+    // ... and a DELETE there takes it out of Graph's sight (to Recoverable Items).
+    let moved = format!("{messages}/{}", moved.replace('=', "%3D"));
+    let (status, _, body) = graph(sim, delete.clone(), &moved, &[], Some(&writer)).await;
     assert_eq!(status, 204, "{body}");
     assert!(sim.stored_messages(INBOX_OWNER).is_empty());
     let (_, body) = find(sim, &writer, INBOX_OWNER, id).await;
     assert_eq!(body["value"], serde_json::json!([]));
-    let (status, _, body) = graph(sim, delete.clone(), &one, &[], Some(&writer)).await;
-    assert_eq!((status, error_code(&body)), (404, "ErrorItemNotFound"));
 
     // The caller's scripted Graph fault applies to these routes; another app's does not.
     let throttled = GraphFault::TooManyRequests {
@@ -710,7 +724,76 @@ async fn graph_mail_needs_a_filter_and_the_roles_and_deletes_with_read_write() {
     assert!(calls
         .iter()
         .any(|(m, p)| m == "DELETE" && p.ends_with("%3D")));
-    assert_eq!(calls.len(), 23, "{calls:#?}");
+    assert_eq!(calls.len(), 26, "{calls:#?}");
+}
+
+/// With `Prefer: IdType="ImmutableId"` a message keeps its id through `DELETE`'s move to Deleted
+/// Items, so a second `DELETE` finds it; `permanentDelete` is the global cloud's alone (Graph's
+/// documentation lists no national cloud for it): a national cloud's token gets 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn immutable_ids_survive_the_move_and_permanent_delete_is_the_global_clouds() {
+    let w = World::new().await;
+    let apps = setup(&w, &[SENDER]);
+    let sim = &w.sim;
+    let smtp_token = token(sim, &apps.sender, "https://outlook.office365.com").await;
+    let global = graph_token(sim, &apps.read_write).await;
+    let usgov = token(sim, &apps.read_write, "https://graph.microsoft.us").await;
+    for id in ["<imm.1@t>", "<imm.2@t>"] {
+        submit(sim, &smtp_token, SENDER, &[INBOX_OWNER], Some(id), "x")
+            .await
+            .unwrap();
+    }
+    let messages = format!("{}/v1.0/users/{INBOX_OWNER}/messages", sim.base_url());
+    let request = |method: reqwest::Method, url: String, token: &str| {
+        https_client(sim)
+            .request(method, url)
+            .bearer_auth(token)
+            .header("Prefer", "IdType=\"ImmutableId\"")
+    };
+    let immutable_id = |internet_id: &'static str| {
+        let req = request(reqwest::Method::GET, messages.clone(), &usgov)
+            .query(&[("$filter", format!("internetMessageId eq '{internet_id}'"))]);
+        async move {
+            let body: Value = req.send().await.unwrap().json().await.unwrap();
+            body["value"][0]["id"].as_str().unwrap().to_string()
+        }
+    };
+    let one = immutable_id("<imm.1@t>").await;
+    assert!(one.starts_with("AAkALg"), "an immutable id: {one}");
+    let url = |id: &str| format!("{messages}/{}", id.replace('=', "%3D"));
+    for (n, folder_after) in [(1, Some("deleteditems")), (2, None)] {
+        let status = request(reqwest::Method::DELETE, url(&one), &usgov)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 204, "DELETE {n}");
+        let folder = sim
+            .stored_messages(INBOX_OWNER)
+            .into_iter()
+            .find(|m| m.internet_message_id == "<imm.1@t>")
+            .map(|m| m.folder);
+        assert_eq!(folder, folder_after, "after DELETE {n}");
+    }
+    let two = immutable_id("<imm.2@t>").await;
+    let permanent = format!("{}/permanentDelete", url(&two));
+    let resp = request(reqwest::Method::POST, permanent.clone(), &usgov)
+        .body("")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(error_code(&body), "BadRequest");
+    assert_eq!(sim.stored_messages(INBOX_OWNER).len(), 1);
+    let status = request(reqwest::Method::POST, permanent, &global)
+        .body("")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+    assert!(sim.stored_messages(INBOX_OWNER).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
