@@ -295,7 +295,7 @@ impl Control {
         });
         let summary = self.scheduler.reload(&plan);
         self.sink.diagnose_all();
-        *self.shared.page.lock().await = None;
+        self.shared.page.lock().await.drop_page();
         {
             let mut agent = self.shared.agent.lock().expect("agent lock");
             agent.config_reload_successful = true;

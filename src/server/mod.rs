@@ -51,8 +51,23 @@ pub struct Shared {
     pub telemetry_path: String,
     pub ready: AtomicBool,
     /// The last rendered page: scrapes arriving together share one render (a 10,000-mailbox
-    /// page is 20 MB; rendering it per request would let parallel scrapes exhaust memory).
-    pub page: tokio::sync::Mutex<Option<Page>>,
+    /// page is 6 MB; rendering it per request would let parallel scrapes exhaust memory).
+    pub page: tokio::sync::Mutex<PageCache>,
+}
+
+/// The rendered `/metrics` page while it serves scrapes, and the size of the last one.
+#[derive(Default)]
+pub struct PageCache {
+    page: Option<Page>,
+    /// The last page's length, the next buffer's size: kept when the page itself is dropped.
+    last_len: usize,
+}
+
+impl PageCache {
+    /// Drops the page (a reload changed what it would say); its size still sizes the next.
+    pub fn drop_page(&mut self) {
+        self.page = None;
+    }
 }
 
 /// A rendered `/metrics` page and when it was made.
@@ -126,25 +141,39 @@ fn reply(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Resp
 /// The page for one scrape: rendered at most once per [`PAGE_REUSE`], one render at a time, off
 /// the async workers; gzip made once per page when a scraper asks for it.
 async fn metrics_page(shared: &Arc<Shared>, gzip: bool) -> Option<(Bytes, bool)> {
-    let mut page = shared.page.lock().await;
-    if page.as_ref().is_none_or(|p| p.at.elapsed() > PAGE_REUSE) {
+    let mut cache = shared.page.lock().await;
+    if cache
+        .page
+        .as_ref()
+        .is_none_or(|p| p.at.elapsed() > PAGE_REUSE)
+    {
         let s = shared.clone();
         // The last page's size, and a little room to grow: one allocation, not a dozen.
-        let capacity = page
-            .as_ref()
-            .map_or(0, |p| p.text.len() + p.text.len() / 16);
-        // Drop the old page first: two 5 MB pages need not live at once.
-        *page = None;
+        let capacity = cache.last_len + cache.last_len / 16;
+        // Drop the old page first: two 6 MB pages need not live at once.
+        cache.page = None;
         let text = tokio::task::spawn_blocking(move || s.render_metrics_sized(capacity))
             .await
             .ok()?;
-        *page = Some(Page {
-            at: std::time::Instant::now(),
+        let at = std::time::Instant::now();
+        cache.last_len = text.len();
+        cache.page = Some(Page {
+            at,
             text: Bytes::from(text),
             gzip: None,
         });
+        // Once it can serve no more scrapes, the page goes: between scrapes (15 s or more
+        // apart) the agent holds no copy of it.
+        let s = shared.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(PAGE_REUSE).await;
+            let mut cache = s.page.lock().await;
+            if cache.page.as_ref().is_some_and(|p| p.at == at) {
+                cache.page = None;
+            }
+        });
     }
-    let p = page.as_mut()?;
+    let p = cache.page.as_mut()?;
     if !gzip {
         return Some((p.text.clone(), false));
     }
