@@ -1,12 +1,14 @@
-//! Runs every (check, target) on its own schedule: one lightweight tokio task per job (no thread
-//! per target), a stable per-target phase so big fleets spread out, a bound on concurrent runs,
-//! a timeout on each run, and a prompt stop.
+//! Runs every (check, target) on its own schedule: one timer task over a queue of due times and a
+//! task per run in progress (no task per idle job, no thread per target), a stable per-target
+//! phase so big fleets spread out, a bound on concurrent runs, a timeout on each run, and a
+//! prompt stop.
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -147,31 +149,53 @@ impl Timing {
     }
 }
 
-/// The running scheduler: its tasks stop when it is stopped or the shutdown token fires.
+/// The running scheduler: one timer task hands due jobs to a task per run; everything stops
+/// when it is stopped or the shutdown token fires.
 pub struct Scheduler {
-    tasks: JoinSet<()>,
+    core: Arc<Core>,
     cancel: CancellationToken,
-    /// The job each task runs (by key) with its digest and its own stop token.
-    running: HashMap<JobKey, Running>,
+    /// The timer task (it owns the runs in progress).
+    timer: tokio::task::JoinHandle<()>,
+}
+
+/// What the timer task and every run share.
+struct Core {
+    ctx: Arc<Context>,
+    sink: Arc<dyn Sink>,
+    quiet: Quiet,
     /// Phases count from here, so a job kept or restarted by a reload keeps its phase.
     origin: Instant,
+    jobs: std::sync::Mutex<Jobs>,
+    /// Tells the timer task that the earliest due time may have changed.
+    wake: Notify,
+}
+
+/// The jobs, waiting or running, and when each is due next. A waiting job is an entry in the
+/// table and one in the queue, about two hundred bytes: 12,000 jobs do not need 12,000 tasks
+/// (each as large as its future, a kilobyte), only the runs in progress do.
+struct Jobs {
     settings: SchedulerSettings,
     /// One bound per check kind: 10,000 SMTP runs stuck on an unreachable host must not keep
     /// the token checks (which would show the cause) waiting behind them.
     slots: HashMap<CheckKind, Arc<Semaphore>>,
-    env: Arc<Env>,
+    /// Slots of jobs by index (`None`: removed, the index free for reuse).
+    table: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    by_key: HashMap<JobKey, usize>,
+    /// (due, index, generation), earliest first; an entry whose slot has another generation
+    /// (restarted or removed since) is skipped.
+    queue: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    next_gen: u64,
 }
 
-/// What every job's task shares: where checks run, where reports go, which apps hold back.
-struct Env {
-    ctx: Arc<Context>,
-    sink: Arc<dyn Sink>,
-    quiet: Quiet,
-}
-
-struct Running {
-    digest: [u8; 32],
-    cancel: CancellationToken,
+struct Slot {
+    job: Arc<Job>,
+    timing: Timing,
+    gen: u64,
+    /// Transient failures in a row (Graph retries back off with them).
+    failures: u32,
+    /// The run in progress, to stop it when the job is restarted or removed.
+    run: Option<CancellationToken>,
 }
 
 /// What a reload did to the running jobs.
@@ -192,40 +216,15 @@ fn semaphores(settings: &SchedulerSettings) -> HashMap<CheckKind, Arc<Semaphore>
         .collect()
 }
 
-impl Scheduler {
-    /// Starts one task per job of the plan. Their reports go to `sink`.
-    pub fn start(
-        plan: &Plan,
-        ctx: Arc<Context>,
-        sink: Arc<dyn Sink>,
-        shutdown: &CancellationToken,
-    ) -> Self {
-        let settings = plan.settings.scheduler.clone();
-        let mut s = Self {
-            tasks: JoinSet::new(),
-            cancel: shutdown.child_token(),
-            running: HashMap::new(),
-            origin: Instant::now(),
-            slots: semaphores(&settings),
-            settings,
-            env: Arc::new(Env {
-                ctx,
-                sink,
-                quiet: Quiet::default(),
-            }),
-        };
-        let origin = s.origin;
-        s.spawn_all(plan.jobs.iter(), origin);
-        s
-    }
-
-    /// Starts `jobs`, their first runs spread after `from` (the start, or a reload).
-    fn spawn_all<'a>(&mut self, jobs: impl Iterator<Item = &'a Job> + Clone, from: Instant) {
-        let graph_jobs = jobs.clone().filter(|j| j.kind == CheckKind::Graph).count();
+impl Jobs {
+    /// Adds `jobs` (or replaces them, by key), their first runs spread after `from` (the
+    /// start, or a reload).
+    fn add_all(&mut self, jobs: &[&Job], origin: Instant, from: Instant) {
+        let graph_jobs = jobs.iter().filter(|j| j.kind == CheckKind::Graph).count();
         for job in jobs {
             let key = job.key();
             let timing = Timing {
-                origin: self.origin,
+                origin,
                 hash: stable_hash(&key),
                 schedule: job.settings.schedule.clone(),
             };
@@ -239,22 +238,91 @@ impl Scheduler {
                 _ => self.settings.startup_spread,
             };
             let first = timing.first_after(from, spread);
-            let cancel = self.cancel.child_token();
-            self.running.insert(
-                key.clone(),
-                Running {
-                    digest: job.digest,
-                    cancel: cancel.clone(),
-                },
-            );
-            self.tasks.spawn(job_loop(
-                job.clone(),
+            self.remove(&key);
+            let gen = self.next_gen;
+            self.next_gen += 1;
+            let slot = Slot {
+                job: Arc::new((*job).clone()),
                 timing,
-                first,
-                self.env.clone(),
-                self.slots[&key.kind].clone(),
-                cancel,
-            ));
+                gen,
+                failures: 0,
+                run: None,
+            };
+            let index = match self.free.pop() {
+                Some(i) => {
+                    self.table[i] = Some(slot);
+                    i
+                }
+                None => {
+                    self.table.push(Some(slot));
+                    self.table.len() - 1
+                }
+            };
+            self.by_key.insert(key, index);
+            self.queue.push(Reverse((first, index, gen)));
+        }
+    }
+
+    /// Removes a job, stopping its run if one is in progress.
+    fn remove(&mut self, key: &JobKey) -> bool {
+        let Some(index) = self.by_key.remove(key) else {
+            return false;
+        };
+        if let Some(run) = self.table[index].take().and_then(|s| s.run) {
+            run.cancel();
+        }
+        self.free.push(index);
+        true
+    }
+
+    fn slot(&mut self, index: usize, gen: u64) -> Option<&mut Slot> {
+        self.table
+            .get_mut(index)
+            .and_then(Option::as_mut)
+            .filter(|s| s.gen == gen)
+    }
+
+    /// Jobs that are up to date with this plan: the same key and digest.
+    fn digest(&self, key: &JobKey) -> Option<[u8; 32]> {
+        let index = *self.by_key.get(key)?;
+        self.table[index].as_ref().map(|s| s.job.digest)
+    }
+}
+
+impl Scheduler {
+    /// Schedules every job of the plan. Their reports go to `sink`.
+    pub fn start(
+        plan: &Plan,
+        ctx: Arc<Context>,
+        sink: Arc<dyn Sink>,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let settings = plan.settings.scheduler.clone();
+        let origin = Instant::now();
+        let mut jobs = Jobs {
+            slots: semaphores(&settings),
+            settings,
+            table: Vec::with_capacity(plan.jobs.len()),
+            free: Vec::new(),
+            by_key: HashMap::with_capacity(plan.jobs.len()),
+            queue: BinaryHeap::with_capacity(plan.jobs.len()),
+            next_gen: 0,
+        };
+        jobs.add_all(&plan.jobs.iter().collect::<Vec<_>>(), origin, origin);
+        let core = Arc::new(Core {
+            ctx,
+            sink,
+            quiet: Quiet::default(),
+            origin,
+            jobs: std::sync::Mutex::new(jobs),
+            wake: Notify::new(),
+        });
+        let cancel = shutdown.child_token();
+        let timer = tokio::spawn(timer(core.clone(), cancel.clone()));
+        Self {
+            core,
+            cancel,
+            timer,
         }
     }
 
@@ -263,20 +331,19 @@ impl Scheduler {
     /// within the startup spread; removed ones stop. A change of `max_concurrent_checks`
     /// restarts every job on the new bound.
     pub fn reload(&mut self, plan: &Plan) -> ReloadSummary {
-        while self.tasks.try_join_next().is_some() {}
         let mut summary = ReloadSummary::default();
-        if plan.settings.scheduler.max_concurrent_checks != self.settings.max_concurrent_checks {
-            self.slots = semaphores(&plan.settings.scheduler);
-            for (_, r) in self.running.drain() {
-                r.cancel.cancel();
-            }
+        let mut jobs = self.core.jobs.lock().expect("scheduler lock");
+        let rebound =
+            plan.settings.scheduler.max_concurrent_checks != jobs.settings.max_concurrent_checks;
+        if rebound {
+            jobs.slots = semaphores(&plan.settings.scheduler);
         }
-        self.settings = plan.settings.scheduler.clone();
-        let old = std::mem::take(&mut self.running);
+        jobs.settings = plan.settings.scheduler.clone();
         let mut start = Vec::new();
         for job in &plan.jobs {
-            match old.get(&job.key()) {
-                Some(r) if r.digest == job.digest => summary.kept += 1,
+            match jobs.digest(&job.key()) {
+                Some(d) if d == job.digest && !rebound => summary.kept += 1,
+                // Changed, or every job on a new bound.
                 Some(_) => {
                     summary.restarted += 1;
                     start.push(job);
@@ -287,92 +354,143 @@ impl Scheduler {
                 }
             }
         }
-        for (key, r) in old {
-            match plan.job(&key) {
-                Some(j) if j.digest == r.digest => {
-                    self.running.insert(key, r);
-                }
-                Some(_) => r.cancel.cancel(),
-                None => {
-                    summary.removed += 1;
-                    r.cancel.cancel();
-                }
+        let gone: Vec<JobKey> = jobs
+            .by_key
+            .keys()
+            .filter(|k| plan.job(k).is_none())
+            .cloned()
+            .collect();
+        for key in gone {
+            if jobs.remove(&key) {
+                summary.removed += 1;
             }
         }
-        self.spawn_all(start.into_iter(), Instant::now());
+        let origin = self.core.origin;
+        jobs.add_all(&start, origin, Instant::now());
+        drop(jobs);
+        self.core.wake.notify_one();
         summary
     }
 
-    /// Stops every task, waiting at most `grace` for runs in progress to notice.
-    pub async fn stop(mut self, grace: Duration) {
+    /// Stops every run, waiting at most `grace` for runs in progress to notice.
+    pub async fn stop(self, grace: Duration) {
         self.cancel.cancel();
-        let drain = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(grace, drain).await.is_err() {
-            self.tasks.abort_all();
+        let mut timer = self.timer;
+        if tokio::time::timeout(grace, &mut timer).await.is_err() {
+            // Dropping the runs' set aborts them.
+            timer.abort();
         }
     }
 }
 
-async fn job_loop(
-    job: Job,
-    timing: Timing,
-    first: Instant,
-    env: Arc<Env>,
-    slots: Arc<Semaphore>,
-    cancel: CancellationToken,
-) {
-    let Env { ctx, sink, quiet } = &*env;
-    let opts = RunOptions::default();
-    let app = job.target.app().name.clone();
-    let mut next = first;
-    let mut failures = 0u32;
+/// The timer task: sleeps until the earliest due job, starts a run for each due job (each in
+/// its own task, which puts the job back in the queue when it is done), and on stop waits for
+/// the runs in progress to notice.
+async fn timer(core: Arc<Core>, cancel: CancellationToken) {
+    let mut runs = JoinSet::new();
     loop {
+        // Finished runs' tasks are reaped here: the set holds only runs in progress.
+        while runs.try_join_next().is_some() {}
+        let wake = core.wake.notified();
+        let due = {
+            let jobs = core.jobs.lock().expect("scheduler lock");
+            jobs.queue.peek().map(|Reverse((t, _, _))| *t)
+        };
+        let sleep = async {
+            match due {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep_until(next) => {}
+            _ = cancel.cancelled() => break,
+            _ = wake => continue,
+            _ = sleep => {}
         }
-        // The app is being throttled: wait with it (spread a little, so its jobs do not all
-        // come back at the same instant).
-        if let Some(until) = quiet.until(&app).filter(|t| *t > Instant::now()) {
-            next = until + fraction_of(Duration::from_secs(5), timing.hash);
-            continue;
-        }
-        let permit = tokio::select! {
-            _ = cancel.cancelled() => return,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
-        sink.scheduled(job.kind, Instant::now().saturating_duration_since(next));
-        // Boxed: a task's future is as large as its largest state, and a check's (a TLS
-        // session, buffers) is kilobytes. Boxed, the 10,000 idle tasks of a large fleet stay a
-        // few hundred bytes each, and the check's memory exists only while it runs.
-        let run = Box::pin(checks::run(&job, ctx, &opts));
-        let report = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = run => r,
-        };
-        drop(permit);
-        let retry_after = report.retry_after;
-        let (transient, throttled) = report.failure.as_ref().map_or((false, false), |f| {
-            (f.reason.is_transient(), f.reason.is_throttled())
-        });
-        sink.accept(&job, report);
         let now = Instant::now();
-        // Throttled: Entra ID and Graph throttle the app (its tenant), so all of the app's checks
-        // hold back; Exchange throttles a mailbox (3 connections each), so that mailbox does.
-        let hold = throttled.then(|| retry_after.unwrap_or(THROTTLE_QUIET));
-        if let (Some(wait), true) = (hold, job.kind.is_per_app()) {
-            quiet.hold(&app, now + wait);
-        }
-        failures = if transient { failures + 1 } else { 0 };
-        next = timing.next(now);
-        if let Some(wait) = retry_delay(job.kind, failures, retry_after, timing.hash) {
-            next = next.min(now + wait);
-        }
-        if let Some(wait) = retry_after.or(hold) {
-            // Honour the server's Retry-After: never come back sooner than it asked.
-            next = next.max(now + wait);
+        let mut jobs = core.jobs.lock().expect("scheduler lock");
+        while let Some(Reverse((t, index, gen))) = jobs.queue.peek().copied() {
+            if t > now {
+                break;
+            }
+            jobs.queue.pop();
+            let Some(slot) = jobs.slot(index, gen) else {
+                continue;
+            };
+            // The app is being throttled: wait with it (spread a little, so its jobs do not
+            // all come back at the same instant).
+            let app = slot.job.target.app();
+            if let Some(until) = core.quiet.until(&app.name).filter(|u| *u > now) {
+                let back = until + fraction_of(Duration::from_secs(5), slot.timing.hash);
+                jobs.queue.push(Reverse((back, index, gen)));
+                continue;
+            }
+            let run = cancel.child_token();
+            slot.run = Some(run.clone());
+            let job = slot.job.clone();
+            let permits = jobs.slots[&job.kind].clone();
+            runs.spawn(run_once(core.clone(), job, index, gen, t, permits, run));
         }
     }
+    // Stopping: every run's token is a child of `cancel`, so each ends at its next step.
+    while runs.join_next().await.is_some() {}
+}
+
+/// One run of a job that was due at `due`: wait for a slot of its kind, run, report, and put
+/// the job back in the queue for its next run (unless a reload restarted or removed it).
+async fn run_once(
+    core: Arc<Core>,
+    job: Arc<Job>,
+    index: usize,
+    gen: u64,
+    due: Instant,
+    permits: Arc<Semaphore>,
+    cancel: CancellationToken,
+) {
+    let permit = tokio::select! {
+        _ = cancel.cancelled() => return,
+        p = permits.acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+    };
+    core.sink
+        .scheduled(job.kind, Instant::now().saturating_duration_since(due));
+    // Boxed: a check's future (a TLS session, buffers) is kilobytes, and runs waiting for a
+    // slot need not carry it.
+    let opts = RunOptions::default();
+    let run = Box::pin(checks::run(&job, &core.ctx, &opts));
+    let report = tokio::select! {
+        _ = cancel.cancelled() => return,
+        r = run => r,
+    };
+    drop(permit);
+    let retry_after = report.retry_after;
+    let (transient, throttled) = report.failure.as_ref().map_or((false, false), |f| {
+        (f.reason.is_transient(), f.reason.is_throttled())
+    });
+    core.sink.accept(&job, report);
+    let now = Instant::now();
+    // Throttled: Entra ID and Graph throttle the app (its tenant), so all of the app's checks
+    // hold back; Exchange throttles a mailbox (3 connections each), so that mailbox does.
+    let hold = throttled.then(|| retry_after.unwrap_or(THROTTLE_QUIET));
+    if let (Some(wait), true) = (hold, job.kind.is_per_app()) {
+        core.quiet.hold(&job.target.app().name, now + wait);
+    }
+    let mut jobs = core.jobs.lock().expect("scheduler lock");
+    let Some(slot) = jobs.slot(index, gen) else {
+        return;
+    };
+    slot.run = None;
+    slot.failures = if transient { slot.failures + 1 } else { 0 };
+    let mut next = slot.timing.next(now);
+    if let Some(wait) = retry_delay(job.kind, slot.failures, retry_after, slot.timing.hash) {
+        next = next.min(now + wait);
+    }
+    if let Some(wait) = retry_after.or(hold) {
+        // Honour the server's Retry-After: never come back sooner than it asked.
+        next = next.max(now + wait);
+    }
+    jobs.queue.push(Reverse((next, index, gen)));
+    drop(jobs);
+    core.wake.notify_one();
 }
 
 #[cfg(test)]
