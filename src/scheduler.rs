@@ -154,8 +154,18 @@ impl Timing {
 pub struct Scheduler {
     core: Arc<Core>,
     cancel: CancellationToken,
-    /// The timer task (it owns the runs in progress).
-    timer: tokio::task::JoinHandle<()>,
+    /// The timer task (it owns the runs in progress); taken by [`Scheduler::stop`].
+    timer: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Dropped without [`Scheduler::stop`] (a test, a failed start): every run stops at once.
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+    }
 }
 
 /// What the timer task and every run share.
@@ -322,7 +332,7 @@ impl Scheduler {
         Self {
             core,
             cancel,
-            timer,
+            timer: Some(timer),
         }
     }
 
@@ -373,12 +383,13 @@ impl Scheduler {
     }
 
     /// Stops every run, waiting at most `grace` for runs in progress to notice.
-    pub async fn stop(self, grace: Duration) {
+    pub async fn stop(mut self, grace: Duration) {
         self.cancel.cancel();
-        let mut timer = self.timer;
-        if tokio::time::timeout(grace, &mut timer).await.is_err() {
-            // Dropping the runs' set aborts them.
-            timer.abort();
+        if let Some(mut timer) = self.timer.take() {
+            if tokio::time::timeout(grace, &mut timer).await.is_err() {
+                // Dropping the runs' set aborts them.
+                timer.abort();
+            }
         }
     }
 }

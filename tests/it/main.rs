@@ -24,6 +24,7 @@ mod promtool;
 mod reasons;
 mod reload;
 mod retries;
+mod scheduler;
 mod secrets;
 mod server;
 mod shard;

@@ -1,0 +1,74 @@
+//! The scheduler's shape at scale: an idle job is an entry in its queue, not a task, so a fleet
+//! of thousands of (check, target) jobs between runs adds a handful of tasks to the runtime;
+//! stopping it, or dropping it, leaves none behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use smtp_oauth_exporter::auth::TokenCache;
+use smtp_oauth_exporter::checks::Context;
+use smtp_oauth_exporter::scheduler::Scheduler;
+use smtp_oauth_exporter::sink::Collect;
+use tokio_util::sync::CancellationToken;
+
+use crate::common::*;
+
+/// 2,000 mailboxes of one app on a daily schedule, first runs spread over the day (the first
+/// falls 19 s after the start: none runs during the test).
+fn fleet(w: &World) -> String {
+    let file = w.file("s.secret", "Sch~scheduler-test-secret");
+    let mut yaml = format!(
+        "scheduler:\n  startup_spread: 24h\ndefaults:\n  checks:\n    token: {{ schedule: 24h }}\n    smtp: {{ schedule: 24h }}\n    graph: {{ enabled: false }}\napps:\n{}mailboxes:\n",
+        secret_app(w, "fleet", &client_id(1), &file, "")
+    );
+    for i in 0..2000 {
+        yaml += &format!(
+            "  - {{ name: m{i}, app: fleet, address: m{i}@contoso.com, smtp_host: 127.0.0.1, smtp_port: {} }}\n",
+            w.sim.smtp_addr.port()
+        );
+    }
+    yaml
+}
+
+async fn alive_tasks() -> usize {
+    // Let tasks that just finished be reaped first.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_jobs_are_queue_entries_not_tasks() {
+    let w = World::new().await;
+    let plan = w.config(&fleet(&w));
+    assert!(plan.jobs.len() > 2000, "{} jobs", plan.jobs.len());
+    let new_scheduler = |shutdown: &CancellationToken| {
+        Scheduler::start(
+            &plan,
+            Arc::new(Context::new(Arc::new(TokenCache::new()))),
+            Arc::new(Collect::default()),
+            shutdown,
+        )
+    };
+    let before = alive_tasks().await;
+    let shutdown = CancellationToken::new();
+    let scheduler = new_scheduler(&shutdown);
+    let running = alive_tasks().await;
+    // The timer alone: no job is due yet.
+    assert_eq!(
+        running,
+        before + 1,
+        "{} jobs made {} tasks",
+        plan.jobs.len(),
+        running - before
+    );
+    scheduler.stop(Duration::from_secs(5)).await;
+    assert_eq!(alive_tasks().await, before, "stopped: no task left");
+
+    // Dropped without stop (a test, a failed start): nothing keeps running either.
+    let scheduler = new_scheduler(&shutdown);
+    assert!(alive_tasks().await > before);
+    drop(scheduler);
+    assert_eq!(alive_tasks().await, before, "dropped: no task left");
+}
