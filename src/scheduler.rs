@@ -226,7 +226,29 @@ fn semaphores(settings: &SchedulerSettings) -> HashMap<CheckKind, Arc<Semaphore>
         .collect()
 }
 
+impl Core {
+    /// The job table. A panic while it was held (none is known) must not stop every other job
+    /// as well: the table is consistent between statements, so a poisoned lock is taken over.
+    fn jobs(&self) -> std::sync::MutexGuard<'_, Jobs> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 impl Jobs {
+    /// Drops the queue entries of jobs restarted or removed since they were queued, once they
+    /// outnumber the live ones: a reload every minute that restarts Graph jobs (due every six
+    /// hours) must not pile up entries until their old due times.
+    fn compact(&mut self) {
+        if self.queue.len() > 2 * self.by_key.len() + 64 {
+            let table = &self.table;
+            self.queue.retain(|Reverse((_, index, gen))| {
+                table[*index].as_ref().is_some_and(|s| s.gen == *gen)
+            });
+        }
+    }
+
     /// Adds `jobs` (or replaces them, by key), their first runs spread after `from` (the
     /// start, or a reload).
     fn add_all(&mut self, jobs: &[&Job], origin: Instant, from: Instant) {
@@ -342,7 +364,7 @@ impl Scheduler {
     /// restarts every job on the new bound.
     pub fn reload(&mut self, plan: &Plan) -> ReloadSummary {
         let mut summary = ReloadSummary::default();
-        let mut jobs = self.core.jobs.lock().expect("scheduler lock");
+        let mut jobs = self.core.jobs();
         let rebound =
             plan.settings.scheduler.max_concurrent_checks != jobs.settings.max_concurrent_checks;
         if rebound {
@@ -377,9 +399,15 @@ impl Scheduler {
         }
         let origin = self.core.origin;
         jobs.add_all(&start, origin, Instant::now());
+        jobs.compact();
         drop(jobs);
         self.core.wake.notify_one();
         summary
+    }
+
+    /// Entries in the due-time queue, stale ones included (their bound is tested).
+    pub fn queued(&self) -> usize {
+        self.core.jobs().queue.len()
     }
 
     /// Stops every run, waiting at most `grace` for runs in progress to notice.
@@ -404,7 +432,7 @@ async fn timer(core: Arc<Core>, cancel: CancellationToken) {
         while runs.try_join_next().is_some() {}
         let wake = core.wake.notified();
         let due = {
-            let jobs = core.jobs.lock().expect("scheduler lock");
+            let jobs = core.jobs();
             jobs.queue.peek().map(|Reverse((t, _, _))| *t)
         };
         let sleep = async {
@@ -419,7 +447,7 @@ async fn timer(core: Arc<Core>, cancel: CancellationToken) {
             _ = sleep => {}
         }
         let now = Instant::now();
-        let mut jobs = core.jobs.lock().expect("scheduler lock");
+        let mut jobs = core.jobs();
         while let Some(Reverse((t, index, gen))) = jobs.queue.peek().copied() {
             if t > now {
                 break;
@@ -485,7 +513,7 @@ async fn run_once(
     if let (Some(wait), true) = (hold, job.kind.is_per_app()) {
         core.quiet.hold(&job.target.app().name, now + wait);
     }
-    let mut jobs = core.jobs.lock().expect("scheduler lock");
+    let mut jobs = core.jobs();
     let Some(slot) = jobs.slot(index, gen) else {
         return;
     };

@@ -1,6 +1,7 @@
 //! The scheduler's shape at scale: an idle job is an entry in its queue, not a task, so a fleet
-//! of thousands of (check, target) jobs between runs adds a handful of tasks to the runtime;
-//! stopping it, or dropping it, leaves none behind.
+//! of thousands of (check, target) jobs between runs adds one task (the timer) to the runtime;
+//! reloads that restart them all leave a bounded queue; stopping it, or dropping it, leaves no
+//! task behind.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +15,12 @@ use tokio_util::sync::CancellationToken;
 use crate::common::*;
 
 /// 2,000 mailboxes of one app on a daily schedule, first runs spread over the day (the first
-/// falls 19 s after the start: none runs during the test).
-fn fleet(w: &World) -> String {
+/// falls 19 s after the start: none runs during the test); `token_timeout` is part of every
+/// job's digest.
+fn fleet(w: &World, token_timeout: &str) -> String {
     let file = w.file("s.secret", "Sch~scheduler-test-secret");
     let mut yaml = format!(
-        "scheduler:\n  startup_spread: 24h\ndefaults:\n  checks:\n    token: {{ schedule: 24h }}\n    smtp: {{ schedule: 24h }}\n    graph: {{ enabled: false }}\napps:\n{}mailboxes:\n",
+        "scheduler:\n  startup_spread: 24h\ndefaults:\n  checks:\n    token: {{ schedule: 24h, timeout: {token_timeout} }}\n    smtp: {{ schedule: 24h }}\n    graph: {{ enabled: false }}\napps:\n{}mailboxes:\n",
         secret_app(w, "fleet", &client_id(1), &file, "")
     );
     for i in 0..2000 {
@@ -41,7 +43,7 @@ async fn alive_tasks() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_jobs_are_queue_entries_not_tasks() {
     let w = World::new().await;
-    let plan = w.config(&fleet(&w));
+    let plan = w.config(&fleet(&w, "10s"));
     assert!(plan.jobs.len() > 2000, "{} jobs", plan.jobs.len());
     let new_scheduler = |shutdown: &CancellationToken| {
         Scheduler::start(
@@ -53,7 +55,7 @@ async fn idle_jobs_are_queue_entries_not_tasks() {
     };
     let before = alive_tasks().await;
     let shutdown = CancellationToken::new();
-    let scheduler = new_scheduler(&shutdown);
+    let mut scheduler = new_scheduler(&shutdown);
     let running = alive_tasks().await;
     // The timer alone: no job is due yet.
     assert_eq!(
@@ -63,6 +65,19 @@ async fn idle_jobs_are_queue_entries_not_tasks() {
         plan.jobs.len(),
         running - before
     );
+    // Reloads that restart every job leave their old queue entries behind only up to a bound.
+    let jobs = plan.jobs.len();
+    for n in 0..6 {
+        let other = w.config(&fleet(&w, if n % 2 == 0 { "11s" } else { "10s" }));
+        let summary = scheduler.reload(&other);
+        assert_eq!(summary.restarted, jobs, "reload {n}: {summary:?}");
+        assert!(
+            scheduler.queued() <= 2 * jobs + 64,
+            "reload {n}: {} queue entries for {jobs} jobs",
+            scheduler.queued()
+        );
+    }
+    assert_eq!(alive_tasks().await, running, "still the timer alone");
     scheduler.stop(Duration::from_secs(5)).await;
     assert_eq!(alive_tasks().await, before, "stopped: no task left");
 
