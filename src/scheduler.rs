@@ -314,7 +314,8 @@ impl Jobs {
             .filter(|s| s.gen == gen)
     }
 
-    /// Jobs that are up to date with this plan: the same key and digest.
+    /// The digest of the job scheduled under this key, if any (a reload keeps the job when the
+    /// new plan's is the same).
     fn digest(&self, key: &JobKey) -> Option<[u8; 32]> {
         let index = *self.by_key.get(key)?;
         self.table[index].as_ref().map(|s| s.job.digest)
