@@ -16,7 +16,7 @@ use crate::checks::Context;
 use crate::metrics::AgentInfo;
 use crate::plan::{CurrentPlan, Plan};
 use crate::scheduler::{ReloadSummary, Scheduler};
-use crate::server::{self, web_config, Shared};
+use crate::server::{self, web_config, ReloadRequest, Shared};
 use crate::sink::StateSink;
 use crate::state::StateStore;
 
@@ -60,9 +60,6 @@ impl Default for ServeOptions {
         }
     }
 }
-
-/// A reload request: the answer goes back on the channel.
-pub type ReloadRequest = tokio::sync::oneshot::Sender<Result<ReloadSummary, String>>;
 
 /// A running agent.
 pub struct Agent {

@@ -89,14 +89,18 @@ pub async fn run(plan: Arc<Plan>, req: &Request) -> Outcome {
             "--send-test-to sends one message from one mailbox: name exactly one mailbox",
         );
     }
-    if let Some(to) = &req.send_test_to {
-        if !crate::checks::smtp::is_plain_address(to) {
-            return usage_error(
-                req.output,
-                &format!("--send-test-to {to:?} is not a plain address user@domain"),
-            );
-        }
-    }
+    let send_test_to = match req.send_test_to.as_deref() {
+        None => None,
+        Some(to) => match crate::plan::MailAddress::parse(to) {
+            Some(a) => Some(a),
+            None => {
+                return usage_error(
+                    req.output,
+                    &format!("--send-test-to {to:?} is not a plain address user@domain"),
+                )
+            }
+        },
+    };
 
     // The jobs: each target's enabled checks, and the token, Graph and service health checks
     // of each mailbox's app (its verdict needs them), once per app; a mailbox's canary unless
@@ -117,7 +121,7 @@ pub async fn run(plan: Arc<Plan>, req: &Request) -> Outcome {
         }
         // `--send-test-to` on a mailbox with a canary: the canary's run, to that address, so
         // that its reader finds the message and the latency is printed.
-        let canary_test = match (&req.send_test_to, t.mailbox()) {
+        let canary_test = match (&send_test_to, t.mailbox()) {
             (Some(to), Some(m)) => m.canary.as_ref().map(|c| {
                 let mut m = (**m).clone();
                 m.canary = Some(crate::plan::Canary {
@@ -153,7 +157,7 @@ pub async fn run(plan: Arc<Plan>, req: &Request) -> Outcome {
             &smtp_jobs,
             RunOptions {
                 timeout: None,
-                send_test_to: req.send_test_to.clone(),
+                send_test_to: send_test_to.clone(),
             },
         ),
     ] {

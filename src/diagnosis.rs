@@ -387,7 +387,7 @@ impl Vars<'_> {
         let pairs: [(&str, String); 21] = [
             (
                 "{canary_to}",
-                canary.map(|c| c.to.clone()).unwrap_or_default(),
+                canary.map(|c| c.to.to_string()).unwrap_or_default(),
             ),
             (
                 "{canary_reader}",
@@ -396,7 +396,7 @@ impl Vars<'_> {
             (
                 "{canary_timeout}",
                 canary
-                    .map(|c| crate::config::format_duration(c.check.timeout))
+                    .map(|c| crate::plan::format_duration(c.check.timeout))
                     .unwrap_or_default(),
             ),
             (
@@ -434,7 +434,7 @@ impl Vars<'_> {
             ),
             (
                 "{address}",
-                mailbox.map(|m| m.address.clone()).unwrap_or_default(),
+                mailbox.map(|m| m.address.to_string()).unwrap_or_default(),
             ),
             ("{host}", host),
             ("{port}", port),
@@ -681,7 +681,7 @@ fn expiry_finding<'a>(i: &Inputs<'a>) -> Option<Finding<'a>> {
     let reg = i.graph_ok?.graph()?.registration.as_ref()?;
     let end = reg.in_use()?.end?;
     let left = end - i.now;
-    let days = crate::status::days_until(end, i.now);
+    let days = crate::plan::days_until(end, i.now);
     let window = chrono::Duration::from_std(i.settings.expiry_warning).ok()?;
     let cause = if left <= chrono::Duration::zero() {
         match i.target.app().credential {
@@ -722,7 +722,7 @@ fn token_cause(i: &Inputs, f: &Failure) -> Cause {
                 // never looks like one (a deleted or mistyped value is secret_invalid).
                 let is_an_id = match &i.target.app().credential {
                     Credential::ClientSecret(s) => {
-                        crate::config::is_guid(s.expose()) || is_a_key_id(i, s.expose())
+                        crate::plan::is_guid(s.expose()) || is_a_key_id(i, s.expose())
                     }
                     Credential::Certificate(_) => false,
                 };

@@ -21,6 +21,8 @@ pub mod config;
 pub mod demo;
 /// Reports → verdict: broken setup step, cause, remediation.
 pub mod diagnosis;
+/// Histograms and their bucket sets.
+pub mod histogram;
 /// HTTP clients with bounded replies.
 pub mod http_client;
 /// Log set-up and the lines the agent writes.

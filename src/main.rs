@@ -133,7 +133,7 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
             };
             let path = smtp_oauth_exporter::sim::fleet::generate(&sim, &opts, &args.config_out)?;
             if let Some(every) = &args.faults_every {
-                let every = config::parse_duration(every)
+                let every = smtp_oauth_exporter::plan::parse_duration(every)
                     .map_err(|e| anyhow::anyhow!("--faults-every: {e}"))?;
                 let sim = sim.clone();
                 tokio::spawn(async move {

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::{self, Context, RunOptions};
-use crate::config::Schedule;
+use crate::plan::Schedule;
 use crate::plan::{CheckKind, Job, JobKey, Plan, SchedulerSettings};
 use crate::sink::Sink;
 

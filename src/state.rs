@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use crate::checks::smtp::Phase;
 use crate::checks::{Details, Report};
 use crate::diagnosis::{self, Inputs, Verdict};
-use crate::metrics::text::{Histogram, LATENCY_BUCKETS};
+use crate::histogram::{Buckets, Histogram};
 use crate::plan::{CheckKind, JobKey, Plan, Target};
 use crate::reasons::Reason;
 
@@ -61,17 +61,6 @@ pub struct EndpointState {
     /// Delivery latency of the canaries sent through the endpoint (accepted → received).
     pub canary_delivery: Option<Histogram>,
 }
-
-/// Buckets for canary delivery latency, in seconds (Exchange delivers within seconds; minutes
-/// are worth seeing, beyond ten the message is as good as lost).
-const DELIVERY_BUCKETS: &[f64] = &[
-    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0,
-];
-
-/// Buckets for how late a run starts, in seconds.
-const DELAY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-];
 
 /// The scheduler's aggregates.
 #[derive(Debug, Clone, Default)]
@@ -221,7 +210,7 @@ impl StateStore {
             for (phase, t) in &d.phases {
                 e.phases
                     .entry(*phase)
-                    .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
+                    .or_insert_with(|| Histogram::new(Buckets::Latency))
                     .observe(t.as_secs_f64());
             }
             // One copy of an endpoint's TLS facts, however many mailboxes saw them.
@@ -239,7 +228,7 @@ impl StateStore {
                     .entry(format!("{}:{}", c.smtp.host, c.smtp.port))
                     .or_default()
                     .canary_delivery
-                    .get_or_insert_with(|| Histogram::new(DELIVERY_BUCKETS))
+                    .get_or_insert_with(|| Histogram::new(Buckets::Delivery))
                     .observe(s);
             }
         }
@@ -296,7 +285,7 @@ impl StateStore {
             .scheduler
             .delay
             .entry(kind)
-            .or_insert_with(|| Histogram::new(DELAY_BUCKETS))
+            .or_insert_with(|| Histogram::new(Buckets::Delay))
             .observe(delay.as_secs_f64());
     }
 

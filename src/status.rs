@@ -297,12 +297,6 @@ fn check_status(plan_enabled: bool, target: &str, st: Option<&TargetState>) -> C
     }
 }
 
-/// Whole days until `t`, rounded down: 6.5 days left is 6 (inside a "below 7" range), and
-/// anything past is negative.
-pub fn days_until(t: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
-    (t - now).num_seconds().div_euclid(86_400)
-}
-
 fn credential_in_use(graph: Option<&TargetState>, now: DateTime<Utc>) -> Option<CredentialStatus> {
     let reg = graph?.last_ok.as_deref()?.graph()?.registration.as_ref()?;
     let c = reg.in_use()?;
@@ -311,7 +305,7 @@ fn credential_in_use(graph: Option<&TargetState>, now: DateTime<Utc>) -> Option<
         key_id: c.key_id.clone(),
         display_name: c.display_name.clone(),
         expires_at: c.end,
-        days_left: c.end.map(|e| days_until(e, now)),
+        days_left: c.end.map(|e| crate::plan::days_until(e, now)),
     })
 }
 
@@ -455,7 +449,7 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
         mailboxes.push(MailboxStatus {
             name: m.name.clone(),
             app: m.app.name.clone(),
-            address: m.address.clone(),
+            address: m.address.to_string(),
             smtp_host: m.smtp_host.clone(),
             smtp_port: m.smtp_port,
             tls_insecure_skip_verify: m.tls_insecure_skip_verify,

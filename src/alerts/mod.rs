@@ -12,47 +12,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::format_duration;
 use crate::diagnosis::Cause;
 use crate::metrics::AgentInfo;
-use crate::plan::{CheckKind, JobKey, Plan};
+use crate::plan::format_duration;
+use crate::plan::{AlertSettings, CheckKind, JobKey, Plan};
 use crate::reasons::{CanaryReason, CommonReason, Reason, SmtpReason, TokenReason};
 use crate::state::View;
 
 /// Where the runbook lives; each rule's `runbook_url` is this plus `#anchor`.
 pub const RUNBOOK_BASE: &str =
     "https://github.com/smtp-oauth-exporter/smtp-oauth-exporter/blob/main/docs/runbooks.md";
-
-/// The thresholds, configurable (`alerts:`); the shipped rules use the defaults.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AlertSettings {
-    /// The in-use credential expiring within this long: warning (`diagnosis.expiry_warning`).
-    pub credential_warning: Duration,
-    /// ... within this long: critical.
-    pub credential_critical: Duration,
-    /// The SMTP server's certificate expiring within this long: warning.
-    pub server_certificate_warning: Duration,
-    /// How long a failure lasts before it alerts (Prometheus' `for:`): longer than one run, so
-    /// that a single transient failure never pages.
-    pub failing_for: Duration,
-    /// A check that has not succeeded for this many of its intervals.
-    pub stale_intervals: u32,
-    /// The canary's delivery taking longer than this: warning.
-    pub canary_slow: Duration,
-}
-
-impl Default for AlertSettings {
-    fn default() -> Self {
-        Self {
-            credential_warning: Duration::from_secs(30 * 86_400),
-            credential_critical: Duration::from_secs(7 * 86_400),
-            server_certificate_warning: Duration::from_secs(14 * 86_400),
-            failing_for: Duration::from_secs(600),
-            stale_intervals: 3,
-            canary_slow: Duration::from_secs(600),
-        }
-    }
-}
 
 /// How loud an alert is (its `severity` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -18,8 +18,8 @@ use tokio::time::Instant;
 use super::smtp::{self, SmtpDetails};
 use super::{Context, Details, Failure, Outcome};
 use crate::auth::{AccessToken, Resource, TokenCache};
-use crate::config::Cloud;
 use crate::http_client::{self, BoundedResponse, HttpError};
+use crate::plan::Cloud;
 use crate::plan::{App, Canary, Target};
 use crate::reasons::{CanaryReason, CommonReason, Reason};
 
@@ -398,7 +398,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         };
     };
     let mut d = CanaryDetails {
-        to: to.clone(),
+        to: to.to_string(),
         reader: reader.name.clone(),
         message_id: smtp.sent.as_ref().map(|s| s.message_id.clone()),
         accepted_at: smtp.sent.as_ref().map(|s| s.accepted_at),
@@ -422,7 +422,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         );
     };
     let pending = Pending {
-        to: to.clone(),
+        to: to.to_string(),
         message_id: message_id.clone(),
         sent_at: accepted_at,
     };

@@ -45,7 +45,7 @@ pub struct RunOptions {
     /// Send one test message to this address after AUTH (`check --send-test-to`). The
     /// scheduler never sets it: nothing is sent unless a person asks (or a canary is
     /// configured, whose own check sends).
-    pub send_test_to: Option<String>,
+    pub send_test_to: Option<crate::plan::MailAddress>,
 }
 
 /// Why a run failed: a reason from the table and the detail for the log.

@@ -1,14 +1,9 @@
 //! Configuration: the YAML file is parsed into raw structs, then validated into the [`Plan`].
 //! Every error names the file, the line and column when the parser has them, and the field path.
 
-mod cloud;
 mod credentials;
-mod duration;
 mod raw;
 mod validate;
-
-pub use cloud::Cloud;
-pub use duration::{format_duration, parse_duration, Schedule};
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -181,14 +176,4 @@ fn parse_error(e: serde_path_to_error::Error<yaml_serde::Error>, file: &str) -> 
         path,
         message,
     }
-}
-
-/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` with hex digits.
-pub fn is_guid(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() == 5
-        && [8, 4, 4, 4, 12]
-            .iter()
-            .zip(&parts)
-            .all(|(n, p)| p.len() == *n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }

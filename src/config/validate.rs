@@ -9,11 +9,11 @@ use url::Url;
 
 use super::credentials::{self, CertificateError};
 use super::raw::{self, RawCheck, RawChecks, RawConfig};
-use super::{is_guid, parse_duration, Cloud, ConfigError, Schedule};
+use super::ConfigError;
 use crate::plan::{
-    AlertmanagerAuth, AlertmanagerSettings, App, AssertionAlgorithm, Canary, CheckSettings,
-    Credential, DiagnosisSettings, Mailbox, MetricsSettings, NetClients, Plan, SchedulerSettings,
-    Settings,
+    is_guid, parse_duration, AlertSettings, AlertmanagerAuth, AlertmanagerSettings, App,
+    AssertionAlgorithm, Canary, CheckSettings, Cloud, Credential, DiagnosisSettings, MailAddress,
+    Mailbox, MetricsSettings, NetClients, Plan, Schedule, SchedulerSettings, Settings,
 };
 use crate::secret::Secret;
 
@@ -196,7 +196,7 @@ impl<'a> Validator<'a> {
         let metrics = MetricsSettings {
             detail: raw.metrics.detail.unwrap_or(false),
         };
-        let mut alerts = crate::alerts::AlertSettings {
+        let mut alerts = AlertSettings {
             credential_warning: diagnosis.expiry_warning,
             ..Default::default()
         };
@@ -598,17 +598,12 @@ impl<'a> Validator<'a> {
             )
         })?;
         let address = self.required(&format!("{p}.address"), m.address)?;
-        if address.matches('@').count() != 1
-            || address.starts_with('@')
-            || address.ends_with('@')
-            || address.contains(char::is_whitespace)
-            || address.contains(['<', '>'])
-        {
-            return Err(self.err(
+        let address = MailAddress::parse(&address).ok_or_else(|| {
+            self.err(
                 format!("{p}.address"),
                 format!("invalid mailbox address {address:?}: expected user@domain"),
-            ));
-        }
+            )
+        })?;
         if m.checks.token.is_some() || m.checks.graph.is_some() || m.checks.health.is_some() {
             return Err(self.err(
                 format!("{p}.checks"),
@@ -681,16 +676,18 @@ impl<'a> Validator<'a> {
         p: &str,
         c: raw::RawCanary,
         app: &Arc<App>,
-        address: &str,
+        address: &MailAddress,
         apps: &HashMap<&str, &Arc<App>>,
     ) -> Result<Option<Canary>, ConfigError> {
-        let to = c.to.unwrap_or_else(|| address.to_string());
-        if !crate::checks::smtp::is_plain_address(&to) {
-            return Err(self.err(
-                format!("{p}.to"),
-                format!("invalid address {to:?}: expected user@domain"),
-            ));
-        }
+        let to = match c.to {
+            None => address.clone(),
+            Some(to) => MailAddress::parse(&to).ok_or_else(|| {
+                self.err(
+                    format!("{p}.to"),
+                    format!("invalid address {to:?}: expected user@domain"),
+                )
+            })?,
+        };
         let reader = match c.reader {
             None => app.clone(),
             Some(r) => (*apps.get(r.as_str()).ok_or_else(|| {

@@ -6,6 +6,8 @@
 
 use std::fmt::Write as _;
 
+pub use crate::histogram::{Histogram, LATENCY_BUCKETS};
+
 /// The kind of a family (`# TYPE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -126,12 +128,10 @@ impl Exposition {
 
     /// The samples of one histogram of the current histogram family.
     pub fn histogram(&mut self, labels: &[(&str, &str)], h: &Histogram) {
-        let mut cumulative = 0;
         let mut le = String::with_capacity(8);
-        for (bound, n) in h.bounds.iter().zip(&h.counts) {
-            cumulative += n;
+        for (bound, cumulative) in h.cumulative() {
             le.clear();
-            value_into(&mut le, *bound);
+            value_into(&mut le, bound);
             self.start_sample("_bucket");
             self.finish_sample(labels, Some(("le", &le)), cumulative as f64);
         }
@@ -162,62 +162,10 @@ impl Exposition {
     }
 }
 
-/// A histogram kept in the state: bucket counts (not cumulative), sum and count.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<u64>,
-    pub sum: f64,
-    pub count: u64,
-}
-
-/// Latency buckets in seconds, from a millisecond on loopback to the 30 s timeout.
-pub const LATENCY_BUCKETS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-];
-
-impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        }
-    }
-
-    pub fn observe(&mut self, v: f64) {
-        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
-            self.counts[i] += 1;
-        }
-        self.sum += v;
-        self.count += 1;
-    }
-
-    /// The `q` quantile (0 to 1) estimated as Prometheus' `histogram_quantile` does: linear
-    /// within the bucket it falls in.
-    pub fn quantile(&self, q: f64) -> Option<f64> {
-        if self.count == 0 {
-            return None;
-        }
-        let rank = q * self.count as f64;
-        let mut below = 0u64;
-        let mut lower = 0.0;
-        for (bound, n) in self.bounds.iter().zip(&self.counts) {
-            if (below + n) as f64 >= rank && *n > 0 {
-                let within = (rank - below as f64) / *n as f64;
-                return Some(lower + (bound - lower) * within);
-            }
-            below += n;
-            lower = *bound;
-        }
-        Some(*self.bounds.last()?)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::histogram::Buckets;
 
     #[test]
     fn families_are_written_with_their_header_escaped_and_empty_ones_left_out() {
@@ -236,7 +184,7 @@ mod tests {
 
     #[test]
     fn histograms_are_cumulative_with_sum_and_count() {
-        let mut h = Histogram::new(&[0.1, 1.0]);
+        let mut h = Histogram::new(Buckets::Latency);
         for v in [0.05, 0.5, 0.7, 3.0] {
             h.observe(v);
         }
@@ -258,6 +206,5 @@ mod tests {
         );
         assert!(text.contains("p_d_seconds_sum{k=\"v\"} 4.25\n"), "{text}");
         assert!(text.contains("p_d_seconds_count{k=\"v\"} 4\n"), "{text}");
-        assert_eq!(h.quantile(0.5), Some(0.1 + 0.9 * 0.5));
     }
 }

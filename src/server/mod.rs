@@ -27,12 +27,16 @@ use crate::metrics::{self, AgentInfo};
 use crate::plan::{CurrentPlan, Plan};
 use crate::state::StateStore;
 
+/// A reload request (`POST /-/reload`, SIGHUP): the answer goes back on the channel.
+pub type ReloadRequest =
+    tokio::sync::oneshot::Sender<Result<crate::scheduler::ReloadSummary, String>>;
+
 /// Everything the endpoint reads.
 pub struct Shared {
     /// The plan in force (a reload swaps it).
     pub plan: Arc<CurrentPlan>,
     /// Where reload requests go (the agent's control task; it also ends when this closes).
-    pub reload: tokio::sync::mpsc::Sender<crate::agent::ReloadRequest>,
+    pub reload: tokio::sync::mpsc::Sender<ReloadRequest>,
     /// `POST /-/reload` allowed (`--web.enable-lifecycle`).
     pub enable_lifecycle: bool,
     /// TLS and basic auth (`--web.config.file`; open without it), swapped when its files change.

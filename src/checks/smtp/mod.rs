@@ -27,7 +27,7 @@ pub use tls::{CertFacts, TlsFacts};
 use super::{Context, Details, Failure, Outcome, RunOptions};
 use crate::auth::Resource;
 use crate::net::CertProblem;
-use crate::plan::{Mailbox, Target};
+use crate::plan::{MailAddress, Mailbox, Target};
 use crate::reasons::{CommonReason, Reason, SmtpReason};
 
 /// How long QUIT may take once everything else has succeeded.
@@ -238,7 +238,7 @@ impl<'a> Run<'a> {
             sent: Vec::new(),
             details: SmtpDetails {
                 app: mailbox.app.name.clone(),
-                address: mailbox.address.clone(),
+                address: mailbox.address.to_string(),
                 // Every phase, plus `send`: no regrowth (10,000 mailboxes keep one each).
                 phases: Vec::with_capacity(Phase::ALL.len() + 1),
                 host: mailbox.smtp_host.clone(),
@@ -349,10 +349,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant, opts: &RunOp
         );
     };
     let mut r = Run::new(mailbox, deadline);
-    let send = opts
-        .send_test_to
-        .as_deref()
-        .map(|to| (to, MessageKind::Test));
+    let send = opts.send_test_to.as_ref().map(|to| (to, MessageKind::Test));
     let result = dialog(&mut r, ctx, send).await;
     finish(r, result)
 }
@@ -390,7 +387,12 @@ pub enum MessageKind {
 
 /// The SMTP check's session, then one message to `to` (the canary's first half): the same
 /// phases, reasons and details, with `details.sent` set once the server accepted it.
-pub async fn run_and_send(target: &Target, ctx: &Context, deadline: Instant, to: &str) -> Outcome {
+pub async fn run_and_send(
+    target: &Target,
+    ctx: &Context,
+    deadline: Instant,
+    to: &MailAddress,
+) -> Outcome {
     let Target::Mailbox(mailbox) = target else {
         return Outcome::failure(
             Failure::new(
@@ -408,7 +410,7 @@ pub async fn run_and_send(target: &Target, ctx: &Context, deadline: Instant, to:
 async fn dialog(
     r: &mut Run<'_>,
     ctx: &Context,
-    send: Option<(&str, MessageKind)>,
+    send: Option<(&MailAddress, MessageKind)>,
 ) -> Result<(), (Phase, StepError)> {
     let send_test_to = send.map(|(to, _)| to);
     let app = r.mailbox.app.clone();
@@ -629,7 +631,10 @@ async fn dialog(
         .claims
         .as_ref()
         .map(|c| c.has_role(super::token::SMTP_ROLE));
-    let credentials = Credentials::new(r.mailbox.address.clone(), token.value.expose().to_string());
+    let credentials = Credentials::new(
+        r.mailbox.address.to_string(),
+        token.value.expose().to_string(),
+    );
     let blob = Mechanism::Xoauth2
         .response(&credentials, None)
         .map_err(|_| {
@@ -699,31 +704,14 @@ async fn dialog(
     Ok(())
 }
 
-/// Whether a test recipient is a plain `user@domain` that cannot smuggle a command into the
-/// dialog (no spaces, line breaks or angle brackets).
-pub fn is_plain_address(a: &str) -> bool {
-    a.matches('@').count() == 1
-        && !a.starts_with('@')
-        && !a.ends_with('@')
-        && a.len() <= 254
-        && a.chars()
-            .all(|c| c.is_ascii_graphic() && !"<>()[]\\,;:\"".contains(c))
-}
-
 /// RCPT TO, DATA, one small message (RFC 5321 section 4.1.1.4, RFC 5322 headers), after a
 /// MAIL FROM already accepted.
 async fn send_test_message<S: AsyncRead + AsyncWrite + Unpin>(
     s: &mut BufReader<S>,
-    from: &str,
-    to: &str,
+    from: &MailAddress,
+    to: &MailAddress,
     kind: MessageKind,
 ) -> Result<SentMessage, StepError> {
-    if !is_plain_address(to) {
-        return Err(StepError::new(
-            SmtpReason::MessageRejected,
-            format!("{to:?} is not a plain address user@domain"),
-        ));
-    }
     let rejected = |what: &str, reply: Reply| StepError {
         reason: match classify(Phase::Send, &reply) {
             r @ (SmtpReason::SenderRestricted

@@ -1,5 +1,5 @@
-//! Durations in the Prometheus style (`30s`, `5m`, `1h30m`, `500ms`) and check schedules
-//! (an interval or a cron expression).
+//! Time in the agent's words: durations in the Prometheus style (`30s`, `5m`, `1h30m`, `500ms`),
+//! check schedules (an interval or a cron expression), and whole days left until a date.
 
 use std::fmt;
 use std::str::FromStr;
@@ -73,6 +73,12 @@ pub fn format_duration(d: Duration) -> String {
         }
     }
     out
+}
+
+/// Whole days until `t`, rounded down: 6.5 days left is 6 (inside a "below 7" range), and
+/// anything past is negative.
+pub fn days_until(t: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> i64 {
+    (t - now).num_seconds().div_euclid(86_400)
 }
 
 /// When a check runs: every fixed interval, or at the times of a cron expression.

@@ -1,18 +1,28 @@
 //! The plan: what configuration validation produces and everything else reads. Apps, mailboxes
 //! holding their app (not its name), the jobs, and each app's network set-up, immutable; a
 //! reload builds a new plan and swaps it whole, while per-target state lives outside it.
+//! The ground floor of the crate: it imports nothing of the agent but `secret`.
+
+mod app;
+mod cloud;
+mod mailbox;
+mod schedule;
+mod settings;
+
+pub use app::{
+    is_guid, App, AssertionAlgorithm, CertificateCredential, Credential, NetClients, SigningKey,
+};
+pub use cloud::Cloud;
+pub use mailbox::{Canary, MailAddress, Mailbox};
+pub use schedule::{days_until, format_duration, parse_duration, Schedule};
+pub use settings::{
+    AlertSettings, AlertmanagerAuth, AlertmanagerSettings, CheckSettings, DiagnosisSettings,
+    MetricsSettings, SchedulerSettings, Settings,
+};
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
-
-use sha2::Digest;
-use url::Url;
-
-pub use crate::config::{Cloud, Schedule};
-use crate::secret::Secret;
 
 /// Every kind of check the agent runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -71,294 +81,6 @@ impl std::str::FromStr for CheckKind {
             .ok_or_else(|| {
                 format!("unknown check {s:?}, expected token, smtp, graph, canary or health")
             })
-    }
-}
-
-/// Agent-wide scheduling settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SchedulerSettings {
-    /// At most this many checks of one kind run at the same time; the others wait for a slot.
-    pub max_concurrent_checks: usize,
-    /// First runs after start are spread over at most this long.
-    pub startup_spread: Duration,
-    /// At most this many `/probe` requests run at the same time.
-    pub max_concurrent_probes: usize,
-}
-
-impl Default for SchedulerSettings {
-    fn default() -> Self {
-        Self {
-            max_concurrent_checks: 100,
-            startup_spread: Duration::from_secs(60),
-            max_concurrent_probes: 20,
-        }
-    }
-}
-
-/// How results become verdicts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DiagnosisSettings {
-    /// An in-use secret or certificate expiring within this long gives a warning verdict.
-    pub expiry_warning: Duration,
-}
-
-impl Default for DiagnosisSettings {
-    fn default() -> Self {
-        Self {
-            expiry_warning: Duration::from_secs(30 * 86_400),
-        }
-    }
-}
-
-/// What `/metrics` shows.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MetricsSettings {
-    /// Beyond the cardinality budget: per-mailbox SMTP phases, run counters and mailbox info,
-    /// per-app token lifetime and token requests, credential start dates.
-    pub detail: bool,
-}
-
-/// How the agent pushes its own alerts to Alertmanager (`alertmanager:`), when configured.
-#[derive(Debug, Clone)]
-pub struct AlertmanagerSettings {
-    /// Alertmanagers (each gets every alert), base URLs: `{url}/api/v2/alerts`.
-    pub urls: Vec<Url>,
-    pub timeout: Duration,
-    /// Active alerts are sent again this often (and at once when the set changes).
-    pub resend_interval: Duration,
-    pub auth: Option<AlertmanagerAuth>,
-}
-
-/// Credentials for Alertmanager, read from files at load time.
-#[derive(Debug, Clone)]
-pub enum AlertmanagerAuth {
-    Basic { username: String, password: Secret },
-    Bearer(Secret),
-}
-
-/// When and how long one check kind runs for one target.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CheckSettings {
-    pub enabled: bool,
-    pub schedule: Schedule,
-    pub timeout: Duration,
-}
-
-/// An app's network set-up, built once per plan: apps with the same CA file share one (and its
-/// connection pool), so 1,000 apps do not load the system roots 1,000 times.
-#[derive(Clone)]
-pub struct NetClients {
-    /// For the token endpoint and Graph.
-    pub http: reqwest::Client,
-    /// The verifying TLS configuration for SMTP (system roots + CA file).
-    pub smtp_tls: Arc<rustls::ClientConfig>,
-    /// SHA-256 of the CA file's content (zero without one): a changed CA file changes the
-    /// set-up of its apps on reload.
-    pub ca_digest: [u8; 32],
-}
-
-impl fmt::Debug for NetClients {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("NetClients")
-    }
-}
-
-/// An Entra ID app registration (a client of the token endpoint).
-#[derive(Debug, Clone)]
-pub struct App {
-    pub name: String,
-    pub tenant: String,
-    pub client_id: String,
-    pub cloud: Cloud,
-    pub credential: Credential,
-    /// Base of the token endpoint: `{login_url}/{tenant}/oauth2/v2.0/token`.
-    pub login_url: Url,
-    /// Base of Microsoft Graph: `{graph_url}/v1.0/...`.
-    pub graph_url: Url,
-    /// Extra trusted CA certificates (PEM), added to the system roots.
-    pub ca_file: Option<PathBuf>,
-    /// Another app whose Graph token reads this app's credentials.
-    pub graph_reader: Option<Arc<App>>,
-    pub token_check: CheckSettings,
-    pub graph_check: CheckSettings,
-    /// Microsoft 365 service health of the app's tenant (`enabled: false` unless configured).
-    pub health_check: CheckSettings,
-    pub net: Arc<NetClients>,
-}
-
-impl App {
-    /// The v2 token endpoint of this app's tenant.
-    pub fn token_url(&self) -> String {
-        format!(
-            "{}/{}/oauth2/v2.0/token",
-            self.login_url.as_str().trim_end_matches('/'),
-            self.tenant
-        )
-    }
-
-    pub fn exchange_scope(&self) -> &'static str {
-        self.cloud.exchange_scope()
-    }
-
-    pub fn graph_scope(&self) -> String {
-        self.cloud.graph_scope()
-    }
-
-    /// The app whose Graph token reads this app's registration: its reader, or itself.
-    pub fn graph_reader_or_self(self: &Arc<Self>) -> Arc<App> {
-        self.graph_reader.clone().unwrap_or_else(|| self.clone())
-    }
-
-    /// What the app's checks depend on, hashed: every setting, the credential (by its
-    /// fingerprint), the CA file's content and the Graph reader's digest. Equal digests across
-    /// a reload mean its checks keep running as they were.
-    pub fn digest(&self) -> [u8; 32] {
-        let mut h = sha2::Sha256::new();
-        let settings = format!(
-            "{}\0{}\0{}\0{:?}\0{}\0{}\0{:?}\0{:?}\0{:?}\0{:?}\0{}",
-            self.name,
-            self.tenant,
-            self.client_id,
-            self.cloud,
-            self.login_url,
-            self.graph_url,
-            self.ca_file,
-            self.token_check,
-            self.graph_check,
-            self.health_check,
-            match &self.credential {
-                Credential::ClientSecret(_) => "secret".to_string(),
-                Credential::Certificate(c) => format!("{:?}", c.algorithm),
-            },
-        );
-        h.update(settings.as_bytes());
-        h.update(self.credential.fingerprint());
-        h.update(self.net.ca_digest);
-        if let Some(r) = &self.graph_reader {
-            h.update(r.digest());
-        }
-        h.finalize().into()
-    }
-}
-
-/// How an app proves who it is to the token endpoint.
-#[derive(Debug, Clone)]
-pub enum Credential {
-    ClientSecret(Secret),
-    Certificate(Arc<CertificateCredential>),
-}
-
-impl Credential {
-    /// SHA-256 identifying the credential without revealing it (a token cache key part: two
-    /// apps with the same client ID but different secrets must not share tokens or failures).
-    pub fn fingerprint(&self) -> [u8; 32] {
-        let mut h = sha2::Sha256::new();
-        match self {
-            Credential::ClientSecret(s) => {
-                h.update(b"secret\0");
-                h.update(s.expose().as_bytes());
-            }
-            Credential::Certificate(c) => {
-                h.update(b"certificate\0");
-                h.update(c.thumbprint_sha256);
-            }
-        }
-        h.finalize().into()
-    }
-
-    /// `password` or `certificate`, as Graph's credential kinds are labelled.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Credential::ClientSecret(_) => "password",
-            Credential::Certificate(_) => "certificate",
-        }
-    }
-}
-
-/// Signing algorithm of the client assertion (RFC 7523).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AssertionAlgorithm {
-    Ps256,
-    Rs256,
-}
-
-/// An RSA private key, parsed once at load time, that signs client assertions. It cannot be
-/// printed.
-#[derive(Clone)]
-pub struct SigningKey(pub(crate) jsonwebtoken::EncodingKey);
-
-impl fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
-    }
-}
-
-/// A certificate credential: the certificate registered on the app and its private key.
-#[derive(Debug, Clone)]
-pub struct CertificateCredential {
-    pub cert_der: Vec<u8>,
-    pub key: SigningKey,
-    pub algorithm: AssertionAlgorithm,
-    /// SHA-1 of the certificate DER (the thumbprint Entra ID shows).
-    pub thumbprint_sha1: [u8; 20],
-    /// SHA-256 of the certificate DER (the `x5t#S256` header).
-    pub thumbprint_sha256: [u8; 32],
-}
-
-/// A mailbox the agent logs in to over SMTP with its app's token.
-#[derive(Debug, Clone)]
-pub struct Mailbox {
-    pub name: String,
-    /// The app whose token is used.
-    pub app: Arc<App>,
-    pub address: String,
-    pub smtp_host: String,
-    pub smtp_port: u16,
-    /// Name sent in EHLO.
-    pub ehlo_name: String,
-    /// Send `MAIL FROM:<address>` + `RSET` after AUTH to prove the mailbox may send as itself.
-    pub mail_from: bool,
-    /// Skip server certificate verification. Dangerous; exported as a metric.
-    pub tls_insecure_skip_verify: bool,
-    pub smtp_check: CheckSettings,
-    /// The delivery canary, when configured.
-    pub canary: Option<Canary>,
-}
-
-/// A mailbox's delivery canary: a message sent over its SMTP session to `to`, then found in
-/// `to` (and deleted) with `reader`'s Graph token.
-#[derive(Debug, Clone)]
-pub struct Canary {
-    pub to: String,
-    /// The app with `Mail.ReadWrite` (scoped to the canary mailbox) that finds the message.
-    pub reader: Arc<App>,
-    pub check: CheckSettings,
-}
-
-impl Mailbox {
-    /// What the mailbox's check depends on, hashed: its settings and its app's digest.
-    pub fn digest(&self) -> [u8; 32] {
-        let mut h = sha2::Sha256::new();
-        h.update(
-            format!(
-                "{}\0{}\0{}\0{}\0{}\0{}\0{}\0{:?}",
-                self.name,
-                self.address,
-                self.smtp_host,
-                self.smtp_port,
-                self.ehlo_name,
-                self.mail_from,
-                self.tls_insecure_skip_verify,
-                self.smtp_check
-            )
-            .as_bytes(),
-        );
-        if let Some(c) = &self.canary {
-            h.update(format!("canary\0{}\0{:?}", c.to, c.check).as_bytes());
-            h.update(c.reader.digest());
-        }
-        h.update(self.app.digest());
-        h.finalize().into()
     }
 }
 
@@ -460,19 +182,6 @@ impl Job {
 pub struct JobKey {
     pub kind: CheckKind,
     pub target: String,
-}
-
-/// The agent-wide settings of a plan.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub scheduler: SchedulerSettings,
-    pub diagnosis: DiagnosisSettings,
-    pub metrics: MetricsSettings,
-    /// The alert thresholds (the agent's own `/alerts` and push).
-    pub alerts: crate::alerts::AlertSettings,
-    /// How often the agent evaluates its alerts.
-    pub alert_evaluation_interval: Duration,
-    pub alertmanager: Option<AlertmanagerSettings>,
 }
 
 /// Which part of the fleet this replica checks (`--shard.count`, `--shard.index`, `--shard.by`):

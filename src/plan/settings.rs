@@ -1,0 +1,123 @@
+//! The agent-wide settings a plan carries (scheduler, diagnosis, metrics, alert thresholds,
+//! Alertmanager push) and the per-check settings (enabled, schedule, timeout).
+
+use std::time::Duration;
+
+use url::Url;
+
+use super::Schedule;
+use crate::secret::Secret;
+
+/// Agent-wide scheduling settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulerSettings {
+    /// At most this many checks of one kind run at the same time; the others wait for a slot.
+    pub max_concurrent_checks: usize,
+    /// First runs after start are spread over at most this long.
+    pub startup_spread: Duration,
+    /// At most this many `/probe` requests run at the same time.
+    pub max_concurrent_probes: usize,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        Self {
+            max_concurrent_checks: 100,
+            startup_spread: Duration::from_secs(60),
+            max_concurrent_probes: 20,
+        }
+    }
+}
+
+/// How results become verdicts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiagnosisSettings {
+    /// An in-use secret or certificate expiring within this long gives a warning verdict.
+    pub expiry_warning: Duration,
+}
+
+impl Default for DiagnosisSettings {
+    fn default() -> Self {
+        Self {
+            expiry_warning: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// What `/metrics` shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricsSettings {
+    /// Beyond the cardinality budget: per-mailbox SMTP phases, run counters and mailbox info,
+    /// per-app token lifetime and token requests, credential start dates.
+    pub detail: bool,
+}
+
+/// How the agent pushes its own alerts to Alertmanager (`alertmanager:`), when configured.
+#[derive(Debug, Clone)]
+pub struct AlertmanagerSettings {
+    /// Alertmanagers (each gets every alert), base URLs: `{url}/api/v2/alerts`.
+    pub urls: Vec<Url>,
+    pub timeout: Duration,
+    /// Active alerts are sent again this often (and at once when the set changes).
+    pub resend_interval: Duration,
+    pub auth: Option<AlertmanagerAuth>,
+}
+
+/// Credentials for Alertmanager, read from files at load time.
+#[derive(Debug, Clone)]
+pub enum AlertmanagerAuth {
+    Basic { username: String, password: Secret },
+    Bearer(Secret),
+}
+
+/// When and how long one check kind runs for one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckSettings {
+    pub enabled: bool,
+    pub schedule: Schedule,
+    pub timeout: Duration,
+}
+
+/// The agent-wide settings of a plan.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub scheduler: SchedulerSettings,
+    pub diagnosis: DiagnosisSettings,
+    pub metrics: MetricsSettings,
+    /// The alert thresholds (the agent's own `/alerts` and push).
+    pub alerts: AlertSettings,
+    /// How often the agent evaluates its alerts.
+    pub alert_evaluation_interval: Duration,
+    pub alertmanager: Option<AlertmanagerSettings>,
+}
+
+/// The alert thresholds, configurable (`alerts:`); the shipped rules use the defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertSettings {
+    /// The in-use credential expiring within this long: warning (`diagnosis.expiry_warning`).
+    pub credential_warning: Duration,
+    /// ... within this long: critical.
+    pub credential_critical: Duration,
+    /// The SMTP server's certificate expiring within this long: warning.
+    pub server_certificate_warning: Duration,
+    /// How long a failure lasts before it alerts (Prometheus' `for:`): longer than one run, so
+    /// that a single transient failure never pages.
+    pub failing_for: Duration,
+    /// A check that has not succeeded for this many of its intervals.
+    pub stale_intervals: u32,
+    /// The canary's delivery taking longer than this: warning.
+    pub canary_slow: Duration,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self {
+            credential_warning: Duration::from_secs(30 * 86_400),
+            credential_critical: Duration::from_secs(7 * 86_400),
+            server_certificate_warning: Duration::from_secs(14 * 86_400),
+            failing_for: Duration::from_secs(600),
+            stale_intervals: 3,
+            canary_slow: Duration::from_secs(600),
+        }
+    }
+}
