@@ -1,0 +1,176 @@
+//! Filling the cause table's `{placeholders}` from a target, its reports and the finding: the
+//! one place where a verdict's summary and fix get the target's names, hosts and dates.
+
+use chrono::{DateTime, Utc};
+
+use super::{Cause, Inputs};
+use crate::checks::health::{Issue, Service};
+use crate::checks::Failure;
+use crate::plan::{CheckKind, Credential, DiagnosisSettings, Target};
+
+/// Values for the `{placeholders}` of the cause table.
+pub(super) struct Vars<'a> {
+    pub i: &'a Inputs<'a>,
+    pub check: Option<CheckKind>,
+    pub failure: Option<&'a Failure>,
+    pub days: Option<i64>,
+    pub date: Option<DateTime<Utc>>,
+    pub incident: Option<&'a Issue>,
+}
+
+impl Vars<'_> {
+    pub fn render(&self, template: &str) -> String {
+        let app = self.i.target.app();
+        let mailbox = self.i.target.mailbox();
+        // A failure of the SMTP check for want of a token is about the token endpoint.
+        let about_token = self.failure.is_some_and(|f| f.token_reason.is_some());
+        let (host, port) = match (self.check, mailbox) {
+            (Some(CheckKind::Smtp), Some(m)) if !about_token => {
+                (m.smtp_host.clone(), m.smtp_port.to_string())
+            }
+            (Some(CheckKind::Graph), _) if !about_token => host_port(&app.graph_url),
+            (_, _) => host_port(&app.login_url),
+        };
+        let session = match self.check {
+            Some(CheckKind::Smtp) => self.i.smtp.and_then(|r| r.smtp()),
+            Some(CheckKind::Canary) => self.i.canary.and_then(|r| r.canary()).map(|c| &c.smtp),
+            _ => None,
+        };
+        let smtp_reply = session.and_then(|d| d.failed_reply.as_ref()).map(|r| {
+            format!("{} {}", r.code, r.enhanced.as_deref().unwrap_or_default())
+                .trim()
+                .to_string()
+        });
+        let reply = smtp_reply
+            .or_else(|| self.failure.map(|f| f.reason.as_str().to_string()))
+            .unwrap_or_default();
+        let reason = self
+            .failure
+            .map(|f| match f.aadsts {
+                Some(c) => format!("{}, AADSTS{c}", f.root_reason()),
+                None => f.root_reason().to_string(),
+            })
+            .unwrap_or_default();
+        let kind = match &app.credential {
+            Credential::ClientSecret(_) => "client secret",
+            Credential::Certificate(_) => "certificate",
+        };
+        let canary = mailbox.and_then(|m| m.canary.as_ref());
+        let incident = self.incident;
+        let pairs: [(&str, String); 21] = [
+            (
+                "{canary_to}",
+                canary.map(|c| c.to.to_string()).unwrap_or_default(),
+            ),
+            (
+                "{canary_reader}",
+                canary.map(|c| c.reader.name.clone()).unwrap_or_default(),
+            ),
+            (
+                "{canary_timeout}",
+                canary
+                    .map(|c| crate::plan::format_duration(c.check.timeout))
+                    .unwrap_or_default(),
+            ),
+            (
+                "{message_id}",
+                self.i
+                    .canary
+                    .and_then(|r| r.canary())
+                    .and_then(|c| c.message_id.clone())
+                    .unwrap_or_default(),
+            ),
+            (
+                "{incident}",
+                incident.map(|x| x.id.clone()).unwrap_or_default(),
+            ),
+            (
+                "{incident_service}",
+                incident
+                    .map(|x| match x.service {
+                        Service::ExchangeOnline => "Exchange Online",
+                        Service::MicrosoftEntra => "Microsoft Entra",
+                    })
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            (
+                "{incident_title}",
+                incident.map(|x| x.title.clone()).unwrap_or_default(),
+            ),
+            ("{app}", app.name.clone()),
+            ("{client_id}", app.client_id.clone()),
+            ("{tenant}", app.tenant.clone()),
+            (
+                "{mailbox}",
+                mailbox.map(|m| m.name.clone()).unwrap_or_default(),
+            ),
+            (
+                "{address}",
+                mailbox.map(|m| m.address.to_string()).unwrap_or_default(),
+            ),
+            ("{host}", host),
+            ("{port}", port),
+            (
+                "{days}",
+                self.days.map(|d| d.to_string()).unwrap_or_default(),
+            ),
+            (
+                "{date}",
+                self.date
+                    .map(|d| d.format("%Y-%m-%d").to_string())
+                    .unwrap_or_default(),
+            ),
+            ("{kind}", kind.to_string()),
+            ("{reader}", app.graph_reader_or_self().name.clone()),
+            ("{reply}", reply),
+            ("{reason}", reason),
+            (
+                "{check}",
+                self.check
+                    .map(|c| c.as_str().to_string())
+                    .unwrap_or_default(),
+            ),
+        ];
+        let mut out = template.to_string();
+        for (k, v) in pairs {
+            if out.contains(k) {
+                out = out.replace(k, &v);
+            }
+        }
+        out
+    }
+}
+
+fn host_port(u: &url::Url) -> (String, String) {
+    (
+        u.host_str().unwrap_or_default().to_string(),
+        u.port_or_known_default().unwrap_or(443).to_string(),
+    )
+}
+
+/// A cause's remediation with a target's names filled in (no report needed).
+pub fn remediation_for(target: &Target, cause: Cause) -> String {
+    let settings = DiagnosisSettings::default();
+    let i = Inputs {
+        target,
+        token: None,
+        smtp: None,
+        graph: None,
+        graph_ok: None,
+        canary: None,
+        issues: &[],
+        sibling_authenticated: false,
+        now: Utc::now(),
+        settings: &settings,
+    };
+    let vars = Vars {
+        i: &i,
+        check: None,
+        failure: None,
+        days: None,
+        date: None,
+        incident: None,
+    };
+    vars.render(cause.info().remediation)
+}
