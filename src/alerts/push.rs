@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{key, Alert, Update};
+use super::tracker::key;
+use super::{Alert, Update};
 use crate::plan::{AlertmanagerAuth, AlertmanagerSettings};
 
 /// How many resend intervals ahead a firing alert's `endsAt` lies (Prometheus uses 4).

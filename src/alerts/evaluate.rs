@@ -1,0 +1,433 @@
+//! The agent's own evaluation of the alerts (`GET /alerts`, the push to Alertmanager): the
+//! conditions of the rules over the agent's state, with the same thresholds and reason sets,
+//! as candidates before `for:` is applied.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::rules::{rules, Rule, CANARY_FAILING, RUNBOOK_BASE, SMTP_AUTH_REASONS, UNREACHABLE};
+use super::AlertName;
+use crate::diagnosis::Cause;
+use crate::metrics::AgentInfo;
+use crate::plan::{format_duration, AlertSettings, CheckKind, JobKey, Plan};
+use crate::reasons::{Reason, SmtpReason, TokenReason};
+use crate::state::View;
+
+/// An alert as Alertmanager's v2 API takes it (`POST /api/v2/alerts`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    #[serde(rename = "startsAt")]
+    pub starts_at: DateTime<Utc>,
+    #[serde(rename = "endsAt", skip_serializing_if = "Option::is_none")]
+    pub ends_at: Option<DateTime<Utc>>,
+    #[serde(rename = "generatorURL")]
+    pub generator_url: String,
+}
+
+/// A condition that holds now, before its rule's `for:` is applied.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    pub(super) for_: Option<Duration>,
+    pub(super) alert: Alert,
+    /// When the condition began, when the state knows it (a run of failures); otherwise the
+    /// first evaluation that saw it counts.
+    pub(super) since: Option<DateTime<Utc>>,
+}
+
+struct Builder<'a> {
+    rules: BTreeMap<AlertName, Rule>,
+    out: Vec<Candidate>,
+    generator_url: &'a str,
+    now: DateTime<Utc>,
+}
+
+impl Builder<'_> {
+    fn push(
+        &mut self,
+        name: AlertName,
+        labels: &[(&str, &str)],
+        since: Option<DateTime<Utc>>,
+        summary: String,
+        description: String,
+    ) {
+        let rule = &self.rules[&name];
+        let mut l: BTreeMap<String, String> = labels
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        l.insert("alertname".into(), name.as_str().into());
+        l.insert("severity".into(), rule.level.as_str().into());
+        self.out.push(Candidate {
+            for_: rule.for_,
+            since,
+            alert: Alert {
+                labels: l,
+                annotations: [
+                    ("summary".to_string(), summary),
+                    ("description".to_string(), description),
+                    (
+                        "runbook_url".to_string(),
+                        format!("{RUNBOOK_BASE}#{}", rule.anchor),
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+                starts_at: since.unwrap_or(self.now),
+                ends_at: None,
+                generator_url: self.generator_url.to_string(),
+            },
+        });
+    }
+}
+
+fn days(d: chrono::Duration) -> f64 {
+    d.num_seconds() as f64 / 86_400.0
+}
+
+/// The conditions that hold now, from the agent's own state, with the same thresholds as the
+/// rules (those about the agent being down or absent are Prometheus' alone).
+pub fn evaluate(
+    plan: &Plan,
+    view: &View,
+    agent: &AgentInfo,
+    settings: &AlertSettings,
+    now: DateTime<Utc>,
+    generator_url: &str,
+) -> Vec<Candidate> {
+    let mut b = Builder {
+        rules: rules(settings).into_iter().map(|r| (r.name, r)).collect(),
+        out: Vec::new(),
+        generator_url,
+        now,
+    };
+    let dur = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    for (key, st) in view.jobs {
+        let JobKey { kind, target } = key;
+        let target = target.as_str();
+        let Some(t) = plan.target(target) else {
+            continue;
+        };
+        let app = t.app().name.as_str();
+        let verdict = view.verdicts.get(target);
+        let (step, cause) = verdict
+            .map(|v| (v.step().as_str(), v.cause.label()))
+            .unwrap_or(("", ""));
+        let what = verdict.map(|v| v.summary.as_str()).unwrap_or_default();
+        let fix = verdict.map(|v| v.remediation.as_str()).unwrap_or_default();
+        let last = st.last.as_deref();
+        if let Some(f) = last.and_then(|r| r.failure.as_ref()) {
+            let reason = f.reason;
+            let aadsts = f.aadsts.map(|c| c.to_string()).unwrap_or_default();
+            let labels = [
+                ("check", kind.as_str()),
+                ("target", target),
+                ("app", app),
+                ("reason", reason.as_str()),
+                ("aadsts", aadsts.as_str()),
+                ("step", step),
+                ("cause", cause),
+            ];
+            let since = st.failing_since;
+            match (kind, reason) {
+                (CheckKind::Token, r) if r != Reason::Token(TokenReason::Throttled) => b.push(
+                    AlertName::TokenFailing,
+                    &labels,
+                    since,
+                    format!(
+                        "App {target} cannot get a token from Entra ID ({reason}{})",
+                        if aadsts.is_empty() { String::new() } else { format!(", AADSTS{aadsts}") }
+                    ),
+                    format!(
+                        "{}. Every mailbox of the app stops sending once its cached token expires. What to do: {}",
+                        f.message,
+                        reason.info().remediation
+                    ),
+                ),
+                (CheckKind::Smtp, Reason::Smtp(SmtpReason::StarttlsMissing)) => b.push(
+                    AlertName::StartTlsMissing,
+                    &labels,
+                    since,
+                    format!("STARTTLS is missing on the way to SMTP for mailbox {target}: a downgrade"),
+                    format!("{what}. What to do: {fix}"),
+                ),
+                (CheckKind::Smtp, Reason::Smtp(s)) if SMTP_AUTH_REASONS.contains(&s) => b.push(
+                    AlertName::SmtpAuthFailing,
+                    &labels,
+                    since,
+                    format!("Mailbox {target} cannot sign in to SMTP: setup step {step} ({cause})"),
+                    format!("{what}. What to do: {fix}"),
+                ),
+                (CheckKind::Smtp, r) if UNREACHABLE.contains(&r) => b.push(
+                    AlertName::SmtpUnreachable,
+                    &labels,
+                    since,
+                    format!("The SMTP endpoint of mailbox {target} cannot be reached ({reason})"),
+                    // The verdict names the incident when Microsoft has one open on the
+                    // service the failure needs (cause microsoft_incident), as the rules do.
+                    format!("{what}. What to do: {fix}"),
+                ),
+                (CheckKind::Canary, r) if CANARY_FAILING.contains(&r) => b.push(
+                    AlertName::CanaryFailing,
+                    &labels,
+                    since,
+                    format!("Mail from {target} is not delivered: the canary fails ({cause})"),
+                    format!("{what}. What to do: {fix}"),
+                ),
+                (CheckKind::Graph, Reason::Graph(crate::reasons::GraphReason::PermissionMissing)) => {
+                    b.push(
+                        AlertName::GraphPermissionMissing,
+                        &labels,
+                        since,
+                        format!("App {target}'s credential expiry is not watched: no Graph permission"),
+                        format!("{what}. What to do: {fix}"),
+                    )
+                }
+                _ => {}
+            }
+        }
+        let throttled = last
+            .and_then(|r| r.failure.as_ref())
+            .is_some_and(|f| f.reason.is_throttled());
+        if *kind == CheckKind::Canary {
+            let last_found = st
+                .last_found
+                .as_deref()
+                .and_then(|r| r.canary().filter(|c| c.found.is_some()).cloned());
+            if let Some(c) = last_found {
+                let labels = [("target", target), ("app", app)];
+                let secs = c.delivery_seconds().unwrap_or_default();
+                if secs > settings.canary_slow.as_secs_f64() {
+                    b.push(
+                        AlertName::CanarySlow,
+                        &labels,
+                        None,
+                        format!("Mail from {target} takes {secs:.0} s to arrive"),
+                        format!(
+                            "The delivery canary of mailbox {target} arrived {secs:.0} s after Exchange accepted it (more than {}).{} What to do: Exchange admin center > Mail flow > Message trace for {}.",
+                            format_duration(settings.canary_slow),
+                            incidents(view, &t.app().tenant),
+                            c.message_id.as_deref().unwrap_or("the canary's Message-ID")
+                        ),
+                    );
+                }
+                if c.found.as_ref().is_some_and(|f| f.junk) {
+                    b.push(
+                        AlertName::CanaryJunk,
+                        &labels,
+                        None,
+                        format!("Mail from {target} lands in Junk Email"),
+                        format!(
+                            "The delivery canary of mailbox {target} was delivered to Junk Email. What to do: {}",
+                            crate::diagnosis::remediation_for(t, Cause::CanaryJunk)
+                        ),
+                    );
+                }
+            }
+        }
+        if st.overdue(settings.stale_intervals, now) && !throttled {
+            b.push(
+                AlertName::CheckStale,
+                &[("check", kind.as_str()), ("target", target), ("app", app)],
+                None,
+                format!(
+                    "The {kind} check of {target} has not succeeded for {} of its intervals",
+                    settings.stale_intervals
+                ),
+                format!(
+                    "Its results are stale or failing; smtp_oauth_check_failure_info says why. What to do: `smtp-oauth-exporter check {target}`."
+                ),
+            );
+        }
+        if last.and_then(|r| r.token()).and_then(|d| d.smtp_role) == Some(false) {
+            b.push(
+                AlertName::SendAsAppMissing,
+                &[("target", target), ("app", app)],
+                None,
+                format!("The token of app {target} lacks SMTP.SendAsApp (admin consent)"),
+                format!(
+                    "Entra ID issues app {target} tokens without the SMTP.SendAsApp role; every SMTP AUTH of its mailboxes fails 535 5.7.3. What to do: {}",
+                    crate::diagnosis::remediation_for(t, Cause::ConsentMissing)
+                ),
+            );
+        }
+        let reg = st
+            .last_ok
+            .as_deref()
+            .and_then(|r| r.graph())
+            .and_then(|g| g.registration.as_ref());
+        let Some(reg) = reg else { continue };
+        if reg.in_use_matches == 0 {
+            b.push(
+                AlertName::CredentialNotFound,
+                &[("target", target), ("app", app)],
+                None,
+                format!("The credential configured for app {target} is none of its app registration's"),
+                "Microsoft Graph lists no secret or certificate of the app that matches the one the agent signs in with: most often the secret's ID was pasted instead of its value, or the secret was deleted. Create a secret and copy its Value (not the Secret ID).".into(),
+            );
+        }
+        if let Some((c, end)) = reg.in_use().and_then(|c| Some((c, c.end?))) {
+            let left = end - now;
+            let labels = [("target", target), ("app", app), ("type", c.kind.as_str())];
+            let kind = c.kind.as_str();
+            let on = end.format("%Y-%m-%d");
+            if left <= chrono::Duration::zero() {
+                let cause = if kind == "certificate" {
+                    Cause::CertificateExpired
+                } else {
+                    Cause::SecretExpired
+                };
+                b.push(
+                    AlertName::CredentialExpired,
+                    &labels,
+                    None,
+                    format!("The {kind} app {target} signs in with has expired"),
+                    format!(
+                        "It expired on {on}. What to do: {}",
+                        crate::diagnosis::remediation_for(t, cause)
+                    ),
+                );
+            } else if left < dur(settings.credential_critical) {
+                b.push(
+                    AlertName::CredentialExpiring,
+                    &labels,
+                    None,
+                    format!(
+                        "The {kind} app {target} signs in with expires in {:.1} days",
+                        days(left)
+                    ),
+                    format!(
+                        "It expires on {on}. What to do now: {}",
+                        crate::diagnosis::remediation_for(t, Cause::CredentialExpiring)
+                    ),
+                );
+            } else if left < dur(settings.credential_warning) {
+                b.push(
+                    AlertName::CredentialExpiringSoon,
+                    &labels,
+                    None,
+                    format!(
+                        "The {kind} app {target} signs in with expires in {:.0} days",
+                        days(left)
+                    ),
+                    format!(
+                        "It expires on {on}. What to do: {}",
+                        crate::diagnosis::remediation_for(t, Cause::CredentialExpiring)
+                    ),
+                );
+            }
+        }
+        for c in &reg.credentials {
+            let Some(end) = c.end else { continue };
+            let left = end - now;
+            if left > chrono::Duration::zero() && left < dur(settings.credential_warning) {
+                let name = c.display_name.clone().unwrap_or_default();
+                b.push(
+                    AlertName::AppCredentialExpiring,
+                    &[("target", target), ("app", app), ("type", c.kind.as_str()), ("key_id", &c.key_id), ("display_name", &name)],
+                    None,
+                    format!("A {} of app {target} ({name}) expires in {:.0} days", c.kind.as_str(), days(left)),
+                    "What to do: if an application signs in with it, plan its rotation: add a new one, configure it, delete the old one (Entra admin center > App registrations > Certificates & secrets).".into(),
+                );
+            }
+        }
+    }
+    for m in &plan.mailboxes {
+        if m.tls_insecure_skip_verify {
+            b.push(
+                AlertName::TlsVerificationOff,
+                &[("target", &m.name), ("app", &m.app.name)],
+                None,
+                format!(
+                    "Certificate verification is switched off for mailbox {}",
+                    m.name
+                ),
+                format!(
+                    "Anyone in the path could read its token. What to do: {}",
+                    crate::diagnosis::remediation_for(
+                        &crate::plan::Target::Mailbox(m.clone()),
+                        Cause::TlsVerificationOff
+                    )
+                ),
+            );
+        }
+    }
+    for (endpoint, e) in view.endpoints {
+        let Some(exp) = e.tls.as_ref().and_then(|t| t.earliest_expiry()) else {
+            continue;
+        };
+        if exp - now < dur(settings.server_certificate_warning) {
+            b.push(
+                AlertName::ServerCertificateExpiring,
+                &[("endpoint", endpoint)],
+                None,
+                format!("The certificate of SMTP endpoint {endpoint} expires in {:.0} days", days(exp - now)),
+                "A certificate this close to expiry usually belongs to something in the path (a TLS-inspecting proxy): renew it there.".into(),
+            );
+        }
+    }
+    for (tenant, issues) in view.health {
+        for x in issues.iter().filter(|x| x.incident) {
+            b.push(
+                AlertName::MicrosoftIncident,
+                &[
+                    ("tenant", tenant),
+                    ("id", &x.id),
+                    ("service", x.service.as_str()),
+                    ("classification", x.classification()),
+                    ("status", &x.status),
+                ],
+                x.start,
+                format!(
+                    "Microsoft reports incident {} on {} for tenant {tenant}: {}",
+                    x.id,
+                    x.service.as_str(),
+                    x.title
+                ),
+                format!(
+                    "{} (status {}). What to do: follow {} in Microsoft 365 admin center > Health > Service health; nothing to change on your side unless it says so.",
+                    if x.impact.is_empty() { &x.title } else { &x.impact },
+                    x.status,
+                    x.id
+                ),
+            );
+        }
+    }
+    if !agent.config_reload_successful {
+        b.push(
+            AlertName::ConfigReloadFailing,
+            &[],
+            None,
+            "smtp-oauth-exporter runs an old configuration: the last reload failed".into(),
+            "`smtp-oauth-exporter check-config --config.file <file>` names the error; fix it and reload again.".into(),
+        );
+    }
+    b.out
+}
+
+/// The open Exchange Online incidents of a tenant, as a sentence for the description of a slow
+/// canary, which no verdict explains (empty when there are none).
+fn incidents(view: &View, tenant: &str) -> String {
+    view.health
+        .get(tenant)
+        .map(|issues| {
+            issues
+                .iter()
+                .filter(|x| {
+                    x.incident && x.service == crate::checks::health::Service::ExchangeOnline
+                })
+                .map(|x| {
+                    format!(
+                        " Microsoft reports incident {} on Exchange Online: {}.",
+                        x.id, x.title
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}

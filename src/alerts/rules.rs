@@ -1,0 +1,507 @@
+//! The Prometheus rule of every alert (expression, `for:`, severity, summary and description
+//! templates with each cause's fix, runbook anchor) and the rules file made from them. The reason
+//! sets that decide which failure raises which alert live here, and the evaluator reads them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{AlertName, Level};
+use crate::diagnosis::Cause;
+use crate::plan::{format_duration, AlertSettings};
+use crate::reasons::{CanaryReason, CommonReason, Reason, SmtpReason, TokenReason};
+
+/// Where the runbook lives; each rule's `runbook_url` is this plus `#anchor`.
+pub const RUNBOOK_BASE: &str =
+    "https://github.com/smtp-oauth-exporter/smtp-oauth-exporter/blob/main/docs/runbooks.md";
+
+/// One Prometheus alerting rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: AlertName,
+    pub level: Level,
+    /// `for:` (`None`: fires at once).
+    pub for_: Option<Duration>,
+    pub expr: String,
+    pub summary: String,
+    pub description: String,
+    /// The runbook section (`docs/runbooks.md#anchor`).
+    pub anchor: String,
+}
+
+/// The label filter of failures that must not page on their own: throttling.
+const NOT_THROTTLED: &str = "reason!=\"throttled\"";
+
+/// SMTP reasons of a mailbox that cannot sign in (the token's own failures alert on the app).
+pub(super) const SMTP_AUTH_REASONS: [SmtpReason; 5] = [
+    SmtpReason::AuthRejected,
+    SmtpReason::SmtpAuthDisabled,
+    SmtpReason::SendAsDenied,
+    SmtpReason::Xoauth2NotOffered,
+    SmtpReason::TlsVersion,
+];
+
+/// Network reasons of a mailbox whose SMTP endpoint cannot be reached.
+pub(super) const UNREACHABLE: [Reason; 6] = [
+    Reason::Common(CommonReason::Dns),
+    Reason::Common(CommonReason::ConnectRefused),
+    Reason::Common(CommonReason::Timeout),
+    Reason::Common(CommonReason::TlsHandshake),
+    Reason::Common(CommonReason::TlsCertInvalid),
+    Reason::Smtp(SmtpReason::ProtocolError),
+];
+
+fn regex_of(reasons: impl IntoIterator<Item = Reason>) -> String {
+    reasons
+        .into_iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join("|")
+}
+
+/// A remediation text of the cause or reason tables, with its placeholders turned into what
+/// an alert knows (its labels) or a description of what it does not.
+fn go_text(t: &str) -> String {
+    [
+        ("{app}", "{{ $labels.app }}"),
+        ("{mailbox}", "{{ $labels.target }}"),
+        ("{address}", "<address of mailbox {{ $labels.target }}>"),
+        ("{client_id}", "<client ID of app {{ $labels.app }}>"),
+        ("{tenant}", "<tenant of app {{ $labels.app }}>"),
+        ("{host}", "the SMTP host"),
+        ("{port}", "587"),
+        ("{reader}", "{{ $labels.app }} (or its graph_reader)"),
+        ("{kind}", "secret or certificate"),
+        ("{message_id}", "its Message-ID, in /status"),
+        (
+            "{canary_to}",
+            "<canary address of mailbox {{ $labels.target }}>",
+        ),
+        (
+            "{canary_reader}",
+            "<canary reader app of mailbox {{ $labels.target }}>",
+        ),
+        ("{canary_timeout}", "its timeout"),
+    ]
+    .iter()
+    .fold(t.to_string(), |acc, (k, v)| acc.replace(k, v))
+}
+
+/// `{{ if eq $labels.LABEL "a" }}fix a{{ else if … }}…{{ else }}fallback{{ end }}`.
+fn chain(label: &str, cases: &[(&str, String)]) -> String {
+    let mut s = String::new();
+    for (i, (value, text)) in cases.iter().enumerate() {
+        s += if i == 0 {
+            "{{ if eq $labels."
+        } else {
+            "{{ else if eq $labels."
+        };
+        s += &format!("{label} \"{value}\" }}}}{text}");
+    }
+    s += "{{ else }}run `smtp-oauth-exporter check {{ $labels.target }}` for the fix{{ end }}";
+    s
+}
+
+fn cause_chain(causes: &[Cause]) -> String {
+    let cases: Vec<(&str, String)> = causes
+        .iter()
+        .map(|c| (c.label(), go_text(c.info().remediation)))
+        .collect();
+    chain("cause", &cases)
+}
+
+/// The verdict's labels joined onto a mailbox's failure series.
+fn with_verdict(expr: &str) -> String {
+    format!(
+        "{expr}\n  * on (job, instance, target) group_left (app, step, cause) smtp_oauth_verdict"
+    )
+}
+
+/// A target's app label on an app's own series.
+fn app_label(expr: &str) -> String {
+    format!("label_replace({expr}, \"app\", \"$1\", \"target\", \"(.+)\")")
+}
+
+const CONFIRM: &str = "Confirm with `smtp-oauth-exporter check {{ $labels.target }}`.";
+
+/// The Microsoft incident the mailbox's verdict names, for the annotations of mail-path alerts:
+/// on-call sees at once that Microsoft has posted the problem (that mailbox's tenant only: the
+/// agent matched the incident to it).
+const EXO_INCIDENTS: &str = "{{ with printf \"smtp_oauth_verdict_incident_info{target='%s'}\" $labels.target | query }}{{ range . }} Microsoft reports incident {{ .Labels.id }} on {{ if eq .Labels.service \"exchange_online\" }}Exchange Online{{ else }}Microsoft Entra{{ end }}: follow it in Microsoft 365 admin center > Health > Service health.{{ end }}{{ end }}";
+
+/// The canary reasons that mean mail is not delivered (or refused at submission).
+pub(super) const CANARY_FAILING: [Reason; 5] = [
+    Reason::Canary(CanaryReason::NotDelivered),
+    Reason::Smtp(SmtpReason::SenderRestricted),
+    Reason::Smtp(SmtpReason::TenantSendingBlocked),
+    Reason::Smtp(SmtpReason::MessageRejected),
+    Reason::Smtp(SmtpReason::SendAsDenied),
+];
+
+/// Every alert, in the order of the rules file.
+pub fn rules(s: &AlertSettings) -> Vec<Rule> {
+    let days = |d: Duration| d.as_secs() / 86_400;
+    let in_use_days = "(smtp_oauth_credential_in_use_expiry_timestamp_seconds - time()) / 86400";
+    let token_causes: Vec<(&str, String)> = TokenReason::ALL
+        .iter()
+        .filter(|r| **r != TokenReason::Throttled)
+        .map(|r| (r.as_str(), go_text(r.info().remediation)))
+        .chain(
+            CommonReason::ALL
+                .iter()
+                .map(|r| (r.as_str(), go_text(r.info().remediation))),
+        )
+        .collect();
+    vec![
+        Rule {
+            name: AlertName::TokenFailing,
+            level: Level::Critical,
+            for_: Some(s.failing_for),
+            expr: app_label(&format!(
+                "smtp_oauth_check_failure_info{{check=\"token\",{NOT_THROTTLED}}}"
+            )),
+            summary: "App {{ $labels.target }} cannot get a token from Entra ID ({{ $labels.reason }}{{ if $labels.aadsts }}, AADSTS{{ $labels.aadsts }}{{ end }})".into(),
+            description: format!(
+                "Entra ID refuses the token request of app {{{{ $labels.target }}}}: {{{{ $labels.reason }}}}{{{{ if $labels.aadsts }}}} (AADSTS{{{{ $labels.aadsts }}}}){{{{ end }}}}. Every mailbox of the app stops sending once its cached token expires (within 90 minutes). What to do: {}. {CONFIRM}",
+                chain("reason", &token_causes)
+            ),
+            anchor: "smtpoauthtokenfailing".into(),
+        },
+        Rule {
+            name: AlertName::SmtpAuthFailing,
+            level: Level::Critical,
+            for_: Some(s.failing_for),
+            expr: with_verdict(&format!(
+                "smtp_oauth_check_failure_info{{check=\"smtp\",reason=~\"{}\"}}",
+                regex_of(SMTP_AUTH_REASONS.map(Reason::Smtp))
+            )),
+            summary: "Mailbox {{ $labels.target }} cannot sign in to SMTP: setup step {{ $labels.step }} ({{ $labels.cause }})".into(),
+            description: format!(
+                "SMTP AUTH of mailbox {{{{ $labels.target }}}} (app {{{{ $labels.app }}}}) fails with {{{{ $labels.reason }}}}{{{{ with printf \"smtp_oauth_smtp_status_code{{target='%s'}}\" $labels.target | query }}}}{{{{ range . }}}}, reply {{{{ .Value }}}} at {{{{ .Labels.phase }}}}{{{{ end }}}}{{{{ end }}}}: setup step {{{{ $labels.step }}}}, {{{{ $labels.cause }}}}. No mail goes out from it. What to do: {}. {CONFIRM}",
+                cause_chain(&[
+                    Cause::ConsentMissing,
+                    Cause::ServicePrincipalOrPermissionMissing,
+                    Cause::MailboxPermissionMissing,
+                    Cause::SendAsDenied,
+                    Cause::SmtpAuthDisabledTenant,
+                    Cause::SmtpAuthDisabledMailbox,
+                    Cause::SmtpAuthBlockedByPolicy,
+                    Cause::Xoauth2NotOffered,
+                    Cause::TlsVersion,
+                ])
+            ),
+            anchor: "smtpoauthsmtpauthfailing".into(),
+        },
+        Rule {
+            name: AlertName::SmtpUnreachable,
+            level: Level::Critical,
+            for_: Some(s.failing_for),
+            expr: with_verdict(&format!(
+                "smtp_oauth_check_failure_info{{check=\"smtp\",reason=~\"{}\"}}",
+                regex_of(UNREACHABLE)
+            )),
+            summary: "The SMTP endpoint of mailbox {{ $labels.target }} cannot be reached ({{ $labels.reason }})".into(),
+            description: format!(
+                "The SMTP check of mailbox {{{{ $labels.target }}}} (app {{{{ $labels.app }}}}) fails with {{{{ $labels.reason }}}} ({{{{ $labels.cause }}}}): mail from it cannot leave.{EXO_INCIDENTS} What to do: {}. {CONFIRM}",
+                cause_chain(&[
+                    Cause::DnsFailure,
+                    Cause::ConnectionRefused,
+                    Cause::Timeout,
+                    Cause::TlsInspection,
+                    Cause::ServerCertificateInvalid,
+                    Cause::TlsFailed,
+                    Cause::ProtocolError,
+                ])
+            ),
+            anchor: "smtpoauthsmtpunreachable".into(),
+        },
+        Rule {
+            name: AlertName::StartTlsMissing,
+            level: Level::Critical,
+            for_: None,
+            expr: with_verdict("smtp_oauth_check_failure_info{check=\"smtp\",reason=\"starttls_missing\"}"),
+            summary: "STARTTLS is missing on the way to SMTP for mailbox {{ $labels.target }}: a downgrade".into(),
+            description: format!(
+                "The SMTP server (or something in between) did not offer STARTTLS to mailbox {{{{ $labels.target }}}} (app {{{{ $labels.app }}}}). The agent sent nothing, but an application that falls back to plain text would send its token in clear: a security event. What to do: {}. {CONFIRM}",
+                go_text(Cause::StarttlsStripped.info().remediation)
+            ),
+            anchor: "smtpoauthstarttlsmissing".into(),
+        },
+        Rule {
+            name: AlertName::CanaryFailing,
+            level: Level::Critical,
+            for_: Some(s.failing_for),
+            expr: with_verdict(&format!(
+                "smtp_oauth_check_failure_info{{check=\"canary\",reason=~\"{}\"}}",
+                regex_of(CANARY_FAILING)
+            )),
+            summary: "Mail from {{ $labels.target }} is not delivered: the canary fails ({{ $labels.cause }})".into(),
+            description: format!(
+                "The delivery canary of mailbox {{{{ $labels.target }}}} (app {{{{ $labels.app }}}}) fails with {{{{ $labels.reason }}}}: {{{{ $labels.cause }}}}. Its SMTP login may well work; the mail does not arrive.{EXO_INCIDENTS} What to do: {}. {CONFIRM}",
+                cause_chain(&[
+                    Cause::CanaryNotDelivered,
+                    Cause::SenderRestricted,
+                    Cause::TenantSendingBlocked,
+                    Cause::SendAsDenied,
+                    Cause::MessageRejected,
+                ])
+            ),
+            anchor: "smtpoauthcanaryfailing".into(),
+        },
+        Rule {
+            name: AlertName::CanarySlow,
+            level: Level::Warning,
+            for_: Some(Duration::from_secs(1800)),
+            expr: format!(
+                "smtp_oauth_canary_last_delivery_seconds > {}",
+                s.canary_slow.as_secs()
+            ),
+            summary: "Mail from {{ $labels.target }} takes {{ $value | humanizeDuration }} to arrive".into(),
+            description: format!(
+                "The delivery canary of mailbox {{{{ $labels.target }}}} arrived {{{{ $value | humanizeDuration }}}} after Exchange accepted it (more than {}), for half an hour: queues or filtering delay the mail. What to do: Exchange admin center > Mail flow > Message trace for the canary's Message-ID (in /status) shows where the time went; check the service health of Exchange Online. {CONFIRM}",
+                format_duration(s.canary_slow)
+            ),
+            anchor: "smtpoauthcanaryslow".into(),
+        },
+        Rule {
+            name: AlertName::CanaryJunk,
+            level: Level::Warning,
+            for_: Some(Duration::from_secs(1200)),
+            expr: "smtp_oauth_canary_in_junk == 1".into(),
+            summary: "Mail from {{ $labels.target }} lands in Junk Email".into(),
+            description: format!(
+                "The delivery canary of mailbox {{{{ $labels.target }}}} was delivered to the Junk Email folder, run after run: the application's mail may be too. What to do: {}. {CONFIRM}",
+                go_text(Cause::CanaryJunk.info().remediation)
+            ),
+            anchor: "smtpoauthcanaryjunk".into(),
+        },
+        Rule {
+            name: AlertName::CredentialExpiringSoon,
+            level: Level::Warning,
+            for_: Some(Duration::from_secs(900)),
+            expr: app_label(&format!(
+                "{in_use_days} < {} > {}",
+                days(s.credential_warning),
+                days(s.credential_critical)
+            )),
+            summary: "The {{ $labels.type }} app {{ $labels.target }} signs in with expires in {{ $value | printf \"%.0f\" }} days".into(),
+            description: format!(
+                "The {{{{ $labels.type }}}} credential app {{{{ $labels.target }}}} uses expires in {{{{ $value | printf \"%.1f\" }}}} days. What to do: {}. {CONFIRM}",
+                go_text(Cause::CredentialExpiring.info().remediation)
+            ),
+            anchor: "smtpoauthcredentialexpiringsoon".into(),
+        },
+        Rule {
+            name: AlertName::CredentialExpiring,
+            level: Level::Critical,
+            for_: Some(Duration::from_secs(900)),
+            expr: app_label(&format!(
+                "{in_use_days} < {} > 0",
+                days(s.credential_critical)
+            )),
+            summary: "The {{ $labels.type }} app {{ $labels.target }} signs in with expires in {{ $value | printf \"%.1f\" }} days".into(),
+            description: format!(
+                "The {{{{ $labels.type }}}} credential app {{{{ $labels.target }}}} uses expires in {{{{ $value | printf \"%.1f\" }}}} days; then its mailboxes stop sending. What to do now: {}. {CONFIRM}",
+                go_text(Cause::CredentialExpiring.info().remediation)
+            ),
+            anchor: "smtpoauthcredentialexpiring".into(),
+        },
+        Rule {
+            name: AlertName::CredentialExpired,
+            level: Level::Critical,
+            for_: Some(Duration::from_secs(300)),
+            expr: app_label(&format!("{in_use_days} <= 0")),
+            summary: "The {{ $labels.type }} app {{ $labels.target }} signs in with has expired".into(),
+            description: format!(
+                "The {{{{ $labels.type }}}} credential app {{{{ $labels.target }}}} uses has expired ({{{{ $value | printf \"%.1f\" }}}} days left); its mailboxes cannot get tokens. What to do: {{{{ if eq $labels.type \"certificate\" }}}}{}{{{{ else }}}}{}{{{{ end }}}}. {CONFIRM}",
+                go_text(Cause::CertificateExpired.info().remediation),
+                go_text(Cause::SecretExpired.info().remediation)
+            ),
+            anchor: "smtpoauthcredentialexpired".into(),
+        },
+        Rule {
+            name: AlertName::AppCredentialExpiring,
+            level: Level::Info,
+            for_: Some(Duration::from_secs(900)),
+            expr: app_label(&format!(
+                "(smtp_oauth_credential_expiry_timestamp_seconds - time()) / 86400 < {} > 0",
+                days(s.credential_warning)
+            )),
+            summary: "A {{ $labels.type }} of app {{ $labels.target }} ({{ $labels.display_name }}) expires in {{ $value | printf \"%.0f\" }} days".into(),
+            description: "The {{ $labels.type }} {{ $labels.key_id }} ({{ $labels.display_name }}) of app {{ $labels.target }} expires in {{ $value | printf \"%.1f\" }} days. What to do: if an application signs in with it, plan its rotation: add a new one, configure it, delete the old one (Entra admin center > App registrations > Certificates & secrets).".into(),
+            anchor: "smtpoauthappcredentialexpiring".into(),
+        },
+        Rule {
+            name: AlertName::SendAsAppMissing,
+            level: Level::Critical,
+            for_: Some(s.failing_for),
+            expr: app_label("smtp_oauth_token_smtp_role_present == 0"),
+            summary: "The token of app {{ $labels.target }} lacks SMTP.SendAsApp (admin consent)".into(),
+            description: format!(
+                "Entra ID issues app {{{{ $labels.target }}}} tokens without the SMTP.SendAsApp role: the permission or its admin consent is missing or was revoked, and every SMTP AUTH of its mailboxes fails 535 5.7.3. What to do: {}. {CONFIRM}",
+                go_text(Cause::ConsentMissing.info().remediation)
+            ),
+            anchor: "smtpoauthsendasappmissing".into(),
+        },
+        Rule {
+            name: AlertName::CredentialNotFound,
+            level: Level::Warning,
+            for_: Some(Duration::from_secs(1800)),
+            expr: app_label("smtp_oauth_credential_in_use_found == 0"),
+            summary: "The credential configured for app {{ $labels.target }} is none of its app registration's".into(),
+            description: "Microsoft Graph lists no secret or certificate of app {{ $labels.target }} that matches the one the agent signs in with: most often the secret's ID was pasted instead of its value, or the secret was deleted or replaced. What to do: in Entra admin center > App registrations > Certificates & secrets, create a secret and copy its Value (not the Secret ID) into the application and the agent's secret file. Confirm with `smtp-oauth-exporter check {{ $labels.target }}`.".into(),
+            anchor: "smtpoauthcredentialnotfound".into(),
+        },
+        Rule {
+            name: AlertName::ServerCertificateExpiring,
+            level: Level::Warning,
+            for_: Some(Duration::from_secs(900)),
+            expr: format!(
+                "(smtp_oauth_smtp_ssl_earliest_cert_expiry - time()) / 86400 < {}",
+                days(s.server_certificate_warning)
+            ),
+            summary: "The certificate of SMTP endpoint {{ $labels.endpoint }} expires in {{ $value | printf \"%.0f\" }} days".into(),
+            description: "A certificate the SMTP endpoint {{ $labels.endpoint }} presents expires in {{ $value | printf \"%.1f\" }} days. Microsoft renews its own in time: a certificate this close to expiry usually belongs to something in the path (a TLS-inspecting proxy). What to do: check which device presents it (smtp_oauth_smtp_ssl_last_chain_info shows its subject and issuer) and renew it there.".into(),
+            anchor: "smtpoauthservercertificateexpiring".into(),
+        },
+        Rule {
+            name: AlertName::CheckStale,
+            level: Level::Warning,
+            for_: None,
+            // Throttling alone never fires: a throttled check backs off (Retry-After) and the
+            // verdict shows it as transient.
+            expr: "smtp_oauth_check_overdue == 1\n  unless on (job, instance, check, target) smtp_oauth_check_failure_info{reason=\"throttled\"}".into(),
+            summary: "The {{ $labels.check }} check of {{ $labels.target }} has not succeeded for three of its intervals".into(),
+            description: "The {{ $labels.check }} check of {{ $labels.target }} has not succeeded for three of its intervals (the agent computes it, smtp_oauth_check_overdue): its results are stale (it cannot run, or fails without an alert of its own). What to do: look at smtp_oauth_check_failure_info for the reason, and `smtp-oauth-exporter check {{ $labels.target }}`.".into(),
+            anchor: "smtpoauthcheckstale".into(),
+        },
+        Rule {
+            name: AlertName::GraphPermissionMissing,
+            level: Level::Warning,
+            for_: Some(Duration::from_secs(3600)),
+            expr: app_label("smtp_oauth_check_failure_info{check=\"graph\",reason=\"graph_permission_missing\"}"),
+            summary: "App {{ $labels.target }}'s credential expiry is not watched: no Graph permission".into(),
+            description: format!(
+                "Microsoft Graph answers 403 to the read of app {{{{ $labels.target }}}}'s registration, so the agent cannot see when its secret or certificate expires. What to do: {}. {CONFIRM}",
+                go_text(Cause::GraphPermissionMissing.info().remediation)
+            ),
+            anchor: "smtpoauthgraphpermissionmissing".into(),
+        },
+        Rule {
+            name: AlertName::TlsVerificationOff,
+            level: Level::Warning,
+            for_: None,
+            expr: "smtp_oauth_smtp_tls_insecure_skip_verify == 1".into(),
+            summary: "Certificate verification is switched off for mailbox {{ $labels.target }}".into(),
+            description: format!(
+                "Mailbox {{{{ $labels.target }}}} is checked with tls_insecure_skip_verify: anyone in the path could read its token. What to do: {}.",
+                go_text(Cause::TlsVerificationOff.info().remediation)
+            ),
+            anchor: "smtpoauthtlsverificationoff".into(),
+        },
+        Rule {
+            name: AlertName::MicrosoftIncident,
+            level: Level::Info,
+            for_: None,
+            expr: "smtp_oauth_service_health_issue_info{classification=\"incident\"} == 1".into(),
+            summary: "Microsoft reports incident {{ $labels.id }} on {{ $labels.service }} for tenant {{ $labels.tenant }} ({{ $labels.status }})".into(),
+            description: "Microsoft 365 service health lists incident {{ $labels.id }} on {{ $labels.service }}, status {{ $labels.status }}, for tenant {{ $labels.tenant }}. Failures of the checks that need that service show it in their verdict (cause microsoft_incident). What to do: follow {{ $labels.id }} in Microsoft 365 admin center > Health > Service health (its title and impact are on the agent's status page and in /status); nothing to change on your side unless it says so.".into(),
+            anchor: "smtpoauthmicrosoftincident".into(),
+        },
+        Rule {
+            name: AlertName::ConfigReloadFailing,
+            level: Level::Warning,
+            for_: Some(Duration::from_secs(300)),
+            expr: "smtp_oauth_config_last_reload_successful == 0".into(),
+            summary: "smtp-oauth-exporter on {{ $labels.instance }} runs an old configuration: the last reload failed".into(),
+            description: "The last configuration reload of the agent on {{ $labels.instance }} failed; it keeps running the previous configuration. What to do: `smtp-oauth-exporter check-config --config.file <file>` names the error (file, line, field); fix it and reload again.".into(),
+            anchor: "smtpoauthconfigreloadfailing".into(),
+        },
+        Rule {
+            name: AlertName::ExporterDown,
+            level: Level::Critical,
+            for_: Some(Duration::from_secs(300)),
+            // A /probe job's `up` is 0 for a bad target or a full probe queue: not the agent.
+            expr: "up{job=~\".*smtp-oauth.*\",job!~\".*probe.*\"} == 0".into(),
+            summary: "smtp-oauth-exporter on {{ $labels.instance }} is down".into(),
+            description: "Prometheus cannot scrape the agent on {{ $labels.instance }} (job {{ $labels.job }}): nothing watches the SMTP chain it checks. What to do: look at the process or pod (systemctl status smtp-oauth-exporter, kubectl logs), its last log lines, and `curl {{ $labels.instance }}/-/healthy`.".into(),
+            anchor: "smtpoauthexporterdown".into(),
+        },
+        Rule {
+            name: AlertName::ExporterAbsent,
+            level: Level::Critical,
+            for_: Some(Duration::from_secs(600)),
+            expr: "absent(smtp_oauth_build_info)".into(),
+            summary: "No smtp-oauth-exporter is scraped at all".into(),
+            description: "Prometheus has no smtp_oauth_build_info series: no agent is scraped (removed from the scrape configuration, or every instance gone), so nothing watches the SMTP chain. What to do: check the scrape configuration (job smtp-oauth) and that the agent runs.".into(),
+            anchor: "smtpoauthexporterabsent".into(),
+        },
+    ]
+}
+
+/// The Prometheus rules file (`alerts/smtp-oauth-exporter.rules.yml`), from [`rules`] with the
+/// default thresholds.
+pub fn rules_yaml() -> String {
+    #[derive(Serialize)]
+    struct File {
+        groups: Vec<Group>,
+    }
+    #[derive(Serialize)]
+    struct Group {
+        name: &'static str,
+        rules: Vec<YamlRule>,
+    }
+    #[derive(Serialize)]
+    struct YamlRule {
+        alert: &'static str,
+        expr: String,
+        #[serde(rename = "for", skip_serializing_if = "Option::is_none")]
+        for_: Option<String>,
+        labels: BTreeMap<&'static str, &'static str>,
+        annotations: BTreeMap<&'static str, String>,
+    }
+    let rules = rules(&AlertSettings::default())
+        .into_iter()
+        .map(|r| YamlRule {
+            alert: r.name.as_str(),
+            expr: r.expr,
+            for_: r.for_.map(format_duration),
+            labels: [("severity", r.level.as_str())].into_iter().collect(),
+            annotations: [
+                ("summary", r.summary),
+                ("description", r.description),
+                ("runbook_url", format!("{RUNBOOK_BASE}#{}", r.anchor)),
+            ]
+            .into_iter()
+            .collect(),
+        })
+        .collect();
+    let file = File {
+        groups: vec![Group {
+            name: "smtp-oauth-exporter",
+            rules,
+        }],
+    };
+    format!(
+        "# Generated from src/alerts/mod.rs (UPDATE_ALERTS=1 cargo test --test it alerts): edit there.\n# Alerts for smtp-oauth-exporter; every rule's runbook is in docs/runbooks.md.\n{}",
+        yaml_serde::to_string(&file).expect("rules serialize")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rule_table_is_complete_and_consistent() {
+        let rules = rules(&AlertSettings::default());
+        let names: Vec<AlertName> = rules.iter().map(|r| r.name).collect();
+        assert_eq!(names, AlertName::ALL, "one rule per alert, in order");
+        for r in &rules {
+            assert!(r.name.as_str().starts_with("SmtpOAuth"), "{}", r.name);
+            assert_eq!(r.anchor, r.name.anchor());
+            assert!(r.description.contains("What to do"), "{}", r.name);
+        }
+    }
+}
