@@ -15,12 +15,11 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::graph_call::{CallFailure, Graph, GraphError};
 use super::smtp::{self, SmtpDetails};
 use super::{Context, Details, Failure, Outcome};
-use crate::auth::{AccessToken, Resource, TokenCache};
-use crate::http_client::{self, BoundedResponse, HttpError};
-use crate::plan::Cloud;
-use crate::plan::{App, Canary, Target};
+use crate::http_client::BoundedResponse;
+use crate::plan::{Canary, Cloud, Target};
 use crate::reasons::{CanaryReason, CommonReason, Reason};
 
 /// How long a message not found in its run is looked for by later runs.
@@ -28,6 +27,9 @@ const KEEP_PENDING: chrono::Duration = chrono::Duration::hours(24);
 /// At most this many earlier messages are kept per mailbox, and looked for per run.
 const MAX_PENDING: usize = 16;
 const CLEANUP_PER_RUN: usize = 3;
+/// Ids that stay when a message moves (to Deleted Items, or by a user or a rule), so that a
+/// message found once can be deleted later.
+const IMMUTABLE_IDS: &str = "IdType=\"ImmutableId\"";
 /// Polling for the message: 1 s, then doubling, at most 15 s apart.
 const FIRST_POLL: Duration = Duration::from_secs(1);
 const MAX_POLL: Duration = Duration::from_secs(15);
@@ -158,27 +160,15 @@ struct Folder {
     id: String,
 }
 
-#[derive(Debug, Deserialize)]
-struct GraphErrorBody {
-    error: GraphErrorInner,
-}
-
-#[derive(Debug, Deserialize)]
-struct GraphErrorInner {
-    #[serde(default)]
-    code: String,
-}
-
-/// What talking to Graph for the canary needs.
-struct Graph<'a> {
-    reader: &'a App,
-    tokens: &'a TokenCache,
-    token: AccessToken,
+/// The canary mailbox as its reader sees it through Graph.
+#[derive(Clone, Copy)]
+struct Reader<'a> {
+    graph: &'a Graph<'a>,
     to: &'a str,
-    deadline: Instant,
 }
 
-/// A failure of one Graph call: its reason, the text for the log, Retry-After, the HTTP status.
+/// A failure of one Graph call, in the canary's reasons: its reason, the text for the log,
+/// Retry-After, the HTTP status.
 struct CallError {
     reason: Reason,
     message: String,
@@ -200,17 +190,34 @@ impl CallError {
     fn throttled(&self) -> bool {
         self.retry_after.is_some() || self.reason.is_throttled()
     }
+
+    /// What a failed Graph call means for the canary. The callers say what a 404 means for
+    /// them (the search: no such user).
+    fn of(e: GraphError) -> Self {
+        let reason: Reason = match &e.failure {
+            // Out of time before the next call: the message did not turn up in time.
+            CallFailure::DeadlinePassed => CanaryReason::NotDelivered.into(),
+            CallFailure::TooLarge => CanaryReason::GraphInvalidResponse.into(),
+            CallFailure::Status(401 | 403) => CanaryReason::ReaderPermissionMissing.into(),
+            CallFailure::Status(404) => CanaryReason::RecipientNotFound.into(),
+            _ if e.throttled() => CanaryReason::GraphThrottled.into(),
+            _ => e.common_reason().unwrap_or(CanaryReason::GraphError.into()),
+        };
+        Self {
+            reason,
+            status: e.status(),
+            retry_after: e.retry_after,
+            message: e.message,
+        }
+    }
 }
 
-impl Graph<'_> {
-    /// `{graph}/v1.0/users/{to}`, the address one percent-encoded path segment.
-    fn base(&self) -> url::Url {
-        let mut u = self.reader.graph_url.clone();
-        u.path_segments_mut()
-            .expect("an http base")
-            .pop_if_empty()
-            .extend(["v1.0", "users", self.to]);
-        u
+impl Reader<'_> {
+    /// `{graph}/v1.0/users/{to}/…`, the address one percent-encoded path segment.
+    fn url(&self, rest: &[&str]) -> url::Url {
+        let mut segments = vec!["users", self.to];
+        segments.extend_from_slice(rest);
+        self.graph.url("v1.0", &segments)
     }
 
     async fn call(
@@ -218,79 +225,12 @@ impl Graph<'_> {
         method: reqwest::Method,
         url: url::Url,
     ) -> Result<BoundedResponse, CallError> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(CallError::new(
-                CanaryReason::NotDelivered,
-                "the canary's timeout passed".into(),
-            ));
-        }
-        let shown = format!("{} {}", method, url.path());
-        let post = method == reqwest::Method::POST;
-        let req = self
-            .reader
-            .net
-            .http
-            .request(method, url)
-            .bearer_auth(self.token.value.expose())
-            .header(http::header::ACCEPT, "application/json")
-            // Ids that stay when a message moves (to Deleted Items, or by a user or a rule), so
-            // that a message found once can be deleted later.
-            .header("Prefer", "IdType=\"ImmutableId\"");
-        // An action without a body still says so (Content-Length: 0), as Graph wants.
-        let req = if post { req.body("") } else { req };
-        let resp = match http_client::send(req, left).await {
-            Ok(r) => r,
-            Err(e) => {
-                let reason: Reason = match &e {
-                    HttpError::Timeout => CommonReason::Timeout.into(),
-                    HttpError::Network(f, _) => f.reason().into(),
-                    HttpError::TooLarge => CanaryReason::GraphInvalidResponse.into(),
-                    _ => CanaryReason::GraphError.into(),
-                };
-                return Err(CallError::new(reason, format!("{shown}: {e}")));
-            }
-        };
-        if (200..300).contains(&resp.status) {
-            return Ok(resp);
-        }
-        let retry_after = http_client::retry_after(&resp.headers);
-        let code = serde_json::from_slice::<GraphErrorBody>(&resp.body)
-            .map(|b| b.error.code)
-            .unwrap_or_default();
-        let code: String = code
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(60)
-            .collect();
-        // A token Graph refuses is not used again: after an admin grants Mail.ReadWrite, the
-        // next run asks for a token that carries it.
-        if matches!(resp.status, 401 | 403) {
-            self.tokens
-                .invalidate(self.reader, Resource::Graph, &self.token);
-        }
-        let reason: Reason = match resp.status {
-            401 | 403 => CanaryReason::ReaderPermissionMissing.into(),
-            // The callers say what a 404 means for them (the search: no such user).
-            404 => CanaryReason::RecipientNotFound.into(),
-            429 => CanaryReason::GraphThrottled.into(),
-            503 if retry_after.is_some() => CanaryReason::GraphThrottled.into(),
-            _ => CanaryReason::GraphError.into(),
-        };
-        Err(CallError {
-            reason,
-            message: format!("{shown}: HTTP {} {code}", resp.status),
-            retry_after,
-            status: Some(resp.status),
-        })
+        self.graph.call(method, url).await.map_err(CallError::of)
     }
 
     /// The messages of `to` with this `internetMessageId`: the only search the canary makes.
     async fn search(&self, message_id: &str) -> Result<Vec<Message>, CallError> {
-        let mut url = self.base();
-        url.path_segments_mut()
-            .expect("an http base")
-            .push("messages");
+        let mut url = self.url(&["messages"]);
         // OData string literal: quotes doubled.
         let filter = format!("internetMessageId eq '{}'", message_id.replace('\'', "''"));
         url.query_pairs_mut()
@@ -318,10 +258,7 @@ impl Graph<'_> {
     }
 
     async fn junk_folder_id(&self) -> Result<String, CallError> {
-        let mut url = self.base();
-        url.path_segments_mut()
-            .expect("an http base")
-            .extend(["mailFolders", "junkemail"]);
+        let mut url = self.url(&["mailFolders", "junkemail"]);
         url.query_pairs_mut().append_pair("$select", "id");
         let resp = self
             .call(reqwest::Method::GET, url)
@@ -350,18 +287,13 @@ impl Graph<'_> {
     /// <https://learn.microsoft.com/graph/api/message-permanentdelete> (national clouds: none),
     /// <https://learn.microsoft.com/graph/outlook-immutable-id>.
     async fn delete(&self, id: &str) -> Result<(), CallError> {
-        let mut url = self.base();
-        url.path_segments_mut()
-            .expect("an http base")
-            .extend(["messages", id]);
+        let url = self.url(&["messages", id]);
         let gone = |r: Result<BoundedResponse, CallError>| match r {
             Err(e) if e.status == Some(404) => Ok(()),
             r => r.map(|_| ()),
         };
-        if self.reader.cloud == Cloud::Global {
-            url.path_segments_mut()
-                .expect("an http base")
-                .push("permanentDelete");
+        if self.graph.reader().cloud == Cloud::Global {
+            let url = self.url(&["messages", id, "permanentDelete"]);
             return gone(self.call(reqwest::Method::POST, url).await);
         }
         gone(self.call(reqwest::Method::DELETE, url.clone()).await)?;
@@ -427,38 +359,22 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         sent_at: accepted_at,
     };
 
-    let token =
-        match tokio::time::timeout_at(deadline, ctx.tokens.get(reader, Resource::Graph)).await {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                ctx.canary.add(&m.name, pending);
-                let mut f = Failure::from_token_error(CanaryReason::ReaderTokenUnavailable, &e);
-                f.message = format!(
-                    "no Graph token for the canary's reader {:?}: {e}",
-                    reader.name
-                );
-                return Outcome {
-                    failure: Some(f),
-                    details: Details::Canary(d),
-                    retry_after: e.retry_after,
-                };
-            }
-            Err(_) => {
-                ctx.canary.add(&m.name, pending);
-                return failed(
-                    CommonReason::Timeout,
-                    format!("no Graph token for {:?} within the timeout", reader.name),
-                    d,
-                );
-            }
-        };
-    let graph = Graph {
-        reader,
-        tokens: &ctx.tokens,
-        token,
-        to,
-        deadline,
+    let graph = match Graph::connect(reader, &ctx.tokens, deadline).await {
+        Ok(g) => g.prefer(IMMUTABLE_IDS),
+        Err(e) => {
+            ctx.canary.add(&m.name, pending);
+            let reason: Reason = match e.failure {
+                CallFailure::Token(_) => CanaryReason::ReaderTokenUnavailable.into(),
+                _ => CommonReason::Timeout.into(),
+            };
+            return Outcome {
+                failure: Some(e.failure(reason)),
+                details: Details::Canary(d),
+                retry_after: e.retry_after,
+            };
+        }
     };
+    let graph = Reader { graph: &graph, to };
     let outcome = find(&graph, &message_id, &mut d).await;
     // Not found, or found and not deleted: a later run deletes it.
     if d.found.as_ref().is_none_or(|f| !f.deleted) {
@@ -472,10 +388,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
             ctx.canary.add(&m.name, p);
             continue;
         }
-        let graph = Graph {
-            to: &p.to,
-            ..graph_for(&graph)
-        };
+        let graph = Reader { to: &p.to, ..graph };
         let done = match graph.search(&p.message_id).await {
             Ok(found) if !found.is_empty() => {
                 let mut all = true;
@@ -520,19 +433,9 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
     }
 }
 
-fn graph_for<'a>(g: &Graph<'a>) -> Graph<'a> {
-    Graph {
-        reader: g.reader,
-        tokens: g.tokens,
-        token: g.token.clone(),
-        to: g.to,
-        deadline: g.deadline,
-    }
-}
-
 /// Polls for the message until it is there or the deadline passes, then notes its folder and
 /// deletes it.
-async fn find(g: &Graph<'_>, message_id: &str, d: &mut CanaryDetails) -> Result<(), CallError> {
+async fn find(g: &Reader<'_>, message_id: &str, d: &mut CanaryDetails) -> Result<(), CallError> {
     let mut wait = FIRST_POLL;
     let msg = loop {
         d.polls += 1;
@@ -541,7 +444,7 @@ async fn find(g: &Graph<'_>, message_id: &str, d: &mut CanaryDetails) -> Result<
             break m;
         }
         let now = Instant::now();
-        if now + wait >= g.deadline {
+        if now + wait >= g.graph.deadline() {
             return Err(CallError::new(
                 CanaryReason::NotDelivered,
                 format!(

@@ -7,11 +7,10 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::graph_call::{CallFailure, Graph, GraphError};
 use super::{Context, Details, Failure, Outcome};
-use crate::auth::Resource;
-use crate::http_client::{self, HttpError};
 use crate::plan::Target;
-use crate::reasons::{CommonReason, HealthReason, Reason};
+use crate::reasons::{HealthReason, Reason};
 
 /// At most this many issues are kept from one read (a tenant has a handful).
 const MAX_ISSUES: usize = 200;
@@ -197,75 +196,42 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         tenant: app.tenant.clone(),
         ..HealthDetails::default()
     };
-    let token = match tokio::time::timeout_at(deadline, ctx.tokens.get(app, Resource::Graph)).await
-    {
-        Ok(Ok(t)) => t,
-        Ok(Err(e)) => {
-            let mut o = Outcome::failure(
-                Failure::from_token_error(HealthReason::TokenUnavailable, &e),
-                Details::Health(d),
-            );
-            o.retry_after = e.retry_after;
-            return o;
-        }
-        Err(_) => {
-            return failed(
-                CommonReason::Timeout,
-                "no Graph token within the timeout",
-                d,
-            )
-        }
+    let graph = match Graph::connect(app, &ctx.tokens, deadline).await {
+        Ok(g) => g,
+        Err(e) => return error_outcome(&e, d),
     };
-    let url = format!(
-        "{}/v1.0/admin/serviceAnnouncement/issues?$filter=isResolved%20eq%20false",
-        app.graph_url.as_str().trim_end_matches('/')
-    );
-    let left = deadline.saturating_duration_since(Instant::now());
-    let req = app
-        .net
-        .http
-        .get(&url)
-        .bearer_auth(token.value.expose())
-        .header(http::header::ACCEPT, "application/json");
-    let resp = match http_client::send(req, left).await {
+    let mut url = graph.url("v1.0", &["admin", "serviceAnnouncement", "issues"]);
+    url.set_query(Some("$filter=isResolved%20eq%20false"));
+    let resp = match graph.get(url).await {
         Ok(r) => r,
-        Err(HttpError::Timeout) => {
-            return failed(CommonReason::Timeout, format!("{url}: timed out"), d)
+        Err(e) => {
+            d.http_status = e.status();
+            return error_outcome(&e, d);
         }
-        Err(HttpError::Network(f, m)) => return failed(f.reason(), format!("{url}: {m}"), d),
-        Err(HttpError::TooLarge) => {
-            return failed(
-                HealthReason::InvalidResponse,
-                format!("{url}: reply over 1 MiB"),
-                d,
-            )
-        }
-        Err(e) => return failed(HealthReason::HttpError, format!("{url}: {e}"), d),
     };
     d.http_status = Some(resp.status);
-    if resp.status == 401 || resp.status == 403 {
-        // A token from before the permission was granted: the next read gets a new one.
-        ctx.tokens.invalidate(app, Resource::Graph, &token);
-    }
-    let retry_after = http_client::retry_after(&resp.headers);
-    let reason = match resp.status {
-        200 => None,
-        403 => Some(HealthReason::PermissionMissing),
-        429 => Some(HealthReason::Throttled),
-        503 if retry_after.is_some() => Some(HealthReason::Throttled),
-        _ => Some(HealthReason::HttpError),
-    };
-    if let Some(r) = reason {
-        let mut o = failed(r, format!("{url}: HTTP {}", resp.status), d);
-        o.retry_after = retry_after;
-        return o;
-    }
     match read_issues(&resp.body) {
         Ok(issues) => {
             d.issues = issues;
             Outcome::success(Details::Health(d))
         }
-        Err(m) => failed(HealthReason::InvalidResponse, format!("{url}: {m}"), d),
+        Err(m) => failed(HealthReason::InvalidResponse, m, d),
+    }
+}
+
+/// A failed Graph call in the health check's reasons.
+fn error_outcome(e: &GraphError, d: HealthDetails) -> Outcome {
+    let reason: Reason = match e.failure {
+        CallFailure::Token(_) => HealthReason::TokenUnavailable.into(),
+        CallFailure::TooLarge => HealthReason::InvalidResponse.into(),
+        CallFailure::Status(403) => HealthReason::PermissionMissing.into(),
+        _ if e.throttled() => HealthReason::Throttled.into(),
+        _ => e.common_reason().unwrap_or(HealthReason::HttpError.into()),
+    };
+    Outcome {
+        failure: Some(e.failure(reason)),
+        details: Details::Health(d),
+        retry_after: e.retry_after,
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod canary;
 pub mod graph;
+pub mod graph_call;
 pub mod health;
 pub mod smtp;
 pub mod token;
