@@ -1,6 +1,7 @@
 //! Configuration: the YAML file is parsed into raw structs, then validated into the [`Plan`].
 //! Every error names the file, the line and column when the parser has them, and the field path.
 
+mod apps;
 mod credentials;
 mod raw;
 mod validate;

@@ -3,12 +3,14 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use chrono::{DateTime, SecondsFormat, Utc};
+
 use hyper::{HeaderMap, StatusCode};
 use serde_json::{json, Map, Value};
 use sha1::Digest;
 
-use super::https::{json, HttpsState, SimResponse};
+use super::reply::{
+    graph_error, json, time, unauthenticated, with_ids, HttpsState, Ids, SimResponse,
+};
 use super::token::{verify, GRAPH_RESOURCES};
 use super::SimApp;
 
@@ -19,49 +21,6 @@ const READ_ROLES: [&str; 3] = [
     "Directory.Read.All",
 ];
 
-/// The ids Graph puts in every reply (headers, and `innerError` of error bodies).
-pub(super) struct Ids {
-    pub(super) request_id: String,
-    pub(super) client_request_id: String,
-}
-
-pub(super) fn with_ids(mut r: SimResponse, ids: &Ids) -> SimResponse {
-    let h = r.headers_mut();
-    for (k, v) in [
-        ("request-id", &ids.request_id),
-        ("client-request-id", &ids.client_request_id),
-    ] {
-        if let Ok(v) = v.parse() {
-            h.insert(k, v);
-        }
-    }
-    r
-}
-
-/// An error in Graph's shape: `{"error":{"code","message","innerError":{date, request-id, ...}}}`.
-pub(super) fn graph_error(status: StatusCode, code: &str, message: &str, ids: &Ids) -> SimResponse {
-    let body = json!({
-        "error": {
-            "code": code,
-            "message": message,
-            "innerError": {
-                "date": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-                "request-id": ids.request_id,
-                "client-request-id": ids.client_request_id,
-            }
-        }
-    });
-    with_ids(json(status, &body), ids)
-}
-
-pub(super) fn with_retry_after(mut r: SimResponse, seconds: u64) -> SimResponse {
-    r.headers_mut().insert(
-        "retry-after",
-        seconds.to_string().parse().expect("numeric header"),
-    );
-    r
-}
-
 /// `applications(appId='X')` (also with the quotes percent-encoded) → `X`.
 fn app_id_of(object: &str) -> Option<String> {
     let inner = object
@@ -70,10 +29,6 @@ fn app_id_of(object: &str) -> Option<String> {
         .replace("%27", "'");
     let id = inner.strip_prefix('\'')?.strip_suffix('\'')?;
     (!id.is_empty() && !id.contains('\'')).then(|| id.to_ascii_lowercase())
-}
-
-pub(super) fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 /// The application object as Graph v1.0 returns it.
@@ -247,15 +202,6 @@ fn not_found(app_id: &str, ids: &Ids) -> SimResponse {
         StatusCode::NOT_FOUND,
         "Request_ResourceNotFound",
         &format!("Resource '{app_id}' does not exist or one of its queried reference-property objects are not present."),
-        ids,
-    )
-}
-
-pub(super) fn unauthenticated(message: &str, ids: &Ids) -> SimResponse {
-    graph_error(
-        StatusCode::UNAUTHORIZED,
-        "InvalidAuthenticationToken",
-        message,
         ids,
     )
 }

@@ -4,8 +4,9 @@
 
 use hyper::{HeaderMap, StatusCode};
 
-use super::graph::{graph_error, unauthenticated, with_ids, with_retry_after, Ids};
-use super::https::{respond, HttpsState, SimResponse};
+use super::reply::{
+    graph_error, respond, unauthenticated, with_ids, with_retry_after, HttpsState, Ids, SimResponse,
+};
 use super::token::{verify, IssuedClaims, GRAPH_RESOURCES};
 use super::{Directory, GraphFault};
 

@@ -20,13 +20,12 @@
 use hyper::{HeaderMap, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::graph::{graph_error, time, with_ids, Ids};
 use super::graph_call::{begin, eq_clauses, percent_decode, query_params, FaultReplies, Literal};
-use super::https::{json, respond, HttpsState, SimResponse};
 use super::mailbox::{
     folder_display_name, folder_id, message_item_id, Stored, FOLDER_DELETED, FOLDER_INBOX,
     FOLDER_JUNK,
 };
+use super::reply::{graph_error, json, respond, time, with_ids, HttpsState, Ids, SimResponse};
 use super::{ROLE_MAIL_READ, ROLE_MAIL_READ_WRITE};
 
 /// How many requests the simulator keeps for `graph_mail_requests` (a long run stays bounded).

@@ -7,9 +7,8 @@ use chrono::{DateTime, Utc};
 use hyper::{HeaderMap, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::graph::{graph_error, time, with_ids, Ids};
 use super::graph_call::{begin, eq_clauses, percent_decode, query_params, FaultReplies, Literal};
-use super::https::{json, HttpsState, SimResponse};
+use super::reply::{graph_error, json, time, with_ids, HttpsState, Ids, SimResponse};
 use super::ROLE_SERVICE_HEALTH_READ_ALL;
 
 /// A Microsoft 365 service health issue (Graph's `serviceHealthIssue`).

@@ -3,37 +3,16 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
-use super::Directory;
-
-#[derive(Clone)]
-pub struct HttpsState {
-    pub directory: Arc<Mutex<Directory>>,
-    pub signing_key: Arc<Vec<u8>>,
-}
-
-pub type SimResponse = Response<Full<Bytes>>;
-
-pub fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> SimResponse {
-    Response::builder()
-        .status(status)
-        .header("content-type", content_type)
-        .body(Full::new(body.into()))
-        .expect("response parts")
-}
-
-pub fn json(status: StatusCode, value: &serde_json::Value) -> SimResponse {
-    respond(status, "application/json; charset=utf-8", value.to_string())
-}
+use super::reply::{json, respond, HttpsState, SimResponse};
 
 async fn route(state: HttpsState, req: Request<Incoming>) -> Result<SimResponse, Infallible> {
     let (parts, body) = req.into_parts();

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::Digest;
 
-use super::https::{json, respond, HttpsState, SimResponse};
+use super::reply::{json, respond, HttpsState, SimResponse};
 use super::TokenFault;
 
 /// The claims the simulator puts in (and checks on) its access tokens.

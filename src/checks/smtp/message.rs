@@ -3,7 +3,7 @@
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
-use super::session::{exchange, io_error, StepError};
+use super::wire::{exchange, io_error, StepError};
 use super::{classify, reply, MessageKind, Phase, Reply, SentMessage};
 use crate::plan::MailAddress;
 use crate::reasons::SmtpReason;

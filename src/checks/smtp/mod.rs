@@ -12,6 +12,7 @@ mod message;
 pub mod reply;
 mod session;
 pub mod tls;
+mod wire;
 
 use std::fmt;
 use std::time::Duration;
@@ -19,8 +20,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 pub use reply::Reply;
-use session::{dialog, Run, StepError};
+use session::{dialog, Run};
 pub use tls::{CertFacts, TlsFacts};
+use wire::StepError;
 
 use super::{Context, Details, Failure, Outcome, RunOptions};
 use crate::plan::{MailAddress, Target};

@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use base64::Engine;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::message::send_test_message;
-use super::reply::{read_reply, ReadError, Reply};
-use super::{classify, tls, MessageKind, Phase, SmtpDetails};
+use super::reply::Reply;
+use super::wire::{exchange, expect, StepError};
+use super::{tls, MessageKind, Phase, SmtpDetails};
 use crate::auth::Resource;
 use crate::checks::{Context, Failure};
-use crate::net::CertProblem;
 use crate::plan::{MailAddress, Mailbox};
 use crate::reasons::{CommonReason, Reason, SmtpReason};
 
@@ -25,27 +25,6 @@ const QUIT_WAIT: Duration = Duration::from_secs(2);
 
 /// The TLS stream of a session after STARTTLS.
 type Tls = tokio_rustls::client::TlsStream<TcpStream>;
-
-/// A step's failure: its reason, the reply that caused it, and the text for the log.
-pub(super) struct StepError {
-    pub reason: Reason,
-    pub cert_problem: Option<CertProblem>,
-    pub reply: Option<Reply>,
-    pub message: String,
-    pub token_failure: Option<Box<Failure>>,
-}
-
-impl StepError {
-    pub fn new(reason: impl Into<Reason>, message: impl Into<String>) -> Self {
-        Self {
-            reason: reason.into(),
-            cert_problem: None,
-            reply: None,
-            message: message.into(),
-            token_failure: None,
-        }
-    }
-}
 
 /// A session in progress: its mailbox and deadline, what it learned, what it sent.
 pub(super) struct Run<'a> {
@@ -104,45 +83,6 @@ impl<'a> Run<'a> {
             )),
         }
     }
-}
-
-/// Sends a command (if any) and reads the reply.
-pub(super) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut BufReader<S>,
-    command: Option<&str>,
-) -> Result<Reply, StepError> {
-    if let Some(c) = command {
-        let w = s.get_mut();
-        w.write_all(format!("{c}\r\n").as_bytes())
-            .await
-            .map_err(io_error)?;
-        w.flush().await.map_err(io_error)?;
-    }
-    read_reply(s).await.map_err(|e| {
-        let msg = match &e {
-            ReadError::Closed => "the server closed the connection mid-dialog".to_string(),
-            other => other.to_string(),
-        };
-        StepError::new(SmtpReason::ProtocolError, msg)
-    })
-}
-
-pub(super) fn io_error(e: std::io::Error) -> StepError {
-    StepError::new(SmtpReason::ProtocolError, format!("connection error: {e}"))
-}
-
-/// Expects a reply with `code`; anything else is classified for the phase.
-fn expect(phase: Phase, what: &str, reply: Reply, code: u16) -> Result<Reply, StepError> {
-    if reply.code == code {
-        return Ok(reply);
-    }
-    Err(StepError {
-        reason: classify(phase, &reply).into(),
-        cert_problem: None,
-        message: format!("{what}: the server replied {}", reply.text()),
-        reply: Some(reply),
-        token_failure: None,
-    })
 }
 
 /// EHLO keywords (RFC 5321 section 4.1.1.1): the first word of each line after the greeting.

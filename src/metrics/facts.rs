@@ -1,0 +1,394 @@
+//! The check-specific families: what the SMTP, token and Graph reports say (phases, TLS facts,
+//! token lifetime and role, every credential and its expiry), written for the targets of
+//! `/metrics` or without a target on `/probe`, and the per-endpoint SMTP families.
+
+use super::{b, secs, ts, with, Exposition, Kind};
+use crate::checks::graph::GraphDetails;
+use crate::checks::smtp::{SmtpDetails, TlsFacts};
+use crate::checks::token::TokenDetails;
+use crate::checks::Details;
+use crate::state::View;
+
+/// Which names the TLS facts take: the agent's (`smtp_oauth_smtp_ssl_*`, per endpoint), or
+/// blackbox_exporter's (`probe_ssl_*`, `probe_tls_version_info`) on `/probe`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Naming {
+    Agent,
+    Probe,
+}
+
+/// Check facts with their base labels (the target; none on `/probe`).
+pub(super) struct Item<'a> {
+    pub base: Vec<(&'a str, &'a str)>,
+    pub details: &'a Details,
+}
+
+impl<'a> Item<'a> {
+    fn smtp(&self) -> Option<&'a SmtpDetails> {
+        match self.details {
+            Details::Smtp(d) => Some(d),
+            _ => None,
+        }
+    }
+    fn token(&self) -> Option<&'a TokenDetails> {
+        match self.details {
+            Details::Token(d) => Some(d),
+            _ => None,
+        }
+    }
+    fn graph(&self) -> Option<&'a GraphDetails> {
+        match self.details {
+            Details::Graph(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// The check-specific families of a set of reports' facts.
+pub(super) fn write_facts(f: &mut Exposition, items: &[Item], detail: bool, naming: Naming) {
+    write_smtp(f, items, detail, naming);
+    write_token(f, items, detail);
+    write_graph(f, items, detail);
+}
+
+fn write_smtp(f: &mut Exposition, items: &[Item], detail: bool, naming: Naming) {
+    let smtp = || items.iter().filter_map(|i| i.smtp().map(|d| (&i.base, d)));
+    if naming == Naming::Agent {
+        f.family(
+            "smtp_tls_insecure_skip_verify",
+            "Present (1) for a mailbox whose server certificate verification is switched off (dangerous).",
+            Kind::Gauge,
+        );
+        for (base, d) in smtp() {
+            if d.insecure_skip_verify {
+                f.sample(base, 1.0);
+            }
+        }
+    }
+    if detail {
+        if naming == Naming::Agent {
+            f.family(
+                "mailbox_info",
+                "A configured mailbox: its app and address; always 1 (with metrics.detail).",
+                Kind::Gauge,
+            );
+            for (base, d) in smtp() {
+                f.sample(
+                    &with(base, &[("app", &d.app), ("address", &d.address)]),
+                    1.0,
+                );
+            }
+        }
+        f.family(
+            "smtp_duration_seconds",
+            "Time spent in each phase of the last SMTP run (both EHLOs count as ehlo).",
+            Kind::Gauge,
+        );
+        for (base, d) in smtp() {
+            for (phase, dur) in &d.phases {
+                f.sample(&with(base, &[("phase", phase.as_str())]), secs(*dur));
+            }
+        }
+    }
+    f.family(
+        "smtp_status_code",
+        "Present while the last SMTP run failed: the reply code of the step that failed (0 when the server gave none), by phase.",
+        Kind::Gauge,
+    );
+    for (base, d) in smtp() {
+        if let Some(phase) = d.failed_phase {
+            let code = d.failed_reply.as_ref().map_or(0, |r| r.code);
+            f.sample(&with(base, &[("phase", phase.as_str())]), f64::from(code));
+        }
+    }
+    f.family(
+        "smtp_enhanced_status_code_info",
+        "Present while the last SMTP run failed: the enhanced status code (RFC 3463) of the reply; always 1.",
+        Kind::Gauge,
+    );
+    for (base, d) in smtp() {
+        let enhanced = d.failed_reply.as_ref().and_then(|r| r.enhanced.as_deref());
+        if let (Some(phase), Some(e)) = (d.failed_phase, enhanced) {
+            f.sample(
+                &with(
+                    base,
+                    &[("phase", phase.as_str()), ("enhanced_status_code", e)],
+                ),
+                1.0,
+            );
+        }
+    }
+    if naming == Naming::Probe {
+        let tls: Vec<(&[(&str, &str)], &TlsFacts)> = smtp()
+            .filter_map(|(base, d)| Some((base.as_slice(), d.tls.as_deref()?)))
+            .collect();
+        write_tls(f, &tls, Naming::Probe);
+    }
+}
+
+fn write_token(f: &mut Exposition, items: &[Item], detail: bool) {
+    let token = || items.iter().filter_map(|i| i.token().map(|d| (&i.base, d)));
+    f.family(
+        "token_expiry_timestamp_seconds",
+        "When the token from the last successful token check expires.",
+        Kind::Gauge,
+    );
+    for (base, d) in token() {
+        if let Some(t) = d.expires_at {
+            f.sample(&with(base, &[("resource", d.resource.as_str())]), ts(t));
+        }
+    }
+    f.family(
+        "token_smtp_role_present",
+        "Whether the last SMTP token carries the SMTP.SendAsApp role (admin consent, setup step 3).",
+        Kind::Gauge,
+    );
+    for (base, d) in token() {
+        if let Some(has) = d.smtp_role {
+            f.sample(base, b(has));
+        }
+    }
+    if detail {
+        f.family(
+            "token_lifetime_seconds",
+            "The expires_in of the last token (60 to 90 minutes at Entra ID; with metrics.detail).",
+            Kind::Gauge,
+        );
+        for (base, d) in token() {
+            if let Some(s) = d.lifetime_seconds {
+                f.sample(&with(base, &[("resource", d.resource.as_str())]), s as f64);
+            }
+        }
+    }
+}
+
+/// A label value from Graph data (a display name): no control characters, at most 128 characters.
+fn graph_label(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(128)
+        .collect()
+}
+
+/// The app registration's credentials, keyed by `key_id` (display names repeat), and the one
+/// the agent uses. Nothing is written for a run that did not read the registration.
+fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
+    let regs = || {
+        items.iter().filter_map(|i| {
+            i.graph()
+                .and_then(|g| g.registration.as_ref())
+                .map(|r| (&i.base, r))
+        })
+    };
+    let credentials =
+        |f: &mut Exposition, want: fn(&crate::checks::graph::CredentialInfo) -> Option<f64>| {
+            for (base, reg) in regs() {
+                for c in &reg.credentials {
+                    if let Some(v) = want(c) {
+                        let key_id = graph_label(&c.key_id);
+                        let name = graph_label(c.display_name.as_deref().unwrap_or(""));
+                        f.sample(
+                            &with(
+                                base,
+                                &[
+                                    ("key_id", key_id.as_str()),
+                                    ("type", c.kind.as_str()),
+                                    ("display_name", name.as_str()),
+                                ],
+                            ),
+                            v,
+                        );
+                    }
+                }
+            }
+        };
+    f.family(
+        "credential_expiry_timestamp_seconds",
+        "When a secret or certificate of the app registration expires (Graph endDateTime).",
+        Kind::Gauge,
+    );
+    credentials(f, |c| c.end.map(ts));
+    f.family(
+        "credential_in_use",
+        "Present (1) for the credential that matches the one the agent signs in with (secret hint or certificate thumbprint); several when ambiguous.",
+        Kind::Gauge,
+    );
+    credentials(f, |c| c.in_use.then_some(1.0));
+    if detail {
+        f.family(
+            "credential_start_timestamp_seconds",
+            "When a secret or certificate of the app registration becomes valid (Graph startDateTime; with metrics.detail).",
+            Kind::Gauge,
+        );
+        credentials(f, |c| c.start.map(ts));
+        f.family(
+            "app_credential_earliest_expiry_timestamp_seconds",
+            "The earliest expiry among all secrets and certificates of the app registration, expired ones included (with metrics.detail).",
+            Kind::Gauge,
+        );
+        for (base, reg) in regs() {
+            if let Some(t) = reg.earliest_expiry {
+                f.sample(base, ts(t));
+            }
+        }
+    }
+    f.family(
+        "app_credential_next_expiry_timestamp_seconds",
+        "The earliest expiry among the secrets and certificates of the app registration not yet expired at the last successful Graph run; absent when all have expired.",
+        Kind::Gauge,
+    );
+    for (base, reg) in regs() {
+        if let Some(t) = reg.next_expiry {
+            f.sample(base, ts(t));
+        }
+    }
+    f.family(
+        "credential_in_use_expiry_timestamp_seconds",
+        "When the credential the agent signs in with expires; only when exactly one credential matches.",
+        Kind::Gauge,
+    );
+    for (base, reg) in regs() {
+        if let Some((c, t)) = reg.in_use().and_then(|c| Some((c, c.end?))) {
+            f.sample(&with(base, &[("type", c.kind.as_str())]), ts(t));
+        }
+    }
+    f.family(
+        "credential_in_use_ambiguous",
+        "Present (1) when several credentials match the agent's own (secrets sharing the first three characters), so none is picked.",
+        Kind::Gauge,
+    );
+    for (base, reg) in regs() {
+        if reg.hint_ambiguous {
+            f.sample(base, 1.0);
+        }
+    }
+    f.family(
+        "credential_in_use_found",
+        "Whether any credential of the app registration matches the one the agent signs in with (0: the configured secret or certificate is not on the app).",
+        Kind::Gauge,
+    );
+    for (base, reg) in regs() {
+        f.sample(base, b(reg.in_use_matches > 0));
+    }
+}
+
+/// The SMTP endpoints: per-phase latency over every mailbox's runs, and the TLS facts of the
+/// last run, once per endpoint (host:port).
+pub fn write_endpoints(f: &mut Exposition, view: &View) {
+    f.family(
+        "smtp_phase_duration_seconds",
+        "Time per phase of the SMTP runs to an endpoint (host:port), over every mailbox checked there (both EHLOs count as ehlo).",
+        Kind::Histogram,
+    );
+    for (endpoint, e) in view.endpoints {
+        for (phase, h) in &e.phases {
+            f.histogram(&[("endpoint", endpoint), ("phase", phase.as_str())], h);
+        }
+    }
+    f.family(
+        "canary_delivery_seconds",
+        "Delivery latency of the canaries sent through an endpoint: the server accepting the message (after DATA) to Graph's receivedDateTime.",
+        Kind::Histogram,
+    );
+    for (endpoint, e) in view.endpoints {
+        if let Some(h) = &e.canary_delivery {
+            f.histogram(&[("endpoint", endpoint)], h);
+        }
+    }
+    let bases: Vec<[(&str, &str); 1]> = view
+        .endpoints
+        .keys()
+        .map(|e| [("endpoint", e.as_str())])
+        .collect();
+    let tls: Vec<(&[(&str, &str)], &TlsFacts)> = view
+        .endpoints
+        .values()
+        .zip(&bases)
+        .filter_map(|(e, base)| Some((base.as_slice(), e.tls.as_deref()?)))
+        .collect();
+    write_tls(f, &tls, Naming::Agent);
+}
+
+fn write_tls(f: &mut Exposition, items: &[(&[(&str, &str)], &TlsFacts)], naming: Naming) {
+    let (version, earliest, chain_info) = match naming {
+        Naming::Agent => (
+            "smtp_tls_version_info",
+            "smtp_ssl_earliest_cert_expiry",
+            "smtp_ssl_last_chain_info",
+        ),
+        Naming::Probe => (
+            "tls_version_info",
+            "ssl_earliest_cert_expiry",
+            "ssl_last_chain_info",
+        ),
+    };
+    f.family(
+        version,
+        "TLS version negotiated in the last SMTP run; always 1.",
+        Kind::Gauge,
+    );
+    for (base, tls) in items {
+        f.sample(&with(base, &[("version", &tls.version)]), 1.0);
+    }
+    f.family(
+        earliest,
+        "Earliest notAfter (Unix seconds) in the certificate chain the SMTP server presented.",
+        Kind::Gauge,
+    );
+    for (base, tls) in items {
+        if let Some(e) = tls.earliest_expiry() {
+            f.sample(base, ts(e));
+        }
+    }
+    if naming == Naming::Probe {
+        f.family(
+            "ssl_last_chain_expiry_timestamp_seconds",
+            "Earliest notAfter (Unix seconds) of the chain the SMTP server presented in this probe.",
+            Kind::Gauge,
+        );
+        for (base, tls) in items {
+            if let Some(e) = tls.earliest_expiry() {
+                f.sample(base, ts(e));
+            }
+        }
+    }
+    f.family(
+        chain_info,
+        "The SMTP server's leaf certificate in the last run; always 1.",
+        Kind::Gauge,
+    );
+    for (base, tls) in items {
+        if let Some(leaf) = tls.chain.first() {
+            f.sample(
+                &with(
+                    base,
+                    &[
+                        ("subject", &leaf.subject),
+                        ("issuer", &leaf.issuer),
+                        ("serialnumber", &leaf.serial),
+                        ("fingerprint_sha256", &leaf.fingerprint_sha256),
+                    ],
+                ),
+                1.0,
+            );
+        }
+    }
+    if naming == Naming::Agent {
+        f.family(
+            "smtp_ssl_cert_not_after_timestamp_seconds",
+            "notAfter of each certificate the SMTP server presented, by position in the chain (0 = leaf).",
+            Kind::Gauge,
+        );
+        for (base, tls) in items {
+            for (depth, c) in tls.chain.iter().enumerate() {
+                f.sample(
+                    &with(
+                        base,
+                        &[("depth", &depth.to_string()), ("subject", &c.subject)],
+                    ),
+                    ts(c.not_after),
+                );
+            }
+        }
+    }
+}
