@@ -18,6 +18,7 @@ mod graph;
 mod health;
 mod hygiene;
 mod independent;
+mod layering;
 mod live;
 mod probe;
 mod promtool;
