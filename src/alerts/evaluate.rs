@@ -133,11 +133,14 @@ pub fn evaluate(
                 ("step", step),
                 ("cause", cause),
             ];
+            // An app's own failures carry no verdict labels: an app with mailboxes has no
+            // verdict of its own (the rules cannot join one either).
+            let app_labels = &labels[..5];
             let since = st.failing_since;
             match (kind, reason) {
                 (CheckKind::Token, r) if r != Reason::Token(TokenReason::Throttled) => b.push(
                     AlertName::TokenFailing,
-                    &labels,
+                    app_labels,
                     since,
                     format!(
                         "App {target} cannot get a token from Entra ID ({reason}{})",
@@ -182,7 +185,7 @@ pub fn evaluate(
                 (CheckKind::Graph, Reason::Graph(crate::reasons::GraphReason::PermissionMissing)) => {
                     b.push(
                         AlertName::GraphPermissionMissing,
-                        &labels,
+                        app_labels,
                         since,
                         format!("App {target}'s credential expiry is not watched: no Graph permission"),
                         format!("{what}. What to do: {fix}"),

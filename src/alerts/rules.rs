@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{AlertName, Level};
 use crate::diagnosis::Cause;
-use crate::plan::{format_duration, AlertSettings};
+use crate::plan::{format_duration, AlertSettings, CheckKind};
 use crate::reasons::{CanaryReason, CommonReason, Reason, SmtpReason, TokenReason};
 
 /// Where the runbook lives; each rule's `runbook_url` is this plus `#anchor`.
@@ -116,6 +116,21 @@ fn with_verdict(expr: &str) -> String {
     format!(
         "{expr}\n  * on (job, instance, target) group_left (app, step, cause) smtp_oauth_verdict"
     )
+}
+
+/// A mailbox's app label (from its verdict) on one of its series.
+fn with_app(expr: &str) -> String {
+    format!("({expr})\n  * on (job, instance, target) group_left (app) smtp_oauth_verdict")
+}
+
+/// The check kinds that check apps, and those that check mailboxes, as label regexes.
+fn kinds(per_app: bool) -> String {
+    CheckKind::ALL
+        .iter()
+        .filter(|k| k.is_per_app() == per_app)
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// A target's app label on an app's own series.
@@ -253,10 +268,10 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
             name: AlertName::CanarySlow,
             level: Level::Warning,
             for_: Some(Duration::from_secs(1800)),
-            expr: format!(
+            expr: with_app(&format!(
                 "smtp_oauth_canary_last_delivery_seconds > {}",
                 s.canary_slow.as_secs()
-            ),
+            )),
             summary: "Mail from {{ $labels.target }} takes {{ $value | humanizeDuration }} to arrive".into(),
             description: format!(
                 "The delivery canary of mailbox {{{{ $labels.target }}}} arrived {{{{ $value | humanizeDuration }}}} after Exchange accepted it (more than {}), for half an hour: queues or filtering delay the mail. What to do: Exchange admin center > Mail flow > Message trace for the canary's Message-ID (in /status) shows where the time went; check the service health of Exchange Online. {CONFIRM}",
@@ -268,7 +283,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
             name: AlertName::CanaryJunk,
             level: Level::Warning,
             for_: Some(Duration::from_secs(1200)),
-            expr: "smtp_oauth_canary_in_junk == 1".into(),
+            expr: with_app("smtp_oauth_canary_in_junk == 1"),
             summary: "Mail from {{ $labels.target }} lands in Junk Email".into(),
             description: format!(
                 "The delivery canary of mailbox {{{{ $labels.target }}}} was delivered to the Junk Email folder, run after run: the application's mail may be too. What to do: {}. {CONFIRM}",
@@ -281,7 +296,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
             level: Level::Warning,
             for_: Some(Duration::from_secs(900)),
             expr: app_label(&format!(
-                "{in_use_days} < {} > {}",
+                "{in_use_days} < {} >= {}",
                 days(s.credential_warning),
                 days(s.credential_critical)
             )),
@@ -371,7 +386,11 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
             for_: None,
             // Throttling alone never fires: a throttled check backs off (Retry-After) and the
             // verdict shows it as transient.
-            expr: "smtp_oauth_check_overdue == 1\n  unless on (job, instance, check, target) smtp_oauth_check_failure_info{reason=\"throttled\"}".into(),
+            expr: format!(
+                "(\n  {}\n  or\n  {}\n)\n  unless on (job, instance, check, target) smtp_oauth_check_failure_info{{reason=\"throttled\"}}",
+                app_label(&format!("smtp_oauth_check_overdue{{check=~\"{}\"}} == 1", kinds(true))),
+                with_app(&format!("smtp_oauth_check_overdue{{check=~\"{}\"}} == 1", kinds(false))),
+            ),
             summary: "The {{ $labels.check }} check of {{ $labels.target }} has not succeeded for three of its intervals".into(),
             description: "The {{ $labels.check }} check of {{ $labels.target }} has not succeeded for three of its intervals (the agent computes it, smtp_oauth_check_overdue): its results are stale (it cannot run, or fails without an alert of its own). What to do: look at smtp_oauth_check_failure_info for the reason, and `smtp-oauth-exporter check {{ $labels.target }}`.".into(),
             anchor: "smtpoauthcheckstale".into(),
@@ -392,7 +411,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
             name: AlertName::TlsVerificationOff,
             level: Level::Warning,
             for_: None,
-            expr: "smtp_oauth_smtp_tls_insecure_skip_verify == 1".into(),
+            expr: with_app("smtp_oauth_smtp_tls_insecure_skip_verify == 1"),
             summary: "Certificate verification is switched off for mailbox {{ $labels.target }}".into(),
             description: format!(
                 "Mailbox {{{{ $labels.target }}}} is checked with tls_insecure_skip_verify: anyone in the path could read its token. What to do: {}.",

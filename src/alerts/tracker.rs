@@ -40,8 +40,11 @@ impl Tracker {
         for c in candidates {
             let k = key(&c.alert.labels);
             let first_seen = self.seen.get(&k).map_or(now, |(t, _)| *t);
+            // `for:` counts from the first evaluation that saw this label set, as Prometheus
+            // counts it (an alert whose labels change, such as its cause, waits again); when
+            // the condition began (a run of failures) is its `startsAt`.
             let since = c.since.unwrap_or(first_seen).min(first_seen);
-            let held = now - since;
+            let held = now - first_seen;
             let due = c.for_.is_none_or(|f| {
                 held >= chrono::Duration::from_std(f).unwrap_or(chrono::Duration::MAX)
             });
@@ -123,9 +126,10 @@ mod tests {
     }
 
     #[test]
-    fn a_known_start_counts_and_without_for_it_fires_at_once() {
+    fn for_counts_from_the_first_evaluation_and_a_known_start_is_starts_at() {
         let mut t = Tracker::default();
-        // Failing since 10 minutes before the agent's first evaluation saw it.
+        // Failing since 10 minutes before the agent's first evaluation saw it: Prometheus would
+        // wait its `for:` from its first evaluation too.
         let u = t.update(
             vec![
                 candidate("a", Some(300), Some(-600)),
@@ -133,8 +137,10 @@ mod tests {
             ],
             at(0),
         );
-        assert_eq!(targets(&u.firing), ["a", "b"]);
-        assert_eq!(u.firing[0].starts_at, at(-600));
+        assert_eq!(targets(&u.firing), ["b"], "without for: at once");
+        let u = t.update(vec![candidate("a", Some(300), Some(-600))], at(300));
+        assert_eq!(targets(&u.firing), ["a"]);
+        assert_eq!(u.firing[0].starts_at, at(-600), "startsAt: when it began");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! loopback sockets against the simulator, with TLS certificates generated per run.
 
 mod agent_alerts;
+mod alert_parity;
 mod alerts;
 mod canary;
 mod cardinality;
