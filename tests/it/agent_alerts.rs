@@ -63,23 +63,15 @@ async fn get_alerts(url: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_are_listed_pushed_with_basic_auth_resent_and_resolved() {
     let w = World::new().await;
-    let now = Utc::now();
     let id = client_id(1);
-    w.sim
-        .add_app(SimApp::new(TENANT, &id, "billing").with_secret(
-            "Bil~secret",
-            None,
-            now,
-            now + chrono::Duration::days(300),
-        ));
+    let billing = w.app_with_secret(1, "billing", "Bil~secret");
     w.sim.add_mailbox("invoices@contoso.com", &[&id]);
     let (am, inbox) = http_receiver().await;
     let password = "am-P4ss~never-shown";
-    let secret = w.file("billing.secret", "Bil~secret");
     let password_file = w.file("am.password", &format!("{password}\n"));
     let yaml = format!(
         "scheduler:\n  startup_spread: 200ms\ndefaults:\n  checks:\n    token: {{ schedule: 1s, timeout: 2s }}\n    smtp: {{ schedule: 1s, timeout: 2s }}\n    graph: {{ enabled: false }}\nalerts:\n  failing_for: 3s\n  evaluation_interval: 200ms\nalertmanager:\n  urls: ['http://127.0.0.1:{am}/am/']\n  resend_interval: 1s\n  basic_auth: {{ username: agent, password_file: {password_file} }}\napps:\n{}mailboxes:\n  - {{ name: invoices, app: billing, address: invoices@contoso.com, smtp_host: 127.0.0.1, smtp_port: {} }}\n",
-        secret_app(&w, "billing", &id, &secret, ""),
+        billing,
         w.sim.smtp_addr.port()
     );
     let agent = w.agent(&yaml).await;

@@ -4,30 +4,19 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
-use smtp_oauth_exporter::sim::SimApp;
-
 use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_test_to_delivers_one_message_and_nothing_else_ever_sends() {
     let w = World::new().await;
-    let now = Utc::now();
     let id = client_id(1);
-    w.sim
-        .add_app(SimApp::new(TENANT, &id, "mailer").with_secret(
-            "Snd~secret-value",
-            None,
-            now,
-            now + chrono::Duration::days(90),
-        ));
+    let mailer = w.app_with_secret(1, "mailer", "Snd~secret-value");
     w.sim.add_mailbox("invoices@contoso.com", &[&id]);
     w.sim.add_mailbox("other@contoso.com", &[&id]);
-    let file = w.file("s.secret", "Snd~secret-value");
     let port = w.sim.smtp_addr.port();
     let yaml = format!(
         "scheduler: {{ startup_spread: 100ms }}\nmetrics: {{ detail: true }}\ndefaults:\n  checks:\n    token: {{ schedule: 1s }}\n    smtp: {{ schedule: 1s, timeout: 5s }}\n    graph: {{ enabled: false }}\napps:\n{}mailboxes:\n  - {{ name: invoices, app: mailer, address: invoices@contoso.com, smtp_host: 127.0.0.1, smtp_port: {port} }}\n  - {{ name: other, app: mailer, address: other@contoso.com, smtp_host: 127.0.0.1, smtp_port: {port} }}\n",
-        secret_app(&w, "mailer", &id, &file, "")
+        mailer
     );
     let config = w.file("check.yml", &yaml);
 

@@ -59,6 +59,24 @@ impl World {
         }
     }
 
+    /// An app of the simulated tenant in one call: registered in the simulator with client ID
+    /// `client_id(n)` and a client secret valid for 300 days, the secret in a file; returns the
+    /// app's block for the configuration's `apps:` (as [`secret_app`] writes it).
+    pub fn app_with_secret(&self, n: u32, name: &str, secret: &str) -> String {
+        let now = chrono::Utc::now();
+        let id = client_id(n);
+        self.sim.add_app(
+            smtp_oauth_exporter::sim::SimApp::new(TENANT, &id, name).with_secret(
+                secret,
+                None,
+                now,
+                now + chrono::Duration::days(300),
+            ),
+        );
+        let file = self.file(&format!("{name}.secret"), secret);
+        secret_app(self, name, &id, &file, "")
+    }
+
     pub async fn agent(&self, yaml: &str) -> Agent {
         Agent::start(self.config(yaml), &ServeOptions::default())
             .await
@@ -99,6 +117,20 @@ pub fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         }
     }
     None
+}
+
+/// Asserts that the page says the last `check` run of `target` failed with `reason`.
+#[track_caller]
+pub fn assert_reason(text: &str, check: &str, target: &str, reason: &str) {
+    assert_eq!(
+        value(
+            text,
+            "smtp_oauth_check_failure_info",
+            &[("check", check), ("target", target), ("reason", reason)]
+        ),
+        Some(1.0),
+        "the {check} check of {target} should have failed with {reason}; the page:\n{text}"
+    );
 }
 
 /// Scrapes until `pred` holds on the text, or panics with the last scrape after `limit`.

@@ -292,19 +292,7 @@ async fn without_service_health_read_all_the_reason_is_the_permission() {
         ) == Some(0.0)
     })
     .await;
-    assert_eq!(
-        value(
-            &text,
-            "smtp_oauth_check_failure_info",
-            &[
-                ("check", "health"),
-                ("target", "sender"),
-                ("reason", "health_permission_missing")
-            ]
-        ),
-        Some(1.0),
-        "{text}"
-    );
+    assert_reason(&text, "health", "sender", "health_permission_missing");
     // The mail path is fine: the mailbox's verdict is not about the missing health permission.
     assert_eq!(
         verdict_cause(&text, "mail").as_deref(),

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
+use smtp_oauth_exporter::checks::smtp::Phase;
 use smtp_oauth_exporter::sim::{SimApp, SmtpFault, SmtpStep, TokenFault};
 
 use crate::common::*;
@@ -247,17 +248,7 @@ async fn every_failure_reason_reaches_the_metrics() {
         None,
         "present only when switched off"
     );
-    for phase in [
-        "resolve",
-        "connect",
-        "banner",
-        "ehlo",
-        "starttls",
-        "tls",
-        "auth",
-        "mail_from",
-        "quit",
-    ] {
+    for phase in Phase::ALL.map(Phase::as_str) {
         assert!(
             value(
                 &text,
@@ -533,14 +524,7 @@ async fn an_endless_line_costs_bounded_memory_and_ends_in_protocol_error() {
         "{ schedule: 1s, timeout: 10s }",
     )
     .await;
-    assert_eq!(
-        value(
-            &text,
-            "smtp_oauth_check_failure_info",
-            &[("target", "flood"), ("reason", "protocol_error")]
-        ),
-        Some(1.0)
-    );
+    assert_reason(&text, "smtp", "flood", "protocol_error");
     // The reader gives up after 4 KiB and hangs up: the run ends at once, well within the 10 s
     // timeout, and the server got rid of no more than what socket buffers hold. A reader without
     // a bound would have taken gigabytes until the deadline.
@@ -574,15 +558,7 @@ async fn data_injected_before_the_tls_handshake_is_refused() {
         "{ schedule: 1s, timeout: 5s }",
     )
     .await;
-    assert_eq!(
-        value(
-            &text,
-            "smtp_oauth_check_failure_info",
-            &[("target", "injected"), ("reason", "protocol_error")]
-        ),
-        Some(1.0),
-        "{text}"
-    );
+    assert_reason(&text, "smtp", "injected", "protocol_error");
     assert_eq!(
         value(
             &text,

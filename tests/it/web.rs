@@ -49,6 +49,23 @@ fn agent_config(dir: &Path) -> std::path::PathBuf {
     path
 }
 
+/// The agent binary on the tiny configuration, behind a web configuration with `tls_extra`
+/// under `tls_server_config` (TLS with the test CA's certificate, basic auth).
+async fn secured_agent(dir: &Path, ca: &TestCa, tls_extra: &str) -> Process {
+    let web = web_config(dir, ca, tls_extra);
+    let config = agent_config(dir);
+    Process::start(
+        &[
+            "--config.file",
+            config.to_str().unwrap(),
+            "--web.config.file",
+            web.to_str().unwrap(),
+        ],
+        dir.join("agent.log"),
+    )
+    .await
+}
+
 /// curl's HTTP status code (000 when the connection or handshake failed) and body.
 fn curl(args: &[&str]) -> (String, String) {
     let out = std::process::Command::new("curl")
@@ -65,18 +82,7 @@ fn curl(args: &[&str]) -> (String, String) {
 async fn metrics_over_tls_with_basic_auth_as_curl_scrapes_it() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("web test CA");
-    let web = web_config(dir.path(), &ca, "");
-    let config = agent_config(dir.path());
-    let agent = Process::start(
-        &[
-            "--config.file",
-            config.to_str().unwrap(),
-            "--web.config.file",
-            web.to_str().unwrap(),
-        ],
-        dir.path().join("agent.log"),
-    )
-    .await;
+    let agent = secured_agent(dir.path(), &ca, "").await;
     let url = |p: &str| format!("https://127.0.0.1:{}{p}", agent.port);
     let cacert = dir.path().join("ca.pem");
     let cacert = cacert.to_str().unwrap();
@@ -130,20 +136,10 @@ async fn metrics_over_tls_with_basic_auth_as_curl_scrapes_it() {
 async fn client_certificates_are_required_when_configured() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("web test CA");
-    let web = web_config(
+    let agent = secured_agent(
         dir.path(),
         &ca,
         "  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.pem\n",
-    );
-    let config = agent_config(dir.path());
-    let agent = Process::start(
-        &[
-            "--config.file",
-            config.to_str().unwrap(),
-            "--web.config.file",
-            web.to_str().unwrap(),
-        ],
-        dir.path().join("agent.log"),
     )
     .await;
     let url = format!("https://127.0.0.1:{}/metrics", agent.port);
@@ -186,18 +182,7 @@ async fn client_certificates_are_required_when_configured() {
 async fn five_hundred_half_open_connections_do_not_stop_a_scrape() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new("web test CA");
-    let web = web_config(dir.path(), &ca, "");
-    let config = agent_config(dir.path());
-    let agent = Process::start(
-        &[
-            "--config.file",
-            config.to_str().unwrap(),
-            "--web.config.file",
-            web.to_str().unwrap(),
-        ],
-        dir.path().join("agent.log"),
-    )
-    .await;
+    let agent = secured_agent(dir.path(), &ca, "").await;
     // 250 that connect and say nothing (no TLS hello), 250 that start a TLS hello and stall.
     let mut held = Vec::new();
     for i in 0..500 {
