@@ -199,6 +199,19 @@ async fn open(r: &mut Run<'_>) -> Result<TcpStream, (Phase, StepError)> {
     Ok(tcp)
 }
 
+/// EHLO with the mailbox's name (RFC 5321 section 4.1.1.1), before or inside TLS.
+async fn ehlo<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    r: &mut Run<'_>,
+    s: &mut BufReader<S>,
+    what: &str,
+) -> Result<Reply, (Phase, StepError)> {
+    let cmd = format!("EHLO {}", r.mailbox.ehlo_name);
+    r.timed(Phase::Ehlo, async {
+        expect(Phase::Ehlo, what, exchange(s, Some(&cmd)).await?, 250)
+    })
+    .await
+}
+
 /// Banner, EHLO, STARTTLS (which must be offered: never a plain-text fallback), the TLS
 /// handshake, and the facts of the TLS session.
 async fn start_tls(r: &mut Run<'_>, tcp: TcpStream) -> Result<Tls, (Phase, StepError)> {
@@ -214,17 +227,7 @@ async fn start_tls(r: &mut Run<'_>, tcp: TcpStream) -> Result<Tls, (Phase, StepE
     })
     .await?;
 
-    let ehlo_cmd = format!("EHLO {}", r.mailbox.ehlo_name);
-    let ehlo = r
-        .timed(Phase::Ehlo, async {
-            expect(
-                Phase::Ehlo,
-                "EHLO",
-                exchange(&mut plain, Some(&ehlo_cmd)).await?,
-                250,
-            )
-        })
-        .await?;
+    let ehlo = ehlo(r, &mut plain, "EHLO").await?;
     if !extensions(&ehlo)
         .iter()
         .any(|l| l.split_whitespace().next() == Some("STARTTLS"))
@@ -309,17 +312,7 @@ async fn authenticate(
     ctx: &Context,
     s: &mut BufReader<Tls>,
 ) -> Result<(), (Phase, StepError)> {
-    let ehlo_cmd = format!("EHLO {}", r.mailbox.ehlo_name);
-    let ehlo = r
-        .timed(Phase::Ehlo, async {
-            expect(
-                Phase::Ehlo,
-                "EHLO after TLS",
-                exchange(s, Some(&ehlo_cmd)).await?,
-                250,
-            )
-        })
-        .await?;
+    let ehlo = ehlo(r, s, "EHLO after TLS").await?;
     if !offers_xoauth2(&extensions(&ehlo)) {
         return Err((
             Phase::Ehlo,
