@@ -503,7 +503,7 @@ pub fn rules_yaml() -> String {
         }],
     };
     format!(
-        "# Generated from src/alerts/mod.rs (UPDATE_ALERTS=1 cargo test --test it alerts): edit there.\n# Alerts for smtp-oauth-exporter; every rule's runbook is in docs/runbooks.md.\n{}",
+        "# Generated from src/alerts/rules.rs (UPDATE_ALERTS=1 cargo test --test it alerts): edit there.\n# Alerts for smtp-oauth-exporter; every rule's runbook is in docs/runbooks.md.\n{}",
         yaml_serde::to_string(&file).expect("rules serialize")
     )
 }

@@ -30,7 +30,7 @@ fn the_rules_file_is_the_alert_tables() {
     let shipped = std::fs::read_to_string(RULES).expect("the rules file");
     assert!(
         shipped == generated,
-        "{RULES} differs from src/alerts/mod.rs: regenerate with UPDATE_ALERTS=1 cargo test --test it alerts"
+        "{RULES} differs from src/alerts/rules.rs: regenerate with UPDATE_ALERTS=1 cargo test --test it alerts"
     );
 }
 
