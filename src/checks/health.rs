@@ -33,11 +33,11 @@ impl Service {
         }
     }
 
-    /// Graph's `service` text → the service, for those that matter.
+    /// Graph's `service` text → the service, for those that matter (in any letter case).
     fn from_graph(s: &str) -> Option<Service> {
-        match s.trim() {
-            "Exchange Online" => Some(Service::ExchangeOnline),
-            "Microsoft Entra" | "Microsoft Entra ID" | "Azure Active Directory" => {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "exchange online" => Some(Service::ExchangeOnline),
+            "microsoft entra" | "microsoft entra id" | "azure active directory" => {
                 Some(Service::MicrosoftEntra)
             }
             _ => None,
@@ -45,33 +45,44 @@ impl Service {
     }
 }
 
-/// Graph's `serviceHealthStatus` values (the `status` label), in snake case; others: `other`.
-const STATUSES: [&str; 17] = [
-    "serviceOperational",
-    "investigating",
-    "restoringService",
-    "verifyingService",
-    "serviceRestored",
-    "postIncidentReviewPublished",
-    "serviceDegradation",
-    "serviceInterruption",
-    "extendedRecovery",
-    "falsePositive",
-    "investigationSuspended",
-    "resolved",
-    "mitigatedExternal",
-    "mitigated",
-    "resolvedExternal",
-    "confirmed",
-    "reported",
+/// Graph's `serviceHealthStatus` values (the `status` label in snake case; others: `other`),
+/// each with whether an issue in it may explain a failure now. Graph's enum is camelCase but
+/// Microsoft's own example answers in PascalCase (`ServiceRestored`): compared in any case.
+/// Over, or never real: `serviceOperational`, `serviceRestored`, `postIncidentReviewPublished`,
+/// `falsePositive`, `resolved`, `resolvedExternal`, `mitigated`, `mitigatedExternal`.
+const STATUSES: [(&str, bool); 18] = [
+    ("serviceOperational", false),
+    ("investigating", true),
+    ("restoringService", true),
+    ("verifyingService", true),
+    ("serviceRestored", false),
+    ("postIncidentReviewPublished", false),
+    ("serviceDegradation", true),
+    ("serviceInterruption", true),
+    ("extendedRecovery", true),
+    ("falsePositive", false),
+    ("investigationSuspended", true),
+    ("resolved", false),
+    ("mitigatedExternal", false),
+    ("mitigated", false),
+    ("resolvedExternal", false),
+    ("confirmed", true),
+    ("reported", true),
+    // Graph's evolvable-enum sentinel: a status newer than this list; treated as open.
+    ("unknownFutureValue", true),
 ];
 
-fn status_label(s: &str) -> String {
-    if !STATUSES.contains(&s) {
-        return "other".into();
-    }
+/// The status as a label value (snake case, `other` for one not in the list), and whether an
+/// issue in it is still open.
+fn status_of(s: &str) -> (String, bool) {
+    let Some((name, open)) = STATUSES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(s.trim()))
+    else {
+        return ("other".into(), true);
+    };
     let mut out = String::new();
-    for c in s.chars() {
+    for c in name.chars() {
         if c.is_ascii_uppercase() {
             out.push('_');
             out.push(c.to_ascii_lowercase());
@@ -79,7 +90,7 @@ fn status_label(s: &str) -> String {
             out.push(c);
         }
     }
-    out
+    (out, *open)
 }
 
 /// One open issue of a monitored service.
@@ -160,6 +171,11 @@ pub fn read_issues(body: &[u8]) -> Result<Vec<Issue>, String> {
         let Some(service) = Service::from_graph(&r.service) else {
             continue;
         };
+        // A false positive or a restored service explains nothing, whatever isResolved says.
+        let (status, open) = status_of(&r.status);
+        if !open {
+            continue;
+        }
         let id_ok =
             !r.id.is_empty() && r.id.len() <= 20 && r.id.chars().all(|c| c.is_ascii_alphanumeric());
         if !id_ok {
@@ -172,7 +188,7 @@ pub fn read_issues(body: &[u8]) -> Result<Vec<Issue>, String> {
             id: r.id,
             service,
             incident: r.classification.eq_ignore_ascii_case("incident"),
-            status: status_label(&r.status),
+            status,
             title: clean(&r.title, 300),
             impact: clean(r.impact_description.as_deref().unwrap_or_default(), 600),
             start: r.start_date_time,
@@ -258,6 +274,20 @@ mod tests {
         assert!(
             read_issues(br#"{"value":[{"id":"EX 1\"}","service":"Exchange Online"}]}"#).is_err()
         );
+        // Microsoft's own example answers in PascalCase; a false positive or a restored
+        // service explains nothing, even while isResolved is still false.
+        let pascal = br#"{"value":[
+            {"id":"EX2","title":"t","service":"Exchange Online","classification":"Incident","status":"ServiceDegradation","isResolved":false},
+            {"id":"EX3","title":"t","service":"EXCHANGE ONLINE","classification":"Incident","status":"FalsePositive","isResolved":false},
+            {"id":"EX4","title":"t","service":"Exchange Online","classification":"Incident","status":"ServiceRestored","isResolved":false},
+            {"id":"EX5","title":"t","service":"Exchange Online","classification":"incident","status":"unknownFutureValue","isResolved":false}
+        ]}"#;
+        let issues = read_issues(pascal).unwrap();
+        let ids: Vec<&str> = issues.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["EX2", "EX5"]);
+        assert!(issues[0].incident);
+        assert_eq!(issues[0].status, "service_degradation");
+        assert_eq!(issues[1].status, "unknown_future_value");
         assert!(read_issues(b"<html>").is_err());
     }
 }

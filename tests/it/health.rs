@@ -392,3 +392,79 @@ async fn the_agents_alerts_name_only_the_incident_a_verdict_names() {
     assert!(!restricted.contains("EX515151"), "{restricted}");
     assert!(restricted.contains("Defender portal"), "{restricted}");
 }
+
+/// Microsoft's own example answers in PascalCase (`"Incident"`, `"ServiceRestored"`): an open
+/// incident in those words explains a transient failure; one marked `FalsePositive` (or
+/// `ServiceRestored`) explains nothing, although Graph still lists it as unresolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pascal_case_values_count_and_a_false_positive_explains_nothing() {
+    let w = World::new().await;
+    let port = w
+        .sim
+        .start_smtp(Some(SmtpFault::Reply {
+            at: SmtpStep::Banner,
+            code: 421,
+            text: "4.3.2 Service not available, closing transmission channel".into(),
+        }))
+        .await
+        .unwrap()
+        .port();
+    let pascal = |id: &str, status: &str| HealthIssue {
+        classification: "Incident".into(),
+        status: status.into(),
+        service: "Exchange Online".into(),
+        ..HealthIssue::exchange_incident(id, TITLE, Utc::now() - chrono::Duration::minutes(5))
+    };
+    w.sim
+        .add_health_issue(TENANT, pascal("EX700", "FalsePositive"));
+    w.sim
+        .add_health_issue(TENANT, pascal("EX701", "ServiceRestored"));
+    let agent = w.agent(&config(&w, port, true)).await;
+    let text = wait_for(
+        &agent,
+        Duration::from_secs(20),
+        "a read and a verdict",
+        |t| {
+            value(
+                t,
+                "smtp_oauth_check_success",
+                &[("check", "health"), ("target", "sender")],
+            ) == Some(1.0)
+                && verdict_cause(t, "mail").is_some_and(|c| c != "pending")
+        },
+    )
+    .await;
+    assert_ne!(
+        verdict_cause(&text, "mail").as_deref(),
+        Some("microsoft_incident"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("smtp_oauth_service_health_issue_info{"),
+        "{text}"
+    );
+
+    w.sim
+        .add_health_issue(TENANT, pascal("EX702", "ServiceDegradation"));
+    let text = wait_for(
+        &agent,
+        Duration::from_secs(20),
+        "the PascalCase incident",
+        |t| verdict_cause(t, "mail").as_deref() == Some("microsoft_incident"),
+    )
+    .await;
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_service_health_issue_info",
+            &[
+                ("id", "EX702"),
+                ("classification", "incident"),
+                ("status", "service_degradation")
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    agent.stop().await;
+}
