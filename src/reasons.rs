@@ -206,6 +206,10 @@ reason_table! {
         /// AADSTS700016: no such application in the tenant.
         AppNotFound => ("app_not_found", false, Step::AppRegistration, "AADSTS700016",
             "wrong client ID or tenant, or the app registration was deleted"),
+        /// AADSTS7000229: the app has no service principal (Enterprise application) in the
+        /// tenant; service-principal-less sign-in was retired on 2026-03-31.
+        ServicePrincipalMissing => ("service_principal_missing", false, Step::AppRegistration, "AADSTS7000229",
+            "the app has no service principal (Enterprise application) in the tenant: create it (New-MgServicePrincipal -AppId, or Grant admin consent on the app registration)"),
         /// AADSTS7000112 / 70001: application disabled.
         AppDisabled => ("app_disabled", false, Step::AppRegistration, "AADSTS7000112, 70001",
             "re-enable the app's service principal (Enterprise applications > Properties > Enabled for users to sign-in)"),
@@ -366,6 +370,7 @@ impl TokenReason {
             7000218 => TokenReason::CredentialMissing,
             700027 | 700024 => TokenReason::AssertionInvalid,
             700016 => TokenReason::AppNotFound,
+            7000229 => TokenReason::ServicePrincipalMissing,
             7000112 | 70001 => TokenReason::AppDisabled,
             90002 | 900023 => TokenReason::TenantNotFound,
             70011 | 1002012 | 700022 => TokenReason::InvalidScope,

@@ -120,6 +120,10 @@ cause_table! {
     AppNotFound => ("app_not_found", Step::AppRegistration, Severity::Critical,
         "no app with client ID {client_id} in tenant {tenant} (AADSTS700016)",
         "check client_id and tenant; a deleted app registration can be restored within 30 days (Entra admin center > App registrations > Deleted applications)"),
+    /// AADSTS7000229: no service principal (Enterprise application) in the tenant.
+    EnterpriseAppMissing => ("enterprise_app_missing", Step::AppRegistration, Severity::Critical,
+        "app {app} has no service principal (Enterprise application) in tenant {tenant} (AADSTS7000229): Entra ID no longer issues tokens to an app without one (since 2026-03-31)",
+        "create the service principal: Microsoft Graph PowerShell New-MgServicePrincipal -AppId {client_id}, or Entra admin center > App registrations > client ID {client_id} > API permissions > Grant admin consent (which creates it); the Exchange service principal (New-ServicePrincipal -ObjectId) takes its Object ID from Enterprise applications"),
     AppDisabled => ("app_disabled", Step::AppRegistration, Severity::Critical,
         "app {app} is disabled in tenant {tenant}",
         "Entra admin center > Enterprise applications > client ID {client_id} > Properties > Enabled for users to sign-in: Yes"),

@@ -320,6 +320,7 @@ fn token_cause(i: &Inputs, f: &Failure) -> Cause {
                 }
             }
             TokenReason::AppNotFound => Cause::AppNotFound,
+            TokenReason::ServicePrincipalMissing => Cause::EnterpriseAppMissing,
             TokenReason::AppDisabled => Cause::AppDisabled,
             TokenReason::TenantNotFound => Cause::TenantNotFound,
             TokenReason::InvalidScope => Cause::ScopeInvalid,

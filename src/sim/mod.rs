@@ -88,6 +88,9 @@ pub struct SimApp {
     pub graph_roles: Vec<String>,
     /// Whether `New-ServicePrincipal` was run in Exchange Online for the app (setup step 4).
     pub exchange_service_principal: bool,
+    /// Whether the app has a service principal (Enterprise application) in Entra ID: without
+    /// one Entra ID refuses its token requests (AADSTS7000229) since 2026-03-31.
+    pub entra_service_principal: bool,
 }
 
 impl SimApp {
@@ -102,7 +105,14 @@ impl SimApp {
             exchange_roles: vec![ROLE_SMTP.into()],
             graph_roles: Vec::new(),
             exchange_service_principal: true,
+            entra_service_principal: true,
         }
+    }
+
+    /// The app registration has no service principal (Enterprise application) in its tenant.
+    pub fn without_entra_service_principal(mut self) -> Self {
+        self.entra_service_principal = false;
+        self
     }
 
     /// Admin consent for `SMTP.SendAsApp` was never granted (setup step 3 missing).

@@ -63,6 +63,7 @@ fn aadsts_description(code: u32) -> &'static str {
         700024 => "Client assertion is not within its valid time range.",
         700016 => "Application was not found in the directory.",
         7000112 => "Application is disabled.",
+        7000229 => "The client application is missing service principal in the tenant.",
         70001 => "The application is disabled.",
         90002 => "Tenant not found.",
         900023 => "Specified tenant identifier is neither a valid DNS name, nor a valid external domain.",
@@ -258,6 +259,14 @@ pub async fn handle(
     else {
         return unknown_app(&client_id);
     };
+    if !app.entra_service_principal {
+        return aad_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_client",
+            7000229,
+            &format!("The client application {client_id} is missing service principal in the tenant {tenant_id}."),
+        );
+    }
     let now = d.now();
     let acr;
     if let Some(secret) = form.get("client_secret") {

@@ -66,6 +66,7 @@ fn core_table() -> Vec<Row> {
         t("assertion-invalid", aadsts(401, "invalid_client", 700027), "assertion_invalid").aadsts("700027"),
         t("app-not-found", Fault::Token(TokenFault::UnknownApp), "app_not_found").aadsts("700016"),
         t("app-disabled", aadsts(400, "unauthorized_client", 7000112), "app_disabled").aadsts("7000112"),
+        t("no-enterprise-app", aadsts(400, "invalid_client", 7000229), "service_principal_missing").aadsts("7000229"),
         t("tenant-not-found", Fault::Token(TokenFault::UnknownTenant), "tenant_not_found").aadsts("90002"),
         t("invalid-scope", aadsts(400, "invalid_scope", 70011), "invalid_scope").aadsts("70011"),
         t("resource-not-found", aadsts(400, "invalid_resource", 500011), "resource_not_found").aadsts("500011"),
@@ -330,7 +331,7 @@ fn reference_rows() -> Vec<(Vec<u32>, String, String)> {
 }
 
 /// The reason each row of the reference means, by its meaning column.
-const MEANING: [(&str, &str); 12] = [
+const MEANING: [(&str, &str); 13] = [
     ("client secret expired", "secret_expired"),
     ("invalid client secret", "secret_invalid"),
     ("neither secret nor assertion sent", "credential_missing"),
@@ -343,6 +344,10 @@ const MEANING: [(&str, &str); 12] = [
     ("consent missing", "consent_missing"),
     ("blocked by Conditional Access", "conditional_access"),
     ("tenant throttled", "throttled"),
+    (
+        "the client application is missing a service principal",
+        "service_principal_missing",
+    ),
 ];
 
 fn step_of(reference: &str) -> Step {
@@ -384,7 +389,7 @@ fn every_aadsts_code_of_the_reference_maps_to_its_reason_and_step() {
             );
         }
     }
-    assert_eq!(codes, 19);
+    assert_eq!(codes, 20);
     assert_eq!(TokenReason::from_aadsts(9_999_999), None);
 }
 
@@ -407,7 +412,7 @@ async fn every_aadsts_code_of_the_reference_gives_its_reason_over_a_socket() {
             );
         }
     }
-    assert_eq!(rows.len(), 19);
+    assert_eq!(rows.len(), 20);
     run_table(&rows, false).await;
 }
 

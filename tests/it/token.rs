@@ -556,3 +556,69 @@ async fn the_verdict_follows_consent_changes_within_one_token_and_one_smtp_inter
     }
     agent.stop().await;
 }
+
+/// An app registration without a service principal (Enterprise application) in its tenant:
+/// since 2026-03-31 Entra ID refuses its tokens with AADSTS7000229. Its own reason, the code in
+/// the `aadsts` label, and a verdict at step 1 that says to create the Enterprise application.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_without_an_enterprise_application_is_service_principal_missing_at_step_1() {
+    let w = World::new().await;
+    let now = Utc::now();
+    let id = client_id(7229);
+    w.sim.add_app(
+        SimApp::new(TENANT, &id, "orphan")
+            .with_secret("Orp~secret", None, now, now + chrono::Duration::days(90))
+            .without_entra_service_principal(),
+    );
+    let file = w.file("orphan.secret", "Orp~secret");
+    let agent = w
+        .agent(&format!(
+            "{HEADER}{}",
+            secret_app(&w, "orphan", &id, &file, "")
+        ))
+        .await;
+    let text = wait_for(&agent, Duration::from_secs(20), "the token failure", |t| {
+        value(
+            t,
+            "smtp_oauth_check_success",
+            &[("check", "token"), ("target", "orphan")],
+        ) == Some(0.0)
+            && t.contains("cause=\"enterprise_app_missing\"")
+    })
+    .await;
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_check_failure_info",
+            &[
+                ("check", "token"),
+                ("target", "orphan"),
+                ("reason", "service_principal_missing"),
+                ("aadsts", "7000229")
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_verdict",
+            &[
+                ("target", "orphan"),
+                ("step", "1"),
+                ("cause", "enterprise_app_missing")
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    let status = reqwest::get(format!("http://{}/status", agent.local_addr()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(status.contains("New-MgServicePrincipal -AppId"), "{status}");
+    agent.stop().await;
+}
