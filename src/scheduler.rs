@@ -465,6 +465,16 @@ async fn timer(core: Arc<Core>, cancel: CancellationToken) {
                 jobs.queue.push(Reverse((back, index, gen)));
                 continue;
             }
+            // A canary sends a message each run: never two closer than its schedule, whatever
+            // started this one (the start, a reload that restarted the job, a probe).
+            if slot.job.kind == CheckKind::Canary {
+                let interval = slot.job.settings.schedule.typical_interval();
+                let next = core.ctx.canary.next_send(slot.job.target.name(), interval);
+                if let Some(next) = next.filter(|n| *n > now) {
+                    jobs.queue.push(Reverse((next, index, gen)));
+                    continue;
+                }
+            }
             let run = cancel.child_token();
             slot.run = Some(run.clone());
             let job = slot.job.clone();

@@ -33,6 +33,8 @@ const IMMUTABLE_IDS: &str = "IdType=\"ImmutableId\"";
 /// Polling for the message: 1 s, then doubling, at most 15 s apart.
 const FIRST_POLL: Duration = Duration::from_secs(1);
 const MAX_POLL: Duration = Duration::from_secs(15);
+/// The last search starts this long before the canary's timeout: time for Graph to answer.
+const LAST_SEARCH_LEAD: Duration = Duration::from_secs(1);
 
 /// A message sent and not found (yet).
 #[derive(Debug, Clone)]
@@ -42,13 +44,37 @@ struct Pending {
     sent_at: DateTime<Utc>,
 }
 
-/// Canary messages sent but not found in their run, by mailbox, to delete once they arrive.
+/// What the canary remembers across runs, by mailbox, for as long as the agent runs (reloads
+/// included): messages sent but not found in their run, to delete once they arrive, and when
+/// the last message was sent, so that no path (a start, a reload that restarts the job, a
+/// probe) sends two closer than the canary's schedule.
 #[derive(Default)]
-pub struct Ledger(Mutex<HashMap<String, Vec<Pending>>>);
+pub struct Ledger {
+    pending: Mutex<HashMap<String, Vec<Pending>>>,
+    last_sent: Mutex<HashMap<String, Instant>>,
+}
 
 impl Ledger {
+    /// Notes that a run of `mailbox`'s canary starts sending now.
+    fn sending(&self, mailbox: &str) {
+        self.last_sent
+            .lock()
+            .expect("canary ledger lock")
+            .insert(mailbox.to_string(), Instant::now());
+    }
+
+    /// The earliest time `mailbox`'s canary may send again, `interval` after its last message
+    /// (`None`: it has sent none in this agent's life).
+    pub fn next_send(&self, mailbox: &str, interval: Duration) -> Option<Instant> {
+        self.last_sent
+            .lock()
+            .expect("canary ledger lock")
+            .get(mailbox)
+            .map(|t| *t + interval)
+    }
+
     fn add(&self, mailbox: &str, p: Pending) {
-        let mut map = self.0.lock().expect("canary ledger lock");
+        let mut map = self.pending.lock().expect("canary ledger lock");
         let list = map.entry(mailbox.to_string()).or_default();
         list.push(p);
         if list.len() > MAX_PENDING {
@@ -58,7 +84,7 @@ impl Ledger {
 
     /// The oldest few still worth looking for; those past [`KEEP_PENDING`] are dropped.
     fn take(&self, mailbox: &str, now: DateTime<Utc>) -> Vec<Pending> {
-        let mut map = self.0.lock().expect("canary ledger lock");
+        let mut map = self.pending.lock().expect("canary ledger lock");
         let Some(list) = map.get_mut(mailbox) else {
             return Vec::new();
         };
@@ -73,7 +99,11 @@ impl Ledger {
 
     /// Forgets the mailboxes that no longer have a canary (after a reload).
     pub fn retain(&self, keep: impl Fn(&str) -> bool) {
-        self.0
+        self.pending
+            .lock()
+            .expect("canary ledger lock")
+            .retain(|mailbox, _| keep(mailbox));
+        self.last_sent
             .lock()
             .expect("canary ledger lock")
             .retain(|mailbox, _| keep(mailbox));
@@ -81,7 +111,7 @@ impl Ledger {
 
     /// How many messages of a mailbox are still looked for.
     pub fn pending(&self, mailbox: &str) -> usize {
-        self.0
+        self.pending
             .lock()
             .expect("canary ledger lock")
             .get(mailbox)
@@ -322,6 +352,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
     // The SMTP session may take the check's time but half: the other half is for delivery.
     let now = Instant::now();
     let send_deadline = now + deadline.saturating_duration_since(now) / 2;
+    ctx.canary.sending(&m.name);
     let sent = smtp::run_and_send(target, ctx, send_deadline, to).await;
     let Details::Smtp(smtp) = sent.details else {
         return Outcome {
@@ -437,6 +468,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
 /// deletes it.
 async fn find(g: &Reader<'_>, message_id: &str, d: &mut CanaryDetails) -> Result<(), CallError> {
     let mut wait = FIRST_POLL;
+    let mut last_look = false;
     let msg = loop {
         d.polls += 1;
         let found = g.search(message_id).await?;
@@ -444,7 +476,18 @@ async fn find(g: &Reader<'_>, message_id: &str, d: &mut CanaryDetails) -> Result
             break m;
         }
         let now = Instant::now();
-        if now + wait >= g.graph.deadline() {
+        let deadline = g.graph.deadline();
+        if now + wait >= deadline && !last_look {
+            // One more search at the timeout itself (less the time a search takes), so that a
+            // message arriving after the last regular poll is not reported lost before time.
+            let last = deadline.checked_sub(LAST_SEARCH_LEAD).unwrap_or(now);
+            if last > now {
+                last_look = true;
+                tokio::time::sleep_until(last).await;
+                continue;
+            }
+        }
+        if now + wait >= deadline {
             return Err(CallError::new(
                 CanaryReason::NotDelivered,
                 format!(

@@ -582,3 +582,87 @@ async fn check_send_test_to_waits_for_arrival_and_prints_the_latency() {
     );
     assert!(w.sim.stored_messages("helpdesk@contoso.com").is_empty());
 }
+
+/// A message that arrives after the last regular search but before the timeout is found: the
+/// canary searches once more at the timeout itself. With a 10 s timeout the searches fall at
+/// about 0, 1, 3 and 7 s; the message arrives at 8.5 s; before, the run gave up at 7 s and
+/// reported it lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_arriving_just_before_the_timeout_is_found() {
+    let w = World::new().await;
+    let apps = setup(&w, &["late@contoso.com"]);
+    w.sim.set_delivery(
+        "late@contoso.com",
+        Some(Delivery::Inbox(Duration::from_millis(8500))),
+    );
+    let yaml = format!(
+        "{apps}mailboxes:\n{}",
+        mailbox(
+            &w,
+            "late",
+            "late@contoso.com",
+            ", canary: { reader: reader, timeout: 10s }"
+        )
+    );
+    let plan = w.config(&yaml);
+    let job = Job::new(CheckKind::Canary, plan.target("late").unwrap().clone()).unwrap();
+    let ctx = Context::new(std::sync::Arc::new(
+        smtp_oauth_exporter::auth::TokenCache::new(),
+    ));
+    let report = checks::run(&job, &ctx, &RunOptions::default()).await;
+    assert!(report.success(), "{:?}", report.failure);
+    let c = report.canary().expect("canary details");
+    let seen = c.seen_seconds().expect("found");
+    assert!((8.5..10.0).contains(&seen), "seen after {seen} s");
+}
+
+/// Two messages of one mailbox are never closer than its canary's schedule: a reload that
+/// restarts the canary's job (a changed timeout) does not send again at once; its run waits
+/// for the schedule counted from the last message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_does_not_send_a_canary_sooner_than_its_schedule() {
+    let w = World::new().await;
+    let apps = setup(&w, &["spaced@contoso.com"]);
+    let yaml = |timeout: &str| {
+        format!(
+            "{apps}mailboxes:\n{}",
+            mailbox(
+                &w,
+                "spaced",
+                "spaced@contoso.com",
+                &format!(", canary: {{ reader: reader, schedule: 1m, timeout: {timeout} }}")
+            )
+        )
+    };
+    let path = w.dir.path().join("config.yml");
+    std::fs::write(&path, yaml("20s")).unwrap();
+    let agent = smtp_oauth_exporter::agent::Agent::start(
+        w.config(&yaml("20s")),
+        &smtp_oauth_exporter::agent::ServeOptions {
+            config_file: Some(path.clone()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let sent = |w: &World| {
+        w.sim
+            .messages()
+            .iter()
+            .filter(|m| m.sender == "spaced@contoso.com")
+            .count()
+    };
+    let start = std::time::Instant::now();
+    while sent(&w) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(20), "no canary sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::fs::write(&path, yaml("25s")).unwrap();
+    let summary = agent.reload().await.expect("reload");
+    // The mailbox's SMTP and canary jobs: its digest covers the canary.
+    assert_eq!(summary.restarted, 2, "{summary:?}");
+    // The restarted job's first run would fall within the startup spread (200 ms).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(sent(&w), 1, "a second canary within 5 s of the first");
+    agent.stop().await;
+}
