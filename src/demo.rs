@@ -13,7 +13,7 @@ use crate::sim::{
 };
 
 /// The demo's scenarios: the mailbox named after each failure mode, and what it shows.
-pub const SCENARIOS: [(&str, &str); 23] = [
+pub const SCENARIOS: [(&str, &str); 27] = [
     ("healthy-secret", "everything works, with a client secret"),
     (
         "healthy-certificate",
@@ -91,6 +91,22 @@ pub const SCENARIOS: [(&str, &str); 23] = [
         "exchange-incident",
         "SMTP times out while Microsoft reports an Exchange Online incident",
     ),
+    (
+        "rbac-in-scope",
+        "RBAC for Applications: no API permission, the mailbox in the role assignment's scope",
+    ),
+    (
+        "rbac-outside-scope",
+        "RBAC for Applications: the mailbox is outside the role assignment's scope",
+    ),
+    (
+        "service-principal-missing-in-entra",
+        "the app has no service principal in Entra ID (AADSTS7000229)",
+    ),
+    (
+        "secret-on-service-principal",
+        "the app signs in with a secret added to its service principal, not its registration",
+    ),
 ];
 
 /// A running demo: the simulator and the configuration for the agent.
@@ -118,6 +134,9 @@ const PRINTER: &str = "91b2d2d3-af0a-41f9-acdb-efab6d9acc08";
 const REPORTS: &str = "a2c1e3e4-b0fb-420a-bdec-f0bc7eabdd19";
 const MAIL_READER: &str = "b3d2f4f5-c1ac-431b-8efd-01cd8fbcee2a";
 const NORTHWIND_ERP: &str = "c4e305a6-d2bd-442c-9f0e-12de90cdff3b";
+const NOTIFIER: &str = "d5f416b7-e3ce-453d-a0af-23ef01de0a4c";
+const ARCHIVER: &str = "e6a527c8-f4df-464e-b1b0-34f012ef1b5d";
+const PAYMENTS: &str = "f7b638d9-05e0-475f-82c1-4501a3f02c6e";
 
 /// The canary mailboxes of Contoso (app erp) and what Exchange does with their messages.
 fn canary_deliveries() -> [(&'static str, &'static str, Delivery); 8] {
@@ -192,13 +211,18 @@ impl Demo {
         sim.add_tenant(FABRIKAM, &["fabrikam.onmicrosoft.com", "fabrikam.com"]);
         sim.add_tenant(NORTHWIND, &["northwind.onmicrosoft.com", "northwind.com"]);
         // Microsoft has posted an Exchange Online incident for Northwind.
+        // In PascalCase, as Microsoft's own example answer spells the values.
         sim.add_health_issue(
             NORTHWIND,
-            HealthIssue::exchange_incident(
-                "EX1024351",
-                "Users may be unable to send email using SMTP AUTH",
-                now - Days::minutes(40),
-            ),
+            HealthIssue {
+                classification: "Incident".into(),
+                status: "ServiceDegradation".into(),
+                ..HealthIssue::exchange_incident(
+                    "EX1024351",
+                    "Users may be unable to send email using SMTP AUTH",
+                    now - Days::minutes(40),
+                )
+            },
         );
         // Set-TransportConfig -SmtpClientAuthenticationDisabled $true at Fabrikam.
         sim.set_tenant_smtp_auth_disabled(FABRIKAM, true);
@@ -279,6 +303,29 @@ impl Demo {
             )
             .with_graph_role(ROLE_APPLICATION_READ_ALL),
         );
+        // RBAC for Applications: no API permission (tokens carry no role), a role assignment
+        // "Application SMTP.SendAsApp" scoped to one of its two mailboxes.
+        sim.add_app(valid(
+            &secret("Nt5"),
+            "notifier",
+            SimApp::new(CONTOSO, NOTIFIER, "Notifications")
+                .with_rbac_scope(&["notify@contoso.com"]),
+        ));
+        // Registered, never given a service principal in the tenant: AADSTS7000229.
+        sim.add_app(valid(
+            &secret("Ar3"),
+            "archiver",
+            SimApp::new(CONTOSO, ARCHIVER, "Archiver").without_entra_service_principal(),
+        ));
+        // Its only secret was added to the service principal: the registration lists none.
+        sim.add_app(
+            SimApp::new(CONTOSO, PAYMENTS, "Payments").with_service_principal_secret(
+                &secret("Pm6"),
+                Some("payments-sp"),
+                now - days(30),
+                now + days(400),
+            ),
+        );
         // The printer signs with a certificate; the one on its registration is another.
         let uploaded = app_certificate("printer-old.contoso.example");
         let printer_cert = app_certificate("printer.contoso.example");
@@ -320,6 +367,10 @@ impl Demo {
             ("alerts@contoso.com", vec![ERP]),
             ("orders@contoso.com", vec![ERP]),
             ("orders@northwind.com", vec![NORTHWIND_ERP]),
+            ("notify@contoso.com", vec![]),
+            ("digest@contoso.com", vec![]),
+            ("archive@contoso.com", vec![ARCHIVER]),
+            ("payments@contoso.com", vec![PAYMENTS]),
         ] {
             sim.add_mailbox(address, &apps);
         }
@@ -348,7 +399,7 @@ impl Demo {
         let ca = write("sim-ca.pem", &sim.ca_pem)?;
         let mut files = std::collections::HashMap::new();
         for n in [
-            "Er8", "Cr7", "Lg3", "Hd2", "Hr4", "Fb6", "Rp9", "Mr1", "Nw2",
+            "Er8", "Cr7", "Lg3", "Hd2", "Hr4", "Fb6", "Rp9", "Mr1", "Nw2", "Nt5", "Ar3", "Pm6",
         ] {
             files.insert(n, write(&format!("{n}.secret"), &secret(n))?);
         }
@@ -395,7 +446,18 @@ apps:\n",
             format!("client_secret_file: {dms_file}"),
             reader,
         );
-        yaml += &app("helpdesk", CONTOSO, HELPDESK, secret_file("Hd2"), reader);
+        // The helpdesk app is set up the classic way, and says so.
+        yaml += &app(
+            "helpdesk",
+            CONTOSO,
+            HELPDESK,
+            secret_file("Hd2"),
+            ", graph_reader: erp, authorization: classic",
+        );
+        // On `auto` (the default), the model is learnt from what Exchange accepts.
+        yaml += &app("notifier", CONTOSO, NOTIFIER, secret_file("Nt5"), reader);
+        yaml += &app("archiver", CONTOSO, ARCHIVER, secret_file("Ar3"), reader);
+        yaml += &app("payments", CONTOSO, PAYMENTS, secret_file("Pm6"), reader);
         yaml += &app("hr", CONTOSO, HR, secret_file("Hr4"), reader);
         yaml += &app(
             "fabrikam-erp",
@@ -456,6 +518,20 @@ apps:\n",
                 port,
             ),
             ("graph-throttled", "reports", "reports@contoso.com", port),
+            ("rbac-in-scope", "notifier", "notify@contoso.com", port),
+            ("rbac-outside-scope", "notifier", "digest@contoso.com", port),
+            (
+                "service-principal-missing-in-entra",
+                "archiver",
+                "archive@contoso.com",
+                port,
+            ),
+            (
+                "secret-on-service-principal",
+                "payments",
+                "payments@contoso.com",
+                port,
+            ),
             (
                 "starttls-stripped",
                 "erp",

@@ -11,7 +11,7 @@ use crate::checks::smtp::Phase;
 use crate::checks::{Details, Report};
 use crate::diagnosis::{self, Inputs, Verdict};
 use crate::histogram::{Buckets, Histogram};
-use crate::plan::{CheckKind, JobKey, Plan, Target};
+use crate::plan::{Authorization, CheckKind, JobKey, Plan, Target};
 use crate::reasons::Reason;
 
 /// What the agent remembers of one (check, target).
@@ -80,6 +80,14 @@ struct Inner {
     /// By app: its mailboxes whose latest SMTP run got past AUTH (the verdict of a sibling
     /// reads it: then the Exchange service principal exists).
     authenticated: HashMap<String, HashSet<String>>,
+    /// By app: its mailboxes whose latest SMTP run got past AUTH with a token without
+    /// `SMTP.SendAsApp`: RBAC for Applications lets the app in.
+    rbac_authenticated: HashMap<String, HashSet<String>>,
+    /// By app: its `authorization` setting (from the plan in force).
+    authorization: BTreeMap<String, Authorization>,
+    /// By app: the model of its latest SMTP run that got past AUTH with a readable token
+    /// (kept through failures: what the app was last seen working with).
+    seen_model: HashMap<String, Authorization>,
     /// By tenant (as configured): the open service health issues of the last successful read.
     health: BTreeMap<String, Arc<Vec<crate::checks::health::Issue>>>,
 }
@@ -92,6 +100,11 @@ pub struct View<'a> {
     pub scheduler: &'a SchedulerStats,
     /// Open service health issues by tenant.
     pub health: &'a BTreeMap<String, Arc<Vec<crate::checks::health::Issue>>>,
+    /// By app: its `authorization` setting.
+    pub authorization: &'a BTreeMap<String, Authorization>,
+    /// By app: the model Exchange let it in by, the last time one of its mailboxes got past
+    /// AUTH (classic: the token carried `SMTP.SendAsApp`; app_rbac: it did not).
+    pub seen_model: &'a HashMap<String, Authorization>,
 }
 
 /// All targets' state.
@@ -111,6 +124,10 @@ pub struct Evidence {
     /// Open service health issues of the target's tenant.
     pub issues: Option<Arc<Vec<crate::checks::health::Issue>>>,
     pub sibling_authenticated: bool,
+    /// Another mailbox of the app got past AUTH with a token without `SMTP.SendAsApp`.
+    pub sibling_rbac_authenticated: bool,
+    /// The model the app was last seen working with.
+    pub seen_model: Option<Authorization>,
 }
 
 impl Evidence {
@@ -130,6 +147,8 @@ impl Evidence {
             canary: self.canary.as_deref(),
             issues: self.issues.as_deref().map_or(&[], Vec::as_slice),
             sibling_authenticated: self.sibling_authenticated,
+            sibling_rbac_authenticated: self.sibling_rbac_authenticated,
+            seen_model: self.seen_model,
             now,
             settings: &plan.settings.diagnosis,
         }
@@ -155,13 +174,14 @@ fn evidence(inner: &Inner, target: &Target) -> Evidence {
     };
     let app = target.app();
     let graph = get(CheckKind::Graph, &app.name);
-    let sibling_authenticated = match target {
-        Target::Mailbox(m) => inner
-            .authenticated
+    let other = |sets: &HashMap<String, HashSet<String>>| match target {
+        Target::Mailbox(m) => sets
             .get(&app.name)
             .is_some_and(|set| set.len() > usize::from(set.contains(&m.name))),
         Target::App(_) => false,
     };
+    let sibling_authenticated = other(&inner.authenticated);
+    let sibling_rbac_authenticated = other(&inner.rbac_authenticated);
     Evidence {
         token: get(CheckKind::Token, &app.name).and_then(|s| s.last.clone()),
         smtp: target
@@ -176,6 +196,8 @@ fn evidence(inner: &Inner, target: &Target) -> Evidence {
             .and_then(|s| s.last.clone()),
         issues: inner.health.get(&app.tenant).cloned(),
         sibling_authenticated,
+        sibling_rbac_authenticated,
+        seen_model: inner.seen_model.get(&app.name).copied(),
     }
 }
 
@@ -244,12 +266,28 @@ impl StateStore {
         let report = Arc::new(report);
         let mut auth_changed = false;
         if let Some(d) = report.smtp() {
-            let set = inner.authenticated.entry(d.app.clone()).or_default();
-            auth_changed = if authenticated(&report) {
-                set.insert(report.target.clone())
-            } else {
-                set.remove(&report.target)
-            };
+            let past_auth = authenticated(&report);
+            let rbac = past_auth && d.token_has_role == Some(false);
+            let inner = &mut *inner;
+            if let (true, Some(role)) = (past_auth, d.token_has_role) {
+                let model = if role {
+                    Authorization::Classic
+                } else {
+                    Authorization::AppRbac
+                };
+                auth_changed |= inner.seen_model.insert(d.app.clone(), model) != Some(model);
+            }
+            for (sets, member) in [
+                (&mut inner.authenticated, past_auth),
+                (&mut inner.rbac_authenticated, rbac),
+            ] {
+                let set = sets.entry(d.app.clone()).or_default();
+                auth_changed |= if member {
+                    set.insert(report.target.clone())
+                } else {
+                    set.remove(&report.target)
+                };
+            }
         }
         let st = inner.jobs.entry(key).or_default();
         match &report.failure {
@@ -299,6 +337,8 @@ impl StateStore {
             endpoints: &inner.endpoints,
             scheduler: &inner.scheduler,
             health: &inner.health,
+            authorization: &inner.authorization,
+            seen_model: &inner.seen_model,
         })
     }
 
@@ -331,9 +371,23 @@ impl StateStore {
             st.since.get_or_insert(now);
         }
         inner.verdicts.retain(|k, _| targets.contains(k));
-        for set in inner.authenticated.values_mut() {
+        let inner = &mut *inner;
+        for set in inner
+            .authenticated
+            .values_mut()
+            .chain(inner.rbac_authenticated.values_mut())
+        {
             set.retain(|m| mailboxes.contains(m.as_str()));
         }
+        inner.authorization = plan
+            .apps
+            .iter()
+            .map(|a| (a.name.clone(), a.authorization))
+            .collect();
+        let authorization = &inner.authorization;
+        inner
+            .seen_model
+            .retain(|app, _| authorization.contains_key(app));
         let endpoints: HashSet<String> = plan
             .mailboxes
             .iter()

@@ -247,14 +247,16 @@ pub fn evaluate(
                 ),
             );
         }
-        if last.and_then(|r| r.token()).and_then(|d| d.smtp_role) == Some(false) {
+        if last.and_then(|r| r.token()).and_then(|d| d.smtp_role) == Some(false)
+            && t.app().authorization == crate::plan::Authorization::Classic
+        {
             b.push(
                 AlertName::SendAsAppMissing,
                 &[("target", target), ("app", app)],
                 None,
                 format!("The token of app {target} lacks SMTP.SendAsApp (admin consent)"),
                 format!(
-                    "Entra ID issues app {target} tokens without the SMTP.SendAsApp role; every SMTP AUTH of its mailboxes fails 535 5.7.3. What to do: {}",
+                    "Entra ID issues app {target} tokens without the SMTP.SendAsApp role, and the app is configured for the classic model; every SMTP AUTH of its mailboxes fails 535 5.7.3. What to do: {}",
                     crate::diagnosis::remediation_for(t, Cause::ConsentMissing)
                 ),
             );
@@ -276,7 +278,12 @@ pub fn evaluate(
         }
         if let Some((c, end)) = reg.in_use().and_then(|c| Some((c, c.end?))) {
             let left = end - now;
-            let labels = [("target", target), ("app", app), ("type", c.kind.as_str())];
+            let labels = [
+                ("target", target),
+                ("app", app),
+                ("type", c.kind.as_str()),
+                ("origin", c.origin.as_str()),
+            ];
             let kind = c.kind.as_str();
             let on = end.format("%Y-%m-%d");
             if left <= chrono::Duration::zero() {
@@ -332,7 +339,7 @@ pub fn evaluate(
                 let name = c.display_name.clone().unwrap_or_default();
                 b.push(
                     AlertName::AppCredentialExpiring,
-                    &[("target", target), ("app", app), ("type", c.kind.as_str()), ("key_id", &c.key_id), ("display_name", &name)],
+                    &[("target", target), ("app", app), ("type", c.kind.as_str()), ("origin", c.origin.as_str()), ("key_id", &c.key_id), ("display_name", &name)],
                     None,
                     format!("A {} of app {target} ({name}) expires in {:.0} days", c.kind.as_str(), days(left)),
                     "What to do: if an application signs in with it, plan its rotation: add a new one, configure it, delete the old one (Entra admin center > App registrations > Certificates & secrets).".into(),

@@ -196,6 +196,10 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
                 "SMTP AUTH of mailbox {{{{ $labels.target }}}} (app {{{{ $labels.app }}}}) fails with {{{{ $labels.reason }}}}{{{{ with printf \"smtp_oauth_smtp_status_code{{target='%s'}}\" $labels.target | query }}}}{{{{ range . }}}}, reply {{{{ .Value }}}} at {{{{ .Labels.phase }}}}{{{{ end }}}}{{{{ end }}}}: setup step {{{{ $labels.step }}}}, {{{{ $labels.cause }}}}. No mail goes out from it. What to do: {}. {CONFIRM}",
                 cause_chain(&[
                     Cause::ConsentMissing,
+                    Cause::SendAuthorizationMissing,
+                    Cause::RbacMailboxOutOfScope,
+                    Cause::RbacAssignmentMissing,
+                    Cause::SendAsAppForcesFullAccess,
                     Cause::ServicePrincipalOrPermissionMissing,
                     Cause::MailboxPermissionMissing,
                     Cause::SendAsDenied,
@@ -351,10 +355,12 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
             name: AlertName::SendAsAppMissing,
             level: Level::Critical,
             for_: Some(s.failing_for),
-            expr: app_label("smtp_oauth_token_smtp_role_present == 0"),
+            // Only for an app configured as classic: under RBAC for Applications a token
+            // without the role is right, and an app on `auto` pages through SMTP AUTH instead.
+            expr: app_label("smtp_oauth_token_smtp_role_present == 0\n  and on (job, instance, target) smtp_oauth_app_authorization_info{setting=\"classic\"}"),
             summary: "The token of app {{ $labels.target }} lacks SMTP.SendAsApp (admin consent)".into(),
             description: format!(
-                "Entra ID issues app {{{{ $labels.target }}}} tokens without the SMTP.SendAsApp role: the permission or its admin consent is missing or was revoked, and every SMTP AUTH of its mailboxes fails 535 5.7.3. What to do: {}. {CONFIRM}",
+                "Entra ID issues app {{{{ $labels.target }}}} tokens without the SMTP.SendAsApp role, and the app is configured for the classic model (authorization: classic): the permission or its admin consent is missing or was revoked, and every SMTP AUTH of its mailboxes fails 535 5.7.3. What to do: {}. {CONFIRM}",
                 go_text(Cause::ConsentMissing.info().remediation)
             ),
             anchor: "smtpoauthsendasappmissing".into(),

@@ -13,7 +13,8 @@ use super::validate::{
 };
 use super::ConfigError;
 use crate::plan::{
-    is_guid, App, AssertionAlgorithm, Canary, Cloud, Credential, MailAddress, Mailbox,
+    is_guid, App, AssertionAlgorithm, Authorization, Canary, Cloud, Credential, MailAddress,
+    Mailbox,
 };
 
 impl Validator<'_> {
@@ -154,6 +155,13 @@ impl Validator<'_> {
             credential,
             ca_file,
             graph_reader: None,
+            authorization: match a.authorization.as_deref() {
+                None => Authorization::Auto,
+                Some(v) => v
+                    .parse()
+                    .map_err(|m| self.err(format!("{p}.authorization"), m))?,
+            },
+            app_management_policy: a.app_management_policy.unwrap_or(false),
             net,
         };
         Ok((app, a.graph_reader))

@@ -113,6 +113,8 @@ pub struct RawApp {
     pub graph_url: Option<String>,
     pub ca_file: Option<String>,
     pub graph_reader: Option<String>,
+    pub authorization: Option<String>,
+    pub app_management_policy: Option<bool>,
     #[serde(default)]
     pub checks: RawChecks,
 }

@@ -97,6 +97,11 @@ cause_table! {
     CredentialExpiring => ("credential_expiring", Step::Credential, Severity::Warning,
         "the {kind} app {app} signs in with expires in {days} days ({date})",
         "Entra admin center > App registrations > client ID {client_id} > Certificates & secrets: add a new {kind}, put it in the application's and the agent's configuration, then delete the old one"),
+    /// An app management policy forbids new client secrets for the app, or caps their lifetime
+    /// below `diagnosis.expiry_warning`, and the app signs in with a secret.
+    SecretRotationRestricted => ("secret_rotation_restricted", Step::Credential, Severity::Warning,
+        "an app management policy of tenant {tenant} {policy}: app {app} signs in with a client secret that expires in {days} days ({date}), and rotating it will not give it a usable new one",
+        "move app {app} to a certificate before {date}: upload one (Entra admin center > App registrations > client ID {client_id} > Certificates & secrets > Certificates > Upload certificate), configure its key in the application and the agent (certificate: instead of client_secret), then delete the secret; or ask the policy's owner to exempt the app (an app management policy assigned to it)"),
     SecretExpired => ("secret_expired", Step::Credential, Severity::Critical,
         "the client secret of app {app} has expired (AADSTS7000222)",
         "Entra admin center > App registrations > client ID {client_id} > Certificates & secrets > New client secret; copy its Value (not the Secret ID) into the application and the agent's secret file, then delete the expired secret"),
@@ -140,6 +145,36 @@ cause_table! {
     ConsentMissing => ("consent_missing", Step::ApiPermission, Severity::Critical,
         "the token of app {app} lacks SMTP.SendAsApp: the permission or its admin consent is missing or was revoked",
         "Entra admin center > App registrations > client ID {client_id} > API permissions > Add a permission > APIs my organization uses > Office 365 Exchange Online > Application permissions > SMTP.SendAsApp > Add permissions; then Grant admin consent for the tenant"),
+    /// 535 5.7.3 with a token without `SMTP.SendAsApp`, `authorization: auto`, and no mailbox of
+    /// the app signing in: either model's grant is missing.
+    SendAuthorizationMissing => ("send_authorization_missing", Step::ExchangeAccess, Severity::Critical,
+        "Exchange refuses the token for {address} (535 5.7.3); the token carries no SMTP.SendAsApp and no mailbox of app {app} signs in: neither authorization model lets the app send as {address}",
+        "set up one of Microsoft's two models, then set authorization: of app {app} to it. RBAC for Applications (no API permission): in Exchange Online PowerShell, New-ManagementScope -Name <scope> -RecipientRestrictionFilter \"PrimarySmtpAddress -eq '{address}'\" (or a group), then New-ManagementRoleAssignment -App <Object ID from Entra admin center > Enterprise applications> -Role \"Application SMTP.SendAsApp\" -CustomResourceScope <scope>; check: Test-ServicePrincipalAuthorization -Identity <Object ID> -Resource {address}. Or the classic model: Entra admin center > App registrations > client ID {client_id} > API permissions > Office 365 Exchange Online > Application permissions > SMTP.SendAsApp, Grant admin consent, then Add-MailboxPermission -Identity {address} -User <Object ID> -AccessRights FullAccess; check: Get-MailboxPermission -Identity {address}. Both need the Exchange service principal: New-ServicePrincipal -AppId {client_id} -ObjectId <Object ID>"),
+    /// 535 5.7.3 for this mailbox while others of the app sign in without `SMTP.SendAsApp`:
+    /// RBAC for Applications, and the mailbox is outside the role assignment's scope.
+    RbacMailboxOutOfScope => ("rbac_mailbox_out_of_scope", Step::ExchangeAccess, Severity::Critical,
+        "Exchange refuses the token for {address} (535 5.7.3) while other mailboxes of app {app} sign in without SMTP.SendAsApp (RBAC for Applications): {address} is outside the management scope of the app's role assignment",
+        "in Exchange Online PowerShell, bring {address} into the scope of the app's \"Application SMTP.SendAsApp\" role assignment (Get-ManagementRoleAssignment -Role \"Application SMTP.SendAsApp\" names the scope; Get-ManagementScope shows its filter: for a group filter, Add-DistributionGroupMember -Identity <group> -Member {address}), or assign the role with a scope that holds it; check: Test-ServicePrincipalAuthorization -Identity <Object ID of app {app} from Enterprise applications> -Resource {address} (InScope True). Do not add the SMTP.SendAsApp API permission: Exchange would then check FullAccess and refuse the mailboxes that work"),
+    /// 535 5.7.3 with `authorization: app_rbac`, a token without the role, and no mailbox of the
+    /// app signing in: the role assignment is missing (or scoped to none of them).
+    RbacAssignmentMissing => ("rbac_assignment_missing", Step::ExchangeAccess, Severity::Critical,
+        "Exchange refuses the token for {address} (535 5.7.3) and no mailbox of app {app} signs in: app {app} (RBAC for Applications) has no role assignment \"Application SMTP.SendAsApp\" whose scope holds {address}",
+        "in Exchange Online PowerShell: New-ServicePrincipal -AppId {client_id} -ObjectId <Object ID from Entra admin center > Enterprise applications> (once per app), New-ManagementScope -Name <scope> -RecipientRestrictionFilter \"PrimarySmtpAddress -eq '{address}'\" (or a group), New-ManagementRoleAssignment -App <Object ID> -Role \"Application SMTP.SendAsApp\" -CustomResourceScope <scope>; check: Get-ManagementRoleAssignment -Role \"Application SMTP.SendAsApp\"; Test-ServicePrincipalAuthorization -Identity <Object ID> -Resource {address}"),
+    /// 535 5.7.3 with `authorization: app_rbac` and a token that carries `SMTP.SendAsApp`:
+    /// Exchange checks FullAccess instead of the role assignment.
+    SendAsAppForcesFullAccess => ("sendasapp_forces_full_access", Step::ApiPermission, Severity::Critical,
+        "Exchange refuses the token for {address} (535 5.7.3): app {app} is set up for RBAC for Applications, but its token carries SMTP.SendAsApp, so Exchange checks FullAccess on {address} instead of the role assignment",
+        "remove the API permission: Entra admin center > App registrations > client ID {client_id} > API permissions > Office 365 Exchange Online > SMTP.SendAsApp > Remove permission (and its admin consent); tokens issued after that carry no role (the cached one lasts up to 90 minutes). If the app is meant to use FullAccess instead, set authorization: classic for app {app}"),
+    /// `authorization: app_rbac` and the token carries `SMTP.SendAsApp`: the mailboxes with
+    /// FullAccess still work, the others do not.
+    SendAsAppInRbacApp => ("sendasapp_in_rbac_app", Step::ApiPermission, Severity::Warning,
+        "app {app} is set up for RBAC for Applications, but its token carries SMTP.SendAsApp: Exchange checks FullAccess instead of the role assignment, and refuses every mailbox without it",
+        "remove the API permission: Entra admin center > App registrations > client ID {client_id} > API permissions > Office 365 Exchange Online > SMTP.SendAsApp > Remove permission (and its admin consent); if the app is meant to use FullAccess, set authorization: classic for app {app}"),
+    /// AADSTS65001, 650056, 90094 for an app not configured (nor seen) as classic: Entra ID
+    /// wants admin consent for a permission the app requests; no advice to add one.
+    AdminConsentMissing => ("admin_consent_missing", Step::ApiPermission, Severity::Critical,
+        "Entra ID refuses app {app} a token: admin consent is missing for a permission it requests ({reason})",
+        "Entra admin center > App registrations > client ID {client_id} > API permissions > Grant admin consent for the tenant (for the permissions listed there); an app that sends by RBAC for Applications needs no Exchange API permission, so remove the ones it does not use"),
     ExchangeNotInTenant => ("exchange_not_in_tenant", Step::ApiPermission, Severity::Critical,
         "Office 365 Exchange Online is not in tenant {tenant} (AADSTS500011)",
         "the tenant needs Exchange Online (a licence), and app {app} the right cloud"),

@@ -17,7 +17,7 @@ use crate::checks::health::Service;
 use crate::checks::smtp::{self, AuthDisabledScope};
 use crate::checks::{Failure, Report};
 use crate::net::CertProblem;
-use crate::plan::{CheckKind, Credential, DiagnosisSettings, Target};
+use crate::plan::{Authorization, CheckKind, Credential, DiagnosisSettings, Target};
 use crate::reasons::{
     CanaryReason, CommonReason, GraphReason, Reason, SmtpReason, Step, TokenReason,
 };
@@ -68,6 +68,12 @@ pub struct Inputs<'a> {
     /// Another mailbox of the same app got past AUTH in its latest run (so the Exchange service
     /// principal exists).
     pub sibling_authenticated: bool,
+    /// Another mailbox of the same app got past AUTH with a token without `SMTP.SendAsApp`
+    /// (so RBAC for Applications lets the app in).
+    pub sibling_rbac_authenticated: bool,
+    /// The model Exchange let the app in by the last time one of its mailboxes got past AUTH
+    /// (`Classic` or `AppRbac`; `None`: never seen).
+    pub seen_model: Option<Authorization>,
     pub now: DateTime<Utc>,
     pub settings: &'a DiagnosisSettings,
 }
@@ -143,18 +149,35 @@ pub fn diagnose(i: &Inputs) -> Verdict {
                 Some(f),
             )),
             None => {
-                // A token newer than the last SMTP run that lacks the role: consent was revoked,
-                // and the next SMTP run will fail. Say so now.
-                let newer = i.smtp.is_none_or(|s| s.started_at <= r.started_at);
-                if newer && r.token().and_then(|t| t.smtp_role) == Some(false) {
-                    findings.push(Finding::new(
-                        Cause::ConsentMissing,
+                let role = r.token().and_then(|t| t.smtp_role);
+                match i.target.app().authorization {
+                    // A token newer than the last SMTP run that lacks the role: consent was
+                    // revoked, and the next SMTP run will fail. Say so now. Only where the
+                    // configuration says the app uses the role: under RBAC for Applications a
+                    // token without it is right, so alone it proves nothing (SMTP decides).
+                    Authorization::Classic => {
+                        let newer = i.smtp.is_none_or(|s| s.started_at <= r.started_at);
+                        if newer && role == Some(false) {
+                            findings.push(Finding::new(
+                                Cause::ConsentMissing,
+                                Some(CheckKind::Token),
+                                None,
+                            ));
+                        }
+                    }
+                    // The role makes Exchange check FullAccess instead of the role assignment.
+                    Authorization::AppRbac if role == Some(true) => findings.push(Finding::new(
+                        Cause::SendAsAppInRbacApp,
                         Some(CheckKind::Token),
                         None,
-                    ));
+                    )),
+                    Authorization::AppRbac | Authorization::Auto => {}
                 }
             }
         }
+    }
+    if let Some(f) = rotation_finding(i) {
+        findings.push(f);
     }
     if let Some(f) = expiry_finding(i) {
         findings.push(f);
@@ -270,6 +293,35 @@ fn expiry_finding<'a>(i: &Inputs<'a>) -> Option<Finding<'a>> {
     })
 }
 
+/// The tenant's policy will refuse (or cut short) the next secret of an app that signs in with
+/// one: a warning while the secret still works.
+fn rotation_finding<'a>(i: &Inputs<'a>) -> Option<Finding<'a>> {
+    if !matches!(i.target.app().credential, Credential::ClientSecret(_)) {
+        return None;
+    }
+    let g = i.graph_ok?.graph()?;
+    let rules = g.secret_policy.as_ref()?.known?;
+    let short = rules
+        .max_lifetime
+        .is_some_and(|m| m < i.settings.expiry_warning);
+    if !(rules.addition_blocked || short) {
+        return None;
+    }
+    let end = g.registration.as_ref()?.in_use()?.end?;
+    if end <= i.now {
+        return None;
+    }
+    Some(Finding {
+        days: Some(crate::plan::days_until(end, i.now)),
+        date: Some(end),
+        ..Finding::new(
+            Cause::SecretRotationRestricted,
+            Some(CheckKind::Graph),
+            None,
+        )
+    })
+}
+
 /// Whether the configured secret is the `keyId` of one of the app's credentials (Graph).
 fn is_a_key_id(i: &Inputs, secret: &str) -> bool {
     i.graph_ok
@@ -325,7 +377,10 @@ fn token_cause(i: &Inputs, f: &Failure) -> Cause {
             TokenReason::TenantNotFound => Cause::TenantNotFound,
             TokenReason::InvalidScope => Cause::ScopeInvalid,
             TokenReason::ResourceNotFound => Cause::ExchangeNotInTenant,
-            TokenReason::ConsentMissing => Cause::ConsentMissing,
+            TokenReason::ConsentMissing => match model(i) {
+                Authorization::Classic => Cause::ConsentMissing,
+                Authorization::AppRbac | Authorization::Auto => Cause::AdminConsentMissing,
+            },
             TokenReason::ConditionalAccess => Cause::ConditionalAccess,
             TokenReason::Throttled => Cause::Throttled,
             TokenReason::HttpError => Cause::ServiceError,
@@ -357,11 +412,9 @@ fn smtp_cause(i: &Inputs, r: &Report, f: &Failure) -> Cause {
         Reason::Smtp(s) => match s {
             SmtpReason::StarttlsMissing => Cause::StarttlsStripped,
             SmtpReason::Xoauth2NotOffered => Cause::Xoauth2NotOffered,
-            SmtpReason::AuthRejected => match details.and_then(|d| d.token_has_role) {
-                Some(false) => Cause::ConsentMissing,
-                _ if i.sibling_authenticated => Cause::MailboxPermissionMissing,
-                _ => Cause::ServicePrincipalOrPermissionMissing,
-            },
+            SmtpReason::AuthRejected => {
+                auth_rejected_cause(i, details.and_then(|d| d.token_has_role))
+            }
             SmtpReason::SmtpAuthDisabled => {
                 let text = details
                     .and_then(|d| d.failed_reply.as_ref())
@@ -386,6 +439,36 @@ fn smtp_cause(i: &Inputs, r: &Report, f: &Failure) -> Cause {
         },
         Reason::Common(c) => common_cause(c, f.cert_problem),
         _ => Cause::Unexplained,
+    }
+}
+
+/// The app's authorization model: as configured, or on `auto` the one it was last seen working
+/// with (`Auto` while never seen).
+fn model(i: &Inputs) -> Authorization {
+    match i.target.app().authorization {
+        Authorization::Auto => i.seen_model.unwrap_or(Authorization::Auto),
+        set => set,
+    }
+}
+
+/// Why Exchange refused the token (535 5.7.3), from the token's role, the app's authorization
+/// model and its other mailboxes (`shared/reference/microsoft-365.md`, "Two authorization
+/// models"). A token with `SMTP.SendAsApp` is judged by FullAccess; one without it by an
+/// "Application SMTP.SendAsApp" role assignment, so a token without the role is a failure only
+/// where the configuration says the app uses the role. Advice to add the role is never given
+/// for an app that signs in without it: the role would switch every mailbox to FullAccess.
+fn auth_rejected_cause(i: &Inputs, role: Option<bool>) -> Cause {
+    match (role, model(i)) {
+        // The app sends by the role (configured, or seen so): consent was never granted, or
+        // was revoked.
+        (Some(false), Authorization::Classic) => Cause::ConsentMissing,
+        (Some(false), _) if i.sibling_rbac_authenticated => Cause::RbacMailboxOutOfScope,
+        // By a role assignment (configured, or seen so): none holds the mailbox any more.
+        (Some(false), Authorization::AppRbac) => Cause::RbacAssignmentMissing,
+        (Some(false), Authorization::Auto) => Cause::SendAuthorizationMissing,
+        (Some(true), Authorization::AppRbac) => Cause::SendAsAppForcesFullAccess,
+        _ if i.sibling_authenticated => Cause::MailboxPermissionMissing,
+        _ => Cause::ServicePrincipalOrPermissionMissing,
     }
 }
 

@@ -56,8 +56,25 @@ impl Vars<'_> {
             Credential::Certificate(_) => "certificate",
         };
         let canary = mailbox.and_then(|m| m.canary.as_ref());
+        let policy = self
+            .i
+            .graph_ok
+            .and_then(|r| r.graph())
+            .and_then(|g| g.secret_policy.as_ref())
+            .and_then(|p| p.known)
+            .map(|r| match (r.addition_blocked, r.max_lifetime) {
+                (true, _) => "forbids adding client secrets".to_string(),
+                (false, Some(max)) => format!(
+                    "caps new client secrets at {} (under the {} warning window)",
+                    crate::plan::format_duration(max),
+                    crate::plan::format_duration(self.i.settings.expiry_warning)
+                ),
+                (false, None) => String::new(),
+            })
+            .unwrap_or_default();
         let incident = self.incident;
-        let pairs: [(&str, String); 21] = [
+        let pairs: [(&str, String); 22] = [
+            ("{policy}", policy),
             (
                 "{canary_to}",
                 canary.map(|c| c.to.to_string()).unwrap_or_default(),
@@ -161,6 +178,8 @@ pub fn remediation_for(target: &Target, cause: Cause) -> String {
         canary: None,
         issues: &[],
         sibling_authenticated: false,
+        sibling_rbac_authenticated: false,
+        seen_model: None,
         now: Utc::now(),
         settings: &settings,
     };

@@ -57,7 +57,12 @@ pub fn setup_steps(i: &Inputs, v: &Verdict) -> [(Step, StepStatus); 5] {
         } else {
             let proven = match step {
                 Step::AppRegistration | Step::Credential => token_ok,
-                Step::ApiPermission => role == Some(true),
+                // Under RBAC for Applications the step is not needed: a token without the
+                // role that gets past AUTH proves the app may send.
+                Step::ApiPermission => {
+                    role == Some(true)
+                        || (role == Some(false) && smtp_done.is_some_and(|(_, auth)| auth))
+                }
                 Step::ExchangeAccess => smtp_done.is_some_and(|(_, auth)| auth),
                 Step::ClientConfig => smtp_done.is_some_and(|(ok, _)| ok),
                 _ => false,

@@ -67,6 +67,8 @@ fn diagnose_with(plan: &Plan, token: Option<&Report>, smtp: Option<&Report>) -> 
         graph: None,
         graph_ok: None,
         sibling_authenticated: false,
+        sibling_rbac_authenticated: false,
+        seen_model: None,
         now: DateTime::from_timestamp(1_800_000_100, 0).unwrap(),
         settings: &plan.settings.diagnosis,
         canary: None,
@@ -99,6 +101,8 @@ fn an_incident_explains_only_failures_of_the_service_it_is_on() {
             graph: None,
             graph_ok: None,
             sibling_authenticated: false,
+            sibling_rbac_authenticated: false,
+            seen_model: None,
             now: DateTime::from_timestamp(1_800_000_100, 0).unwrap(),
             settings: &p.settings.diagnosis,
             canary: None,
@@ -161,7 +165,9 @@ fn a_token_failure_inside_the_smtp_check_names_the_login_host() {
 
 #[test]
 fn a_consent_failure_is_over_once_a_newer_token_has_the_role() {
-    let p = plan("Abc~value");
+    // An app configured the classic way (on `auto`, one seen working with the role).
+    let yaml = "apps:\n  - { name: app, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: \"Abc~value\", authorization: classic }\nmailboxes:\n  - { name: mb, app: app, address: mb@contoso.com, smtp_host: smtp.example }\n";
+    let p = crate::config::from_yaml(yaml, "t.yml", std::path::Path::new(".")).unwrap();
     let s = report(
         CheckKind::Smtp,
         0,
@@ -207,4 +213,68 @@ fn a_guid_shaped_secret_is_an_id_and_another_wrong_value_is_invalid() {
         diagnose_with(&p, Some(&invalid()), None).cause,
         Cause::SecretInvalid
     );
+}
+
+/// An app that signs in without `SMTP.SendAsApp` (RBAC for Applications: configured as
+/// `app_rbac`, or on `auto` with another mailbox past AUTH without the role) is never told to
+/// add the role, whatever fails: the role would switch Exchange to the FullAccess check and
+/// refuse the mailboxes that work. Every reason of every check, with and without the role in
+/// the token, on both token and SMTP sides.
+#[test]
+fn no_fix_tells_an_rbac_app_to_add_the_role() {
+    use crate::plan::Authorization;
+    use crate::reasons::Reason;
+    let advice = |t: &str| {
+        t.contains("SMTP.SendAsApp > Add permissions")
+            || t.contains("Application permissions > SMTP.SendAsApp")
+    };
+    for (setting, sibling) in [("app_rbac", false), ("app_rbac", true), ("auto", true)] {
+        let yaml = format!(
+            "apps:\n  - {{ name: app, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: \"Abc~x\", authorization: {setting} }}\nmailboxes:\n  - {{ name: mb, app: app, address: mb@contoso.com, smtp_host: smtp.example }}\n"
+        );
+        let p = crate::config::from_yaml(&yaml, "t.yml", std::path::Path::new(".")).unwrap();
+        let target = p.target("mb").unwrap().clone();
+        let mut seen = 0;
+        let reasons = CheckKind::ALL
+            .into_iter()
+            .flat_map(|k| Reason::of(k).into_iter().map(move |r| (k, r)));
+        for (kind, reason) in reasons {
+            for role in [Some(false), Some(true), None] {
+                let f = Failure::new(reason, "x");
+                let details = match kind {
+                    CheckKind::Smtp => smtp(role, Some((535, "5.7.3 Authentication unsuccessful"))),
+                    _ => Details::None,
+                };
+                let failed = report(kind, 0, Some(f), details);
+                let token = report(CheckKind::Token, 1, None, token_ok(role == Some(true)));
+                let (token, smtp_r, other) = match kind {
+                    CheckKind::Token => (Some(&failed), None, None),
+                    CheckKind::Smtp => (Some(&token), Some(&failed), None),
+                    _ => (Some(&token), None, Some(&failed)),
+                };
+                let v = diagnose(&Inputs {
+                    target: &target,
+                    token,
+                    smtp: smtp_r,
+                    graph: other.filter(|_| kind == CheckKind::Graph),
+                    graph_ok: None,
+                    canary: other.filter(|_| kind == CheckKind::Canary),
+                    issues: &[],
+                    sibling_authenticated: sibling,
+                    sibling_rbac_authenticated: sibling,
+                    seen_model: sibling.then_some(Authorization::AppRbac),
+                    now: DateTime::from_timestamp(1_800_000_100, 0).unwrap(),
+                    settings: &p.settings.diagnosis,
+                });
+                assert!(
+                    !advice(&v.remediation) && !advice(&v.summary),
+                    "{setting}, sibling {sibling}, {reason:?}, role {role:?}: {} {}",
+                    v.cause,
+                    v.remediation
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen > 100, "{seen}");
+    }
 }

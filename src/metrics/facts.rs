@@ -193,6 +193,7 @@ fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
                                 &[
                                     ("key_id", key_id.as_str()),
                                     ("type", c.kind.as_str()),
+                                    ("origin", c.origin.as_str()),
                                     ("display_name", name.as_str()),
                                 ],
                             ),
@@ -204,7 +205,7 @@ fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
         };
     f.family(
         "credential_expiry_timestamp_seconds",
-        "When a secret or certificate of the app registration expires (Graph endDateTime).",
+        "When a secret or certificate of the app expires (Graph endDateTime); origin: on the app registration (application) or its service principal.",
         Kind::Gauge,
     );
     credentials(f, |c| c.end.map(ts));
@@ -249,7 +250,13 @@ fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
     );
     for (base, reg) in regs() {
         if let Some((c, t)) = reg.in_use().and_then(|c| Some((c, c.end?))) {
-            f.sample(&with(base, &[("type", c.kind.as_str())]), ts(t));
+            f.sample(
+                &with(
+                    base,
+                    &[("type", c.kind.as_str()), ("origin", c.origin.as_str())],
+                ),
+                ts(t),
+            );
         }
     }
     f.family(
@@ -269,6 +276,32 @@ fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
     );
     for (base, reg) in regs() {
         f.sample(base, b(reg.in_use_matches > 0));
+    }
+    let policies = || {
+        items.iter().filter_map(|i| {
+            i.graph()
+                .and_then(|g| g.secret_policy.as_ref())
+                .and_then(|p| p.known)
+                .map(|r| (&i.base, r))
+        })
+    };
+    f.family(
+        "app_secret_addition_blocked",
+        "Whether an app management policy forbids adding client secrets to the app (with app_management_policy; absent while unknown).",
+        Kind::Gauge,
+    );
+    for (base, r) in policies() {
+        f.sample(base, b(r.addition_blocked));
+    }
+    f.family(
+        "app_secret_max_lifetime_seconds",
+        "The longest lifetime an app management policy allows a new client secret of the app (with app_management_policy; absent when none caps it).",
+        Kind::Gauge,
+    );
+    for (base, r) in policies() {
+        if let Some(m) = r.max_lifetime {
+            f.sample(base, m.as_secs_f64());
+        }
     }
 }
 

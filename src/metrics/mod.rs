@@ -76,6 +76,7 @@ pub fn render(
     let mut f = Exposition::new(NAMESPACE, capacity);
     write_agent(&mut f, agent);
     write_verdicts(&mut f, view);
+    write_authorization(&mut f, view);
     write_checks(&mut f, view, page);
     write_endpoints(&mut f, view);
     write_scheduler(&mut f, view);
@@ -110,6 +111,28 @@ pub fn write_agent(f: &mut Exposition, info: &AgentInfo) {
             Kind::Gauge,
             &[],
             ts(t),
+        );
+    }
+}
+
+/// Per app: its `authorization` setting and the model its mailboxes' SMTP runs show.
+pub fn write_authorization(f: &mut Exposition, view: &View) {
+    f.family(
+        "app_authorization_info",
+        "An app's authorization setting (auto, classic, app_rbac) and the model Exchange let it in by the last time one of its mailboxes got past AUTH (classic: SMTP.SendAsApp in the token, FullAccess decides; app_rbac: no role in the token, RBAC for Applications; unknown: never seen); always 1.",
+        Kind::Gauge,
+    );
+    for (app, setting) in view.authorization {
+        f.sample(
+            &[
+                ("target", app.as_str()),
+                ("setting", setting.as_str()),
+                (
+                    "model",
+                    view.seen_model.get(app).map_or("unknown", |m| m.as_str()),
+                ),
+            ],
+            1.0,
         );
     }
 }

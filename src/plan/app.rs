@@ -47,6 +47,11 @@ pub struct App {
     pub ca_file: Option<PathBuf>,
     /// Another app whose Graph token reads this app's credentials.
     pub graph_reader: Option<Arc<App>>,
+    /// How Exchange lets the app send as its mailboxes (`authorization:`).
+    pub authorization: Authorization,
+    /// Whether the Graph check also reads the tenant's app management policies (needs
+    /// `Policy.Read.All`; `app_management_policy:`, off by default).
+    pub app_management_policy: bool,
     pub token_check: CheckSettings,
     pub graph_check: CheckSettings,
     /// Microsoft 365 service health of the app's tenant (`enabled: false` unless configured).
@@ -83,7 +88,7 @@ impl App {
     pub fn digest(&self) -> [u8; 32] {
         let mut h = sha2::Sha256::new();
         let settings = format!(
-            "{}\0{}\0{}\0{:?}\0{}\0{}\0{:?}\0{:?}\0{:?}\0{:?}\0{}",
+            "{}\0{}\0{}\0{:?}\0{}\0{}\0{:?}\0{:?}\0{:?}\0{:?}\0{}\0{:?}\0{}",
             self.name,
             self.tenant,
             self.client_id,
@@ -98,6 +103,8 @@ impl App {
                 Credential::ClientSecret(_) => "secret".to_string(),
                 Credential::Certificate(c) => format!("{:?}", c.algorithm),
             },
+            self.authorization,
+            self.app_management_policy,
         );
         h.update(settings.as_bytes());
         h.update(self.credential.fingerprint());
@@ -106,6 +113,50 @@ impl App {
             h.update(r.digest());
         }
         h.finalize().into()
+    }
+}
+
+/// How Exchange Online lets an app send as a mailbox over SMTP with client credentials (both
+/// current; `shared/reference/microsoft-365.md`, "Two authorization models").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Authorization {
+    /// Decide from what is seen: a token with `SMTP.SendAsApp` is the classic model; one without
+    /// it that gets past AUTH is RBAC for Applications; a token without it is no failure alone.
+    #[default]
+    Auto,
+    /// `SMTP.SendAsApp` with admin consent, and FullAccess on each mailbox (the seed guide's).
+    Classic,
+    /// Exchange RBAC for Applications: no API permission, a role assignment "Application
+    /// SMTP.SendAsApp" scoped to the mailboxes; the token carries no `roles`.
+    AppRbac,
+}
+
+impl Authorization {
+    pub const ALL: [Authorization; 3] = [
+        Authorization::Auto,
+        Authorization::Classic,
+        Authorization::AppRbac,
+    ];
+
+    /// The configuration value, and the `setting` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Authorization::Auto => "auto",
+            Authorization::Classic => "classic",
+            Authorization::AppRbac => "app_rbac",
+        }
+    }
+}
+
+impl std::str::FromStr for Authorization {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Authorization::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown authorization {s:?}, expected auto, classic or app_rbac")
+            })
     }
 }
 

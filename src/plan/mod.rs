@@ -10,11 +10,12 @@ mod schedule;
 mod settings;
 
 pub use app::{
-    is_guid, App, AssertionAlgorithm, CertificateCredential, Credential, NetClients, SigningKey,
+    is_guid, App, AssertionAlgorithm, Authorization, CertificateCredential, Credential, NetClients,
+    SigningKey,
 };
 pub use cloud::Cloud;
 pub use mailbox::{Canary, MailAddress, Mailbox};
-pub use schedule::{days_until, format_duration, parse_duration, Schedule};
+pub use schedule::{days_until, format_duration, parse_duration, parse_iso8601_duration, Schedule};
 pub use settings::{
     AlertSettings, AlertmanagerAuth, AlertmanagerSettings, CheckSettings, DiagnosisSettings,
     MetricsSettings, SchedulerSettings, Settings,

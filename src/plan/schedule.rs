@@ -75,6 +75,55 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
+/// Parses an ISO 8601 duration as Microsoft Graph writes one (`P90D`, `P1Y`, `PT12H`,
+/// `P1DT2H30M`): a year counts 365 days and a month 30 (lifetimes, not calendar dates). `None`
+/// for anything else.
+pub fn parse_iso8601_duration(text: &str) -> Option<Duration> {
+    let rest = text.trim().strip_prefix(['P', 'p'])?;
+    if rest.is_empty() {
+        return None;
+    }
+    let (date, time) = match rest.split_once(['T', 't']) {
+        Some((d, t)) if !t.is_empty() => (d, Some(t)),
+        Some(_) => return None,
+        None => (rest, None),
+    };
+    fn part(s: &str, units: &[(char, u64)]) -> Option<u64> {
+        let mut total = 0u64;
+        let mut n = String::new();
+        let mut rank = 0;
+        for c in s.chars() {
+            if c.is_ascii_digit() {
+                n.push(c);
+                continue;
+            }
+            let i = units
+                .iter()
+                .skip(rank)
+                .position(|(u, _)| u.eq_ignore_ascii_case(&c))?;
+            let secs = units[rank + i].1;
+            rank += i + 1;
+            let v: u64 = std::mem::take(&mut n).parse().ok()?;
+            total = total.checked_add(v.checked_mul(secs)?)?;
+        }
+        n.is_empty().then_some(total)
+    }
+    let d = part(
+        date,
+        &[
+            ('Y', 365 * 86_400),
+            ('M', 30 * 86_400),
+            ('W', 7 * 86_400),
+            ('D', 86_400),
+        ],
+    )?;
+    let t = match time {
+        Some(t) => part(t, &[('H', 3_600), ('M', 60), ('S', 1)])?,
+        None => 0,
+    };
+    Some(Duration::from_secs(d.checked_add(t)?))
+}
+
 /// Whole days until `t`, rounded down: 6.5 days left is 6 (inside a "below 7" range), and
 /// anything past is negative.
 pub fn days_until(t: chrono::DateTime<chrono::Utc>, now: chrono::DateTime<chrono::Utc>) -> i64 {
@@ -216,6 +265,19 @@ fn crontab_day_of_week(field: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso8601_durations() {
+        let d = |s| parse_iso8601_duration(s).map(|d| d.as_secs());
+        assert_eq!(d("P90D"), Some(90 * 86_400));
+        assert_eq!(d("P1Y"), Some(365 * 86_400));
+        assert_eq!(d("P2W"), Some(14 * 86_400));
+        assert_eq!(d("PT12H"), Some(12 * 3_600));
+        assert_eq!(d("P1DT2H30M"), Some(86_400 + 2 * 3_600 + 30 * 60));
+        for bad in ["", "P", "PT", "90D", "P1H", "PD", "P1D2", "P1M1Y", "Pmonth"] {
+            assert_eq!(d(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn durations() {

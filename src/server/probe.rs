@@ -151,6 +151,8 @@ pub async fn handle(
         canary: evidence.canary.as_deref(),
         issues: evidence.issues.as_deref().map_or(&[], Vec::as_slice),
         sibling_authenticated: evidence.sibling_authenticated,
+        sibling_rbac_authenticated: evidence.sibling_rbac_authenticated,
+        seen_model: evidence.seen_model,
         now: chrono::Utc::now(),
         settings: &plan.settings.diagnosis,
     });

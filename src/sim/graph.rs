@@ -1,5 +1,7 @@
-//! The simulated Microsoft Graph endpoint: `GET /v1.0/applications(appId='…')` serves an app
-//! registration's password and key credentials to a bearer token with `Application.Read.All`.
+//! The simulated Microsoft Graph endpoint for app objects: `GET /v1.0/applications(appId='…')`
+//! serves an app registration's password and key credentials, and
+//! `GET /v1.0/servicePrincipals(appId='…')` those of its service principal, to a bearer token
+//! with `Application.Read.All`.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -21,21 +23,39 @@ const READ_ROLES: [&str; 3] = [
     "Directory.Read.All",
 ];
 
-/// `applications(appId='X')` (also with the quotes percent-encoded) → `X`.
-fn app_id_of(object: &str) -> Option<String> {
-    let inner = object
-        .strip_prefix("applications(appId=")?
-        .strip_suffix(')')?
-        .replace("%27", "'");
-    let id = inner.strip_prefix('\'')?.strip_suffix('\'')?;
-    (!id.is_empty() && !id.contains('\'')).then(|| id.to_ascii_lowercase())
+/// Which object of an app a request reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Object {
+    /// The app registration (`applications`).
+    Application,
+    /// Its service principal in the tenant, the Enterprise application (`servicePrincipals`).
+    ServicePrincipal,
 }
 
-/// The application object as Graph v1.0 returns it.
-fn application_json(app: &SimApp) -> Map<String, Value> {
+/// `applications(appId='X')` or `servicePrincipals(appId='X')` (also with the quotes
+/// percent-encoded) → the object and `X`.
+fn app_id_of(object: &str) -> Option<(Object, String)> {
+    let (kind, rest) = if let Some(r) = object.strip_prefix("applications(appId=") {
+        (Object::Application, r)
+    } else {
+        (
+            Object::ServicePrincipal,
+            object.strip_prefix("servicePrincipals(appId=")?,
+        )
+    };
+    let inner = rest.strip_suffix(')')?.replace("%27", "'");
+    let id = inner.strip_prefix('\'')?.strip_suffix('\'')?;
+    (!id.is_empty() && !id.contains('\'')).then(|| (kind, id.to_ascii_lowercase()))
+}
+
+/// The application object, or its service principal, as Graph v1.0 returns it: each lists
+/// only the credentials added to it.
+fn object_json(app: &SimApp, object: Object) -> Map<String, Value> {
+    let on_sp = object == Object::ServicePrincipal;
     let passwords: Vec<Value> = app
         .secrets
         .iter()
+        .filter(|s| s.on_service_principal == on_sp)
         .map(|s| {
             json!({
                 "customKeyIdentifier": null,
@@ -51,6 +71,7 @@ fn application_json(app: &SimApp) -> Map<String, Value> {
     let keys: Vec<Value> = app
         .certificates
         .iter()
+        .filter(|c| c.on_service_principal == on_sp)
         .map(|c| {
             // Graph's customKeyIdentifier is Edm.Binary: JSON carries it base64-encoded; for an
             // uploaded certificate it holds the SHA-1 thumbprint.
@@ -71,9 +92,16 @@ fn application_json(app: &SimApp) -> Map<String, Value> {
         })
         .collect();
     let mut m = Map::new();
-    m.insert("id".into(), json!(app.object_id));
+    let id = match object {
+        Object::Application => app.object_id.clone(),
+        Object::ServicePrincipal => app.sp_object_id.clone(),
+    };
+    m.insert("id".into(), json!(id));
     m.insert("appId".into(), json!(app.client_id));
     m.insert("displayName".into(), json!(app.display_name));
+    if object == Object::Application {
+        m.insert("createdDateTime".into(), json!(time(app.created)));
+    }
     m.insert("passwordCredentials".into(), Value::Array(passwords));
     m.insert("keyCredentials".into(), Value::Array(keys));
     m
@@ -99,7 +127,7 @@ pub async fn handle(
             .filter(|v| v.len() <= 64)
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
     };
-    let Some(app_id) = app_id_of(object) else {
+    let Some((kind, app_id)) = app_id_of(object) else {
         return graph_error(
             StatusCode::BAD_REQUEST,
             "BadRequest",
@@ -161,10 +189,11 @@ pub async fn handle(
             .filter(|a| a.tenant_id == claims.tid)
             .cloned()
     };
-    let Some(app) = app else {
+    // An app without a service principal in the tenant (AADSTS7000229) has none to read.
+    let Some(app) = app.filter(|a| kind == Object::Application || a.entra_service_principal) else {
         return not_found(&app_id, &ids);
     };
-    let mut obj = application_json(&app);
+    let mut obj = object_json(&app, kind);
     let select: Option<Vec<String>> = query.and_then(|q| {
         url::form_urlencoded::parse(q.as_bytes())
             .find(|(k, _)| k == "$select")
@@ -174,7 +203,11 @@ pub async fn handle(
         obj.retain(|k, _| fields.iter().any(|f| f == k));
     }
     let context = format!(
-        "https://graph.microsoft.com/v1.0/$metadata#applications({})/$entity",
+        "https://graph.microsoft.com/v1.0/$metadata#{}({})/$entity",
+        match kind {
+            Object::Application => "applications",
+            Object::ServicePrincipal => "servicePrincipals",
+        },
         select.map(|f| f.join(",")).unwrap_or_default()
     );
     obj.insert("@odata.context".into(), json!(context));
@@ -213,13 +246,12 @@ mod tests {
     #[test]
     fn reads_the_app_id_in_both_spellings() {
         let id = "00000000-0000-4000-8000-000000000001";
+        let app = Some((Object::Application, id.to_string()));
+        assert_eq!(app_id_of(&format!("applications(appId='{id}')")), app);
+        assert_eq!(app_id_of(&format!("applications(appId=%27{id}%27)")), app);
         assert_eq!(
-            app_id_of(&format!("applications(appId='{id}')")).as_deref(),
-            Some(id)
-        );
-        assert_eq!(
-            app_id_of(&format!("applications(appId=%27{id}%27)")).as_deref(),
-            Some(id)
+            app_id_of(&format!("servicePrincipals(appId='{id}')")),
+            Some((Object::ServicePrincipal, id.to_string()))
         );
         assert_eq!(app_id_of("applications(appId=)"), None);
         assert_eq!(app_id_of("applications(appId='a'b')"), None);

@@ -52,8 +52,16 @@ async fn route(state: HttpsState, req: Request<Incoming>) -> Result<SimResponse,
                 }),
             )
         }
-        ("GET", ["v1.0", object]) if object.starts_with("applications(") => {
+        ("GET", ["v1.0", object])
+            if object.starts_with("applications(") || object.starts_with("servicePrincipals(") =>
+        {
             super::graph::handle(&state, object, parts.uri.query(), &parts.headers).await
+        }
+        ("GET", ["v1.0", "policies", "defaultAppManagementPolicy"]) => {
+            super::policy::handle(&state, None, &parts.headers).await
+        }
+        ("GET", ["v1.0", "applications", id, "appManagementPolicies"]) => {
+            super::policy::handle(&state, Some(id), &parts.headers).await
         }
         // Every method, so that whatever a client asks of a mailbox is recorded (and refused
         // unless served).

@@ -13,6 +13,7 @@ mod graph_mail;
 mod health;
 mod https;
 mod mailbox;
+mod policy;
 mod reply;
 mod simulator;
 pub mod smtp;
@@ -47,6 +48,8 @@ pub const ROLE_MAIL_READ_WRITE: &str = "Mail.ReadWrite";
 pub const ROLE_MAIL_READ: &str = "Mail.Read";
 /// The Graph role that reads Microsoft 365 service health.
 pub const ROLE_SERVICE_HEALTH_READ_ALL: &str = "ServiceHealth.Read.All";
+/// The Graph role that reads the tenant's policies (app management policies among them).
+pub const ROLE_POLICY_READ_ALL: &str = "Policy.Read.All";
 
 /// A client secret of an app registration.
 #[derive(Debug, Clone)]
@@ -58,6 +61,9 @@ pub struct SimSecret {
     pub hint: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+    /// Added to the service principal (Enterprise application), not the app registration:
+    /// it signs in alike, and only `servicePrincipals(appId=…)` lists it.
+    pub on_service_principal: bool,
 }
 
 /// A certificate credential of an app registration.
@@ -71,6 +77,23 @@ pub struct SimCertificate {
     pub custom_key_identifier: Option<String>,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
+    /// Added to the service principal, not the app registration.
+    pub on_service_principal: bool,
+}
+
+/// An app management policy's secret restrictions (Graph's `appManagementConfiguration`, the
+/// `passwordCredentials` part): the tenant's default policy or one assigned to an app.
+#[derive(Debug, Clone, Default)]
+pub struct SimAppPolicy {
+    /// `isEnabled`.
+    pub enabled: bool,
+    /// A `passwordAddition` restriction: no new client secrets.
+    pub password_addition_blocked: bool,
+    /// A `passwordLifetime` restriction: new secrets live at most this long (ISO 8601, such as
+    /// `P90D`).
+    pub password_max_lifetime: Option<String>,
+    /// `restrictForAppsCreatedAfterDateTime` of both: apps created before are exempt.
+    pub restrict_for_apps_created_after: Option<DateTime<Utc>>,
 }
 
 /// An app registration with its service principal.
@@ -79,6 +102,8 @@ pub struct SimApp {
     pub client_id: String,
     pub tenant_id: String,
     pub object_id: String,
+    /// The object ID of its service principal (the Enterprise application).
+    pub sp_object_id: String,
     pub display_name: String,
     pub secrets: Vec<SimSecret>,
     pub certificates: Vec<SimCertificate>,
@@ -91,6 +116,17 @@ pub struct SimApp {
     /// Whether the app has a service principal (Enterprise application) in Entra ID: without
     /// one Entra ID refuses its token requests (AADSTS7000229) since 2026-03-31.
     pub entra_service_principal: bool,
+    /// RBAC for Applications: the management scope (lowercase mailbox addresses) of the app's
+    /// `Application SMTP.SendAsApp` role assignment; `None`: no assignment. Exchange uses it
+    /// for a token without the `SMTP.SendAsApp` role; a token with the role is judged by
+    /// FullAccess instead (`shared/reference/microsoft-365.md`, "Two authorization models").
+    pub smtp_role_scope: Option<HashSet<String>>,
+    /// The application object's `createdDateTime` (app management policies restrict apps
+    /// created after a date).
+    pub created: DateTime<Utc>,
+    /// An app management policy assigned to the app (it overrides the tenant default for the
+    /// restrictions it defines).
+    pub policy: Option<SimAppPolicy>,
 }
 
 impl SimApp {
@@ -99,6 +135,7 @@ impl SimApp {
             client_id: client_id.into(),
             tenant_id: tenant_id.into(),
             object_id: uuid::Uuid::new_v4().to_string(),
+            sp_object_id: uuid::Uuid::new_v4().to_string(),
             display_name: display_name.into(),
             secrets: Vec::new(),
             certificates: Vec::new(),
@@ -106,7 +143,40 @@ impl SimApp {
             graph_roles: Vec::new(),
             exchange_service_principal: true,
             entra_service_principal: true,
+            smtp_role_scope: None,
+            created: DateTime::from_timestamp(1_700_000_000, 0).expect("a valid time"),
+            policy: None,
         }
+    }
+
+    /// RBAC for Applications as Microsoft documents it: no `SMTP.SendAsApp` permission (tokens
+    /// carry no role), and a role assignment "Application SMTP.SendAsApp" whose management
+    /// scope holds these mailboxes.
+    pub fn with_rbac_scope(mut self, mailboxes: &[&str]) -> Self {
+        self.exchange_roles.clear();
+        self.smtp_role_scope = Some(mailboxes.iter().map(|m| m.to_ascii_lowercase()).collect());
+        self
+    }
+
+    /// A client secret added to the service principal rather than the app registration.
+    pub fn with_service_principal_secret(
+        mut self,
+        value: &str,
+        display_name: Option<&str>,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Self {
+        self = self.with_secret(value, display_name, start, end);
+        if let Some(s) = self.secrets.last_mut() {
+            s.on_service_principal = true;
+        }
+        self
+    }
+
+    /// An app management policy assigned to the app.
+    pub fn with_policy(mut self, policy: SimAppPolicy) -> Self {
+        self.policy = Some(policy);
+        self
     }
 
     /// The app registration has no service principal (Enterprise application) in its tenant.
@@ -142,6 +212,7 @@ impl SimApp {
             hint: value.chars().take(3).collect(),
             start,
             end,
+            on_service_principal: false,
         });
         self
     }
@@ -160,6 +231,7 @@ impl SimApp {
             custom_key_identifier: None,
             start,
             end,
+            on_service_principal: false,
         });
         self
     }
@@ -178,6 +250,8 @@ pub struct SimTenant {
     pub domains: Vec<String>,
     /// `Set-TransportConfig -SmtpClientAuthenticationDisabled $true`.
     pub smtp_auth_disabled: bool,
+    /// The tenant's default app management policy (`None`: as Entra ships it, disabled).
+    pub default_policy: Option<SimAppPolicy>,
 }
 
 /// A mailbox and who may send as it.

@@ -10,8 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     front, health, https, reply, smtp, token, Delivery, Directory, Front, GraphFault, HealthIssue,
-    NetFault, SimApp, SimMailbox, SimMessage, SimTenant, SmtpFault, StoredMessage, TestCa,
-    TokenFault,
+    NetFault, SimApp, SimAppPolicy, SimMailbox, SimMessage, SimTenant, SmtpFault, StoredMessage,
+    TestCa, TokenFault,
 };
 
 /// A running simulator. Dropping it stops its servers.
@@ -301,7 +301,36 @@ impl Simulator {
                 id: id.to_ascii_lowercase(),
                 domains: domains.iter().map(|d| d.to_string()).collect(),
                 smtp_auth_disabled: false,
+                default_policy: None,
             });
+    }
+
+    /// Sets a tenant's default app management policy (`None`: disabled, as shipped).
+    pub fn set_default_app_policy(&self, tenant_id: &str, policy: Option<SimAppPolicy>) {
+        let mut d = self.directory.lock().expect("sim lock");
+        if let Some(t) = d
+            .tenants
+            .iter_mut()
+            .find(|t| t.id.eq_ignore_ascii_case(tenant_id))
+        {
+            t.default_policy = policy;
+        }
+    }
+
+    /// RBAC for Applications: gives the app a role assignment "Application SMTP.SendAsApp"
+    /// scoped to these mailboxes (`None` removes it), as `New-ManagementScope` and
+    /// `New-ManagementRoleAssignment` do.
+    pub fn set_smtp_role_scope(&self, client_id: &str, mailboxes: Option<&[&str]>) {
+        if let Some(a) = self
+            .directory
+            .lock()
+            .expect("sim lock")
+            .apps
+            .get_mut(client_id)
+        {
+            a.smtp_role_scope =
+                mailboxes.map(|m| m.iter().map(|x| x.to_ascii_lowercase()).collect());
+        }
     }
 
     pub fn add_app(&self, app: SimApp) {

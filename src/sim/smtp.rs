@@ -485,11 +485,10 @@ impl Conn {
         let Ok(claims) = super::token::verify(&self.shared.signing_key, &token, now) else {
             return rejected;
         };
-        if !super::token::is_exchange_resource(&claims.aud)
-            || !claims.roles.iter().any(|r| r == ROLE_SMTP)
-        {
+        if !super::token::is_exchange_resource(&claims.aud) {
             return rejected;
         }
+        let has_role = claims.roles.iter().any(|r| r == ROLE_SMTP);
         let d = self.shared.directory.lock().expect("sim lock");
         let Some(mb) = d.mailboxes.get(&user.to_ascii_lowercase()) else {
             return rejected;
@@ -504,13 +503,19 @@ impl Conn {
             None if tenant_off => return "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled for more information.\r\n".into(),
             _ => {}
         }
-        // Step 4: Exchange knows the app only through its service principal, and the mailbox
-        // lets it in only with FullAccess; both failures are the same plain 5.7.3.
-        let has_principal = d
-            .apps
-            .get(&claims.appid)
-            .is_some_and(|a| a.exchange_service_principal);
-        if !has_principal || !mb.full_access.contains(&claims.appid) {
+        // Step 4: Exchange knows the app only through its service principal. A token with the
+        // SMTP.SendAsApp role is judged by FullAccess on the mailbox (the classic model); one
+        // without it by an "Application SMTP.SendAsApp" role assignment whose scope holds the
+        // mailbox (RBAC for Applications). Every refusal is the same plain 5.7.3.
+        let app = d.apps.get(&claims.appid);
+        let has_principal = app.is_some_and(|a| a.exchange_service_principal);
+        let granted = if has_role {
+            mb.full_access.contains(&claims.appid)
+        } else {
+            app.and_then(|a| a.smtp_role_scope.as_ref())
+                .is_some_and(|scope| scope.contains(&mb.address.to_ascii_lowercase()))
+        };
+        if !has_principal || !granted {
             return rejected;
         }
         drop(d);

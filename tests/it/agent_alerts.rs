@@ -64,7 +64,8 @@ async fn get_alerts(url: &str) -> Vec<Value> {
 async fn alerts_are_listed_pushed_with_basic_auth_resent_and_resolved() {
     let w = World::new().await;
     let id = client_id(1);
-    let billing = w.app_with_secret(1, "billing", "Bil~secret");
+    // Set up the classic way, and said so: revoking the consent breaks it.
+    let billing = w.app_with_secret(1, "billing", "Bil~secret") + "    authorization: classic\n";
     w.sim.add_mailbox("invoices@contoso.com", &[&id]);
     let (am, inbox) = http_receiver().await;
     let password = "am-P4ss~never-shown";

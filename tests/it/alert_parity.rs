@@ -20,7 +20,7 @@ use smtp_oauth_exporter::alerts::{self, AlertName, Tracker};
 use smtp_oauth_exporter::auth::Resource;
 use smtp_oauth_exporter::checks::canary::{CanaryDetails, Found};
 use smtp_oauth_exporter::checks::graph::{
-    CredentialInfo, CredentialType, GraphDetails, Registration,
+    CredentialInfo, CredentialOrigin, CredentialType, GraphDetails, Registration,
 };
 use smtp_oauth_exporter::checks::health::{HealthDetails, Issue, Service};
 use smtp_oauth_exporter::checks::smtp::{CertFacts, Phase, ReplyFacts, SmtpDetails, TlsFacts};
@@ -54,7 +54,8 @@ const CONFIG: &str = r#"
 apps:
   - { name: a-token, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: "Abc~x" }
   - { name: a-throttled, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000002, client_secret: "Abc~x" }
-  - { name: a-role, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000003, client_secret: "Abc~x" }
+  - { name: a-role, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000003, client_secret: "Abc~x", authorization: classic }
+  - { name: a-rbac, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000009, client_secret: "Abc~x" }
   - { name: a-graph403, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000004, client_secret: "Abc~x" }
   - { name: a-cred, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000005, client_secret: "Abc~x" }
   - { name: a-expired, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000006, client_secret: "Abc~x" }
@@ -154,6 +155,7 @@ fn registration(creds: &[(&str, f64, bool)], now: DateTime<Utc>) -> Details {
         .map(|(key, d, in_use)| CredentialInfo {
             key_id: key.to_string(),
             kind: CredentialType::Password,
+            origin: CredentialOrigin::Application,
             display_name: Some(format!("{key}-name")),
             start: Some(now - days(300.0)),
             end: Some(now + days(*d)),
@@ -166,12 +168,14 @@ fn registration(creds: &[(&str, f64, bool)], now: DateTime<Utc>) -> Details {
         http_status: Some(200),
         registration: Some(Registration {
             object_id: Some("obj".into()),
+            created: None,
             earliest_expiry: credentials.iter().filter_map(|c| c.end).min(),
             next_expiry: credentials.iter().filter_map(|c| c.end).min(),
             credentials,
             in_use_matches: matches,
             hint_ambiguous: matches > 1,
         }),
+        secret_policy: None,
     })
 }
 
@@ -228,8 +232,11 @@ fn reports(minute: i64) -> Vec<Report> {
             fail(TokenReason::Throttled),
             Details::None,
         ));
-        // a-role: tokens without SMTP.SendAsApp.
+        // a-role: tokens without SMTP.SendAsApp, for an app configured as classic.
         out.push(report(CheckKind::Token, "a-role", m, None, token(false)));
+        // a-rbac: the same tokens on `auto` (RBAC for Applications, say): no alert on either
+        // side, ever.
+        out.push(report(CheckKind::Token, "a-rbac", m, None, token(false)));
         for a in ["a-graph403", "a-cred", "a-expired", "a-notfound", "a-mail"] {
             out.push(report(CheckKind::Token, a, m, None, token(true)));
         }

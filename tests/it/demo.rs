@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// Each scenario of the demo catalogue and the verdict the agent must reach: (step, cause).
-const EXPECTED: [(&str, &str, &str); 23] = [
+const EXPECTED: [(&str, &str, &str); 27] = [
     ("healthy-secret", "ok", "ok"),
     ("healthy-certificate", "ok", "ok"),
     ("secret-expiring", "2", "credential_expiring"),
@@ -45,6 +45,14 @@ const EXPECTED: [(&str, &str, &str); 23] = [
     ("tenant-ip-blocked", "policy", "tenant_sending_blocked"),
     ("canary-send-as-denied", "4", "send_as_denied"),
     ("exchange-incident", "transient", "microsoft_incident"),
+    ("rbac-in-scope", "ok", "ok"),
+    ("rbac-outside-scope", "4", "rbac_mailbox_out_of_scope"),
+    (
+        "service-principal-missing-in-entra",
+        "1",
+        "enterprise_app_missing",
+    ),
+    ("secret-on-service-principal", "ok", "ok"),
 ];
 
 #[test]
@@ -199,8 +207,16 @@ async fn every_scenario_shows_its_verdict_on_metrics_status_and_the_page() {
         .unwrap();
     assert_eq!(expiring["credential_in_use"]["days_left"], 10);
     // The scenarios and the canaries' reader app (an app without a mailbox has a verdict).
-    assert_eq!(status["summary"]["targets"], 24);
-    assert_eq!(status["summary"]["ok"], 4);
+    assert_eq!(status["summary"]["targets"], 28);
+    assert_eq!(status["summary"]["ok"], 6);
+    // The secret on the service principal is the one in use, its expiry known.
+    let on_sp = status["mailboxes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "secret-on-service-principal")
+        .unwrap();
+    assert_eq!(on_sp["credential_in_use"]["days_left"], 399, "{on_sp}");
     // The incident, with its title, on /status.
     let health = status["service_health"].to_string();
     assert!(
@@ -267,7 +283,7 @@ fn check_demo_prints_every_verdict() {
         assert!(block.contains("steps"), "{block}");
     }
     assert!(
-        text.contains("24 targets: 4 ok, 4 warning, 16 critical, 0 pending"),
+        text.contains("28 targets: 6 ok, 4 warning, 18 critical, 0 pending"),
         "{text}"
     );
     // The canary's delivery, and the incident with its title.

@@ -11,7 +11,8 @@ use smtp_oauth_exporter::auth::cache::EntryStats;
 use smtp_oauth_exporter::auth::Resource;
 use smtp_oauth_exporter::checks::canary::{CanaryDetails, Found};
 use smtp_oauth_exporter::checks::graph::{
-    CredentialInfo, CredentialType, GraphDetails, Registration,
+    policy::{SecretPolicy, SecretRules},
+    CredentialInfo, CredentialOrigin, CredentialType, GraphDetails, Registration,
 };
 use smtp_oauth_exporter::checks::health::{HealthDetails, Issue, Service};
 use smtp_oauth_exporter::checks::smtp::{CertFacts, Phase, ReplyFacts, SmtpDetails, TlsFacts};
@@ -96,6 +97,7 @@ fn graph() -> Details {
     let cred = |key: &str, kind, name: Option<&str>, end: i64, in_use| CredentialInfo {
         key_id: key.into(),
         kind,
+        origin: CredentialOrigin::Application,
         display_name: name.map(str::to_string),
         start: Some(at(-86_400)),
         end: Some(at(end)),
@@ -106,6 +108,7 @@ fn graph() -> Details {
         http_status: Some(200),
         registration: Some(Registration {
             object_id: Some("obj".into()),
+            created: None,
             credentials: vec![
                 cred(
                     "key-1",
@@ -133,6 +136,15 @@ fn graph() -> Details {
             next_expiry: Some(at(86_400 * 5)),
             in_use_matches: 1,
             hint_ambiguous: false,
+        }),
+        // The tenant forbids new secrets and caps their lifetime (app_management_policy).
+        secret_policy: Some(SecretPolicy {
+            known: Some(SecretRules {
+                addition_blocked: true,
+                max_lifetime: Some(std::time::Duration::from_secs(90 * 86_400)),
+                from_app_policy: false,
+            }),
+            unknown: None,
         }),
     })
 }

@@ -938,3 +938,275 @@ async fn retry_after_holds_back_the_next_graph_call() {
     );
     scheduler.stop(Duration::from_secs(1)).await;
 }
+
+/// A secret added to the service principal (Enterprise application) signs in like one on the
+/// app registration, but only `servicePrincipals(appId=…)` lists it. Before, the check read the
+/// registration only: "the credential in use is not found", and the expiry exported was
+/// another's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_on_the_service_principal_is_found_in_use_and_its_expiry_exported() {
+    let w = World::new().await;
+    let now = Utc::now();
+    let id = client_id(1);
+    w.sim.add_app(
+        SimApp::new(TENANT, &id, "Payments")
+            // An old secret on the registration, expiring sooner.
+            .with_secret(
+                "Old~registration",
+                Some("old"),
+                now - days(300),
+                now + days(15),
+            )
+            .with_service_principal_secret(
+                "Spx~in-use",
+                Some("on-sp"),
+                now - days(1),
+                now + days(200),
+            )
+            .with_graph_role(ROLE_APPLICATION_READ_ALL),
+    );
+    let file = w.file("p.secret", "Spx~in-use");
+    let agent = w
+        .agent(&format!(
+            "{HEADER}{}",
+            secret_app(&w, "payments", &id, &file, "")
+        ))
+        .await;
+    let text = wait_for(&agent, Duration::from_secs(10), "the Graph check", |t| {
+        graph_ok(t, "payments")
+    })
+    .await;
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_credential_in_use_found",
+            &[("target", "payments")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_credential_in_use",
+            &[
+                ("target", "payments"),
+                ("origin", "service_principal"),
+                ("display_name", "on-sp")
+            ]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    let in_use = value(
+        &text,
+        "smtp_oauth_credential_in_use_expiry_timestamp_seconds",
+        &[("target", "payments"), ("origin", "service_principal")],
+    )
+    .expect("the in-use expiry");
+    assert!(((in_use - (now + days(200)).timestamp() as f64).abs()) < 5.0);
+    // Both credentials have their series, each saying where it lives.
+    for (name, origin) in [("old", "application"), ("on-sp", "service_principal")] {
+        assert!(
+            value(
+                &text,
+                "smtp_oauth_credential_expiry_timestamp_seconds",
+                &[
+                    ("target", "payments"),
+                    ("display_name", name),
+                    ("origin", origin)
+                ]
+            )
+            .is_some(),
+            "{name}: {text}"
+        );
+    }
+    // The verdict warns of nothing: the one in use has 200 days.
+    let status = agent.status();
+    let app = status.apps.iter().find(|a| a.name == "payments").unwrap();
+    assert_eq!(app.verdict.as_ref().unwrap().cause, "ok");
+    agent.stop().await;
+
+    // Two secrets sharing their first three characters, one on each object: ambiguous.
+    let id2 = client_id(2);
+    w.sim.add_app(
+        SimApp::new(TENANT, &id2, "Twins")
+            .with_secret("Twn~on-registration", None, now, now + days(50))
+            .with_service_principal_secret("Twn~on-sp", None, now, now + days(60))
+            .with_graph_role(ROLE_APPLICATION_READ_ALL),
+    );
+    let file = w.file("t.secret", "Twn~on-sp");
+    let agent = w
+        .agent(&format!(
+            "{HEADER}{}",
+            secret_app(&w, "twins", &id2, &file, "")
+        ))
+        .await;
+    let text = wait_for(&agent, Duration::from_secs(10), "the Graph check", |t| {
+        graph_ok(t, "twins")
+    })
+    .await;
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_credential_in_use_ambiguous",
+            &[("target", "twins")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_credential_in_use_expiry_timestamp_seconds",
+            &[("target", "twins")]
+        ),
+        None
+    );
+    agent.stop().await;
+}
+
+/// `app_management_policy: true`: a tenant default policy that forbids new secrets for apps
+/// created after a date, or caps their lifetime under the warning window, makes the verdict warn
+/// that the next rotation will be refused; a reader without `Policy.Read.All` (403) leaves the
+/// policy unknown and the check green.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_management_policy_that_blocks_rotation_is_a_warning_and_a_403_is_unknown() {
+    use smtp_oauth_exporter::sim::{SimAppPolicy, ROLE_POLICY_READ_ALL};
+    let w = World::new().await;
+    let now = Utc::now();
+    let (blocked, capped, denied) = (client_id(1), client_id(2), client_id(3));
+    let secret_app_of = |id: &str, name: &str, value: &str, policy_role: bool| {
+        let mut a = SimApp::new(TENANT, id, name)
+            .with_secret(value, None, now - days(10), now + days(300))
+            .with_graph_role(ROLE_APPLICATION_READ_ALL);
+        if policy_role {
+            a = a.with_graph_role(ROLE_POLICY_READ_ALL);
+        }
+        a
+    };
+    w.sim
+        .add_app(secret_app_of(&blocked, "blocked", "Blk~v", true));
+    // The app's own policy caps secrets at 14 days (under the 30-day warning window); it was
+    // created in 2019, before the tenant's restriction date.
+    let mut capped_app =
+        secret_app_of(&capped, "capped", "Cap~v", true).with_policy(SimAppPolicy {
+            enabled: true,
+            password_max_lifetime: Some("P14D".into()),
+            ..SimAppPolicy::default()
+        });
+    capped_app.created = chrono::DateTime::from_timestamp(1_559_347_200, 0).unwrap();
+    w.sim.add_app(capped_app);
+    w.sim
+        .add_app(secret_app_of(&denied, "denied", "Den~v", false));
+    // The tenant forbids new secrets for apps created after 2020 (the simulator's apps are
+    // from 2023, but for the capped one).
+    w.sim.set_default_app_policy(
+        TENANT,
+        Some(SimAppPolicy {
+            enabled: true,
+            password_addition_blocked: true,
+            restrict_for_apps_created_after: chrono::DateTime::from_timestamp(1_600_000_000, 0),
+            ..SimAppPolicy::default()
+        }),
+    );
+    let mut apps = String::new();
+    for (name, id, v) in [
+        ("blocked", &blocked, "Blk~v"),
+        ("capped", &capped, "Cap~v"),
+        ("denied", &denied, "Den~v"),
+    ] {
+        let file = w.file(&format!("{name}.secret"), v);
+        apps += &secret_app(&w, name, id, &file, "    app_management_policy: true\n");
+    }
+    let agent = w.agent(&format!("{HEADER}{apps}")).await;
+    let text = wait_for(&agent, Duration::from_secs(10), "three Graph checks", |t| {
+        ["blocked", "capped", "denied"]
+            .iter()
+            .all(|a| graph_ok(t, a))
+    })
+    .await;
+    for (app, blocked_v, lifetime) in [
+        ("blocked", 1.0, None),
+        ("capped", 0.0, Some(14.0 * 86_400.0)),
+    ] {
+        assert_eq!(
+            value(
+                &text,
+                "smtp_oauth_app_secret_addition_blocked",
+                &[("target", app)]
+            ),
+            Some(blocked_v),
+            "{app}: {text}"
+        );
+        assert_eq!(
+            value(
+                &text,
+                "smtp_oauth_app_secret_max_lifetime_seconds",
+                &[("target", app)]
+            ),
+            lifetime,
+            "{app}"
+        );
+        assert_eq!(
+            value(
+                &text,
+                "smtp_oauth_verdict",
+                &[
+                    ("target", app),
+                    ("step", "2"),
+                    ("cause", "secret_rotation_restricted"),
+                    ("severity", "warning")
+                ]
+            ),
+            Some(1.0),
+            "{app}: {text}"
+        );
+    }
+    // 403: unknown, not a failure; nothing exported, the verdict ok.
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_app_secret_addition_blocked",
+            &[("target", "denied")]
+        ),
+        None
+    );
+    assert_eq!(
+        value(
+            &text,
+            "smtp_oauth_verdict",
+            &[("target", "denied"), ("cause", "ok")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    let status = agent.status();
+    let v = status
+        .apps
+        .iter()
+        .find(|a| a.name == "blocked")
+        .unwrap()
+        .verdict
+        .clone()
+        .unwrap();
+    assert!(
+        v.summary.contains("forbids adding client secrets")
+            && v.remediation.contains("certificate"),
+        "{v:?}"
+    );
+    let v = status
+        .apps
+        .iter()
+        .find(|a| a.name == "capped")
+        .unwrap()
+        .verdict
+        .clone()
+        .unwrap();
+    assert!(
+        v.summary
+            .contains("caps new client secrets at 2w (under the 4w2d warning window)"),
+        "{v:?}"
+    );
+    agent.stop().await;
+}

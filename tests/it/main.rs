@@ -4,6 +4,7 @@
 mod agent_alerts;
 mod alert_parity;
 mod alerts;
+mod authorization;
 mod canary;
 mod cardinality;
 mod check;

@@ -439,7 +439,7 @@ async fn a_token_without_smtp_send_as_app_is_consent_missing() {
                 )
                 .without_consent(),
         );
-        yaml += &secret_app(&w, name, &id, &file, "");
+        yaml += &secret_app(&w, name, &id, &file, "    authorization: classic\n");
     }
     w.sim.add_mailbox("invoices@contoso.com", &[&client_id(1)]);
     yaml += &format!(

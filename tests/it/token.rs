@@ -622,3 +622,66 @@ async fn an_app_without_an_enterprise_application_is_service_principal_missing_a
     assert!(status.contains("New-MgServicePrincipal -AppId"), "{status}");
     agent.stop().await;
 }
+
+/// Each national cloud's defaults, pinned by literal values (every other test overrides them
+/// with the simulator's): the token endpoint, the Exchange and Graph scopes, the SMTP host and
+/// the Graph read. From `shared/reference/microsoft-365.md`, "National clouds" (the DoD and
+/// China SMTP hosts are marked unverified there).
+#[test]
+fn each_clouds_default_hosts_and_scopes_are_microsofts() {
+    use smtp_oauth_exporter::auth::Resource;
+    let cases = [
+        (
+            "global",
+            "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token",
+            "https://outlook.office365.com/.default",
+            "https://graph.microsoft.com/.default",
+            "smtp.office365.com",
+        ),
+        (
+            "usgov",
+            "https://login.microsoftonline.us/contoso.onmicrosoft.com/oauth2/v2.0/token",
+            "https://outlook.office365.us/.default",
+            "https://graph.microsoft.us/.default",
+            "smtp.office365.us",
+        ),
+        (
+            "usgov-dod",
+            "https://login.microsoftonline.us/contoso.onmicrosoft.com/oauth2/v2.0/token",
+            "https://outlook-dod.office365.us/.default",
+            "https://dod-graph.microsoft.us/.default",
+            "smtp.office365.us",
+        ),
+        (
+            "china",
+            "https://login.partner.microsoftonline.cn/contoso.onmicrosoft.com/oauth2/v2.0/token",
+            "https://partner.outlook.cn/.default",
+            "https://microsoftgraph.chinacloudapi.cn/.default",
+            "smtp.partner.outlook.cn",
+        ),
+    ];
+    for (cloud, token_url, exchange, graph, smtp_host) in cases {
+        let yaml = format!(
+            "apps:\n  - {{ name: a, tenant: contoso.onmicrosoft.com, client_id: {}, client_secret: \"Abc~x\", cloud: {cloud} }}\nmailboxes:\n  - {{ name: m, app: a, address: m@contoso.com }}\n",
+            client_id(1)
+        );
+        let plan =
+            smtp_oauth_exporter::config::from_yaml(&yaml, "t.yml", std::path::Path::new("."))
+                .expect("valid");
+        let app = &plan.apps[0];
+        assert_eq!(app.token_url(), token_url, "{cloud}");
+        assert_eq!(Resource::Exchange.scope(app), exchange, "{cloud}");
+        assert_eq!(Resource::Graph.scope(app), graph, "{cloud}");
+        assert_eq!(plan.mailboxes[0].smtp_host, smtp_host, "{cloud}");
+        assert_eq!(plan.mailboxes[0].smtp_port, 587, "{cloud}");
+        let graph_host = graph.trim_end_matches("/.default");
+        assert_eq!(
+            smtp_oauth_exporter::checks::graph::service_principal_url(app),
+            format!(
+                "{graph_host}/v1.0/servicePrincipals(appId='{}')?$select=id,appId,passwordCredentials,keyCredentials",
+                client_id(1)
+            ),
+            "{cloud}"
+        );
+    }
+}

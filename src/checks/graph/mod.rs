@@ -1,7 +1,10 @@
-//! The Graph credential check: reads the app registration from Microsoft Graph and reports every
-//! client secret and certificate with its dates, and which one the agent itself signs in with.
-//! The request is the shared Graph call's; reading the application object is `registration`'s.
+//! The Graph credential check: reads the app registration and its service principal from
+//! Microsoft Graph and reports every client secret and certificate of both with its dates, which
+//! one the agent itself signs in with, and (opt-in) the tenant's rules for new secrets. The
+//! requests are the shared Graph call's; reading the objects is `registration`'s, reading the
+//! policies `policy`'s.
 
+pub mod policy;
 mod registration;
 
 pub use registration::thumbprint_from_graph;
@@ -17,8 +20,31 @@ use crate::reasons::{GraphReason, Reason};
 
 pub use graph_call::DEFAULT_THROTTLE_WAIT;
 
-/// The properties the check reads; `$select` keeps the reply small.
-pub const SELECT: &str = "id,appId,displayName,passwordCredentials,keyCredentials";
+/// The properties the check reads of the application; `$select` keeps the reply small.
+pub const SELECT: &str = "id,appId,displayName,createdDateTime,passwordCredentials,keyCredentials";
+
+/// The properties the check reads of the service principal.
+pub const SP_SELECT: &str = "id,appId,passwordCredentials,keyCredentials";
+
+/// Which object of the app a credential is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CredentialOrigin {
+    /// The app registration (`applications`): where the portal adds secrets.
+    Application,
+    /// The service principal (Enterprise application, `servicePrincipals`): a secret added
+    /// there signs in alike, but the app registration does not list it.
+    ServicePrincipal,
+}
+
+impl CredentialOrigin {
+    /// The `origin` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialOrigin::Application => "application",
+            CredentialOrigin::ServicePrincipal => "service_principal",
+        }
+    }
+}
 
 /// The two kinds of app credential Graph lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,6 +72,8 @@ pub struct CredentialInfo {
     pub key_id: String,
     /// Secret or certificate: the `type` label.
     pub kind: CredentialType,
+    /// The object it is on: the `origin` label.
+    pub origin: CredentialOrigin,
     /// As Graph gives it: unsanitised, may be missing.
     pub display_name: Option<String>,
     /// Graph's `startDateTime`.
@@ -61,7 +89,10 @@ pub struct CredentialInfo {
 pub struct Registration {
     /// The application object's ID (Graph's `id`).
     pub object_id: Option<String>,
-    /// Every secret and certificate, secrets first, in Graph's order.
+    /// The application object's `createdDateTime` (app management policies date their rules).
+    pub created: Option<DateTime<Utc>>,
+    /// Every secret and certificate of the application, secrets first, in Graph's order, then
+    /// those of its service principal.
     pub credentials: Vec<CredentialInfo>,
     /// The earliest `endDateTime` of all credentials, expired ones included (Entra keeps expired
     /// credentials listed, so this is often in the past).
@@ -97,6 +128,9 @@ pub struct GraphDetails {
     pub http_status: Option<u16>,
     /// The app registration's credentials; `None` when the run did not get that far.
     pub registration: Option<Registration>,
+    /// The tenant's rules for the app's next secret (`None`: not asked,
+    /// `app_management_policy` off).
+    pub secret_policy: Option<policy::SecretPolicy>,
 }
 
 /// `{graph_url}/v1.0/applications(appId='{client_id}')?$select=…`: addresses the app
@@ -109,15 +143,26 @@ pub fn request_url(app: &App) -> String {
     )
 }
 
+/// `{graph_url}/v1.0/servicePrincipals(appId='{client_id}')?$select=…`: the app's service
+/// principal in the tenant, by client ID too.
+pub fn service_principal_url(app: &App) -> String {
+    format!(
+        "{}/v1.0/servicePrincipals(appId='{}')?$select={SP_SELECT}",
+        app.graph_url.as_str().trim_end_matches('/'),
+        app.client_id
+    )
+}
+
 fn failed(reason: impl Into<Reason>, message: impl Into<String>, details: GraphDetails) -> Outcome {
     Outcome::failure(Failure::new(reason, message), Details::Graph(details))
 }
 
-/// Runs the check for an app: a Graph token (cached) from the app or its reader, then one GET.
+/// Runs the check for an app: a Graph token (cached) from the app or its reader, one GET of the
+/// application, one of its service principal, and (opt-in) two of the policies.
 pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
     let app = target.app();
     let reader = app.graph_reader_or_self();
-    let details = GraphDetails {
+    let mut details = GraphDetails {
         reader: reader.name.clone(),
         ..GraphDetails::default()
     };
@@ -125,15 +170,102 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         Ok(g) => g,
         Err(e) => return error_outcome(app, &reader.name, &e, details),
     };
-    let url = request_url(app);
-    let parsed = url::Url::parse(&url).expect("the Graph base URL was validated");
-    match graph.get(parsed).await {
-        Ok(resp) => read_reply(app, &reader.name, &url, &resp, details, Utc::now()),
-        Err(e) => {
-            let mut details = details;
-            details.http_status = e.status();
-            error_outcome(app, &reader.name, &e, details)
+    let mut parsed = Vec::new();
+    for (url, origin) in [
+        (request_url(app), CredentialOrigin::Application),
+        (
+            service_principal_url(app),
+            CredentialOrigin::ServicePrincipal,
+        ),
+    ] {
+        let u = url::Url::parse(&url).expect("the Graph base URL was validated");
+        let resp = match graph.get(u).await {
+            Ok(r) => r,
+            // No service principal in the tenant: no credential on it (the token check says
+            // what that means, AADSTS7000229).
+            Err(e)
+                if origin == CredentialOrigin::ServicePrincipal
+                    && e.status() == Some(404)
+                    && e.from_graph() =>
+            {
+                continue
+            }
+            Err(e) => {
+                details.http_status = e.status();
+                return error_outcome(app, &reader.name, &e, details);
+            }
+        };
+        match read_object(
+            app,
+            &reader.name,
+            &url,
+            &resp,
+            &mut details,
+            Utc::now(),
+            origin,
+        ) {
+            Ok(p) => parsed.push((url, resp, p)),
+            Err(o) => return *o,
         }
+    }
+    let mut objects = parsed.into_iter();
+    let (_, _, mut registration) = objects.next().expect("the application was read");
+    for (url, resp, sp) in objects {
+        if let Err(m) = registration.merge(sp, Utc::now()) {
+            return invalid(&url, &resp, &m, details);
+        }
+    }
+    registration::mark_in_use(&app.credential, &mut registration);
+    details.registration = Some(registration.registration);
+    if app.app_management_policy {
+        let reg = details.registration.as_ref();
+        let created = reg.and_then(|r| r.created);
+        let object_id = reg.and_then(|r| r.object_id.clone());
+        details.secret_policy = Some(read_policy(&graph, object_id, created).await);
+    }
+    Outcome::success(Details::Graph(details))
+}
+
+/// Reads the tenant's default app management policy and the app's own; a refusal (403) or
+/// any other failure leaves the policy unknown, never fails the check.
+async fn read_policy(
+    graph: &Graph<'_>,
+    object_id: Option<String>,
+    created: Option<DateTime<Utc>>,
+) -> policy::SecretPolicy {
+    let unknown = |why: String| policy::SecretPolicy {
+        known: None,
+        unknown: Some(why),
+    };
+    let Some(object_id) = object_id else {
+        return unknown("the application object has no id".into());
+    };
+    let tenant = graph.url("v1.0", &["policies", "defaultAppManagementPolicy"]);
+    let own = graph.url(
+        "v1.0",
+        &["applications", &object_id, "appManagementPolicies"],
+    );
+    let why = |e: GraphError| match e.status() {
+        Some(403) => format!(
+            "Graph refused the policy read (403): grant Policy.Read.All to app {:?} to know them",
+            graph.reader().name
+        ),
+        _ => e.message,
+    };
+    let tenant = match graph.get(tenant).await {
+        Ok(r) => r,
+        Err(e) => return unknown(why(e)),
+    };
+    let own = match graph.get(own).await {
+        Ok(r) => r,
+        Err(e) => return unknown(why(e)),
+    };
+    match policy::read(&tenant.body, &own.body, created) {
+        Ok(rules) => policy::SecretPolicy {
+            known: Some(rules),
+            unknown: None,
+        },
+        Err(m) => unknown(m),
     }
 }
 
@@ -180,27 +312,58 @@ pub fn read_reply(
     mut details: GraphDetails,
     now: DateTime<Utc>,
 ) -> Outcome {
+    match read_object(
+        app,
+        reader,
+        url,
+        resp,
+        &mut details,
+        now,
+        CredentialOrigin::Application,
+    ) {
+        Ok(mut parsed) => {
+            registration::mark_in_use(&app.credential, &mut parsed);
+            details.registration = Some(parsed.registration);
+            Outcome::success(Details::Graph(details))
+        }
+        Err(o) => *o,
+    }
+}
+
+/// One object's reply (the application, or its service principal) read, or the failed outcome.
+fn read_object(
+    app: &App,
+    reader: &str,
+    url: &str,
+    resp: &BoundedResponse,
+    details: &mut GraphDetails,
+    now: DateTime<Utc>,
+    origin: CredentialOrigin,
+) -> Result<registration::Parsed, Box<Outcome>> {
     details.http_status = Some(resp.status);
     if !(200..300).contains(&resp.status) {
         let e = graph_call::error_reply(&format!("GET {url}"), resp);
-        return error_outcome(app, reader, &e, details);
+        return Err(Box::new(error_outcome(
+            app,
+            reader,
+            &e,
+            std::mem::take(details),
+        )));
     }
-    match registration::read_registration(&app.client_id, &resp.body, now) {
-        Ok(mut reg) => {
-            registration::mark_in_use(&app.credential, &mut reg);
-            details.registration = Some(reg.registration);
-            Outcome::success(Details::Graph(details))
-        }
-        Err(m) => failed(
-            GraphReason::InvalidResponse,
-            format!(
-                "{url}: HTTP {} but {m} (request-id {})",
-                resp.status,
-                graph_call::request_id(resp).unwrap_or_else(|| "none".into())
-            ),
-            details,
+    registration::read_registration(&app.client_id, &resp.body, now, origin)
+        .map_err(|m| Box::new(invalid(url, resp, &m, std::mem::take(details))))
+}
+
+fn invalid(url: &str, resp: &BoundedResponse, m: &str, details: GraphDetails) -> Outcome {
+    failed(
+        GraphReason::InvalidResponse,
+        format!(
+            "{url}: HTTP {} but {m} (request-id {})",
+            resp.status,
+            graph_call::request_id(resp).unwrap_or_else(|| "none".into())
         ),
-    }
+        details,
+    )
 }
 
 #[cfg(test)]

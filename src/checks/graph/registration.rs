@@ -1,6 +1,7 @@
-//! The application object as the credential check reads it from Graph: its secrets and
-//! certificates with their dates (checked: a keyId for each, unique, times in ISO 8601), and
-//! which of them the agent's own credential is, by a secret's hint or a certificate's thumbprint.
+//! The application object and its service principal as the credential check reads them from
+//! Graph: their secrets and certificates with their dates (checked: a keyId for each, unique
+//! across both, times in ISO 8601), and which of them the agent's own credential is, by a
+//! secret's hint or a certificate's thumbprint.
 
 use std::collections::HashSet;
 
@@ -9,7 +10,7 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 
-use super::{CredentialInfo, CredentialType, Registration};
+use super::{CredentialInfo, CredentialOrigin, CredentialType, Registration};
 use crate::checks::graph_call::clean;
 use crate::plan::Credential;
 
@@ -21,6 +22,8 @@ struct Application {
     id: Option<String>,
     #[serde(default)]
     app_id: Option<String>,
+    #[serde(default)]
+    created_date_time: Option<String>,
     #[serde(default)]
     password_credentials: Option<Vec<PasswordCredential>>,
     #[serde(default)]
@@ -120,15 +123,23 @@ pub fn thumbprint_from_graph(s: &str) -> Option<[u8; 20]> {
     }
 }
 
-/// Reads the application object; `now` is the time of the run, which decides which credentials
-/// have expired.
+/// Reads the application object, or its service principal (`origin`: both list credentials in
+/// the same shape); `now` is the time of the run, which decides which credentials have expired.
 pub(super) fn read_registration(
     client_id: &str,
     body: &[u8],
     now: DateTime<Utc>,
+    origin: CredentialOrigin,
 ) -> Result<Parsed, String> {
-    let a: Application = serde_json::from_slice(body)
-        .map_err(|e| format!("the body is not an application object: {e}"))?;
+    let a: Application = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "the body is not {}: {e}",
+            match origin {
+                CredentialOrigin::Application => "an application object",
+                CredentialOrigin::ServicePrincipal => "a service principal",
+            }
+        )
+    })?;
     // The appId proves the reply is about the app asked for (not another object behind a wrong
     // graph_url or a proxy); $select asks for it, so a reply without it is not trusted.
     let Some(got) = &a.app_id else {
@@ -165,6 +176,7 @@ pub(super) fn read_registration(
         credentials.push(CredentialInfo {
             key_id: key_id(kind, p.key_id)?,
             kind,
+            origin,
             display_name: p.display_name,
             start: parse_time("startDateTime", p.start_date_time.as_deref())?,
             end: parse_time("endDateTime", p.end_date_time.as_deref())?,
@@ -177,6 +189,7 @@ pub(super) fn read_registration(
         credentials.push(CredentialInfo {
             key_id: key_id(kind, c.key_id)?,
             kind,
+            origin,
             display_name: c.display_name,
             start: parse_time("startDateTime", c.start_date_time.as_deref())?,
             end: parse_time("endDateTime", c.end_date_time.as_deref())?,
@@ -195,23 +208,56 @@ pub(super) fn read_registration(
             .and_then(thumbprint_from_graph);
         matchers.push(Matcher::Thumbprint(thumb));
     }
-    let earliest_expiry = credentials.iter().filter_map(|c| c.end).min();
-    let next_expiry = credentials
-        .iter()
-        .filter_map(|c| c.end)
-        .filter(|&end| end > now)
-        .min();
-    Ok(Parsed {
+    let created = parse_time("createdDateTime", a.created_date_time.as_deref())?;
+    let mut parsed = Parsed {
         registration: Registration {
             object_id: a.id,
+            created,
             credentials,
-            earliest_expiry,
-            next_expiry,
-            in_use_matches: 0,
-            hint_ambiguous: false,
+            ..Registration::default()
         },
         matchers,
-    })
+    };
+    parsed.set_expiries(now);
+    Ok(parsed)
+}
+
+impl Parsed {
+    fn set_expiries(&mut self, now: DateTime<Utc>) {
+        let reg = &mut self.registration;
+        reg.earliest_expiry = reg.credentials.iter().filter_map(|c| c.end).min();
+        reg.next_expiry = reg
+            .credentials
+            .iter()
+            .filter_map(|c| c.end)
+            .filter(|&end| end > now)
+            .min();
+    }
+
+    /// Adds the service principal's credentials to the application's: a secret on either signs
+    /// in. Key IDs are unique across both objects; one on both is refused (it would make two
+    /// series of one credential).
+    pub(super) fn merge(&mut self, sp: Parsed, now: DateTime<Utc>) -> Result<(), String> {
+        for c in &sp.registration.credentials {
+            if self
+                .registration
+                .credentials
+                .iter()
+                .any(|o| o.kind == c.kind && o.key_id == c.key_id)
+            {
+                return Err(format!(
+                    "keyId {} is listed on both the application and its service principal",
+                    c.key_id
+                ));
+            }
+        }
+        self.registration
+            .credentials
+            .extend(sp.registration.credentials);
+        self.matchers.extend(sp.matchers);
+        self.set_expiries(now);
+        Ok(())
+    }
 }
 
 /// Marks the credential(s) matching the agent's configured one. A secret is known to Graph only
@@ -285,7 +331,7 @@ mod tests {
     }
 
     fn read(body: &[u8]) -> Result<Parsed, String> {
-        read_registration(CLIENT, body, now())
+        read_registration(CLIENT, body, now(), CredentialOrigin::Application)
     }
 
     fn analyse(own: &Credential, body: &[u8]) -> Registration {
