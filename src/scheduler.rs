@@ -67,10 +67,30 @@ const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(15 * 60);
 
 /// When Microsoft throttles without saying for how long (an SMTP 432 or 4.7.x, an AADSTS90055
-/// without Retry-After), this long: an app whose token or Graph read is throttled holds all of
-/// its checks back; a mailbox whose SMTP session is throttled holds back itself. The rest of the
-/// agent goes on.
+/// without Retry-After), this long. Each service throttles on its own: Entra ID's throttling of
+/// an app holds back its token check (SMTP runs keep using the cached token), Graph's holds
+/// back its Graph reads (credentials, service health), and Exchange's holds back the mailbox it
+/// throttled. The rest of the agent goes on.
 const THROTTLE_QUIET: Duration = Duration::from_secs(60);
+
+/// The service a throttled check was held back by (one quiet period per app and service).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Throttler {
+    Entra,
+    Graph,
+}
+
+impl Throttler {
+    /// The service whose throttling of an app holds back a check of this kind (`None`: only
+    /// the run's own Retry-After holds it back).
+    fn of(kind: CheckKind) -> Option<Throttler> {
+        match kind {
+            CheckKind::Token => Some(Throttler::Entra),
+            CheckKind::Graph | CheckKind::Health => Some(Throttler::Graph),
+            CheckKind::Smtp | CheckKind::Canary => None,
+        }
+    }
+}
 
 /// How soon a failed job runs again, if sooner than its regular slot (see [`RETRY_FIRST`]).
 fn retry_delay(
@@ -88,20 +108,29 @@ fn retry_delay(
     Some(wait + jitter)
 }
 
-/// Per app: until when its checks hold back because Microsoft throttled one of them.
+/// Per app and service: until when the app's checks that use the service hold back because
+/// the service throttled one of them.
 #[derive(Default)]
-pub struct Quiet(std::sync::Mutex<HashMap<String, Instant>>);
+pub struct Quiet(std::sync::Mutex<HashMap<(String, Throttler), Instant>>);
 
 impl Quiet {
-    fn until(&self, app: &str) -> Option<Instant> {
-        self.0.lock().expect("quiet lock").get(app).copied()
+    fn until(&self, app: &str, kind: CheckKind) -> Option<Instant> {
+        let service = Throttler::of(kind)?;
+        self.0
+            .lock()
+            .expect("quiet lock")
+            .get(&(app.to_string(), service))
+            .copied()
     }
 
-    fn hold(&self, app: &str, until: Instant) {
+    fn hold(&self, app: &str, kind: CheckKind, until: Instant) {
+        let Some(service) = Throttler::of(kind) else {
+            return;
+        };
         let mut map = self.0.lock().expect("quiet lock");
         let now = Instant::now();
         map.retain(|_, t| *t > now);
-        let t = map.entry(app.to_string()).or_insert(until);
+        let t = map.entry((app.to_string(), service)).or_insert(until);
         *t = (*t).max(until);
     }
 }
@@ -457,10 +486,14 @@ async fn timer(core: Arc<Core>, cancel: CancellationToken) {
             let Some(slot) = jobs.slot(index, gen) else {
                 continue;
             };
-            // The app is being throttled: wait with it (spread a little, so its jobs do not
-            // all come back at the same instant).
+            // The service this job uses throttles its app: wait with it (spread a little, so
+            // the app's jobs do not all come back at the same instant).
             let app = slot.job.target.app();
-            if let Some(until) = core.quiet.until(&app.name).filter(|u| *u > now) {
+            if let Some(until) = core
+                .quiet
+                .until(&app.name, slot.job.kind)
+                .filter(|u| *u > now)
+            {
                 let back = until + fraction_of(Duration::from_secs(5), slot.timing.hash);
                 jobs.queue.push(Reverse((back, index, gen)));
                 continue;
@@ -518,11 +551,13 @@ async fn run_once(
     });
     core.sink.accept(&job, report);
     let now = Instant::now();
-    // Throttled: Entra ID and Graph throttle the app (its tenant), so all of the app's checks
-    // hold back; Exchange throttles a mailbox (3 connections each), so that mailbox does.
+    // Throttled: Entra ID throttles the app's token requests, Graph its Graph reads, so the
+    // app's checks that use that service hold back; Exchange throttles a mailbox (3
+    // connections each), so that mailbox does.
     let hold = throttled.then(|| retry_after.unwrap_or(THROTTLE_QUIET));
     if let (Some(wait), true) = (hold, job.kind.is_per_app()) {
-        core.quiet.hold(&job.target.app().name, now + wait);
+        core.quiet
+            .hold(&job.target.app().name, job.kind, now + wait);
     }
     let mut jobs = core.jobs();
     let Some(slot) = jobs.slot(index, gen) else {

@@ -1,6 +1,6 @@
 //! Throttling and retries through the real scheduler: a Graph read that fails for a transient
 //! reason is retried before its 6-hour slot (after `Retry-After` when given), never in a tight
-//! loop; Entra ID throttling one app holds back that app's checks and nobody else's.
+//! loop; a service that throttles an app holds back only that app's checks that use it.
 
 use std::time::{Duration, Instant};
 
@@ -63,9 +63,10 @@ async fn a_throttled_graph_read_on_a_six_hour_schedule_is_retried_after_retry_af
         took >= Duration::from_millis(1500),
         "retried after {took:?}, sooner than Retry-After"
     );
+    // The retry reads the application and its service principal: two requests.
     assert_eq!(
         w.sim.graph_requests(&id),
-        2,
+        3,
         "one retry, then the 6-hour schedule"
     );
     agent.stop().await;
@@ -94,14 +95,20 @@ async fn a_failing_graph_read_backs_off_instead_of_looping() {
     agent.stop().await;
 }
 
+/// Each service throttles on its own: Entra ID throttling app `slow` holds back its token
+/// check only (its mailbox keeps sending with the cached token, and other apps are not
+/// touched); Graph throttling app `slow` holds back its Graph read only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn entra_throttling_one_app_holds_back_that_app_only() {
+async fn a_throttling_service_holds_back_only_the_checks_that_use_it() {
     let w = World::new().await;
     let now = Utc::now();
     let year = chrono::Duration::days(365);
     let (slow, fast) = (client_id(1), client_id(2));
-    w.sim
-        .add_app(SimApp::new(TENANT, &slow, "slow").with_secret("Slo~v", None, now, now + year));
+    w.sim.add_app(
+        SimApp::new(TENANT, &slow, "slow")
+            .with_secret("Slo~v", None, now, now + year)
+            .with_graph_role(ROLE_APPLICATION_READ_ALL),
+    );
     w.sim
         .add_app(SimApp::new(TENANT, &fast, "fast").with_secret("Fas~v", None, now, now + year));
     w.sim.add_mailbox("slow@contoso.com", &[&slow]);
@@ -110,61 +117,93 @@ async fn entra_throttling_one_app_holds_back_that_app_only() {
     let port = w.sim.smtp_addr.port();
     let yaml = format!(
         "metrics:\n  detail: true\nscheduler:\n  startup_spread: 200ms\ndefaults:\n  checks:\n    token: {{ schedule: 1s, timeout: 2s }}\n    smtp: {{ schedule: 1s, timeout: 2s }}\n    graph: {{ enabled: false }}\napps:\n{}{}mailboxes:\n  - {{ name: slow-mail, app: slow, address: slow@contoso.com, smtp_host: 127.0.0.1, smtp_port: {port} }}\n  - {{ name: fast-mail, app: fast, address: fast@contoso.com, smtp_host: 127.0.0.1, smtp_port: {port} }}\n",
-        secret_app(&w, "slow", &slow, &s, ""),
+        secret_app(&w, "slow", &slow, &s, "    checks: { graph: { enabled: true, schedule: 1s, timeout: 2s } }\n"),
         secret_app(&w, "fast", &fast, &f, ""),
     );
     let agent = w.agent(&yaml).await;
-    let runs = |t: &str, target: &str| {
-        value(
-            t,
-            "smtp_oauth_check_runs_total",
-            &[("check", "smtp"), ("target", target), ("result", "success")],
-        )
-        .unwrap_or(0.0)
+    let runs = |t: &str, check: &str, target: &str| {
+        ["success", "failure"]
+            .iter()
+            .map(|r| {
+                value(
+                    t,
+                    "smtp_oauth_check_runs_total",
+                    &[("check", check), ("target", target), ("result", r)],
+                )
+                .unwrap_or(0.0)
+            })
+            .sum::<f64>()
     };
     wait_for(&agent, Duration::from_secs(10), "both healthy", |t| {
-        runs(t, "slow-mail") >= 1.0 && runs(t, "fast-mail") >= 1.0
+        runs(t, "smtp", "slow-mail") >= 1.0 && runs(t, "smtp", "fast-mail") >= 1.0
     })
     .await;
-    // Entra ID throttles app `slow` for 4 s.
-    w.sim.set_token_fault(
-        &slow,
-        Some(TokenFault::TooManyRequests {
-            retry_after_seconds: 4,
-        }),
-    );
-    wait_for(
-        &agent,
-        Duration::from_secs(10),
-        "the throttled token check",
-        |t| {
+    let throttled = |check: &'static str| {
+        move |t: &str| {
             value(
                 t,
                 "smtp_oauth_check_failure_info",
                 &[
-                    ("check", "token"),
+                    ("check", check),
                     ("target", "slow"),
                     ("reason", "throttled"),
                 ],
             ) == Some(1.0)
-        },
-    )
-    .await;
-    // A run in progress may still finish; from half a second on, `slow`'s mailbox waits with
-    // its app while `fast`'s runs every second.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = scrape(&agent).await;
-    tokio::time::sleep(Duration::from_millis(3000)).await;
-    let after = scrape(&agent).await;
-    assert_eq!(
-        runs(&after, "slow-mail"),
-        runs(&before, "slow-mail"),
-        "the throttled app's mailbox ran"
-    );
-    assert!(
-        runs(&after, "fast-mail") >= runs(&before, "fast-mail") + 2.0,
-        "the other app slowed down too"
-    );
+        }
+    };
+    // Entra ID throttles app `slow` for 6 s, then Graph does for 6 s (the page may be a second
+    // old: the window below ends before the hold does).
+    for (check, held, going) in [("token", "token", "graph"), ("graph", "graph", "token")] {
+        match check {
+            "token" => w.sim.set_token_fault(
+                &slow,
+                Some(TokenFault::TooManyRequests {
+                    retry_after_seconds: 6,
+                }),
+            ),
+            _ => w.sim.set_graph_fault(
+                &slow,
+                Some(GraphFault::TooManyRequests {
+                    retry_after_seconds: 6,
+                }),
+            ),
+        }
+        wait_for(&agent, Duration::from_secs(10), check, throttled(check)).await;
+        w.sim.set_token_fault(&slow, None);
+        w.sim.set_graph_fault(&slow, None);
+        // A run in progress may still finish; from half a second on, the held check waits
+        // while the app's other checks, its mailbox and the other app's run every second.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = scrape(&agent).await;
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+        let after = scrape(&agent).await;
+        assert_eq!(
+            runs(&after, held, "slow"),
+            runs(&before, held, "slow"),
+            "the throttled {held} check ran"
+        );
+        for (check, target) in [
+            (going, "slow"),
+            ("smtp", "slow-mail"),
+            ("smtp", "fast-mail"),
+        ] {
+            assert!(
+                runs(&after, check, target) >= runs(&before, check, target) + 2.0,
+                "{check} of {target} was held back by the {held} throttling"
+            );
+        }
+        assert_eq!(
+            value(
+                &after,
+                "smtp_oauth_check_success",
+                &[("check", "smtp"), ("target", "slow-mail")]
+            ),
+            Some(1.0),
+            "the mailbox sends with the cached token"
+        );
+        // Wait out the hold before the next round.
+        tokio::time::sleep(Duration::from_millis(3000)).await;
+    }
     agent.stop().await;
 }
 
