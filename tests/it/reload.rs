@@ -336,7 +336,16 @@ async fn sighup_reloads_the_running_binary() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(agent.log_text().contains("configuration reloaded"));
+    // The log line follows the swap (the new plan serves first): give it a moment.
+    let start = std::time::Instant::now();
+    while !agent.log_text().contains("configuration reloaded") {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no reload log line:\n{}",
+            agent.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let status = agent.stop();
     assert!(status.success(), "SIGTERM after a reload: {status:?}");
 }
