@@ -269,8 +269,8 @@ cause_table! {
         "{host} did not answer in time ({reason})",
         "a firewall dropping packets, a proxy, or a slow endpoint: the log names the phase"),
     Throttled => ("throttled", Step::Transient, Severity::Warning,
-        "Microsoft throttled the last {check} run ({reply})",
-        "nothing, if it passes: the agent honours Retry-After; at most 3 concurrent SMTP connections per mailbox"),
+        "Microsoft throttled the last {check} run ({reply}){held}",
+        "nothing, if it passes: the agent honours Retry-After, and holds back only what the throttling service serves (Entra ID: the app's token check; Graph: its Graph reads; Exchange: this mailbox); at most 3 concurrent SMTP connections per mailbox"),
     ServiceError => ("service_error", Step::Transient, Severity::Warning,
         "the last {check} run met a server error ({reason})",
         "nothing, if it passes; the log has the status and Microsoft's ids"),
@@ -280,7 +280,7 @@ cause_table! {
     /// The Graph read failed (throttled, network, server error): expiry data is from the last
     /// successful read.
     GraphUnavailable => ("graph_unavailable", Step::Transient, Severity::Warning,
-        "the last Graph read of app {app} failed ({reason}): credential expiry is as of the last successful read",
+        "the last Graph read of app {app} failed ({reason}){held}: credential expiry is as of the last successful read",
         "nothing, if the next read passes: the agent waits for Retry-After"),
     TlsVerificationOff => ("tls_verification_off", Step::ClientConfig, Severity::Warning,
         "server certificate verification is switched off for {mailbox}: anyone in the path could read its token",

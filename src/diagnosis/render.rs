@@ -73,8 +73,9 @@ impl Vars<'_> {
             })
             .unwrap_or_default();
         let incident = self.incident;
-        let pairs: [(&str, String); 22] = [
+        let pairs: [(&str, String); 23] = [
             ("{policy}", policy),
+            ("{held}", self.held()),
             (
                 "{canary_to}",
                 canary.map(|c| c.to.to_string()).unwrap_or_default(),
@@ -156,6 +157,38 @@ impl Vars<'_> {
             }
         }
         out
+    }
+}
+
+impl Vars<'_> {
+    /// What a throttled run holds back, and until when (`; …`), or nothing.
+    fn held(&self) -> String {
+        let report = match self.check {
+            Some(CheckKind::Token) => self.i.token,
+            Some(CheckKind::Smtp) => self.i.smtp,
+            Some(CheckKind::Graph) => self.i.graph,
+            Some(CheckKind::Canary) => self.i.canary,
+            _ => None,
+        };
+        let Some(r) =
+            report.filter(|r| r.failure.as_ref().is_some_and(|f| f.reason.is_throttled()))
+        else {
+            return String::new();
+        };
+        let what = match r.kind {
+            CheckKind::Token => "Entra ID holds back the app's token check (its mailboxes keep sending with the cached token)",
+            CheckKind::Graph | CheckKind::Health => "Graph holds back the app's Graph reads (credentials, service health)",
+            CheckKind::Smtp => "Exchange holds back this mailbox's SMTP check",
+            CheckKind::Canary => "this mailbox's canary waits",
+        };
+        let until = r.retry_after.and_then(|d| {
+            let end = r.started_at + chrono::Duration::from_std(r.duration + d).ok()?;
+            Some(end.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        });
+        match until {
+            Some(t) => format!("; {what} until {t}, as its Retry-After asks"),
+            None => format!("; {what} for a minute"),
+        }
     }
 }
 

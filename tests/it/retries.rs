@@ -201,6 +201,22 @@ async fn a_throttling_service_holds_back_only_the_checks_that_use_it() {
             Some(1.0),
             "the mailbox sends with the cached token"
         );
+        // The verdict says what is held back, and until when.
+        if held == "graph" {
+            let status = agent.status();
+            let v = status
+                .mailboxes
+                .iter()
+                .find(|m| m.name == "slow-mail")
+                .and_then(|m| m.verdict.clone())
+                .unwrap();
+            assert!(
+                v.summary.contains(
+                    "Graph holds back the app's Graph reads (credentials, service health) until "
+                ) && v.summary.contains("as its Retry-After asks"),
+                "{v:?}"
+            );
+        }
         // Wait out the hold before the next round.
         tokio::time::sleep(Duration::from_millis(3000)).await;
     }
