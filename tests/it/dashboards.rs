@@ -159,3 +159,51 @@ fn metric_names_are_found_in_promql() {
         ["smtp_oauth_x_bucket", "up"]
     );
 }
+
+/// A legend names labels its series have: each `{{label}}` of a panel's legendFormat is a label
+/// of the metrics its query reads (in the golden pages) or one it groups by. (The server
+/// certificate panel's bars were labelled by `target`, which that series does not carry.)
+#[test]
+fn legends_name_labels_the_series_have() {
+    let golden: String = ["metrics.golden", "metrics-detail.golden"]
+        .iter()
+        .map(|f| std::fs::read_to_string(format!("tests/testdata/{f}")).unwrap())
+        .collect();
+    let mut checked = 0;
+    for p in load()["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let (Some(legend), Some(expr)) = (t["legendFormat"].as_str(), t["expr"].as_str())
+            else {
+                continue;
+            };
+            for label in legend
+                .split("{{")
+                .skip(1)
+                .filter_map(|s| s.split_once("}}"))
+                .map(|(l, _)| l.trim())
+            {
+                // Prometheus adds job and instance to every scraped series.
+                let scraped = matches!(label, "job" | "instance");
+                let grouped = expr.contains(&format!("by ({label}"))
+                    || expr.contains(&format!(", {label})"))
+                    || expr.contains(&format!(", {label},"));
+                let carried = metric_names(expr).iter().any(|m| {
+                    let family = m.trim_end_matches("_bucket");
+                    golden.lines().any(|l| {
+                        l.starts_with(&format!("{family}{{")) || l.starts_with(&format!("{m}{{"))
+                    }) && golden.lines().any(|l| {
+                        (l.starts_with(&format!("{family}{{")) || l.starts_with(&format!("{m}{{")))
+                            && l.contains(&format!("{label}=\""))
+                    })
+                });
+                assert!(
+                    scraped || grouped || carried,
+                    "panel {}: legend {{{{{label}}}}} is no label of {expr}",
+                    p["title"]
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 5, "{checked} legends");
+}
