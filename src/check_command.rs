@@ -271,6 +271,9 @@ fn check_line(out: &mut String, name: &str, c: &CheckStatus) {
                 }
             ));
         }
+        if let Some(p) = &g.secret_policy {
+            facts.push(format!("app management policy: {p}"));
+        }
     }
     let _ = writeln!(
         out,

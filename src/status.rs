@@ -210,6 +210,9 @@ pub struct GraphStatus {
     pub in_use_found: Option<bool>,
     pub in_use_ambiguous: Option<bool>,
     pub next_expiry: Option<DateTime<Utc>>,
+    /// With `app_management_policy`: what the tenant's policies allow for the app's next
+    /// secret, in words (`null`: not read).
+    pub secret_policy: Option<String>,
 }
 
 fn check_status(plan_enabled: bool, target: &str, st: Option<&TargetState>) -> CheckStatus {
@@ -292,6 +295,23 @@ fn check_status(plan_enabled: bool, target: &str, st: Option<&TargetState>) -> C
                 in_use_found: reg.map(|r| r.in_use_matches > 0),
                 in_use_ambiguous: reg.map(|r| r.hint_ambiguous),
                 next_expiry: reg.and_then(|r| r.next_expiry),
+                secret_policy: g
+                    .secret_policy
+                    .as_ref()
+                    .map(|p| match (&p.known, &p.unknown) {
+                        (Some(r), _) if r.addition_blocked => {
+                            "new client secrets are forbidden".into()
+                        }
+                        (Some(r), _) => match r.max_lifetime {
+                            Some(m) => format!(
+                                "new client secrets live at most {}",
+                                crate::plan::format_duration(m)
+                            ),
+                            None => "new client secrets allowed".into(),
+                        },
+                        (None, Some(why)) => format!("unknown: {why}"),
+                        (None, None) => "unknown".into(),
+                    }),
             }
         }),
     }
