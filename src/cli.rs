@@ -146,6 +146,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Validate the configuration file and exit.
     CheckConfig,
+    /// Print the Prometheus alerting rules for the configuration file's thresholds and
+    /// `alerts.runbook_base_url` (with --defaults: the shipped rules file).
+    Rules(RulesArgs),
     /// Serve a generated tenant of N healthy mailboxes over N/10 apps on loopback (the
     /// simulator alone) and write the agent configuration that checks it, for measuring the
     /// agent in its own process.
@@ -182,6 +185,13 @@ pub struct SimulateArgs {
     /// long (for the soak test); none when absent.
     #[arg(long = "faults-every", value_name = "DURATION")]
     pub faults_every: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RulesArgs {
+    /// The default thresholds and runbook links, without reading a configuration file.
+    #[arg(long)]
+    pub defaults: bool,
 }
 
 #[derive(Debug, Args, Clone)]

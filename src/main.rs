@@ -92,6 +92,19 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
             );
             Ok(0)
         }
+        Command::Rules(args) => {
+            let settings = if args.defaults {
+                smtp_oauth_exporter::plan::AlertSettings::default()
+            } else {
+                config::load_async(cli.config_file.clone())
+                    .await?
+                    .settings
+                    .alerts
+                    .clone()
+            };
+            print!("{}", smtp_oauth_exporter::alerts::rules_yaml(&settings));
+            Ok(0)
+        }
         Command::Serve => {
             let plan = config::load_async(cli.config_file.clone()).await?;
             let agent = agent::Agent::start(plan, &opts).await?;

@@ -224,7 +224,7 @@ reason_table! {
             "Office 365 Exchange Online is not in the tenant (no Exchange Online licence?), or the wrong cloud"),
         /// AADSTS65001 / 650056 / 90094: admin consent missing.
         ConsentMissing => ("consent_missing", false, Step::ApiPermission, "AADSTS65001, 650056, 90094",
-            "grant admin consent for SMTP.SendAsApp (API permissions > Grant admin consent)"),
+            "grant admin consent for the permissions the app requests (API permissions > Grant admin consent); an app that sends by RBAC for Applications needs no Exchange API permission"),
         /// AADSTS53003: blocked by Conditional Access.
         ConditionalAccess => ("conditional_access", false, Step::Policy, "AADSTS53003",
             "a Conditional Access policy blocks the app: exclude the workload identity from it"),

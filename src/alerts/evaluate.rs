@@ -8,12 +8,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::rules::{rules, Rule, CANARY_FAILING, RUNBOOK_BASE, SMTP_AUTH_REASONS, UNREACHABLE};
+use super::rules::{
+    covered, rules, Rule, CANARY_FAILING, RUNBOOKS_PATH, SMTP_AUTH_REASONS, UNREACHABLE,
+};
 use super::AlertName;
 use crate::diagnosis::Cause;
 use crate::metrics::AgentInfo;
 use crate::plan::{format_duration, AlertSettings, CheckKind, JobKey, Plan};
-use crate::reasons::{Reason, SmtpReason, TokenReason};
+use crate::reasons::{CanaryReason, Reason, SmtpReason, TokenReason};
 use crate::state::View;
 
 /// An alert as Alertmanager's v2 API takes it (`POST /api/v2/alerts`).
@@ -27,6 +29,11 @@ pub struct Alert {
     pub ends_at: Option<DateTime<Utc>>,
     #[serde(rename = "generatorURL")]
     pub generator_url: String,
+    /// How long after a push the alert must stay firing at Alertmanager without another push:
+    /// through a restart of the agent until it fires again (its `for:` counted anew after the
+    /// first round of checks), so that a restart resolves nothing still broken.
+    #[serde(skip)]
+    pub outlive: Duration,
 }
 
 /// A condition that holds now, before its rule's `for:` is applied.
@@ -43,6 +50,10 @@ struct Builder<'a> {
     rules: BTreeMap<AlertName, Rule>,
     out: Vec<Candidate>,
     generator_url: &'a str,
+    /// Where runbook links point (`alerts.runbook_base_url`, else the agent's `/runbooks`).
+    runbooks: String,
+    /// A restart's first round (`scheduler.startup_spread`) plus evaluations.
+    restart: Duration,
     now: DateTime<Utc>,
 }
 
@@ -63,6 +74,9 @@ impl Builder<'_> {
             .collect();
         l.insert("alertname".into(), name.as_str().into());
         l.insert("severity".into(), rule.level.as_str().into());
+        if let Some(c) = rule.cause {
+            l.insert("cause".into(), c.into());
+        }
         self.out.push(Candidate {
             for_: rule.for_,
             since,
@@ -73,7 +87,7 @@ impl Builder<'_> {
                     ("description".to_string(), description),
                     (
                         "runbook_url".to_string(),
-                        format!("{RUNBOOK_BASE}#{}", rule.anchor),
+                        format!("{}#{}", self.runbooks, rule.anchor),
                     ),
                 ]
                 .into_iter()
@@ -81,6 +95,7 @@ impl Builder<'_> {
                 starts_at: since.unwrap_or(self.now),
                 ends_at: None,
                 generator_url: self.generator_url.to_string(),
+                outlive: self.restart + rule.for_.unwrap_or_default(),
             },
         });
     }
@@ -104,6 +119,12 @@ pub fn evaluate(
         rules: rules(settings).into_iter().map(|r| (r.name, r)).collect(),
         out: Vec::new(),
         generator_url,
+        runbooks: settings
+            .runbook_base_url
+            .clone()
+            .unwrap_or_else(|| format!("{}{}", generator_url.trim_end_matches('/'), RUNBOOKS_PATH)),
+        restart: plan.settings.scheduler.startup_spread
+            + plan.settings.alert_evaluation_interval * 2,
         now,
     };
     let dur = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
@@ -140,7 +161,7 @@ pub fn evaluate(
             match (kind, reason) {
                 (CheckKind::Token, r) if r != Reason::Token(TokenReason::Throttled) => b.push(
                     AlertName::TokenFailing,
-                    app_labels,
+                    &[app_labels, &[("cause", reason.as_str())]].concat(),
                     since,
                     format!(
                         "App {target} cannot get a token from Entra ID ({reason}{})",
@@ -180,6 +201,13 @@ pub fn evaluate(
                     &labels,
                     since,
                     format!("Mail from {target} is not delivered: the canary fails ({cause})"),
+                    format!("{what}. What to do: {fix}"),
+                ),
+                (CheckKind::Canary, Reason::Canary(CanaryReason::ReaderPermissionMissing)) => b.push(
+                    AlertName::CanaryReaderDenied,
+                    app_labels,
+                    since,
+                    format!("The delivery canary of {target} cannot look for its message: its reader app may not read the mailbox"),
                     format!("{what}. What to do: {fix}"),
                 ),
                 (CheckKind::Graph, Reason::Graph(crate::reasons::GraphReason::PermissionMissing)) => {
@@ -233,7 +261,11 @@ pub fn evaluate(
                 }
             }
         }
-        if st.overdue(settings.stale_intervals, now) && !throttled {
+        // Stale only where no other alert covers the failure (as the rule's expression).
+        let covered_by_another = last
+            .and_then(|r| r.failure.as_ref())
+            .is_some_and(|f| covered(*kind, f.reason));
+        if st.overdue(settings.stale_intervals, now) && !throttled && !covered_by_another {
             b.push(
                 AlertName::CheckStale,
                 &[("check", kind.as_str()), ("target", target), ("app", app)],
@@ -278,12 +310,17 @@ pub fn evaluate(
         }
         if let Some((c, end)) = reg.in_use().and_then(|c| Some((c, c.end?))) {
             let left = end - now;
+            let expired_cause = match c.kind {
+                crate::checks::graph::CredentialType::Certificate => "certificate_expired",
+                crate::checks::graph::CredentialType::Password => "secret_expired",
+            };
             let labels = [
                 ("target", target),
                 ("app", app),
                 ("type", c.kind.as_str()),
                 ("origin", c.origin.as_str()),
             ];
+            let expired_labels = [&labels[..], &[("cause", expired_cause)]].concat();
             let kind = c.kind.as_str();
             let on = end.format("%Y-%m-%d");
             if left <= chrono::Duration::zero() {
@@ -294,7 +331,7 @@ pub fn evaluate(
                 };
                 b.push(
                     AlertName::CredentialExpired,
-                    &labels,
+                    &expired_labels,
                     None,
                     format!("The {kind} app {target} signs in with has expired"),
                     format!(
@@ -332,7 +369,8 @@ pub fn evaluate(
                 );
             }
         }
-        for c in &reg.credentials {
+        // The credential in use has its own alerts: this one is about the others.
+        for c in reg.credentials.iter().filter(|c| !c.in_use) {
             let Some(end) = c.end else { continue };
             let left = end - now;
             if left > chrono::Duration::zero() && left < dur(settings.credential_warning) {
@@ -342,7 +380,7 @@ pub fn evaluate(
                     &[("target", target), ("app", app), ("type", c.kind.as_str()), ("origin", c.origin.as_str()), ("key_id", &c.key_id), ("display_name", &name)],
                     None,
                     format!("A {} of app {target} ({name}) expires in {:.0} days", c.kind.as_str(), days(left)),
-                    "What to do: if an application signs in with it, plan its rotation: add a new one, configure it, delete the old one (Entra admin center > App registrations > Certificates & secrets).".into(),
+                    "It is not the one the agent signs in with. What to do: if an application signs in with it, plan its rotation: add a new one, configure it, delete the old one (Entra admin center > App registrations > Certificates & secrets); if nothing uses it, delete it.".into(),
                 );
             }
         }

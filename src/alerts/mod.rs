@@ -13,7 +13,7 @@ mod tracker;
 use std::fmt;
 
 pub use evaluate::{evaluate, Alert, Candidate};
-pub use rules::{rules, rules_yaml, Rule, RUNBOOK_BASE};
+pub use rules::{rules, rules_yaml, Rule, BLIND_HOLD, RUNBOOKS_PATH};
 pub use tracker::{Tracker, Update};
 
 /// Every alert the project ships: the rule table and the agent's evaluator both match on this,
@@ -27,6 +27,7 @@ pub enum AlertName {
     CanaryFailing,
     CanarySlow,
     CanaryJunk,
+    CanaryReaderDenied,
     CredentialExpiringSoon,
     CredentialExpiring,
     CredentialExpired,
@@ -45,7 +46,7 @@ pub enum AlertName {
 
 impl AlertName {
     /// Every alert, in the order of the rules file.
-    pub const ALL: [AlertName; 21] = [
+    pub const ALL: [AlertName; 22] = [
         AlertName::TokenFailing,
         AlertName::SmtpAuthFailing,
         AlertName::SmtpUnreachable,
@@ -53,6 +54,7 @@ impl AlertName {
         AlertName::CanaryFailing,
         AlertName::CanarySlow,
         AlertName::CanaryJunk,
+        AlertName::CanaryReaderDenied,
         AlertName::CredentialExpiringSoon,
         AlertName::CredentialExpiring,
         AlertName::CredentialExpired,
@@ -79,6 +81,7 @@ impl AlertName {
             AlertName::CanaryFailing => "SmtpOAuthCanaryFailing",
             AlertName::CanarySlow => "SmtpOAuthCanarySlow",
             AlertName::CanaryJunk => "SmtpOAuthCanaryJunk",
+            AlertName::CanaryReaderDenied => "SmtpOAuthCanaryReaderDenied",
             AlertName::CredentialExpiringSoon => "SmtpOAuthCredentialExpiringSoon",
             AlertName::CredentialExpiring => "SmtpOAuthCredentialExpiring",
             AlertName::CredentialExpired => "SmtpOAuthCredentialExpired",

@@ -1,7 +1,9 @@
 //! Sends the agent's own alerts to Alertmanager (`POST /api/v2/alerts`), as Prometheus does:
 //! at once when the set of firing alerts changes, again every `resend_interval` with an
-//! `endsAt` a few intervals ahead (so that Alertmanager resolves them by itself should the agent
-//! die), and a resolved alert once more with `endsAt` now.
+//! `endsAt` ahead, and a resolved alert once more with `endsAt` now. The `endsAt` outlives a
+//! restart of the agent (its first round and the alert's `for:`, which a new agent counts
+//! anew), so that a restart resolves nothing still broken; Alertmanager resolves them by itself
+//! only should the agent stay away.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -44,15 +46,16 @@ impl Pusher {
         if firing == self.last_firing && update.resolved.is_empty() && !due {
             return;
         }
-        let ends = now
-            + chrono::Duration::from_std(self.settings.resend_interval * ENDS_AFTER)
-                .unwrap_or(chrono::Duration::hours(1));
+        let resend = self.settings.resend_interval * ENDS_AFTER;
         let body: Vec<Alert> = update
             .firing
             .iter()
             .cloned()
             .map(|mut a| {
-                a.ends_at = Some(ends);
+                let ahead = (resend + a.outlive).max(resend);
+                a.ends_at = Some(
+                    now + chrono::Duration::from_std(ahead).unwrap_or(chrono::Duration::hours(1)),
+                );
                 a
             })
             .chain(update.resolved.iter().cloned())

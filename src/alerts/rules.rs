@@ -10,11 +10,18 @@ use serde::Serialize;
 use super::{AlertName, Level};
 use crate::diagnosis::Cause;
 use crate::plan::{format_duration, AlertSettings, CheckKind};
-use crate::reasons::{CanaryReason, CommonReason, Reason, SmtpReason, TokenReason};
+use crate::reasons::{CanaryReason, CommonReason, GraphReason, Reason, SmtpReason, TokenReason};
 
-/// Where the runbook lives; each rule's `runbook_url` is this plus `#anchor`.
-pub const RUNBOOK_BASE: &str =
-    "https://github.com/smtp-oauth-exporter/smtp-oauth-exporter/blob/main/docs/runbooks.md";
+/// Where the runbooks live by default: the agent serves `docs/runbooks.md` at `/runbooks`, so
+/// a rule's link is the agent's own (its `instance`); `alerts.runbook_base_url` points the
+/// links at an internal copy instead.
+pub const RUNBOOKS_PATH: &str = "/runbooks";
+
+/// How long an alert about the agent's series holds while the agent is blind to it (not
+/// scraped, or back from a restart and not yet through the checks the alert is about): the
+/// last state seen stands, instead of resolving a problem nobody fixed.
+/// `SmtpOAuthExporterDown` pages within 5 minutes.
+pub const BLIND_HOLD: Duration = Duration::from_secs(15 * 60);
 
 /// One Prometheus alerting rule.
 #[derive(Debug, Clone)]
@@ -23,11 +30,111 @@ pub struct Rule {
     pub level: Level,
     /// `for:` (`None`: fires at once).
     pub for_: Option<Duration>,
+    /// The condition, over the agent's series (the rules file records it and holds it while
+    /// the agent is blind, see [`BLIND_HOLD`]).
     pub expr: String,
+    /// The `cause` label when the rule sets it; `None` when the expression carries one (the
+    /// verdict's, or the failure's reason). Alertmanager groups notifications by `app` and
+    /// `cause`: one problem, one page.
+    pub cause: Option<&'static str>,
     pub summary: String,
     pub description: String,
     /// The runbook section (`docs/runbooks.md#anchor`).
     pub anchor: String,
+}
+
+impl Rule {
+    /// Whether the rule is about the agent's own absence (its condition is Prometheus' alone
+    /// and is never held).
+    pub fn about_the_agent(&self) -> bool {
+        matches!(
+            self.name,
+            AlertName::ExporterDown | AlertName::ExporterAbsent
+        )
+    }
+
+    /// The series the rules file records the condition in.
+    pub fn record(&self) -> String {
+        let mut snake = String::new();
+        for (i, c) in self
+            .name
+            .as_str()
+            .trim_start_matches("SmtpOAuth")
+            .chars()
+            .enumerate()
+        {
+            if c.is_ascii_uppercase() && i > 0 {
+                snake.push('_');
+            }
+            snake.push(c.to_ascii_lowercase());
+        }
+        format!("smtp_oauth:{snake}:condition")
+    }
+
+    /// The alerting expression of the rules file: the recorded condition, or the last state it
+    /// showed within [`BLIND_HOLD`] while the agent is blind to it: not scraped at all (its
+    /// `smtp_oauth_build_info` gone), or back from a restart or reload without having re-run
+    /// the checks the alert is about (`smtp_oauth_check_pending`).
+    pub fn held_expr(&self) -> String {
+        if self.about_the_agent() {
+            return self.expr.clone();
+        }
+        let r = self.record();
+        let last = format!("last_over_time({r}[{}])", format_duration(BLIND_HOLD));
+        // The check whose first run after a restart the alert waits for (the alert's own
+        // check for the stale-check alert), and the labels it is matched on.
+        use AlertName as A;
+        let pending = match self.name {
+            A::TokenFailing | A::SendAsAppMissing => Some(("target", Some(CheckKind::Token))),
+            A::SmtpAuthFailing
+            | A::SmtpUnreachable
+            | A::StartTlsMissing
+            | A::TlsVerificationOff => Some(("target", Some(CheckKind::Smtp))),
+            A::CanaryFailing | A::CanarySlow | A::CanaryJunk | A::CanaryReaderDenied => {
+                Some(("target", Some(CheckKind::Canary)))
+            }
+            A::CredentialExpiringSoon
+            | A::CredentialExpiring
+            | A::CredentialExpired
+            | A::AppCredentialExpiring
+            | A::CredentialNotFound
+            | A::GraphPermissionMissing => Some(("target", Some(CheckKind::Graph))),
+            A::CheckStale => Some(("check, target", None)),
+            // Facts of every mailbox of an endpoint, of a tenant: while such a check is due.
+            A::ServerCertificateExpiring => Some(("", Some(CheckKind::Smtp))),
+            A::MicrosoftIncident => Some(("", Some(CheckKind::Health))),
+            // A restart loads the configuration afresh: its failure is over.
+            A::ConfigReloadFailing | A::ExporterDown | A::ExporterAbsent => None,
+        }
+        .map(|(on, check)| {
+            let on = if on.is_empty() {
+                "job, instance".to_string()
+            } else {
+                format!("job, instance, {on}")
+            };
+            let selector = check.map_or(String::new(), |c| format!("{{check=\"{}\"}}", c.as_str()));
+            format!("and on ({on}) smtp_oauth_check_pending{selector}")
+        });
+        let mut out =
+            format!("{r}\n  or\n(\n  {last}\n  unless on (job, instance) smtp_oauth_build_info\n)");
+        if let Some(p) = pending {
+            out += &format!("\n  or\n(\n  {last}\n  {p}\n)");
+        }
+        out
+    }
+
+    /// The `runbook_url` annotation: `{base}#anchor`, by default the agent's own `/runbooks`
+    /// (the alert's `instance`). `None` for an alert without an instance and no base set.
+    pub fn runbook_url(&self, base: Option<&str>) -> Option<String> {
+        match base {
+            Some(b) => Some(format!("{}#{}", b.trim_end_matches('/'), self.anchor)),
+            None if self.name == AlertName::ExporterAbsent => None,
+            None => Some(format!(
+                "http://{{{{ $labels.instance }}}}{RUNBOOKS_PATH}#{}",
+                self.anchor
+            )),
+        }
+    }
 }
 
 /// The label filter of failures that must not page on their own: throttling.
@@ -83,6 +190,10 @@ fn go_text(t: &str) -> String {
             "<canary reader app of mailbox {{ $labels.target }}>",
         ),
         ("{canary_timeout}", "its timeout"),
+        (
+            "{incident}",
+            "{{ with printf \"smtp_oauth_verdict_incident_info{target='%s'}\" $labels.target | query }}{{ range . }}{{ .Labels.id }}{{ end }}{{ else }}the incident{{ end }}",
+        ),
     ]
     .iter()
     .fold(t.to_string(), |acc, (k, v)| acc.replace(k, v))
@@ -139,6 +250,57 @@ fn app_label(expr: &str) -> String {
 }
 
 const CONFIRM: &str = "Confirm with `smtp-oauth-exporter check {{ $labels.target }}`.";
+const CONFIRM_LOWER: &str = "run `smtp-oauth-exporter check {{ $labels.target }}`";
+
+/// The failures another alert covers, by check (CheckStale stays quiet for them).
+fn covered_failures() -> String {
+    let smtp: Vec<Reason> = SMTP_AUTH_REASONS
+        .map(Reason::Smtp)
+        .into_iter()
+        .chain(UNREACHABLE)
+        .chain([
+            Reason::Smtp(SmtpReason::StarttlsMissing),
+            Reason::Smtp(SmtpReason::TokenUnavailable),
+        ])
+        .collect();
+    let canary: Vec<Reason> = CANARY_FAILING
+        .into_iter()
+        .chain([Reason::Canary(CanaryReason::ReaderPermissionMissing)])
+        .collect();
+    [
+        "smtp_oauth_check_failure_info{check=\"token\"}".to_string(),
+        format!(
+            "smtp_oauth_check_failure_info{{check=\"smtp\",reason=~\"{}\"}}",
+            regex_of(smtp)
+        ),
+        format!(
+            "smtp_oauth_check_failure_info{{check=\"canary\",reason=~\"{}\"}}",
+            regex_of(canary)
+        ),
+        "smtp_oauth_check_failure_info{check=\"graph\",reason=\"graph_permission_missing\"}"
+            .to_string(),
+    ]
+    .join("\n    or\n    ")
+}
+
+/// Whether another alert covers a failure of this check with this reason (the evaluator's side
+/// of [`covered_failures`]).
+pub(super) fn covered(kind: CheckKind, reason: Reason) -> bool {
+    match kind {
+        CheckKind::Token => true,
+        CheckKind::Smtp => {
+            UNREACHABLE.contains(&reason)
+                || matches!(reason, Reason::Smtp(s) if SMTP_AUTH_REASONS.contains(&s)
+                    || matches!(s, SmtpReason::StarttlsMissing | SmtpReason::TokenUnavailable))
+        }
+        CheckKind::Canary => {
+            CANARY_FAILING.contains(&reason)
+                || reason == Reason::Canary(CanaryReason::ReaderPermissionMissing)
+        }
+        CheckKind::Graph => reason == Reason::Graph(GraphReason::PermissionMissing),
+        CheckKind::Health => false,
+    }
+}
 
 /// The Microsoft incident the mailbox's verdict names, for the annotations of mail-path alerts:
 /// on-call sees at once that Microsoft has posted the problem (that mailbox's tenant only: the
@@ -172,10 +334,16 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::TokenFailing,
             level: Level::Critical,
+            cause: None,
             for_: Some(s.failing_for),
-            expr: app_label(&format!(
-                "smtp_oauth_check_failure_info{{check=\"token\",{NOT_THROTTLED}}}"
-            )),
+            // The token failure's reason is its cause label (an expired secret's alert
+            // groups with the credential-expired one).
+            expr: format!(
+                "label_replace({}, \"cause\", \"$1\", \"reason\", \"(.+)\")",
+                app_label(&format!(
+                    "smtp_oauth_check_failure_info{{check=\"token\",{NOT_THROTTLED}}}"
+                ))
+            ),
             summary: "App {{ $labels.target }} cannot get a token from Entra ID ({{ $labels.reason }}{{ if $labels.aadsts }}, AADSTS{{ $labels.aadsts }}{{ end }})".into(),
             description: format!(
                 "Entra ID refuses the token request of app {{{{ $labels.target }}}}: {{{{ $labels.reason }}}}{{{{ if $labels.aadsts }}}} (AADSTS{{{{ $labels.aadsts }}}}){{{{ end }}}}. Every mailbox of the app stops sending once its cached token expires (within 90 minutes). What to do: {}. {CONFIRM}",
@@ -186,6 +354,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::SmtpAuthFailing,
             level: Level::Critical,
+            cause: None,
             for_: Some(s.failing_for),
             expr: with_verdict(&format!(
                 "smtp_oauth_check_failure_info{{check=\"smtp\",reason=~\"{}\"}}",
@@ -215,6 +384,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::SmtpUnreachable,
             level: Level::Critical,
+            cause: None,
             for_: Some(s.failing_for),
             expr: with_verdict(&format!(
                 "smtp_oauth_check_failure_info{{check=\"smtp\",reason=~\"{}\"}}",
@@ -231,6 +401,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
                     Cause::ServerCertificateInvalid,
                     Cause::TlsFailed,
                     Cause::ProtocolError,
+                    Cause::MicrosoftIncident,
                 ])
             ),
             anchor: "smtpoauthsmtpunreachable".into(),
@@ -238,6 +409,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::StartTlsMissing,
             level: Level::Critical,
+            cause: None,
             for_: None,
             expr: with_verdict("smtp_oauth_check_failure_info{check=\"smtp\",reason=\"starttls_missing\"}"),
             summary: "STARTTLS is missing on the way to SMTP for mailbox {{ $labels.target }}: a downgrade".into(),
@@ -250,6 +422,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::CanaryFailing,
             level: Level::Critical,
+            cause: None,
             for_: Some(s.failing_for),
             expr: with_verdict(&format!(
                 "smtp_oauth_check_failure_info{{check=\"canary\",reason=~\"{}\"}}",
@@ -264,6 +437,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
                     Cause::TenantSendingBlocked,
                     Cause::SendAsDenied,
                     Cause::MessageRejected,
+                    Cause::MicrosoftIncident,
                 ])
             ),
             anchor: "smtpoauthcanaryfailing".into(),
@@ -271,6 +445,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::CanarySlow,
             level: Level::Warning,
+            cause: Some("canary_slow"),
             for_: Some(Duration::from_secs(1800)),
             expr: with_app(&format!(
                 "smtp_oauth_canary_last_delivery_seconds > {}",
@@ -286,6 +461,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::CanaryJunk,
             level: Level::Warning,
+            cause: Some("canary_junk"),
             for_: Some(Duration::from_secs(1200)),
             expr: with_app("smtp_oauth_canary_in_junk == 1"),
             summary: "Mail from {{ $labels.target }} lands in Junk Email".into(),
@@ -296,8 +472,22 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
             anchor: "smtpoauthcanaryjunk".into(),
         },
         Rule {
+            name: AlertName::CanaryReaderDenied,
+            level: Level::Warning,
+            cause: Some("canary_reader_permission_missing"),
+            for_: Some(Duration::from_secs(900)),
+            expr: with_app("smtp_oauth_check_failure_info{check=\"canary\",reason=\"reader_permission_missing\"}"),
+            summary: "The delivery canary of {{ $labels.target }} cannot look for its message: its reader app may not read the mailbox (Mail.ReadWrite)".into(),
+            description: format!(
+                "Microsoft Graph refuses (403) the canary reader of mailbox {{{{ $labels.target }}}} (app {{{{ $labels.app }}}}) the read of the canary mailbox: delivery is not watched, though the SMTP login still is. What to do: {}. {CONFIRM}",
+                go_text(Cause::CanaryReaderPermissionMissing.info().remediation)
+            ),
+            anchor: "smtpoauthcanaryreaderdenied".into(),
+        },
+        Rule {
             name: AlertName::CredentialExpiringSoon,
             level: Level::Warning,
+            cause: Some("credential_expiring"),
             for_: Some(Duration::from_secs(900)),
             expr: app_label(&format!(
                 "{in_use_days} < {} >= {}",
@@ -314,6 +504,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::CredentialExpiring,
             level: Level::Critical,
+            cause: Some("credential_expiring"),
             for_: Some(Duration::from_secs(900)),
             expr: app_label(&format!(
                 "{in_use_days} < {} > 0",
@@ -329,8 +520,12 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::CredentialExpired,
             level: Level::Critical,
+            cause: None,
             for_: Some(Duration::from_secs(300)),
-            expr: app_label(&format!("{in_use_days} <= 0")),
+            expr: format!(
+                "label_replace(label_replace({}, \"cause\", \"secret_expired\", \"type\", \"password\"), \"cause\", \"certificate_expired\", \"type\", \"certificate\")",
+                app_label(&format!("{in_use_days} <= 0"))
+            ),
             summary: "The {{ $labels.type }} app {{ $labels.target }} signs in with has expired".into(),
             description: format!(
                 "The {{{{ $labels.type }}}} credential app {{{{ $labels.target }}}} uses has expired ({{{{ $value | printf \"%.1f\" }}}} days left); its mailboxes cannot get tokens. What to do: {{{{ if eq $labels.type \"certificate\" }}}}{}{{{{ else }}}}{}{{{{ end }}}}. {CONFIRM}",
@@ -342,18 +537,21 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::AppCredentialExpiring,
             level: Level::Info,
+            cause: Some("app_credential_expiring"),
             for_: Some(Duration::from_secs(900)),
+            // The credential in use has alerts of its own: this one is about the others.
             expr: app_label(&format!(
-                "(smtp_oauth_credential_expiry_timestamp_seconds - time()) / 86400 < {} > 0",
+                "(smtp_oauth_credential_expiry_timestamp_seconds - time()) / 86400 < {} > 0\n  unless on (job, instance, target, key_id) smtp_oauth_credential_in_use",
                 days(s.credential_warning)
             )),
             summary: "A {{ $labels.type }} of app {{ $labels.target }} ({{ $labels.display_name }}) expires in {{ $value | printf \"%.0f\" }} days".into(),
-            description: "The {{ $labels.type }} {{ $labels.key_id }} ({{ $labels.display_name }}) of app {{ $labels.target }} expires in {{ $value | printf \"%.1f\" }} days. What to do: if an application signs in with it, plan its rotation: add a new one, configure it, delete the old one (Entra admin center > App registrations > Certificates & secrets).".into(),
+            description: "The {{ $labels.type }} {{ $labels.key_id }} ({{ $labels.display_name }}) of app {{ $labels.target }} expires in {{ $value | printf \"%.1f\" }} days; it is not the one the agent signs in with. What to do: if an application signs in with it, plan its rotation: add a new one, configure it, delete the old one (Entra admin center > App registrations > Certificates & secrets); if nothing uses it, delete it.".into(),
             anchor: "smtpoauthappcredentialexpiring".into(),
         },
         Rule {
             name: AlertName::SendAsAppMissing,
             level: Level::Critical,
+            cause: Some("consent_missing"),
             for_: Some(s.failing_for),
             // Only for an app configured as classic: under RBAC for Applications a token
             // without the role is right, and an app on `auto` pages through SMTP AUTH instead.
@@ -368,6 +566,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::CredentialNotFound,
             level: Level::Warning,
+            cause: Some("credential_not_found"),
             for_: Some(Duration::from_secs(1800)),
             expr: app_label("smtp_oauth_credential_in_use_found == 0"),
             summary: "The credential configured for app {{ $labels.target }} is none of its app registration's".into(),
@@ -377,6 +576,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::ServerCertificateExpiring,
             level: Level::Warning,
+            cause: Some("server_certificate_expiring"),
             for_: Some(Duration::from_secs(900)),
             expr: format!(
                 "(smtp_oauth_smtp_ssl_earliest_cert_expiry - time()) / 86400 < {}",
@@ -389,21 +589,28 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::CheckStale,
             level: Level::Warning,
+            cause: Some("check_stale"),
             for_: None,
-            // Throttling alone never fires: a throttled check backs off (Retry-After) and the
-            // verdict shows it as transient.
+            // Only checks that no other alert covers: one that fails for a reason with an
+            // alert of its own pages there (by expression, so that it holds on every path).
+            // Throttling alone never fires: a throttled check backs off (Retry-After).
             expr: format!(
-                "(\n  {}\n  or\n  {}\n)\n  unless on (job, instance, check, target) smtp_oauth_check_failure_info{{reason=\"throttled\"}}",
+                "(\n  {}\n  or\n  {}\n)\n  unless on (job, instance, check, target) smtp_oauth_check_failure_info{{reason=\"throttled\"}}\n  unless on (job, instance, check, target) (\n    {}\n  )",
                 app_label(&format!("smtp_oauth_check_overdue{{check=~\"{}\"}} == 1", kinds(true))),
                 with_app(&format!("smtp_oauth_check_overdue{{check=~\"{}\"}} == 1", kinds(false))),
+                covered_failures(),
             ),
             summary: "The {{ $labels.check }} check of {{ $labels.target }} has not succeeded for three of its intervals".into(),
-            description: "The {{ $labels.check }} check of {{ $labels.target }} has not succeeded for three of its intervals (the agent computes it, smtp_oauth_check_overdue): its results are stale (it cannot run, or fails without an alert of its own). What to do: look at smtp_oauth_check_failure_info for the reason, and `smtp-oauth-exporter check {{ $labels.target }}`.".into(),
+            description: format!(
+                "The {{{{ $labels.check }}}} check of {{{{ $labels.target }}}} has not succeeded for three of its intervals (smtp_oauth_check_overdue), and no other alert covers it: {}. Its results are stale. What to do: {CONFIRM_LOWER}, and see the runbook for the reason.",
+                "{{ with printf \"smtp_oauth_check_failure_info{check='%s',target='%s'}\" $labels.check $labels.target | query }}{{ range . }}it fails with {{ .Labels.reason }}, a reason without an alert of its own{{ end }}{{ else }}it has not run (a run that never ends, a throttling hold, or an agent too busy to start it){{ end }}"
+            ),
             anchor: "smtpoauthcheckstale".into(),
         },
         Rule {
             name: AlertName::GraphPermissionMissing,
             level: Level::Warning,
+            cause: Some("graph_permission_missing"),
             for_: Some(Duration::from_secs(3600)),
             expr: app_label("smtp_oauth_check_failure_info{check=\"graph\",reason=\"graph_permission_missing\"}"),
             summary: "App {{ $labels.target }}'s credential expiry is not watched: no Graph permission".into(),
@@ -416,6 +623,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::TlsVerificationOff,
             level: Level::Warning,
+            cause: Some("tls_verification_off"),
             for_: None,
             expr: with_app("smtp_oauth_smtp_tls_insecure_skip_verify == 1"),
             summary: "Certificate verification is switched off for mailbox {{ $labels.target }}".into(),
@@ -428,6 +636,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::MicrosoftIncident,
             level: Level::Info,
+            cause: Some("microsoft_incident"),
             for_: None,
             expr: "smtp_oauth_service_health_issue_info{classification=\"incident\"} == 1".into(),
             summary: "Microsoft reports incident {{ $labels.id }} on {{ $labels.service }} for tenant {{ $labels.tenant }} ({{ $labels.status }})".into(),
@@ -437,6 +646,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::ConfigReloadFailing,
             level: Level::Warning,
+            cause: Some("config_reload_failing"),
             for_: Some(Duration::from_secs(300)),
             expr: "smtp_oauth_config_last_reload_successful == 0".into(),
             summary: "smtp-oauth-exporter on {{ $labels.instance }} runs an old configuration: the last reload failed".into(),
@@ -446,6 +656,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::ExporterDown,
             level: Level::Critical,
+            cause: Some("exporter_down"),
             for_: Some(Duration::from_secs(300)),
             // A /probe job's `up` is 0 for a bad target or a full probe queue: not the agent.
             expr: "up{job=~\".*smtp-oauth.*\",job!~\".*probe.*\"} == 0".into(),
@@ -456,6 +667,7 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
         Rule {
             name: AlertName::ExporterAbsent,
             level: Level::Critical,
+            cause: Some("exporter_absent"),
             for_: Some(Duration::from_secs(600)),
             expr: "absent(smtp_oauth_build_info)".into(),
             summary: "No smtp-oauth-exporter is scraped at all".into(),
@@ -465,9 +677,11 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
     ]
 }
 
-/// The Prometheus rules file (`alerts/smtp-oauth-exporter.rules.yml`), from [`rules`] with the
-/// default thresholds.
-pub fn rules_yaml() -> String {
+/// The Prometheus rules file (`alerts/smtp-oauth-exporter.rules.yml`), from [`rules`] with
+/// these settings (the shipped file: the defaults). Each alert over the agent's series comes
+/// as a recording rule of its condition and the alert on it, held while the agent is blind
+/// ([`Rule::held_expr`]).
+pub fn rules_yaml(settings: &AlertSettings) -> String {
     #[derive(Serialize)]
     struct File {
         groups: Vec<Group>,
@@ -478,38 +692,60 @@ pub fn rules_yaml() -> String {
         rules: Vec<YamlRule>,
     }
     #[derive(Serialize)]
-    struct YamlRule {
-        alert: &'static str,
-        expr: String,
-        #[serde(rename = "for", skip_serializing_if = "Option::is_none")]
-        for_: Option<String>,
-        labels: BTreeMap<&'static str, &'static str>,
-        annotations: BTreeMap<&'static str, String>,
+    #[serde(untagged)]
+    enum YamlRule {
+        Record {
+            record: String,
+            expr: String,
+        },
+        Alert {
+            alert: &'static str,
+            expr: String,
+            #[serde(rename = "for", skip_serializing_if = "Option::is_none")]
+            for_: Option<String>,
+            labels: BTreeMap<&'static str, &'static str>,
+            annotations: BTreeMap<&'static str, String>,
+        },
     }
-    let rules = rules(&AlertSettings::default())
+    let mut out = Vec::new();
+    for r in rules(settings) {
+        if !r.about_the_agent() {
+            out.push(YamlRule::Record {
+                record: r.record(),
+                expr: r.expr.clone(),
+            });
+        }
+        let mut labels: BTreeMap<&'static str, &'static str> =
+            [("severity", r.level.as_str())].into_iter().collect();
+        if let Some(c) = r.cause {
+            labels.insert("cause", c);
+        }
+        let mut annotations: BTreeMap<&'static str, String> = [
+            ("summary", r.summary.clone()),
+            ("description", r.description.clone()),
+        ]
         .into_iter()
-        .map(|r| YamlRule {
-            alert: r.name.as_str(),
-            expr: r.expr,
-            for_: r.for_.map(format_duration),
-            labels: [("severity", r.level.as_str())].into_iter().collect(),
-            annotations: [
-                ("summary", r.summary),
-                ("description", r.description),
-                ("runbook_url", format!("{RUNBOOK_BASE}#{}", r.anchor)),
-            ]
-            .into_iter()
-            .collect(),
-        })
         .collect();
+        if let Some(u) = r.runbook_url(settings.runbook_base_url.as_deref()) {
+            annotations.insert("runbook_url", u);
+        }
+        out.push(YamlRule::Alert {
+            alert: r.name.as_str(),
+            expr: r.held_expr(),
+            for_: r.for_.map(format_duration),
+            labels,
+            annotations,
+        });
+    }
     let file = File {
         groups: vec![Group {
             name: "smtp-oauth-exporter",
-            rules,
+            rules: out,
         }],
     };
     format!(
-        "# Generated from src/alerts/rules.rs (UPDATE_ALERTS=1 cargo test --test it alerts): edit there.\n# Alerts for smtp-oauth-exporter; every rule's runbook is in docs/runbooks.md.\n{}",
+        "# Generated from src/alerts/rules.rs (UPDATE_ALERTS=1 cargo test --test it alerts): edit there,\n# or generate your own with `smtp-oauth-exporter rules --config.file <file>` (your thresholds and\n# alerts.runbook_base_url).\n# Alerts for smtp-oauth-exporter; every rule's runbook is in docs/runbooks.md, served by the agent at /runbooks.\n# Each alert over the agent's series is a recording rule of its condition (smtp_oauth:*:condition)\n# and the alert on it, which keeps the last state seen for {} while the agent is not scraped, or\n# is back from a restart but has not re-run the checks it is about (smtp_oauth_check_pending),\n# instead of resolving a problem nobody fixed.\n{}",
+        format_duration(BLIND_HOLD),
         yaml_serde::to_string(&file).expect("rules serialize")
     )
 }

@@ -92,6 +92,7 @@ mod tests {
                 starts_at: at(0),
                 ends_at: None,
                 generator_url: String::new(),
+                outlive: Duration::ZERO,
             },
         }
     }

@@ -40,6 +40,7 @@ pub struct RawAlerts {
     pub stale_intervals: Option<u32>,
     pub evaluation_interval: Option<String>,
     pub canary_slow: Option<String>,
+    pub runbook_base_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

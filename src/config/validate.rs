@@ -218,6 +218,20 @@ impl<'a> Validator<'a> {
                 *into = parse_duration(v).map_err(|m| self.err(format!("alerts.{field}"), m))?;
             }
         }
+        if let Some(u) = &a.runbook_base_url {
+            let parsed = url::Url::parse(u).map_err(|e| {
+                self.err(
+                    "alerts.runbook_base_url",
+                    format!(
+                        "{e}: expected an http(s) URL such as https://wiki.example/runbooks.html"
+                    ),
+                )
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(self.err("alerts.runbook_base_url", "expected an http or https URL"));
+            }
+            alerts.runbook_base_url = Some(u.trim_end_matches('/').to_string());
+        }
         if let Some(n) = a.stale_intervals {
             if n == 0 {
                 return Err(self.err("alerts.stale_intervals", "must be at least 1"));

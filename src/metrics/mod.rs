@@ -75,6 +75,7 @@ pub fn render(
     let detail = page.detail;
     let mut f = Exposition::new(NAMESPACE, capacity);
     write_agent(&mut f, agent);
+    write_pending(&mut f, view);
     write_verdicts(&mut f, view);
     write_authorization(&mut f, view);
     write_checks(&mut f, view, page);
@@ -112,6 +113,25 @@ pub fn write_agent(f: &mut Exposition, info: &AgentInfo) {
             &[],
             ts(t),
         );
+    }
+}
+
+/// The checks that have not reported since the agent started, or since the reload that added
+/// them: until they do, a failure series that is absent only means "not checked yet", and the
+/// rules hold their alerts meanwhile (see `alerts::BLIND_HOLD`). None at steady state.
+pub fn write_pending(f: &mut Exposition, view: &View) {
+    f.family(
+        "check_pending",
+        "Present (1) for a check that has not reported since the agent started or since the reload that added it (none at steady state); the rules hold the alerts about it meanwhile.",
+        Kind::Gauge,
+    );
+    for (k, st) in view.jobs {
+        if st.last.is_none() {
+            f.sample(
+                &[("check", k.kind.as_str()), ("target", k.target.as_str())],
+                1.0,
+            );
+        }
     }
 }
 

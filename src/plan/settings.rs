@@ -107,6 +107,9 @@ pub struct AlertSettings {
     pub stale_intervals: u32,
     /// The canary's delivery taking longer than this: warning.
     pub canary_slow: Duration,
+    /// Where the alerts' `runbook_url` links point (`alerts.runbook_base_url`, such as an
+    /// internal copy of `docs/runbooks.md`); `None`: the agent's own `/runbooks`.
+    pub runbook_base_url: Option<String>,
 }
 
 impl Default for AlertSettings {
@@ -118,6 +121,7 @@ impl Default for AlertSettings {
             failing_for: Duration::from_secs(600),
             stale_intervals: 3,
             canary_slow: Duration::from_secs(600),
+            runbook_base_url: None,
         }
     }
 }

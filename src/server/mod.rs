@@ -6,6 +6,7 @@
 
 mod page;
 mod probe;
+mod runbooks;
 pub mod web_config;
 
 use std::convert::Infallible;
@@ -364,6 +365,9 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                 ),
             },
             "/probe" => probe::handle(&shared, req.uri().query(), req.headers()).await,
+            crate::alerts::RUNBOOKS_PATH => {
+                reply(StatusCode::OK, "text/html; charset=utf-8", runbooks::page())
+            }
             "/-/healthy" => reply(StatusCode::OK, "text/plain; charset=utf-8", "Healthy\n"),
             "/-/ready" => {
                 if shared.ready.load(Ordering::Relaxed) {

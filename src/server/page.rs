@@ -147,7 +147,7 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
 <title>smtp-oauth-exporter: {} critical, {} warning</title><style>{STYLE}</style></head><body>\n\
 <header><h1>smtp-oauth-exporter</h1>\
 <p>Microsoft 365 SMTP with OAuth 2.0: token, SMTP AUTH XOAUTH2, credential expiry. Version {} · {} UTC · \
-<a href=\"{}\">Metrics</a> · <a href=\"/status\">Status (JSON)</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\
+<a href=\"{}\">Metrics</a> · <a href=\"/status\">Status (JSON)</a> · <a href=\"/alerts\">Alerts</a> · <a href=\"/runbooks\">Runbooks</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\
 <p class=\"summary\" id=\"summary\">{} targets: {} ok, {} warning, {} critical, {} pending</p></header>\n<main>\n",
         s.critical,
         s.warning,

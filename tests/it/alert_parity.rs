@@ -76,6 +76,7 @@ mailboxes:
   - { name: m-lost, app: a-mail, address: lost@fabrikam.com, canary: { schedule: 15m } }
   - { name: m-slow, app: a-mail, address: slow@fabrikam.com, canary: { schedule: 15m } }
   - { name: m-junk, app: a-mail, address: junk@fabrikam.com, canary: { schedule: 15m } }
+  - { name: m-reader, app: a-mail, address: reader@fabrikam.com, canary: { schedule: 15m } }
 "#;
 
 fn report(
@@ -385,6 +386,17 @@ fn reports(minute: i64) -> Vec<Report> {
             canary("m-lost", m, None, Some((3.0, false)))
         });
         out.push(canary("m-slow", m, None, Some((700.0, false))));
+        // A reader without Mail.ReadWrite until minute 45.
+        out.push(if m < 45 {
+            canary(
+                "m-reader",
+                m,
+                fail(CanaryReason::ReaderPermissionMissing),
+                None,
+            )
+        } else {
+            canary("m-reader", m, None, Some((2.0, false)))
+        });
         out.push(canary(
             "m-junk",
             m,
@@ -462,21 +474,16 @@ fn selector(s: &Series) -> String {
 
 /// The alert rules as shipped, without annotations, as promtool reads them (JSON is YAML).
 fn rules_without_annotations() -> serde_json::Value {
-    let rules: Vec<serde_json::Value> = alerts::rules(&AlertSettings::default())
-        .into_iter()
-        .map(|r| {
-            let mut rule = serde_json::json!({
-                "alert": r.name.as_str(),
-                "expr": r.expr,
-                "labels": {"severity": r.level.as_str()},
-            });
-            if let Some(f) = r.for_ {
-                rule["for"] = format!("{}s", f.as_secs()).into();
-            }
-            rule
-        })
-        .collect();
-    serde_json::json!({"groups": [{"name": "smtp-oauth-exporter", "rules": rules}]})
+    // The shipped rules file as generated (its recording rules and blind holds included), with
+    // the annotations left out: the agent words its own.
+    let mut file: serde_json::Value =
+        yaml_serde::from_str(&alerts::rules_yaml(&AlertSettings::default())).unwrap();
+    for rule in file["groups"][0]["rules"].as_array_mut().unwrap() {
+        if let Some(r) = rule.as_object_mut() {
+            r.remove("annotations");
+        }
+    }
+    file
 }
 
 /// The series values over the timeline in promtool's notation: `_` before a series appears,
@@ -538,7 +545,8 @@ fn the_agents_alerts_are_the_rules_alerts_minute_by_minute() {
     let names: Vec<String> = alerts::rules(&settings)
         .iter()
         .flat_map(|r| {
-            r.expr
+            // The alert's expression with its blind hold (which reads checks_settled).
+            format!("{} {}", r.expr, r.held_expr())
                 .split(|c: char| !(c.is_alphanumeric() || c == '_'))
                 .filter(|w| w.starts_with("smtp_oauth_"))
                 .map(str::to_string)
@@ -656,10 +664,10 @@ fn only_prometheus_sees_the_agent_down_or_gone() {
     let expect = |minute: i64, name: AlertName| -> Vec<serde_json::Value> {
         let labels = match name {
             AlertName::ExporterDown if minute >= 5 => {
-                serde_json::json!({"severity": "critical", "job": JOB.1, "instance": INSTANCE.1})
+                serde_json::json!({"severity": "critical", "cause": "exporter_down", "job": JOB.1, "instance": INSTANCE.1})
             }
             AlertName::ExporterAbsent if minute >= 10 => {
-                serde_json::json!({"severity": "critical"})
+                serde_json::json!({"severity": "critical", "cause": "exporter_absent"})
             }
             _ => return Vec::new(),
         };

@@ -23,7 +23,7 @@ fn run(tool: &str, args: &[&str]) -> String {
 
 #[test]
 fn the_rules_file_is_the_alert_tables() {
-    let generated = smtp_oauth_exporter::alerts::rules_yaml();
+    let generated = smtp_oauth_exporter::alerts::rules_yaml(&Default::default());
     if std::env::var_os("UPDATE_ALERTS").is_some() {
         std::fs::write(RULES, &generated).unwrap();
     }
@@ -83,9 +83,29 @@ fn every_alert_has_a_unit_test_and_a_runbook_section() {
             r.name
         );
     }
+    // Every rule links its runbook on the agent that raised it (its instance); the one about
+    // no agent at all has no instance to link to, and a self-contained description.
     let shipped = std::fs::read_to_string(RULES).unwrap();
-    let urls = shipped.matches("runbook_url:").count();
-    assert_eq!(urls, rules.len(), "every rule has a runbook_url");
+    let urls = shipped
+        .matches("runbook_url: http://{{ $labels.instance }}/runbooks#")
+        .count();
+    assert_eq!(
+        urls,
+        rules.len() - 1,
+        "every rule but ExporterAbsent has a runbook_url"
+    );
+    // With alerts.runbook_base_url, every one links there.
+    let settings = smtp_oauth_exporter::plan::AlertSettings {
+        runbook_base_url: Some("https://wiki.example/smtp/runbooks.html".into()),
+        ..Default::default()
+    };
+    let custom = smtp_oauth_exporter::alerts::rules_yaml(&settings);
+    assert_eq!(
+        custom
+            .matches("runbook_url: https://wiki.example/smtp/runbooks.html#smtpoauth")
+            .count(),
+        rules.len()
+    );
 }
 
 #[test]
@@ -98,4 +118,38 @@ fn the_example_configurations_are_valid() {
         "promtool",
         &["check", "config", "deploy/prometheus/prometheus.yml"],
     );
+}
+
+/// `smtp-oauth-exporter rules`: the shipped file with `--defaults`; from a configuration, its
+/// thresholds and `alerts.runbook_base_url` (which the agent's own alerts use too).
+#[test]
+fn the_rules_command_writes_the_configurations_rules() {
+    let (out, err, code) = crate::common::run_binary(&["rules", "--defaults"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, std::fs::read_to_string(RULES).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.yml");
+    std::fs::write(
+        &config,
+        "alerts:\n  failing_for: 20m\n  runbook_base_url: https://wiki.example/smtp/runbooks.html\napps:\n  - { name: a, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: \"Abc~x\" }\n",
+    )
+    .unwrap();
+    let (out, err, code) =
+        crate::common::run_binary(&["rules", "--config.file", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("for: 20m"), "{out}");
+    assert!(
+        out.contains("runbook_url: https://wiki.example/smtp/runbooks.html#smtpoauthtokenfailing")
+    );
+    assert!(!out.contains("{{ $labels.instance }}/runbooks"));
+    // A base that is no http(s) URL is refused at load.
+    std::fs::write(
+        &config,
+        "alerts:\n  runbook_base_url: wiki/runbooks\napps:\n  - { name: a, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: \"Abc~x\" }\n",
+    )
+    .unwrap();
+    let (_, err, code) =
+        crate::common::run_binary(&["rules", "--config.file", config.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("alerts.runbook_base_url"), "{err}");
 }
