@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::checks::Report;
 use crate::plan::{CheckKind, CurrentPlan, Job};
-use crate::state::StateStore;
+use crate::state::{Siblings, StateStore};
 
 /// Takes the reports of finished runs.
 pub trait Sink: Send + Sync {
@@ -65,15 +65,20 @@ impl Sink for StateSink {
                 .map(|(_, i)| i.as_ref().clone())
                 .unwrap_or_default()
         });
-        let auth_changed = self.state.record(report);
+        let siblings = self.state.record(report);
         if let (Some((tenant, after)), Some(before)) = (health, before) {
             crate::logging::log_health_changes(&tenant, &before, &after);
         }
         let now = chrono::Utc::now();
-        // A mailbox's run changes its own verdict, and its siblings' only when it changed
-        // whether it gets past AUTH; an app's run changes all of its mailboxes'.
-        let affected = match &job.target {
-            crate::plan::Target::Mailbox(_) if !auth_changed => vec![job.target.clone()],
+        // A mailbox's run changes its own verdict, and its siblings' only when it changed what
+        // they read of it (rarely: see StateStore::record); an app's run changes all of its
+        // mailboxes', a tenant's health run all of the tenant's targets: once per run.
+        let affected = match (&job.target, siblings) {
+            (crate::plan::Target::Mailbox(_), Siblings::None) => vec![job.target.clone()],
+            (crate::plan::Target::Mailbox(_), Siblings::One(other)) => [job.target.clone()]
+                .into_iter()
+                .chain(plan.target(&other).cloned())
+                .collect(),
             _ => plan.affected_by(job),
         };
         for t in affected {

@@ -69,6 +69,9 @@ pub struct SchedulerStats {
     pub runs: BTreeMap<CheckKind, (u64, u64)>,
     /// How late runs started, by check kind.
     pub delay: BTreeMap<CheckKind, Histogram>,
+    /// Verdicts computed since the start (each report re-diagnoses its target, an app's run
+    /// its mailboxes, and rarely a mailbox's run its siblings).
+    pub verdict_evaluations: u64,
 }
 
 #[derive(Default)]
@@ -155,6 +158,50 @@ impl Evidence {
     }
 }
 
+/// The other mailboxes of an app whose verdict a run changed (see [`StateStore::record`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Siblings {
+    None,
+    /// This one (the only other member of a set that a mailbox joined or left).
+    One(String),
+    All,
+}
+
+impl Siblings {
+    fn and(self, other: Siblings) -> Siblings {
+        match (self, other) {
+            (Siblings::All, _) | (_, Siblings::All) => Siblings::All,
+            (Siblings::One(a), Siblings::One(b)) if a != b => Siblings::All,
+            (Siblings::One(a), _) | (_, Siblings::One(a)) => Siblings::One(a),
+            (Siblings::None, Siblings::None) => Siblings::None,
+        }
+    }
+}
+
+/// Puts `target` in or out of an app's set of mailboxes past AUTH, and says whose answer to
+/// "does another mailbox of the app get past AUTH" that flips: everyone's when the set was or
+/// becomes empty, the one other member's when it held that one alone, nobody's otherwise.
+fn flipped(set: &mut HashSet<String>, target: &str, member: bool) -> Siblings {
+    let changed = if member {
+        set.insert(target.to_string())
+    } else {
+        set.remove(target)
+    };
+    if !changed {
+        return Siblings::None;
+    }
+    // The set without `target`: what every other mailbox reads after the change as before.
+    let others = set.len() - usize::from(member);
+    match others {
+        0 => Siblings::All,
+        1 => set
+            .iter()
+            .find(|m| m.as_str() != target)
+            .map_or(Siblings::None, |m| Siblings::One(m.clone())),
+        _ => Siblings::None,
+    }
+}
+
 /// Whether an SMTP run got past AUTH (it succeeded, or failed only after AUTH).
 pub fn authenticated(r: &Report) -> bool {
     use crate::checks::smtp::Phase;
@@ -210,9 +257,12 @@ impl StateStore {
         self.inner.lock().expect("state lock")
     }
 
-    /// Records a finished run. Returns whether it changed whether its mailbox got past AUTH
-    /// (its siblings' verdicts read that).
-    pub fn record(&self, mut report: Report) -> bool {
+    /// Records a finished run. Returns which other mailboxes of its app now read a different
+    /// answer to what their verdicts ask of their siblings ("does another mailbox of the app get
+    /// past AUTH", with or without the role; the model the app was last seen working with):
+    /// almost always none, so a first round of an app's N mailboxes re-diagnoses O(N) verdicts,
+    /// not O(N²).
+    pub fn record(&self, mut report: Report) -> Siblings {
         let key = JobKey {
             kind: report.kind,
             target: report.target.clone(),
@@ -264,7 +314,7 @@ impl StateStore {
             _ => None,
         };
         let report = Arc::new(report);
-        let mut auth_changed = false;
+        let mut siblings = Siblings::None;
         if let Some(d) = report.smtp() {
             let past_auth = authenticated(&report);
             let rbac = past_auth && d.token_has_role == Some(false);
@@ -275,18 +325,16 @@ impl StateStore {
                 } else {
                     Authorization::AppRbac
                 };
-                auth_changed |= inner.seen_model.insert(d.app.clone(), model) != Some(model);
+                if inner.seen_model.insert(d.app.clone(), model) != Some(model) {
+                    siblings = Siblings::All;
+                }
             }
             for (sets, member) in [
                 (&mut inner.authenticated, past_auth),
                 (&mut inner.rbac_authenticated, rbac),
             ] {
                 let set = sets.entry(d.app.clone()).or_default();
-                auth_changed |= if member {
-                    set.insert(report.target.clone())
-                } else {
-                    set.remove(&report.target)
-                };
+                siblings = siblings.and(flipped(set, &report.target, member));
             }
         }
         let st = inner.jobs.entry(key).or_default();
@@ -314,7 +362,7 @@ impl StateStore {
         if let Some((tenant, _)) = forget {
             inner.health.remove(&tenant);
         }
-        auth_changed
+        siblings
     }
 
     /// Records how late a scheduled run started.
@@ -424,6 +472,7 @@ impl StateStore {
         now: DateTime<Utc>,
     ) -> (Verdict, Option<Option<Verdict>>) {
         let mut inner = self.lock();
+        inner.scheduler.verdict_evaluations += 1;
         let evidence = evidence(&inner, target);
         let verdict = diagnosis::diagnose(&evidence.inputs(target, plan, now));
         let old = inner

@@ -402,6 +402,13 @@ pub fn write_scheduler(f: &mut Exposition, view: &View) {
     for (kind, h) in &view.scheduler.delay {
         f.histogram(&[("check", kind.as_str())], h);
     }
+    f.one(
+        "verdict_evaluations_total",
+        "Verdicts computed: each report re-diagnoses its target, an app's run its mailboxes, and a mailbox's run its siblings only when it changes what they read of it.",
+        Kind::Counter,
+        &[],
+        view.scheduler.verdict_evaluations as f64,
+    );
 }
 
 /// Token requests the cache made (token checks and cache refreshes alike): in total by

@@ -265,6 +265,8 @@ pub struct Plan {
     pub inline_secrets: usize,
     targets: HashMap<String, Target>,
     mailboxes_by_app: HashMap<String, Vec<Arc<Mailbox>>>,
+    /// Apps by tenant (as configured): what a tenant's service health run speaks for.
+    apps_by_tenant: HashMap<String, Vec<Arc<App>>>,
     jobs_by_key: HashMap<JobKey, usize>,
 }
 
@@ -280,8 +282,13 @@ impl Plan {
         let mut jobs = Vec::new();
         let mut targets = HashMap::new();
         let mut mailboxes_by_app: HashMap<String, Vec<Arc<Mailbox>>> = HashMap::new();
+        let mut apps_by_tenant: HashMap<String, Vec<Arc<App>>> = HashMap::new();
         for app in &apps {
             targets.insert(app.name.clone(), Target::App(app.clone()));
+            apps_by_tenant
+                .entry(app.tenant.clone())
+                .or_default()
+                .push(app.clone());
             mailboxes_by_app.entry(app.name.clone()).or_default();
             for kind in [CheckKind::Token, CheckKind::Graph, CheckKind::Health] {
                 if let Some(j) = Job::new(kind, Target::App(app.clone())) {
@@ -316,6 +323,7 @@ impl Plan {
             inline_secrets: 0,
             targets,
             mailboxes_by_app,
+            apps_by_tenant,
         }
     }
 
@@ -379,12 +387,21 @@ impl Plan {
     pub fn affected_by(&self, job: &Job) -> Vec<Target> {
         let app = job.target.app();
         if job.kind == CheckKind::Health {
-            // Service health speaks for every target of the tenant.
+            // Service health speaks for every target of the tenant (by index: a fleet of one
+            // app per tenant must not scan every target for each tenant's run).
             return self
-                .verdict_targets()
-                .filter(|t| t.app().tenant == app.tenant)
+                .apps_by_tenant
+                .get(&app.tenant)
+                .into_iter()
+                .flatten()
+                .flat_map(|a| self.verdict_targets_of(a))
                 .collect();
         }
+        self.verdict_targets_of(app)
+    }
+
+    /// An app's verdict targets: its mailboxes, or the app itself when it has none.
+    fn verdict_targets_of(&self, app: &Arc<App>) -> Vec<Target> {
         let mailboxes = self.mailboxes_of(&app.name);
         if mailboxes.is_empty() {
             vec![Target::App(app.clone())]

@@ -87,3 +87,48 @@ async fn idle_jobs_are_queue_entries_not_tasks() {
     drop(scheduler);
     assert_eq!(alive_tasks().await, before, "dropped: no task left");
 }
+
+/// One app with N mailboxes, all healthy: its first round computes O(N) verdicts, not O(N²)
+/// (each first success used to re-diagnose every mailbox of the app). Counted by the agent's
+/// own `smtp_oauth_verdict_evaluations_total` once every mailbox has succeeded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_round_of_one_app_computes_verdicts_linear_in_its_mailboxes() {
+    const N: usize = 150;
+    let w = World::new().await;
+    let id = client_id(1);
+    let app = w.app_with_secret(1, "big", "Big~secret");
+    let mut yaml = format!(
+        "scheduler: {{ startup_spread: 2s, max_concurrent_checks: 50 }}\ndefaults:\n  checks:\n    token: {{ schedule: 1h, timeout: 5s }}\n    smtp: {{ schedule: 1h, timeout: 10s }}\n    graph: {{ enabled: false }}\napps:\n{app}mailboxes:\n"
+    );
+    for n in 0..N {
+        let address = format!("m{n}@contoso.com");
+        w.sim.add_mailbox(&address, &[&id]);
+        yaml += &format!(
+            "  - {{ name: m{n}, app: big, address: {address}, smtp_host: 127.0.0.1, smtp_port: {} }}\n",
+            w.sim.smtp_addr.port()
+        );
+    }
+    let agent = w.agent(&yaml).await;
+    let text = wait_for(&agent, Duration::from_secs(60), "every mailbox ok", |t| {
+        value(
+            t,
+            "smtp_oauth_scheduler_runs_total",
+            &[("check", "smtp"), ("result", "success")],
+        ) == Some(N as f64)
+            && value(
+                t,
+                "smtp_oauth_scheduler_runs_total",
+                &[("check", "token"), ("result", "success")],
+            ) == Some(1.0)
+    })
+    .await;
+    let evaluations = value(&text, "smtp_oauth_verdict_evaluations_total", &[]).unwrap();
+    // The start's N pending verdicts, one per SMTP run, the token run's N, and the two
+    // flips (the first mailbox in re-diagnoses everyone, the second the first): about 3N.
+    assert!(
+        evaluations <= 4.0 * N as f64,
+        "{evaluations} verdicts for a first round of {N} mailboxes"
+    );
+    assert!(evaluations >= 2.0 * N as f64, "{evaluations}");
+    agent.stop().await;
+}
