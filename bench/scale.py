@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Scale benchmark: the agent alone in its own process against the simulator in another, for
-N mailboxes over N/10 apps (default 100, 1,000 and 10,000), on a compressed schedule.
+N mailboxes over N/10 apps (default 100, 1,000 and 10,000), or for fleet shapes (--shapes: one
+app of 10,000 mailboxes, 1,000 apps of 10, 10,000 apps of one, each app in its own tenant with
+service health read, a delivery canary on 1 % of the mailboxes), on a compressed schedule.
 
 Per N it waits for the first round of every check (Graph's too), then measures a window: CPU per check run, CPU as a share
 of one core at the real 5-minute schedule, RSS after warm-up and at its highest, open file
@@ -10,6 +12,13 @@ It prints a table and writes it to bench/results/scale-<time>.md.
 
     bench/scale.py                      # 100, 1,000, 10,000 mailboxes; about 20 minutes
     bench/scale.py --sizes 10000 --window 300
+    bench/scale.py --shapes 1x10000,1000x10,10000x1   # each at 10,000 and at 1,000 mailboxes,
+                                                      # with the growth exponent; about an hour
+
+In shape mode each shape runs at its size and at a tenth of it (the larger factor divided by
+ten: 1x1000, 100x10, 1000x1), and the table gives each figure's growth exponent between the two
+(log of the ratio over log 10: 1 is linear). It also times the first round (every check kind's
+first run done) against scheduler.startup_spread.
 """
 
 import argparse
@@ -87,15 +96,23 @@ def wait_for(what, predicate, limit):
         time.sleep(1)
 
 
-def run_size(n, args, workdir):
-    simdir = workdir / f"sim-{n}"
-    simlog = open(workdir / f"sim-{n}.log", "w")
+def run_size(n, args, workdir, per_app=10, shape=False):
+    name = f"{(n + per_app - 1) // per_app}x{per_app}"
+    simdir = workdir / f"sim-{name}"
+    simlog = open(workdir / f"sim-{name}.log", "w")
+    extra = []
+    if shape:
+        extra = [
+            "--tenant-per-app", "--canary-percent", "1", "--canary-schedule", args.canary_schedule,
+            "--health-schedule", args.schedule,
+        ]
     sim = subprocess.Popen(
         [
-            str(BIN), "simulate", "--mailboxes", str(n), "--config-out", str(simdir),
+            str(BIN), "simulate", "--mailboxes", str(n), "--per-app", str(per_app),
+            "--config-out", str(simdir),
             "--smtp-schedule", args.schedule, "--token-schedule", args.schedule,
             "--startup-spread", args.spread, "--max-concurrent-checks", "200",
-            "--log.level", "warn",
+            "--log.level", "warn", *extra,
         ],
         stdout=simlog, stderr=subprocess.STDOUT,
     )
@@ -107,13 +124,15 @@ def run_size(n, args, workdir):
         ca = ssl.create_default_context(cafile=str(simdir / "simulator-ca.pem"))
         https = re.search(r"https://127\.0\.0\.1:\d+", config.read_text()).group(0)
         port = free_port()
+        started = time.monotonic()
         agent = subprocess.Popen(
             [str(BIN), "--config.file", str(config), "--web.listen-address",
              f"127.0.0.1:{port}", "--log.level", "warn"],
-            stdout=subprocess.DEVNULL, stderr=open(workdir / f"agent-{n}.log", "w"),
+            stdout=subprocess.DEVNULL, stderr=open(workdir / f"agent-{name}.log", "w"),
         )
         metrics_url = f"http://127.0.0.1:{port}/metrics"
-        apps = (n + 9) // 10
+        apps = (n + per_app - 1) // per_app
+        canaries = len(re.findall(r"canary: \{", config.read_text())) if shape else 0
 
         def page():
             try:
@@ -122,15 +141,18 @@ def run_size(n, args, workdir):
                 return ""
 
         # Warm-up: the first round of every check, Graph's included, so the page measured is
-        # the steady state's. The agent spreads the first Graph reads at two a second (Graph's
-        # per-tenant limit), so that round takes N/20 seconds.
+        # the steady state's. The agent spreads a tenant's first Graph reads at one a second
+        # (Graph's per-tenant limit), so with N/10 apps in one tenant that round takes N/10 s.
         wait_for(
             "the first round",
             lambda: (lambda t: total(t, "smtp_oauth_scheduler_runs_total", check="smtp") >= n
                      and total(t, "smtp_oauth_scheduler_runs_total", check="token") >= apps
-                     and total(t, "smtp_oauth_scheduler_runs_total", check="graph") >= apps)(page()),
-            600 + apps // 2,
+                     and total(t, "smtp_oauth_scheduler_runs_total", check="graph") >= apps
+                     and total(t, "smtp_oauth_scheduler_runs_total", check="health") >= (apps if shape else 0)
+                     and total(t, "smtp_oauth_scheduler_runs_total", check="canary") >= canaries)(page()),
+            600 + apps * 2,
         )
+        first_round = time.monotonic() - started
         time.sleep(2)
         text = page()
         runs0 = total(text, "smtp_oauth_scheduler_runs_total")
@@ -157,6 +179,9 @@ def run_size(n, args, workdir):
         cpu = cpu1 - cpu0
         share_at_5m = cpu / (t1 - t0) * (parse_seconds(args.schedule) / REAL_SCHEDULE)
         return {
+            "shape": name,
+            "first_round_s": first_round,
+            "verdicts": total(text, "smtp_oauth_verdict_evaluations_total"),
             "mailboxes": n,
             "apps": apps,
             "checks": int(checks),
@@ -218,9 +243,49 @@ def table(rows, args):
     return head + "\n".join(lines) + "\n\n" + "\n".join(growth) + ("\n\n" if growth else "\n") + note
 
 
+def shape_table(pairs, args):
+    """Each shape at a tenth of its size and at its size, with the growth exponents."""
+    import math
+
+    head = (
+        "| shape | mailboxes | CPU per check | CPU at 5 min | RSS max | scrape time | scrape size "
+        "| start delay p50 / p99 | token requests per app beyond the check | first round | verdicts computed |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    lines, growth = [], []
+    for small, big in pairs:
+        for r in (small, big):
+            lines.append(
+                f"| {r['shape']} | {r['mailboxes']:,} | {r['cpu_per_check_ms']:.2f} ms | {r['cpu_share_at_5m']:.2f} % "
+                f"| {r['rss_max']:.1f} MiB | {r['scrape_ms']:.1f} ms | {r['scrape_mb']:.2f} MB "
+                f"| {r['slip_p50'] or 0:.3f} s / {r['slip_p99'] or 0:.3f} s | {r['extra_tokens_per_app']:.2f} "
+                f"| {r['first_round_s']:.0f} s (spread {args.spread}) | {r['verdicts']:,.0f} |"
+            )
+        k = math.log(big["mailboxes"] / small["mailboxes"])
+
+        def exp(key):
+            a, b = small[key], big[key]
+            return math.log(b / a) / k if a > 0 and b > 0 else float("nan")
+
+        growth.append(
+            f"- {small['shape']} → {big['shape']}: growth exponents CPU at 5 min {exp('cpu_share_at_5m'):.2f}, "
+            f"RSS {exp('rss_max'):.2f}, scrape time {exp('scrape_ms'):.2f}, scrape size {exp('scrape_mb'):.2f}, "
+            f"verdicts computed {exp('verdicts'):.2f}"
+        )
+    note = (
+        f"Each app in a tenant of its own with service health read, a canary on 1 % of the mailboxes "
+        f"(every {args.canary_schedule}); SMTP, token and health every {args.schedule} (compressed from 5m; CPU at 5 min "
+        f"scales the measured share by {parse_seconds(args.schedule)}/300), Graph every 6h, window {args.window}s "
+        f"after the first round, a scrape every 15 s. Growth exponent: log(figure at N / figure at N/10) / log 10.\n"
+    )
+    return head + "\n".join(lines) + "\n\n" + "\n".join(growth) + "\n\n" + note
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="100,1000,10000")
+    ap.add_argument("--shapes", help="APPSxMAILBOXES,... (such as 1x10000,1000x10,10000x1)")
+    ap.add_argument("--canary-schedule", default="3m", help="the canaries' schedule in shape mode")
     ap.add_argument("--window", type=int, default=120, help="seconds measured after warm-up")
     ap.add_argument("--schedule", default="60s", help="SMTP and token schedule (compressed)")
     ap.add_argument("--spread", default="30s", help="scheduler.startup_spread")
@@ -231,12 +296,27 @@ def main():
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S")
     workdir = ROOT / "target" / "bench" / f"scale-{stamp}"
     workdir.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for n in (int(x) for x in args.sizes.split(",")):
-        print(f"== {n} mailboxes", flush=True)
-        rows.append(run_size(n, args, workdir))
-        print(json.dumps(rows[-1]), flush=True)
-    out = table(rows, args)
+    if args.shapes:
+        pairs = []
+        for shape in args.shapes.split(","):
+            apps, per_app = (int(x) for x in shape.lower().split("x"))
+            # A tenth of the fleet: the larger factor divided by ten.
+            small = (apps // 10, per_app) if apps >= per_app else (apps, per_app // 10)
+            pair = []
+            for a, m in (small, (apps, per_app)):
+                print(f"== {a}x{m}", flush=True)
+                pair.append(run_size(a * m, args, workdir, per_app=m, shape=True))
+                print(json.dumps(pair[-1]), flush=True)
+            pairs.append(pair)
+        out = shape_table(pairs, args)
+        stamp = "shapes-" + stamp
+    else:
+        rows = []
+        for n in (int(x) for x in args.sizes.split(",")):
+            print(f"== {n} mailboxes", flush=True)
+            rows.append(run_size(n, args, workdir))
+            print(json.dumps(rows[-1]), flush=True)
+        out = table(rows, args)
     print(out)
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)

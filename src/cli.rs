@@ -157,9 +157,24 @@ pub enum Command {
 
 #[derive(Debug, Args, Clone)]
 pub struct SimulateArgs {
-    /// How many mailboxes (over mailboxes/10 apps).
+    /// How many mailboxes (over mailboxes/per-app apps).
     #[arg(long, default_value_t = 1000)]
     pub mailboxes: usize,
+    /// Mailboxes per app (1 for one app per mailbox; the mailbox count for one app).
+    #[arg(long = "per-app", default_value_t = 10)]
+    pub per_app: usize,
+    /// Each app in a tenant of its own (a managed service's customers), not all in one.
+    #[arg(long = "tenant-per-app")]
+    pub tenant_per_app: bool,
+    /// A delivery canary on this share of the mailboxes, in percent.
+    #[arg(long = "canary-percent", default_value_t = 0.0)]
+    pub canary_percent: f64,
+    /// The canaries' schedule.
+    #[arg(long = "canary-schedule", default_value = "15m")]
+    pub canary_schedule: String,
+    /// Read every tenant's service health on this schedule (off without it).
+    #[arg(long = "health-schedule", value_name = "DURATION")]
+    pub health_schedule: Option<String>,
     /// Where to write the agent configuration (and its CA and secret files, beside it).
     #[arg(long = "config-out", value_name = "DIR", default_value = "simulated")]
     pub config_out: PathBuf,

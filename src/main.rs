@@ -142,7 +142,11 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
                 max_concurrent_checks: args.max_concurrent_checks,
                 no_schedule: args.no_schedule,
                 faults: args.faults_every.is_some(),
-                ..Default::default()
+                per_app: args.per_app.max(1),
+                tenant_per_app: args.tenant_per_app,
+                canary_percent: args.canary_percent,
+                canary_schedule: args.canary_schedule.clone(),
+                health_schedule: args.health_schedule.clone(),
             };
             let path = smtp_oauth_exporter::sim::fleet::generate(&sim, &opts, &args.config_out)?;
             if let Some(every) = &args.faults_every {

@@ -51,8 +51,10 @@ struct Timing {
     schedule: Schedule,
 }
 
-/// Gap between first Graph reads after start, per Graph job (see `Scheduler::start`).
-const GRAPH_START_GAP: Duration = Duration::from_millis(500);
+/// Gap between first Graph reads after start, per Graph job of one tenant (see
+/// `Jobs::add_all`): a read is two requests (the application and its service principal), and
+/// Graph allows about 150 credential reads a minute per tenant.
+const GRAPH_START_GAP: Duration = Duration::from_secs(1);
 
 /// Cron runs get a small jitter too, so that many targets on `*/5 * * * *` do not fire at once.
 const MAX_CRON_JITTER: Duration = Duration::from_secs(30);
@@ -281,7 +283,12 @@ impl Jobs {
     /// Adds `jobs` (or replaces them, by key), their first runs spread after `from` (the
     /// start, or a reload).
     fn add_all(&mut self, jobs: &[&Job], origin: Instant, from: Instant) {
-        let graph_jobs = jobs.iter().filter(|j| j.kind == CheckKind::Graph).count();
+        // Graph's limits are per tenant: a thousand apps of one tenant spread their first reads
+        // over a thousand seconds, a thousand apps of a thousand tenants within startup_spread.
+        let mut graph_jobs: std::collections::HashMap<&str, u32> = Default::default();
+        for j in jobs.iter().filter(|j| j.kind == CheckKind::Graph) {
+            *graph_jobs.entry(j.target.app().tenant.as_str()).or_default() += 1;
+        }
         for job in jobs {
             let key = job.key();
             let timing = Timing {
@@ -291,11 +298,15 @@ impl Jobs {
             };
             let spread = match job.kind {
                 // Graph allows about 150 credential reads a minute per tenant: after a start,
-                // spread the first reads at two a second rather than into one startup_spread.
-                CheckKind::Graph => self
-                    .settings
-                    .startup_spread
-                    .max(GRAPH_START_GAP * graph_jobs as u32),
+                // spread a tenant's first reads at one a second rather than into one
+                // startup_spread.
+                CheckKind::Graph => self.settings.startup_spread.max(
+                    GRAPH_START_GAP
+                        * graph_jobs
+                            .get(job.target.app().tenant.as_str())
+                            .copied()
+                            .unwrap_or(1),
+                ),
                 _ => self.settings.startup_spread,
             };
             let first = timing.first_after(from, spread);

@@ -1,13 +1,18 @@
-//! A generated tenant for scale work: N healthy mailboxes over N/10 apps (a client secret each,
-//! FullAccess for its own app, Graph readable), and the agent configuration that checks them.
-//! `smtp-oauth-exporter simulate` serves it in its own process, so that the agent can be
-//! measured alone.
+//! A generated fleet for scale work: N healthy mailboxes over apps of a given size (N/10 apps of
+//! ten by default; one app of N, N apps of one), a client secret each, FullAccess for its own
+//! app, Graph readable, in one tenant or a tenant per app, optionally with delivery canaries on
+//! a share of the mailboxes and service health on every tenant; and the agent configuration
+//! that checks them. `smtp-oauth-exporter simulate` serves it in its own process, so that the
+//! agent can be measured alone.
 
 use std::path::Path;
 
 use chrono::{Duration as Days, Utc};
 
-use super::{GraphFault, SimApp, Simulator, TokenFault, ROLE_APPLICATION_READ_ALL, ROLE_SMTP};
+use super::{
+    GraphFault, SimApp, Simulator, TokenFault, ROLE_APPLICATION_READ_ALL, ROLE_MAIL_READ_WRITE,
+    ROLE_SERVICE_HEALTH_READ_ALL, ROLE_SMTP,
+};
 
 /// The tenant every generated app lives in.
 pub const TENANT: &str = "0f5e4d3c-2b1a-4098-8765-43210fedcba9";
@@ -29,6 +34,14 @@ pub struct FleetOptions {
     pub no_schedule: bool,
     /// A mix of faults on part of the fleet, moving from app to app (see [`apply_faults`]).
     pub faults: bool,
+    /// Each app in a tenant of its own (a managed service's customers), not all in one.
+    pub tenant_per_app: bool,
+    /// A delivery canary on this share of the mailboxes (percent, read by the mailbox's app).
+    pub canary_percent: f64,
+    /// The canaries' schedule.
+    pub canary_schedule: String,
+    /// Service health read for every tenant (by one app of each), on this schedule.
+    pub health_schedule: Option<String>,
 }
 
 impl Default for FleetOptions {
@@ -43,7 +56,20 @@ impl Default for FleetOptions {
             max_concurrent_checks: 100,
             no_schedule: false,
             faults: false,
+            tenant_per_app: false,
+            canary_percent: 0.0,
+            canary_schedule: "15m".into(),
+            health_schedule: None,
         }
+    }
+}
+
+/// The tenant of generated app `i` (one for all, or one each).
+pub fn tenant_of(opts: &FleetOptions, i: usize) -> String {
+    if opts.tenant_per_app {
+        format!("0f5e4d3c-2b1a-4098-8765-{i:012}")
+    } else {
+        TENANT.to_string()
     }
 }
 
@@ -62,8 +88,16 @@ pub fn generate(
     let now = Utc::now();
     // The configuration names its files by absolute path: it may be read from anywhere.
     let dir = &dir.canonicalize()?;
-    sim.add_tenant(TENANT, &["fleet.example"]);
     let apps = opts.mailboxes.div_ceil(opts.per_app.max(1));
+    if opts.tenant_per_app {
+        for a in 0..apps {
+            sim.add_tenant(&tenant_of(opts, a), &[&format!("t{a}.fleet.example")]);
+        }
+    } else {
+        sim.add_tenant(TENANT, &["fleet.example"]);
+    }
+    // Every this-many-th mailbox has a canary (none at 0 %).
+    let canary_every = (opts.canary_percent > 0.0).then(|| (100.0 / opts.canary_percent).round().max(1.0) as usize);
     let ca = dir.join("simulator-ca.pem");
     std::fs::write(&ca, &sim.ca_pem)?;
     let secret = dir.join("fleet.secret");
@@ -84,20 +118,34 @@ apps:\n",
     );
     let mut mailboxes = String::from("mailboxes:\n");
     let port = sim.smtp_addr.port();
+    let health = opts
+        .health_schedule
+        .as_ref()
+        .map(|h| format!(", checks: {{ health: {{ enabled: {enabled}, schedule: {h} }} }}"))
+        .unwrap_or_default();
     for a in 0..apps {
         let id = client_id(a);
+        let tenant = tenant_of(opts, a);
+        // With one tenant, its first app reads its service health.
+        let health = if opts.tenant_per_app || a == 0 {
+            health.as_str()
+        } else {
+            ""
+        };
         sim.add_app(
-            SimApp::new(TENANT, &id, &format!("fleet app {a}"))
+            SimApp::new(&tenant, &id, &format!("fleet app {a}"))
                 .with_secret(
                     SECRET,
                     Some("fleet"),
                     now - Days::days(30),
                     now + Days::days(400),
                 )
-                .with_graph_role(ROLE_APPLICATION_READ_ALL),
+                .with_graph_role(ROLE_APPLICATION_READ_ALL)
+                .with_graph_role(ROLE_MAIL_READ_WRITE)
+                .with_graph_role(ROLE_SERVICE_HEALTH_READ_ALL),
         );
         yaml += &format!(
-            "  - {{ name: app-{a}, tenant: {TENANT}, client_id: {id}, client_secret_file: {}, login_url: {base}, graph_url: {base}, ca_file: {} }}\n",
+            "  - {{ name: app-{a}, tenant: {tenant}, client_id: {id}, client_secret_file: {}, login_url: {base}, graph_url: {base}, ca_file: {}{health} }}\n",
             secret.display(),
             ca.display()
         );
@@ -108,8 +156,15 @@ apps:\n",
             }
             let address = format!("mb-{a}-{m}@fleet.example");
             sim.add_mailbox(&address, &[&id]);
+            let canary = match canary_every {
+                Some(k) if n % k == 0 => format!(
+                    ", canary: {{ enabled: {enabled}, schedule: {}, timeout: 30s }}",
+                    opts.canary_schedule
+                ),
+                _ => String::new(),
+            };
             mailboxes += &format!(
-                "  - {{ name: mb-{a}-{m}, app: app-{a}, address: {address}, smtp_host: 127.0.0.1, smtp_port: {port} }}\n"
+                "  - {{ name: mb-{a}-{m}, app: app-{a}, address: {address}, smtp_host: 127.0.0.1, smtp_port: {port}{canary} }}\n"
             );
         }
     }
