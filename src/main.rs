@@ -21,12 +21,7 @@ fn main() -> ExitCode {
     let _profiler = dhat::Profiler::new_heap();
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
-    // As Go raises it for every exporter: the soft limit on open files up to the hard one, so
-    // that --web.max-connections and a large fleet's sockets fit (1,024 is a common default).
-    #[cfg(unix)]
-    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
-        tracing::debug!(error = %e, "cannot raise the open file limit");
-    }
+    raise_open_file_limit();
     let command = if cli.config_check {
         Command::CheckConfig
     } else {
@@ -207,6 +202,25 @@ async fn serve(agent: agent::Agent) {
     }
     tracing::info!("shutting down");
     agent.stop().await;
+}
+
+/// As Go raises it for every exporter: the soft limit on open files up to the hard one, so
+/// that --web.max-connections and a large fleet's sockets fit (1,024 is a common soft default,
+/// and a check that finds no descriptor fails with `local_resources`). Both limits are logged:
+/// they are the first thing to look at when that reason shows.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        let before = rlimit::getrlimit(rlimit::Resource::NOFILE);
+        match (before, rlimit::increase_nofile_limit(u64::MAX)) {
+            (Ok((soft, hard)), Ok(now)) => {
+                tracing::info!(soft_before = soft, soft = now, hard, "open file limit")
+            }
+            (_, Err(e)) | (Err(e), _) => {
+                tracing::warn!(error = %e, "cannot read or raise the open file limit")
+            }
+        }
+    }
 }
 
 /// The host name (a Kubernetes pod's name): `$HOSTNAME`, else the kernel's.
