@@ -21,7 +21,8 @@ fn main() -> ExitCode {
     let _profiler = dhat::Profiler::new_heap();
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
-    raise_open_file_limit();
+    let serving = matches!(cli.command, None | Some(Command::Serve | Command::Demo));
+    raise_open_file_limit(serving && !cli.config_check);
     let command = if cli.config_check {
         Command::CheckConfig
     } else {
@@ -207,20 +208,26 @@ async fn serve(agent: agent::Agent) {
 /// As Go raises it for every exporter: the soft limit on open files up to the hard one, so
 /// that --web.max-connections and a large fleet's sockets fit (1,024 is a common soft default,
 /// and a check that finds no descriptor fails with `local_resources`). Both limits are logged:
-/// they are the first thing to look at when that reason shows.
-fn raise_open_file_limit() {
+/// they are the first thing to look at when that reason shows (at info for the agent, at debug
+/// for the one-shot commands, whose output is for people and scripts).
+fn raise_open_file_limit(agent: bool) {
     #[cfg(unix)]
     {
         let before = rlimit::getrlimit(rlimit::Resource::NOFILE);
         match (before, rlimit::increase_nofile_limit(u64::MAX)) {
-            (Ok((soft, hard)), Ok(now)) => {
+            (Ok((soft, hard)), Ok(now)) if agent => {
                 tracing::info!(soft_before = soft, soft = now, hard, "open file limit")
+            }
+            (Ok((soft, hard)), Ok(now)) => {
+                tracing::debug!(soft_before = soft, soft = now, hard, "open file limit")
             }
             (_, Err(e)) | (Err(e), _) => {
                 tracing::warn!(error = %e, "cannot read or raise the open file limit")
             }
         }
     }
+    #[cfg(not(unix))]
+    let _ = agent;
 }
 
 /// The host name (a Kubernetes pod's name): `$HOSTNAME`, else the kernel's.

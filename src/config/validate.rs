@@ -59,6 +59,18 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// A warning when a file holding a secret may be read by other users of the host.
+    pub(super) fn warn_if_others_read(&mut self, field: &str, path: &Path) {
+        if let Some(mode) = crate::input::others_may_read(path) {
+            self.warnings.push(format!(
+                "{}: {field}: {} holds a secret and is readable by group or others (mode {mode:o}): chmod 600 {}",
+                self.file,
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+
     pub(super) fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -255,7 +267,10 @@ impl<'a> Validator<'a> {
     }
 
     /// The `alertmanager:` block: URLs, timeouts, and credentials read from their files.
-    fn alertmanager(&self, am: raw::RawAlertmanager) -> Result<AlertmanagerSettings, ConfigError> {
+    fn alertmanager(
+        &mut self,
+        am: raw::RawAlertmanager,
+    ) -> Result<AlertmanagerSettings, ConfigError> {
         if am.urls.is_empty() {
             return Err(self.err(
                 "alertmanager.urls",
@@ -299,15 +314,20 @@ impl<'a> Validator<'a> {
             }),
             None => Ok(std::time::Duration::from_secs(default)),
         };
-        let read = |field: &str, f: &str| -> Result<Secret, ConfigError> {
+        let mut readable = Vec::new();
+        let mut read = |field: &str, f: &str| -> Result<Secret, ConfigError> {
             let path = self.resolve(f);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                self.err(
-                    format!("alertmanager.{field}"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            Ok(Secret::new(text.trim()))
+            let mut text = crate::input::read_to_string_capped(&path, crate::input::MAX_FILE_BYTES)
+                .map_err(|e| {
+                    self.err(
+                        format!("alertmanager.{field}"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+            readable.push((format!("alertmanager.{field}"), path));
+            let secret = Secret::new(text.trim());
+            zeroize::Zeroize::zeroize(&mut text);
+            Ok(secret)
         };
         let auth = match (am.basic_auth, am.bearer_token_file) {
             (Some(_), Some(_)) => {
@@ -326,10 +346,15 @@ impl<'a> Validator<'a> {
             (None, Some(f)) => Some(AlertmanagerAuth::Bearer(read("bearer_token_file", &f)?)),
             (None, None) => None,
         };
+        let timeout = duration("timeout", &am.timeout, 10)?;
+        let resend_interval = duration("resend_interval", &am.resend_interval, 60)?;
+        for (field, path) in readable {
+            self.warn_if_others_read(&field, &path);
+        }
         Ok(AlertmanagerSettings {
             urls,
-            timeout: duration("timeout", &am.timeout, 10)?,
-            resend_interval: duration("resend_interval", &am.resend_interval, 60)?,
+            timeout,
+            resend_interval,
             auth,
         })
     }

@@ -22,7 +22,44 @@ use sha2::Digest;
 struct RawWebConfig {
     tls_server_config: Option<RawTls>,
     http_server_config: Option<RawHttp>,
+    #[serde(default, deserialize_with = "unique_users")]
     basic_auth_users: Option<BTreeMap<String, String>>,
+}
+
+/// `basic_auth_users`, refusing a user listed twice: YAML keeps the last of two equal keys, so
+/// the first password would silently stop working.
+fn unique_users<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    struct Users;
+    impl<'de> serde::de::Visitor<'de> for Users {
+        type Value = Option<BTreeMap<String, String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a mapping of user names to bcrypt hashes")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut users = BTreeMap::new();
+            while let Some((user, hash)) = map.next_entry::<String, String>()? {
+                if users.contains_key(&user) {
+                    return Err(serde::de::Error::custom(format!(
+                        "user {user:?} is listed twice (YAML would keep only the last hash)"
+                    )));
+                }
+                users.insert(user, hash);
+            }
+            Ok(Some(users))
+        }
+    }
+    d.deserialize_any(Users)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -112,11 +149,24 @@ impl WebConfig {
         }
     }
 
-    /// Reads and checks the file; paths in it are relative to its directory.
+    /// Reads and checks the file; paths in it are relative to its directory. An error quotes
+    /// at most a short part of any value.
     pub fn load(path: &Path) -> Result<Self, String> {
+        Self::load_unclipped(path).map_err(|e| crate::input::clip_quoted(&e))
+    }
+
+    fn load_unclipped(path: &Path) -> Result<Self, String> {
         let shown = path.display();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+        let text = crate::input::read_to_string_capped(path, crate::input::MAX_FILE_BYTES)
+            .map_err(|e| format!("{shown}: cannot read: {e}"))?;
+        if let Err(deep) = crate::input::yaml_nesting(&text, crate::input::MAX_YAML_NESTING) {
+            return Err(format!(
+                "{shown}:{}:{}: {}",
+                deep.line,
+                deep.column,
+                deep.message()
+            ));
+        }
         let raw: RawWebConfig = if text.trim().is_empty() {
             RawWebConfig::default()
         } else {
@@ -270,7 +320,7 @@ fn tls_config(
             (Some(v), None) => Ok(Some(v.into_bytes())),
             (None, Some(f)) => {
                 let path = resolve(&f);
-                std::fs::read(&path)
+                crate::input::read_capped(&path, crate::input::MAX_FILE_BYTES)
                     .map(Some)
                     .map_err(|e| format!("{p}.{field}_file: cannot read {}: {e}", path.display()))
             }

@@ -245,3 +245,41 @@ async fn a_plain_endpoint_cuts_off_slow_and_oversized_requests() {
     slow.clear();
     agent.stop();
 }
+
+/// The web configuration is taken with the same bounds as the configuration, and a user listed
+/// twice in `basic_auth_users` is refused (YAML would keep the last hash only, silently).
+#[test]
+fn the_web_configuration_refuses_duplicate_users_and_endless_or_deep_files() {
+    use smtp_oauth_exporter::server::web_config::WebConfig;
+    let dir = tempfile::tempdir().unwrap();
+    let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+    let path = dir.path().join("web.yml");
+    std::fs::write(
+        &path,
+        format!("basic_auth_users:\n  {USER}: '{hash}'\n  other: '{hash}'\n  {USER}: '{hash}'\n"),
+    )
+    .unwrap();
+    let e = WebConfig::load(&path).unwrap_err();
+    assert!(
+        e.contains(&format!("user \"{USER}\" is listed twice")),
+        "{e}"
+    );
+    std::fs::write(
+        &path,
+        format!("basic_auth_users:\n  {USER}: '{hash}'\n  other: '{hash}'\n"),
+    )
+    .unwrap();
+    assert!(WebConfig::load(&path).unwrap().needs_auth());
+
+    let e = WebConfig::load(Path::new("/dev/zero")).unwrap_err();
+    assert!(e.contains("larger than 1 MiB"), "{e}");
+    std::fs::write(
+        &path,
+        format!("basic_auth_users: {}\n", "{a: ".repeat(50_000)),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let e = WebConfig::load(&path).unwrap_err();
+    assert!(e.contains("nested deeper than"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
