@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
+            to_stderr(&format!("cannot start the runtime: {e}\n"));
             return ExitCode::FAILURE;
         }
     };
@@ -44,10 +44,10 @@ fn main() -> ExitCode {
         Err(e) => {
             if nagios {
                 // The plugin convention: a check that cannot run is UNKNOWN, on stdout.
-                println!("SMTP-OAUTH UNKNOWN - {e:#}");
+                to_stdout(&format!("SMTP-OAUTH UNKNOWN - {e:#}\n"));
                 ExitCode::from(3)
             } else if command.is_check_config() || matches!(command, Command::Check(_)) {
-                eprintln!("error: {e:#}");
+                to_stderr(&format!("error: {e:#}\n"));
                 ExitCode::FAILURE
             } else {
                 tracing::error!("{e:#}");
@@ -78,14 +78,14 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
         Command::CheckConfig => {
             let plan = config::load_async(cli.config_file.clone()).await?;
             for w in &plan.warnings {
-                eprintln!("warning: {w}");
+                to_stderr(&format!("warning: {w}\n"));
             }
-            println!(
-                "{}: configuration is valid ({} apps, {} mailboxes)",
+            to_stdout(&format!(
+                "{}: configuration is valid ({} apps, {} mailboxes)\n",
                 cli.config_file.display(),
                 plan.apps.len(),
                 plan.mailboxes.len()
-            );
+            ));
             Ok(0)
         }
         Command::Serve => {
@@ -167,13 +167,27 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
                 (config::load_async(cli.config_file.clone()).await?, None)
             };
             for w in &plan.warnings {
-                eprintln!("warning: {w}");
+                to_stderr(&format!("warning: {w}\n"));
             }
             let out = check_command::run(Arc::new(plan), &req).await;
-            print!("{}", out.stdout);
+            to_stdout(&out.stdout);
             Ok(out.exit_code)
         }
     }
+}
+
+/// Writes to standard output. A reader that went away (`check | head -1`) is no error of the
+/// command's: the exit code still says what the checks found (`print!` would panic, exit 101).
+fn to_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// [`to_stdout`] for standard error.
+fn to_stderr(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
 /// Runs the agent until SIGTERM or ctrl-c; each SIGHUP reloads the configuration (the outcome
