@@ -310,6 +310,10 @@ pub enum TokenFault {
     /// HTTP 400 with a page that is not JSON and quotes the form received from the credential
     /// on, the credential starting at byte 100 (across the first 120 bytes a client may log).
     EchoForm,
+    /// HTTP 401 AADSTS7000215 whose description quotes the credential received base64-encoded
+    /// (standard, then URL-safe) and inside `Basic base64(client_id:credential)`, as a gateway
+    /// that logs an `Authorization` header might.
+    EchoBase64,
 }
 
 /// How many request times (token, Graph) the simulator keeps per app.
