@@ -129,7 +129,7 @@ fn parse_error(e: serde_path_to_error::Error<yaml_serde::Error>, file: &str) -> 
     for (internal, shown) in [
         (
             "struct RawConfig",
-            "a mapping with scheduler, diagnosis, metrics, alerts, alertmanager, defaults, apps and mailboxes",
+            "a mapping with scheduler, diagnosis, metrics, alerts, alertmanager, defaults, apps, mailboxes and allow_empty",
         ),
         (
             "struct RawScheduler",

@@ -21,6 +21,9 @@ pub struct RawConfig {
     pub apps: Vec<RawApp>,
     #[serde(default)]
     pub mailboxes: Vec<RawMailbox>,
+    /// Run with no apps and no mailboxes (otherwise such a file is refused: an empty file that
+    /// replaced the real one would silently stop every check and resolve every alert).
+    pub allow_empty: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

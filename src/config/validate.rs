@@ -125,8 +125,14 @@ impl<'a> Validator<'a> {
         }
 
         if raw.apps.is_empty() && raw.mailboxes.is_empty() {
+            if raw.allow_empty != Some(true) {
+                return Err(self.err(
+                    "",
+                    "no apps and no mailboxes: nothing would be checked and every alert would resolve (an empty or truncated file?); set allow_empty: true to run without targets",
+                ));
+            }
             self.warnings.push(
-                "the configuration has no apps and no mailboxes: nothing will be checked".into(),
+                "the configuration has no apps and no mailboxes (allow_empty: true): nothing will be checked".into(),
             );
         }
 

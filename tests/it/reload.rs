@@ -1,8 +1,8 @@
 //! Safe reload: `POST /-/reload` (with `--web.enable-lifecycle`) and SIGHUP re-read the
 //! configuration file. Unchanged targets keep running (their series never leave a scrape, their
 //! counters never go down), changed ones restart, removed ones' series go, a rotated secret file
-//! is used, and an invalid file keeps the old configuration with
-//! `smtp_oauth_config_last_reload_successful 0`.
+//! is used, and an invalid file (an empty one, one without targets, unless `allow_empty: true`)
+//! keeps the old configuration with `smtp_oauth_config_last_reload_successful 0`.
 
 use std::time::Duration;
 
@@ -211,6 +211,24 @@ async fn a_reload_keeps_unchanged_targets_restarts_changed_ones_and_rejects_a_ba
     );
     assert!(failed.contains("target=\"added\""));
 
+    // An empty file (a truncated write, a wrong mount) and one without targets are refused the
+    // same way: every target keeps running, nothing resolves quietly.
+    for empty in ["", "# nothing yet\napps: []\nmailboxes: []\n"] {
+        std::fs::write(&path, empty).unwrap();
+        let (status, body) = post_reload(&agent).await;
+        assert_eq!(status, 500, "{empty:?}: {body}");
+        assert!(
+            body.contains("no apps and no mailboxes") && body.contains("allow_empty: true"),
+            "{body}"
+        );
+        let page = scrape(&agent).await;
+        assert_eq!(
+            value(&page, "smtp_oauth_config_last_reload_successful", &[]),
+            Some(0.0)
+        );
+        assert!(page.contains("target=\"added\"") && page.contains("target=\"crm\""));
+    }
+
     // Fixed again: 1 again.
     std::fs::write(&path, config(&w, &billing, &crm, "two.example", &added)).unwrap();
     let (status, body) = post_reload(&agent).await;
@@ -226,6 +244,15 @@ async fn a_reload_keeps_unchanged_targets_restarts_changed_ones_and_rejects_a_ba
             &[]
         ),
         Some(1.0)
+    );
+
+    // Asked for in so many words, a configuration without targets is taken.
+    std::fs::write(&path, "allow_empty: true\n").unwrap();
+    let (status, body) = post_reload(&agent).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body.trim(),
+        "configuration reloaded: 0 jobs kept, 0 restarted, 0 added, 6 removed"
     );
     agent.stop().await;
 }

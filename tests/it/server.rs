@@ -8,7 +8,7 @@ use crate::common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_answer_as_exporters_do() {
     let w = World::new().await;
-    let agent = w.agent("apps: []\n").await;
+    let agent = w.agent("allow_empty: true\napps: []\n").await;
     let base = format!("http://{}", agent.local_addr());
     let client = reqwest::Client::new();
     let get = |path: &str| client.get(format!("{base}{path}")).send();
