@@ -89,12 +89,16 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Serve => {
+            // Before anything is read: a SIGHUP while the agent starts (a reload racing a
+            // restart) is kept for later, not the signal's default death.
+            let hangup = Hangup::install();
             let plan = config::load_async(cli.config_file.clone()).await?;
             let agent = agent::Agent::start(plan, &opts).await?;
-            serve(agent).await;
+            serve(agent, hangup).await;
             Ok(0)
         }
         Command::Demo => {
+            let hangup = Hangup::install();
             let demo = demo::Demo::start().await?;
             // The demo's configuration is a file too, so that a reload works on it.
             let file = demo.config_file()?;
@@ -107,7 +111,7 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
                 metrics = format!("http://{}{}", agent.local_addr(), cli.telemetry_path).as_str(),
                 "demo: the agent runs against the built-in Microsoft 365 simulator, one mailbox per failure mode (ctrl-c to stop)"
             );
-            serve(agent).await;
+            serve(agent, hangup).await;
             drop(demo);
             Ok(0)
         }
@@ -190,26 +194,58 @@ fn to_stderr(text: &str) {
     let _ = std::io::stderr().lock().write_all(text.as_bytes());
 }
 
+/// SIGHUP, listened for from the start of the agent's start-up.
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    /// Takes SIGHUP over from its default (ending the process): from here on one is kept until
+    /// [`Hangup::recv`] takes it.
+    fn install() -> Hangup {
+        Hangup {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP"))
+                .ok(),
+        }
+    }
+
+    /// The next SIGHUP (one that came before the call included).
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = self.signal.as_mut() {
+            if s.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    }
+
+    /// Whether a SIGHUP came and has not been taken yet.
+    fn pending(&mut self) -> bool {
+        use futures::FutureExt;
+        self.recv().now_or_never().is_some()
+    }
+}
+
 /// Runs the agent until SIGTERM or ctrl-c; each SIGHUP reloads the configuration (the outcome
-/// is logged, and `smtp_oauth_config_last_reload_successful` says it).
-async fn serve(agent: agent::Agent) {
+/// is logged, and `smtp_oauth_config_last_reload_successful` says it), one that came while the
+/// agent started included.
+async fn serve(agent: agent::Agent, mut hangup: Hangup) {
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    if hangup.pending() {
+        tracing::info!(
+            "SIGHUP during start-up: reloading the configuration now that the agent runs"
+        );
+        let _ = agent.reload().await;
+    }
     loop {
-        #[cfg(unix)]
-        let reload = async {
-            match hangup.as_mut() {
-                Some(h) => h.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let reload = std::future::pending::<Option<()>>();
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(()) = reload => {
+            () = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
                 let _ = agent.reload().await;
             }
