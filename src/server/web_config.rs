@@ -97,7 +97,8 @@ const ALLOWED_HEADERS: [&str; 5] = [
     "Content-Security-Policy",
 ];
 
-/// Successful logins remembered, so that a scrape every 15 s does not pay bcrypt each time.
+/// Logins remembered, by outcome: a scrape every 15 s pays bcrypt once, and so does a client
+/// that repeats a wrong password (exporter-toolkit caches both outcomes too).
 const AUTH_CACHE: usize = 1024;
 
 /// A loaded web configuration.
@@ -108,6 +109,10 @@ pub struct WebConfig {
     users: BTreeMap<String, String>,
     /// SHA-256 of (user, password, hash) of logins that passed.
     passed: Mutex<HashSet<[u8; 32]>>,
+    /// ... and of logins that failed (a separate set: failures cannot push passes out).
+    failed: Mutex<HashSet<[u8; 32]>>,
+    /// One bcrypt at a time: a flood of wrong passwords takes one core, never all of them.
+    bcrypt: Arc<tokio::sync::Mutex<()>>,
     /// Extra response headers.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// The files it was read from, with their modification times, to notice a change.
@@ -144,6 +149,8 @@ impl WebConfig {
             tls: None,
             users: BTreeMap::new(),
             passed: Mutex::new(HashSet::new()),
+            failed: Mutex::new(HashSet::new()),
+            bcrypt: Arc::new(tokio::sync::Mutex::new(())),
             headers: Vec::new(),
             sources: Vec::new(),
         }
@@ -220,6 +227,8 @@ impl WebConfig {
             tls,
             users,
             passed: Mutex::new(HashSet::new()),
+            failed: Mutex::new(HashSet::new()),
+            bcrypt: Arc::new(tokio::sync::Mutex::new(())),
             headers,
             sources,
         })
@@ -235,8 +244,10 @@ impl WebConfig {
         !self.users.is_empty()
     }
 
-    /// Checks an `Authorization` header. bcrypt runs on the blocking pool; a login that passed
-    /// is remembered (as a hash), so a scraper pays bcrypt once.
+    /// Checks an `Authorization` header. bcrypt runs on the blocking pool, one at a time; the
+    /// outcome is remembered (as a hash of the credential), so a scraper pays bcrypt once and a
+    /// client repeating a wrong password pays it once too. bcrypt's own comparison is
+    /// constant-time; an unknown user costs a bcrypt as a known one does.
     pub async fn authorized(&self, header: Option<&http::HeaderValue>) -> bool {
         if self.users.is_empty() {
             return true;
@@ -261,23 +272,38 @@ impl WebConfig {
             }
             h.finalize().into()
         };
-        if self.passed.lock().expect("auth cache lock").contains(&key) {
-            return true;
+        let known = |this: &Self| -> Option<bool> {
+            if this.passed.lock().expect("auth cache lock").contains(&key) {
+                Some(true)
+            } else if this.failed.lock().expect("auth cache lock").contains(&key) {
+                Some(false)
+            } else {
+                None
+            }
+        };
+        if let Some(ok) = known(self) {
+            return ok;
         }
-        let known = self.users.contains_key(&user);
+        let one = self.bcrypt.clone().lock_owned().await;
+        // The same credential may have been checked while this request waited.
+        if let Some(ok) = known(self) {
+            return ok;
+        }
+        let user_known = self.users.contains_key(&user);
+        // The turn is held until bcrypt ends, even when the client gives up meanwhile.
         let ok = tokio::task::spawn_blocking(move || {
+            let _one = one;
             bcrypt::verify(password.expose(), &hash).unwrap_or(false)
         })
         .await
         .unwrap_or(false)
-            && known;
-        if ok {
-            let mut passed = self.passed.lock().expect("auth cache lock");
-            if passed.len() >= AUTH_CACHE {
-                passed.clear();
-            }
-            passed.insert(key);
+            && user_known;
+        let cache = if ok { &self.passed } else { &self.failed };
+        let mut set = cache.lock().expect("auth cache lock");
+        if set.len() >= AUTH_CACHE {
+            set.clear();
         }
+        set.insert(key);
         ok
     }
 }

@@ -283,3 +283,84 @@ fn the_web_configuration_refuses_duplicate_users_and_endless_or_deep_files() {
     assert!(e.contains("nested deeper than"), "{e}");
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+/// CPU seconds (user and system) the process has used so far, from `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // The fields after the command name (which may hold spaces) start after its `)`.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Wrong passwords cost what exporter-toolkit makes them cost: a repeated one is answered from
+/// the cache (one bcrypt, not one per request), and distinct ones run one bcrypt at a time, so
+/// a flood takes one core, never all of them. Measured in the agent's CPU time, which a busy
+/// test machine does not change.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_passwords_cost_one_bcrypt_at_a_time_and_once_each() {
+    let dir = tempfile::tempdir().unwrap();
+    // Cost 10, the usual one (htpasswd -B): tens of milliseconds per check.
+    let hash = bcrypt::hash(PASSWORD, 10).unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, format!("basic_auth_users:\n  {USER}: '{hash}'\n")).unwrap();
+    let config = agent_config(dir.path());
+    let agent = Process::start(
+        &[
+            "--config.file",
+            config.to_str().unwrap(),
+            "--web.config.file",
+            web.to_str().unwrap(),
+        ],
+        dir.path().join("agent.log"),
+    )
+    .await;
+    let pid = agent.child.id();
+    let client = reqwest::Client::new();
+    let get = |password: String| {
+        let req = client
+            .get(agent.url("/metrics"))
+            .basic_auth(USER, Some(password));
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    // One bcrypt, measured.
+    let cpu = cpu_seconds(pid);
+    assert_eq!(get("wrong-0".into()).await, 401);
+    let one = (cpu_seconds(pid) - cpu).max(0.01);
+
+    // The same wrong password 50 times: answered from the cache.
+    let cpu = cpu_seconds(pid);
+    for _ in 0..50 {
+        assert_eq!(get("wrong-0".into()).await, 401);
+    }
+    let repeated = cpu_seconds(pid) - cpu;
+    assert!(
+        repeated < 10.0 * one,
+        "50 repeats of a wrong password took {repeated:.2} s of CPU (one bcrypt: {one:.3} s)"
+    );
+
+    // Four clients with distinct wrong passwords at once: one core at most.
+    let cpu = cpu_seconds(pid);
+    let started = Instant::now();
+    let clients = (0..4).map(|c| {
+        let get = &get;
+        async move {
+            for n in 0..8 {
+                assert_eq!(get(format!("wrong-{c}-{n}")).await, 401);
+            }
+        }
+    });
+    futures::future::join_all(clients).await;
+    let wall = started.elapsed().as_secs_f64();
+    let used = cpu_seconds(pid) - cpu;
+    assert!(
+        used / wall < 1.4,
+        "32 distinct wrong passwords used {used:.2} s of CPU in {wall:.2} s: more than one core"
+    );
+    // The right password still works, and is remembered.
+    assert_eq!(get(PASSWORD.into()).await, 200);
+    agent.stop();
+}
