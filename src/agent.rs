@@ -20,12 +20,9 @@ use crate::server::{self, web_config, ReloadRequest, Shared};
 use crate::sink::StateSink;
 use crate::state::StateStore;
 
-/// Connections the endpoint serves at once by default: far above what scrapers need, low enough
-/// to bound memory.
+/// Connections the endpoint keeps open at once by default: far above what scrapers need, low
+/// enough to bound memory; when all are open, the one idle longest makes room for a new one.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-
-/// How often the web configuration's files are looked at for a change (a renewed certificate).
-const WEB_CONFIG_POLL: Duration = Duration::from_secs(30);
 
 /// How long a stop waits for runs in progress before it abandons them.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -41,7 +38,7 @@ pub struct ServeOptions {
     pub enable_lifecycle: bool,
     /// TLS and basic auth for the endpoint (`--web.config.file`).
     pub web_config_file: Option<PathBuf>,
-    /// Connections served at once (`--web.max-connections`).
+    /// Connections open at once (`--web.max-connections`).
     pub max_connections: usize,
     /// This replica's part of the fleet (`--shard.*`); `None`: all of it.
     pub shard: Option<crate::plan::Shard>,
@@ -103,7 +100,11 @@ impl Agent {
             reload: reload_tx,
             enable_lifecycle: opts.enable_lifecycle,
             web: std::sync::RwLock::new(Arc::new(web)),
-            connections: Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1))),
+            web_watch: opts
+                .web_config_file
+                .clone()
+                .map(server::web_watch::WebWatch::new),
+            connections: server::connections::Connections::new(opts.max_connections),
             alerts: Mutex::new(Vec::new()),
             state: state.clone(),
             tokens: tokens.clone(),
@@ -147,9 +148,6 @@ impl Agent {
             shutdown.clone(),
         ));
         let server = tokio::spawn(server::serve(listener, shared.clone(), shutdown.clone()));
-        if let Some(path) = opts.web_config_file.clone() {
-            tokio::spawn(watch_web_config(shared.clone(), path, shutdown.clone()));
-        }
         tokio::spawn(alerts_loop(
             shared.clone(),
             shutdown.clone(),
@@ -331,31 +329,4 @@ async fn control_loop(
         }
     }
     control.scheduler.stop(STOP_GRACE).await;
-}
-
-/// Reloads the web configuration when one of its files changes (a renewed certificate, a new
-/// user): the next connections use it. An invalid change is logged and the old one stays.
-async fn watch_web_config(shared: Arc<Shared>, path: PathBuf, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(WEB_CONFIG_POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if !shared.web().changed() {
-            continue;
-        }
-        let p = path.clone();
-        match tokio::task::spawn_blocking(move || web_config::WebConfig::load(&p)).await {
-            Ok(Ok(w)) => {
-                *shared.web.write().expect("web config lock") = Arc::new(w);
-                tracing::info!(file = %path.display(), "web configuration reloaded");
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "invalid web configuration: the previous one stays")
-            }
-            Err(_) => {}
-        }
-    }
 }

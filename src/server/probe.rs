@@ -63,6 +63,7 @@ fn scrape_timeout(headers: &HeaderMap) -> Option<Duration> {
 
 pub async fn handle(
     shared: &Arc<Shared>,
+    _peer: std::net::IpAddr,
     query: Option<&str>,
     headers: &HeaderMap,
 ) -> Response<Body> {

@@ -239,6 +239,11 @@ impl WebConfig {
         self.sources.iter().any(|(p, t)| modified(p) != *t)
     }
 
+    /// The modification times of the files it was read from, as they are now.
+    pub fn stamps_now(&self) -> Vec<Option<SystemTime>> {
+        self.sources.iter().map(|(p, _)| modified(p)).collect()
+    }
+
     /// Whether basic auth is on.
     pub fn needs_auth(&self) -> bool {
         !self.users.is_empty()
