@@ -112,6 +112,8 @@ impl Agent {
             probes: Arc::new(tokio::sync::Semaphore::new(
                 plan.settings.scheduler.max_concurrent_probes,
             )),
+            probe_runs: Default::default(),
+            probe_limit: Default::default(),
             agent: Mutex::new(AgentInfo {
                 config_reload_successful: true,
                 config_reload_success_at: Some(chrono::Utc::now()),
@@ -283,6 +285,7 @@ impl Control {
         self.shared.plan.set(plan.clone());
         self.shared.state.retain(&plan);
         self.shared.tokens.retain(&plan);
+        self.shared.probe_runs.retain(&plan);
         self.shared.ctx.canary.retain(|name| {
             plan.mailboxes
                 .iter()

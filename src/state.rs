@@ -404,6 +404,11 @@ impl StateStore {
             .collect()
     }
 
+    /// One job's latest report (an Arc, nothing else copied).
+    pub fn last_report(&self, key: &JobKey) -> Option<Arc<Report>> {
+        self.lock().jobs.get(key).and_then(|s| s.last.clone())
+    }
+
     /// One job's state.
     pub fn get(&self, key: &JobKey) -> Option<TargetState> {
         self.lock().jobs.get(key).cloned()

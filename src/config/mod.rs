@@ -129,12 +129,17 @@ fn parse_error(e: serde_path_to_error::Error<yaml_serde::Error>, file: &str) -> 
     for (internal, shown) in [
         (
             "struct RawConfig",
-            "a mapping with scheduler, diagnosis, metrics, alerts, alertmanager, defaults, apps, mailboxes and allow_empty",
+            "a mapping with scheduler, probe, diagnosis, metrics, alerts, alertmanager, defaults, apps, mailboxes and allow_empty",
         ),
         (
             "struct RawScheduler",
             "a mapping with max_concurrent_checks, max_concurrent_probes and startup_spread",
         ),
+        (
+            "struct RawProbe",
+            "a mapping with freshness, rate_limit and client_rate_limit",
+        ),
+        ("f64", "a number"),
         ("struct RawDiagnosis", "a mapping with expiry_warning"),
         ("struct RawMetrics", "a mapping with detail"),
         (

@@ -9,6 +9,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub scheduler: RawScheduler,
     #[serde(default)]
+    pub probe: RawProbe,
+    #[serde(default)]
     pub diagnosis: RawDiagnosis,
     #[serde(default)]
     pub metrics: RawMetrics,
@@ -32,6 +34,14 @@ pub struct RawScheduler {
     pub max_concurrent_checks: Option<usize>,
     pub max_concurrent_probes: Option<usize>,
     pub startup_spread: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub freshness: Option<String>,
+    pub rate_limit: Option<f64>,
+    pub client_rate_limit: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,8 +11,8 @@ use super::raw::{self, RawCheck, RawConfig};
 use super::ConfigError;
 use crate::plan::{
     parse_duration, AlertSettings, AlertmanagerAuth, AlertmanagerSettings, App, CheckSettings,
-    Cloud, DiagnosisSettings, MetricsSettings, NetClients, Plan, Schedule, SchedulerSettings,
-    Settings,
+    Cloud, DiagnosisSettings, MetricsSettings, NetClients, Plan, ProbeSettings, Schedule,
+    SchedulerSettings, Settings,
 };
 use crate::secret::Secret;
 
@@ -97,6 +97,28 @@ impl<'a> Validator<'a> {
         if let Some(s) = &raw.scheduler.startup_spread {
             scheduler.startup_spread =
                 parse_duration(s).map_err(|m| self.err("scheduler.startup_spread", m))?;
+        }
+        let mut probe = ProbeSettings::default();
+        if let Some(s) = &raw.probe.freshness {
+            probe.freshness = Some(parse_duration(s).map_err(|m| self.err("probe.freshness", m))?);
+        }
+        for (field, value, into) in [
+            ("rate_limit", raw.probe.rate_limit, &mut probe.rate_limit),
+            (
+                "client_rate_limit",
+                raw.probe.client_rate_limit,
+                &mut probe.client_rate_limit,
+            ),
+        ] {
+            if let Some(v) = value {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(self.err(
+                        format!("probe.{field}"),
+                        "must be a number of runs per second, 0 or more (0: no limit)",
+                    ));
+                }
+                *into = v;
+            }
         }
         let mut diagnosis = DiagnosisSettings::default();
         if let Some(s) = &raw.diagnosis.expiry_warning {
@@ -258,6 +280,7 @@ impl<'a> Validator<'a> {
         let mut plan = Plan::new(
             Settings {
                 scheduler,
+                probe,
                 diagnosis,
                 metrics,
                 alerts,

@@ -7,6 +7,8 @@
 pub mod connections;
 mod page;
 mod probe;
+pub mod probe_runs;
+pub mod rate_limit;
 pub mod web_config;
 pub mod web_watch;
 
@@ -53,8 +55,12 @@ pub struct Shared {
     pub tokens: Arc<TokenCache>,
     /// What `/probe` runs checks with.
     pub ctx: Arc<Context>,
-    /// Bounds concurrent `/probe` requests.
+    /// Bounds concurrent `/probe` runs.
     pub probes: Arc<tokio::sync::Semaphore>,
+    /// The probes' latest results and runs in flight.
+    pub probe_runs: Arc<probe_runs::ProbeRuns>,
+    /// The runs probes may start per second.
+    pub probe_limit: rate_limit::RateLimit,
     pub agent: Mutex<AgentInfo>,
     pub telemetry_path: String,
     pub ready: AtomicBool,

@@ -389,12 +389,24 @@ pub struct Directory {
     health_issues: Vec<health::IssueState>,
     /// Service health requests received, by the client ID of the caller (`""`: no valid token).
     pub health_requests: HashMap<String, u64>,
+    /// SMTP connections by listener: open now, and the most open at once (Exchange allows a
+    /// mailbox 3 concurrent connections).
+    pub smtp_connections: HashMap<std::net::SocketAddr, SmtpConnections>,
+}
+
+/// The SMTP connections of one listener.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SmtpConnections {
+    pub accepted: u64,
+    pub open: usize,
+    pub peak: usize,
 }
 
 impl Default for Directory {
     fn default() -> Self {
         Self {
             record: true,
+            smtp_connections: HashMap::new(),
             tenants: Vec::new(),
             apps: HashMap::new(),
             mailboxes: HashMap::new(),

@@ -111,6 +111,20 @@ pub(super) async fn dialog(
     ctx: &Context,
     send: Option<(&MailAddress, MessageKind)>,
 ) -> Result<(), (Phase, StepError)> {
+    // Two sessions of a mailbox at most, whoever opens them: Exchange allows three.
+    let address = r.mailbox.address.to_string();
+    let Some(_turn) = ctx.sessions.acquire(&address, r.deadline).await else {
+        return Err((
+            Phase::Connect,
+            StepError::new(
+                CommonReason::Timeout,
+                format!(
+                    "no session of {address} could start before the check's timeout: {} were open (Exchange allows 3 per mailbox)",
+                    crate::checks::sessions::PER_MAILBOX
+                ),
+            ),
+        ));
+    };
     let tcp = open(r).await?;
     let tls = start_tls(r, tcp).await?;
     let mut s = BufReader::new(tls);
