@@ -121,6 +121,7 @@ impl Agent {
             telemetry_path: opts.telemetry_path.clone(),
             ready: Default::default(),
             page: Default::default(),
+            pages: Default::default(),
         });
         let shutdown = CancellationToken::new();
         tracing::info!(
@@ -294,6 +295,7 @@ impl Control {
         let summary = self.scheduler.reload(&plan);
         self.sink.diagnose_all();
         self.shared.page.lock().await.drop_page();
+        self.shared.pages.lock().await.clear();
         {
             let mut agent = self.shared.agent.lock().expect("agent lock");
             agent.config_reload_successful = true;

@@ -6,6 +6,7 @@
 
 pub mod connections;
 mod page;
+pub mod pages;
 mod probe;
 pub mod probe_runs;
 pub mod rate_limit;
@@ -67,6 +68,8 @@ pub struct Shared {
     /// The last rendered page: scrapes arriving together share one render (a 10,000-mailbox
     /// page is 6 MB; rendering it per request would let parallel scrapes exhaust memory).
     pub page: tokio::sync::Mutex<PageCache>,
+    /// The `/status` and `/` pages rendered within the last second, shared the same way.
+    pub pages: tokio::sync::Mutex<pages::PageStore>,
 }
 
 /// The rendered `/metrics` page while it serves scrapes, and the size of the last one.
@@ -357,11 +360,28 @@ async fn route(
         }
     } else {
         match path.as_str() {
-            "/" => reply(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                page::render(&shared.status(), &shared.telemetry_path),
-            ),
+            "/" | "/status" => {
+                let (format, content_type) = if path == "/" {
+                    (pages::Format::Html, "text/html; charset=utf-8")
+                } else {
+                    (pages::Format::Json, "application/json")
+                };
+                match pages::parse_query(req.uri().query(), &shared.plan()) {
+                    Err(m) => reply(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain; charset=utf-8",
+                        m + "\n",
+                    ),
+                    Ok(q) => match pages::page(&shared, format, q).await {
+                        Some(body) => reply(StatusCode::OK, content_type, body),
+                        None => reply(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "text/plain; charset=utf-8",
+                            "cannot render the status\n",
+                        ),
+                    },
+                }
+            }
             "/alerts" => {
                 let alerts = shared.alerts.lock().expect("alerts lock").clone();
                 match serde_json::to_vec_pretty(&alerts) {
@@ -373,14 +393,6 @@ async fn route(
                     ),
                 }
             }
-            "/status" => match serde_json::to_vec_pretty(&shared.status()) {
-                Ok(body) => reply(StatusCode::OK, "application/json", body),
-                Err(_) => reply(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain; charset=utf-8",
-                    "cannot render the status\n",
-                ),
-            },
             "/probe" => probe::handle(&shared, peer, req.uri().query(), req.headers()).await,
             "/-/healthy" => reply(StatusCode::OK, "text/plain; charset=utf-8", "Healthy\n"),
             "/-/ready" => {
