@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -82,7 +81,7 @@ impl Agent {
                 .map_err(|e| anyhow::anyhow!("invalid web configuration: {e}"))?,
         };
         let tls = web.tls.is_some();
-        let listener = TcpListener::bind(&opts.listen_address)
+        let listener = server::bind(&opts.listen_address)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen_address))?;
         let addr = listener.local_addr()?;

@@ -428,6 +428,28 @@ const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// Request line and headers together; beyond it the request gets 431.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
+/// The listen queue: a burst of connections (2,000 opened at once) waits there for the accept
+/// loop instead of having its SYNs dropped, which costs a client a 1 s retransmission (the
+/// kernel caps it at `net.core.somaxconn`, 4,096 by default).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the endpoint's address (`host:port`; a name is resolved, its first address taken).
+pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
+    let addr = tokio::net::lookup_host(address).await?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address")
+    })?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's TcpListener::bind does on Unix: a restarted agent rebinds at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves until `shutdown` fires. Every connection is accepted at once; when
 /// `--web.max-connections` are open, the one idle longest (no request in progress: silent,
 /// mid-headers, mid-handshake or between requests) is closed to make room, so idle and slow

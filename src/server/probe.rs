@@ -143,6 +143,8 @@ pub async fn handle(
     };
     let key = job.key();
     let settings = &plan.settings.probe;
+    // One deadline for the whole probe: a shared run, the wait for a slot and the run itself.
+    let budget = scrape_timeout(headers).unwrap_or(job.settings.timeout);
 
     // A recent enough result answers: the scheduler's last run, or the last probe's.
     let window = settings.window(&job.settings.schedule);
@@ -178,7 +180,6 @@ pub async fn handle(
                         .insert(hyper::header::RETRY_AFTER, secs.into());
                     return r;
                 }
-                let budget = budget(headers, &job);
                 let run = run(shared.clone(), job.clone(), start, budget);
                 shared
                     .probe_runs
@@ -186,8 +187,7 @@ pub async fn handle(
             }
         }
     };
-    let deadline = start + budget(headers, &job);
-    match wait(flight, deadline).await {
+    match wait(flight, start + budget).await {
         Some(RunResult::Ran(report)) => answer(shared, &plan, &target, &report, start, None),
         Some(RunResult::NoSlot) => plain(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -205,11 +205,6 @@ pub async fn handle(
 fn age(r: &Report) -> Option<Duration> {
     let ended = r.started_at + chrono::Duration::from_std(r.duration).ok()?;
     (chrono::Utc::now() - ended).to_std().ok()
-}
-
-/// The probe's time: Prometheus' scrape timeout (less the margin), or the check's own.
-fn budget(headers: &HeaderMap, job: &Job) -> Duration {
-    scrape_timeout(headers).unwrap_or(job.settings.timeout)
 }
 
 /// The run of a probe: a probe slot while there is time left for a run, then the check with
