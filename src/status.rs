@@ -485,11 +485,7 @@ pub fn page(plan: &Plan, state: &StateStore, q: &Query) -> Document {
         } else {
             keys.clear();
         }
-        let entries: Vec<Entry> = keys
-            .into_iter()
-            .skip(q.offset)
-            .map(|(_, _, e)| e)
-            .collect();
+        let entries: Vec<Entry> = keys.into_iter().skip(q.offset).map(|(_, _, e)| e).collect();
         let page = PageInfo {
             app: q.app.clone(),
             severity: q.severities.iter().map(|s| s.as_str()).collect(),

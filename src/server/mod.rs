@@ -435,9 +435,10 @@ const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds the endpoint's address (`host:port`; a name is resolved, its first address taken).
 pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
-    let addr = tokio::net::lookup_host(address).await?.next().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address")
-    })?;
+    let addr = tokio::net::lookup_host(address)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address"))?;
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {

@@ -270,7 +270,11 @@ fn page_line(doc: &Document) -> String {
         let _ = write!(out, " ({})", escape(&p.severity.join(", ")));
     }
     if let Some(next) = p.next_offset {
-        let _ = write!(out, " · <a href=\"{}\">next</a>", link(p, &p.severity, next));
+        let _ = write!(
+            out,
+            " · <a href=\"{}\">next</a>",
+            link(p, &p.severity, next)
+        );
     }
     let _ = write!(
         out,

@@ -114,8 +114,14 @@ async fn status_pages_are_bounded_filtered_worst_first_and_shared() {
         .iter()
         .map(|m| m["verdict"]["severity"].as_str().unwrap())
         .collect();
-    assert!(severities[..30].iter().all(|s| *s == "critical"), "{severities:?}");
-    assert!(severities[30..].iter().all(|s| *s == "ok"), "{severities:?}");
+    assert!(
+        severities[..30].iter().all(|s| *s == "critical"),
+        "{severities:?}"
+    );
+    assert!(
+        severities[30..].iter().all(|s| *s == "ok"),
+        "{severities:?}"
+    );
 
     // Filters: one app, one severity; paging; a limit over the cap is the cap.
     let doc = json(&get("/status?app=small").await.1);
@@ -130,7 +136,13 @@ async fn status_pages_are_bounded_filtered_worst_first_and_shared() {
     assert_eq!(doc["page"]["limit"], 500);
     assert_eq!(doc["page"]["returned"], 241);
     // The app lists some of its 240 mailbox names, and counts them all.
-    let big = doc["apps"].as_array().unwrap().iter().find(|a| a["name"] == "big").unwrap().clone();
+    let big = doc["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "big")
+        .unwrap()
+        .clone();
     assert_eq!(big["mailbox_count"], 240);
     assert_eq!(big["mailboxes"].as_array().unwrap().len(), 20);
     let doc = json(&get("/status?limit=0").await.1);
@@ -149,8 +161,15 @@ async fn status_pages_are_bounded_filtered_worst_first_and_shared() {
     // The page: the problems, then the healthy rest summarised with a link.
     let (status, html) = get("/").await;
     assert_eq!(status, 200);
-    assert_eq!(html.matches("data-severity=\"critical\"").count(), 30, "{html}");
-    assert!(html.contains("id=\"rest\">147 more targets, all ok"), "{html}");
+    assert_eq!(
+        html.matches("data-severity=\"critical\"").count(),
+        30,
+        "{html}"
+    );
+    assert!(
+        html.contains("id=\"rest\">147 more targets, all ok"),
+        "{html}"
+    );
     assert!(html.contains("href=\"/?offset=100\""), "{html}");
 
     // Shared: four requests at once, and another within the second, get one render.
