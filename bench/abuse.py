@@ -41,14 +41,13 @@ import socket
 import ssl
 import statistics
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 import base64
 
-from procs import ROOT, BIN, free_port, cpu_seconds, rss_mib
+from procs import ROOT, BIN, free_port, cpu_seconds, rss_mib, total, wait_for
 
 # bcrypt (cost 10) of "bench-password": the web configuration's one user.
 PASSWORD = "bench-password"
@@ -88,29 +87,6 @@ def http(url, timeout=30, headers=None):
         return 0, b"", time.monotonic() - start
 
 
-def total(text, name, **want):
-    out = 0.0
-    for line in text.splitlines():
-        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        labels = dict(re.findall(r'([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        if all(labels.get(k) == v for k, v in want.items()):
-            out += float(m.group(4))
-    return out
-
-
-def wait_for(what, predicate, limit):
-    start = time.monotonic()
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() - start > limit:
-            sys.exit(f"timed out after {limit}s waiting for {what}")
-        time.sleep(0.5)
-
-
 class World:
     """The simulator (current build) with a fleet, and the agent under test on its config."""
 
@@ -128,7 +104,7 @@ class World:
         )
         self.agent = None
         config = simdir / "agent.yml"
-        wait_for("the simulator", lambda: config.exists(), 120)
+        wait_for("the simulator", lambda: config.exists(), 120, 0.5)
         time.sleep(0.5)
         if config_extra:
             # Only where the agent knows the settings (an older build has none of them).
@@ -163,7 +139,7 @@ class World:
             return (total(t, "smtp_oauth_scheduler_runs_total", check="smtp") >= mailboxes
                     and total(t, "smtp_oauth_scheduler_runs_total", check="token") >= apps
                     and (not graph or total(t, "smtp_oauth_scheduler_runs_total", check="graph") >= apps))
-        wait_for("the first round of checks", done, 600)
+        wait_for("the first round of checks", done, 600, 0.5)
 
     def close(self):
         for p in (self.agent, self.sim):
@@ -436,7 +412,7 @@ def small(agent_bin, workdir):
                           "--web.listen-address", f"127.0.0.1:{port}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=d)
     base = f"http://127.0.0.1:{port}"
-    wait_for("the agent", lambda: http(base + "/-/ready")[0] == 200, 30)
+    wait_for("the agent", lambda: http(base + "/-/ready")[0] == 200, 30, 0.2)
     cfg.write_text("")
     req = urllib.request.Request(base + "/-/reload", method="POST")
     try:
@@ -492,7 +468,7 @@ def small(agent_bin, workdir):
                           "--web.listen-address", f"127.0.0.1:{port}"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=d)
     base = f"http://127.0.0.1:{port}"
-    wait_for("the agent", lambda: http(base + "/-/ready")[0] == 200, 30)
+    wait_for("the agent", lambda: http(base + "/-/ready")[0] == 200, 30, 0.2)
     out["probe_smtp_on_app"] = f"HTTP {http(base + '/probe?target=a&check=smtp')[0]}"
     p.terminate()
     p.wait(10)

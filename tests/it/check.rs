@@ -124,8 +124,13 @@ async fn a_closed_stdout_ends_check_and_check_config_cleanly() {
     let mailer = w.app_with_secret(1, "mailer", "Pipe~secret-value");
     w.sim.add_mailbox("invoices@contoso.com", &[&id]);
     let yaml = format!(
-        "defaults:\n  checks:\n    graph: {{ enabled: false }}\napps:\n{mailer}mailboxes:\n  - {{ name: invoices, app: mailer, address: invoices@contoso.com, smtp_host: 127.0.0.1, smtp_port: {} }}\n",
-        w.sim.smtp_addr.port()
+        "defaults:\n  checks:\n    graph: {{ enabled: false }}\napps:\n{mailer}mailboxes:\n{}",
+        mailbox_line(
+            "invoices",
+            "mailer",
+            "invoices@contoso.com",
+            w.sim.smtp_addr.port()
+        )
     );
     let config = w.file("pipe.yml", &yaml);
     for (args, want) in [

@@ -153,6 +153,11 @@ pub async fn wait_for(
     }
 }
 
+/// A mailbox line for a config's `mailboxes:`, its SMTP at the simulator's port `port`.
+pub fn mailbox_line(name: &str, app: &str, address: &str, port: u16) -> String {
+    format!("  - {{ name: {name}, app: {app}, address: {address}, smtp_host: 127.0.0.1, smtp_port: {port} }}\n")
+}
+
 /// A secret-credential app block for a config.
 pub fn secret_app(
     world: &World,

@@ -245,8 +245,8 @@ async fn a_probe_flood_costs_the_tenant_nothing_beyond_the_schedule() {
     let app = w.app_with_secret(1, "app", "Fld~secret-value");
     w.sim.add_mailbox("mb@contoso.com", &[&id]);
     let yaml = format!(
-        "scheduler: {{ startup_spread: 100ms }}\ndefaults:\n  checks:\n    token: {{ schedule: 10m }}\n    smtp: {{ schedule: 10m }}\napps:\n{app}mailboxes:\n  - {{ name: mb, app: app, address: mb@contoso.com, smtp_host: 127.0.0.1, smtp_port: {} }}\n",
-        w.sim.smtp_addr.port()
+        "scheduler: {{ startup_spread: 100ms }}\ndefaults:\n  checks:\n    token: {{ schedule: 10m }}\n    smtp: {{ schedule: 10m }}\napps:\n{app}mailboxes:\n{}",
+        mailbox_line("mb", "app", "mb@contoso.com", w.sim.smtp_addr.port())
     );
     let agent = w.agent(&yaml).await;
     wait_for(&agent, Duration::from_secs(10), "the scheduled runs", |t| {
@@ -331,9 +331,11 @@ async fn probes_share_runs_and_a_mailbox_never_gets_more_than_two_sessions() {
         "scheduler: {{ startup_spread: 0s }}\nprobe: {{ freshness: 0s, rate_limit: 0, client_rate_limit: 0 }}\ndefaults:\n  checks:\n    token: {{ schedule: 10m }}\n    graph: {{ enabled: false }}\n    smtp: {{ schedule: 1s, timeout: 10s }}\napps:\n{app}mailboxes:\n"
     );
     for n in 1..=3 {
-        yaml += &format!(
-            "  - {{ name: same{n}, app: app, address: shared@contoso.com, smtp_host: 127.0.0.1, smtp_port: {} }}\n",
-            slow.addr.port()
+        yaml += &mailbox_line(
+            &format!("same{n}"),
+            "app",
+            "shared@contoso.com",
+            slow.addr.port(),
         );
     }
     yaml += &format!(
@@ -438,7 +440,9 @@ async fn a_probe_that_cannot_start_before_its_deadline_gets_503() {
         .unwrap();
     let port = silent.addr.port();
     let yaml = format!(
-        "scheduler: {{ max_concurrent_probes: 1 }}\ndefaults:\n  checks:\n    token: {{ enabled: false }}\n    graph: {{ enabled: false }}\n    smtp: {{ enabled: false, timeout: 2s }}\napps:\n{app}mailboxes:\n  - {{ name: one, app: app, address: one@contoso.com, smtp_host: 127.0.0.1, smtp_port: {port} }}\n  - {{ name: two, app: app, address: two@contoso.com, smtp_host: 127.0.0.1, smtp_port: {port} }}\n"
+        "scheduler: {{ max_concurrent_probes: 1 }}\ndefaults:\n  checks:\n    token: {{ enabled: false }}\n    graph: {{ enabled: false }}\n    smtp: {{ enabled: false, timeout: 2s }}\napps:\n{app}mailboxes:\n{}{}",
+        mailbox_line("one", "app", "one@contoso.com", port),
+        mailbox_line("two", "app", "two@contoso.com", port),
     );
     let agent = w.agent(&yaml).await;
     let base = format!("http://{}", agent.local_addr());

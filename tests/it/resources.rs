@@ -29,9 +29,11 @@ async fn out_of_file_descriptors_is_the_agents_fault_not_a_firewall() {
         "scheduler: {{ startup_spread: 0s }}\ndefaults:\n  checks:\n    token: {{ enabled: false }}\n    graph: {{ enabled: false }}\n    smtp: {{ schedule: 1h, timeout: 4s }}\napps:\n{app}mailboxes:\n"
     );
     for n in 0..MAILBOXES {
-        yaml += &format!(
-            "  - {{ name: mb{n}, app: billing, address: mb{n}@contoso.com, smtp_host: 127.0.0.1, smtp_port: {} }}\n",
-            stall.port()
+        yaml += &mailbox_line(
+            &format!("mb{n}"),
+            "billing",
+            &format!("mb{n}@contoso.com"),
+            stall.port(),
         );
     }
     let config = w.file("config.yml", &yaml);

@@ -76,12 +76,12 @@ async fn status_pages_are_bounded_filtered_worst_first_and_shared() {
         let address = format!("big{n:03}@contoso.com");
         let granted: &[&str] = if n % 8 == 0 { &[] } else { &[&id] };
         w.sim.add_mailbox(&address, granted);
-        yaml += &format!("  - {{ name: big{n:03}, app: big, address: {address}, smtp_host: 127.0.0.1, smtp_port: {port} }}\n");
+        yaml += &mailbox_line(&format!("big{n:03}"), "big", &address, port);
     }
     for n in 0..5 {
         let address = format!("small{n}@contoso.com");
         w.sim.add_mailbox(&address, &[&client_id(2)]);
-        yaml += &format!("  - {{ name: small{n}, app: small, address: {address}, smtp_host: 127.0.0.1, smtp_port: {port} }}\n");
+        yaml += &mailbox_line(&format!("small{n}"), "small", &address, port);
     }
     let agent = w.agent(&yaml).await;
     wait_for(&agent, Duration::from_secs(20), "every SMTP run", |t| {
