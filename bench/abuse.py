@@ -47,7 +47,7 @@ import urllib.error
 import urllib.request
 import base64
 
-from procs import ROOT, BIN, free_port, cpu_seconds, rss_mib, total, wait_for
+from procs import ROOT, BIN, free_port, cpu_seconds, rss_mib, stop, total, wait_for
 
 # bcrypt (cost 10) of "bench-password": the web configuration's one user.
 PASSWORD = "bench-password"
@@ -142,13 +142,7 @@ class World:
         wait_for("the first round of checks", done, 600, 0.5)
 
     def close(self):
-        for p in (self.agent, self.sim):
-            if p:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop(self.agent, self.sim)
 
 
 def hammer(url, clients, seconds, headers=None):
@@ -402,8 +396,7 @@ def small(agent_bin, workdir):
     time.sleep(3)
     code = p.poll()
     out["sighup_at_start"] = "running" if code is None else f"died ({code})"
-    p.terminate()
-    p.wait(10)
+    stop(p)
     # An empty file on reload.
     port = free_port()
     cfg = d / "reload.yml"
@@ -422,8 +415,7 @@ def small(agent_bin, workdir):
     metrics = http(base + "/metrics")[1].decode()
     out["empty_reload"] = (f"HTTP {status}, last_reload_successful "
                            f"{total(metrics, 'smtp_oauth_config_last_reload_successful'):.0f}")
-    p.terminate()
-    p.wait(10)
+    stop(p)
     # 196 KB of nested flow collections.
     deep = d / "deep.yml"
     deep.write_text("apps: " + "[" * 98000 + "]" * 98000 + "\n")
@@ -470,8 +462,7 @@ def small(agent_bin, workdir):
     base = f"http://127.0.0.1:{port}"
     wait_for("the agent", lambda: http(base + "/-/ready")[0] == 200, 30, 0.2)
     out["probe_smtp_on_app"] = f"HTTP {http(base + '/probe?target=a&check=smtp')[0]}"
-    p.terminate()
-    p.wait(10)
+    stop(p)
     return out
 
 

@@ -6,6 +6,7 @@ import os
 import pathlib
 import re
 import socket
+import subprocess
 import sys
 import time
 
@@ -66,3 +67,14 @@ def wait_for(what, predicate, limit, every=1.0):
         if time.monotonic() - start > limit:
             sys.exit(f"timed out after {limit}s waiting for {what}")
         time.sleep(every)
+
+
+def stop(*procs):
+    """Ends processes started for a benchmark: SIGTERM, then SIGKILL after 10 s."""
+    for p in procs:
+        if p:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()

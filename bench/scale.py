@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import time
 import urllib.request
-from procs import ROOT, BIN, free_port, cpu_seconds, rss_mib, open_fds, series, total, wait_for
+from procs import ROOT, BIN, free_port, cpu_seconds, rss_mib, open_fds, series, stop, total, wait_for
 
 REAL_SCHEDULE = 300.0  # seconds: the default SMTP and token schedule
 
@@ -143,13 +143,7 @@ def run_size(n, args, workdir):
             "extra_tokens_per_app": (exchange - token_checks) / apps,
         }
     finally:
-        for p in (agent, sim):
-            if p:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop(agent, sim)
 
 
 def parse_seconds(text):

@@ -499,6 +499,20 @@ pub fn page(plan: &Plan, state: &StateStore, q: &Query) -> Document {
     })
 }
 
+/// An app's token and Graph checks (a mailbox shows its app's too).
+fn app_checks<'v>(
+    app: &App,
+    get: impl Fn(CheckKind, &str) -> Option<&'v TargetState>,
+) -> BTreeMap<CheckKind, CheckStatus> {
+    [
+        (CheckKind::Token, app.token_check.enabled),
+        (CheckKind::Graph, app.graph_check.enabled),
+    ]
+    .into_iter()
+    .map(|(kind, enabled)| (kind, check_status(enabled, &app.name, get(kind, &app.name))))
+    .collect()
+}
+
 /// The document of `entries`, in their order; `summary_of_entries`: the summary counts them
 /// (else the whole fleet's verdicts).
 fn build(
@@ -542,23 +556,7 @@ fn build(
     for e in entries {
         match *e {
             Entry::App(app) => {
-                let mut checks = BTreeMap::new();
-                checks.insert(
-                    CheckKind::Token,
-                    check_status(
-                        app.token_check.enabled,
-                        &app.name,
-                        get(CheckKind::Token, &app.name),
-                    ),
-                );
-                checks.insert(
-                    CheckKind::Graph,
-                    check_status(
-                        app.graph_check.enabled,
-                        &app.name,
-                        get(CheckKind::Graph, &app.name),
-                    ),
-                );
+                let mut checks = app_checks(app, get);
                 if app.health_check.enabled {
                     checks.insert(
                         CheckKind::Health,
@@ -591,26 +589,11 @@ fn build(
                 });
             }
             Entry::Mailbox(m) => {
-                let mut checks = BTreeMap::new();
+                // Its own SMTP check, and its app's token and Graph checks.
+                let mut checks = app_checks(&m.app, get);
                 checks.insert(
                     CheckKind::Smtp,
                     check_status(m.smtp_check.enabled, &m.name, get(CheckKind::Smtp, &m.name)),
-                );
-                checks.insert(
-                    CheckKind::Token,
-                    check_status(
-                        m.app.token_check.enabled,
-                        &m.app.name,
-                        get(CheckKind::Token, &m.app.name),
-                    ),
-                );
-                checks.insert(
-                    CheckKind::Graph,
-                    check_status(
-                        m.app.graph_check.enabled,
-                        &m.app.name,
-                        get(CheckKind::Graph, &m.app.name),
-                    ),
                 );
                 if m.canary.is_some() {
                     checks.insert(
