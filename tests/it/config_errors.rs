@@ -222,35 +222,3 @@ fn a_configuration_cannot_make_the_agent_read_or_parse_for_ever() {
         started.elapsed()
     );
 }
-
-/// A file holding a secret that other users of the host may read gets a warning, as an inline
-/// secret in a readable configuration does; one readable by its owner alone does not.
-#[cfg(unix)]
-#[test]
-fn secret_files_readable_by_others_are_warned_about() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let secret = dir.path().join("billing.secret");
-    std::fs::write(&secret, "Bl~secret-value").unwrap();
-    let yaml = "apps:\n  - name: billing\n    tenant: contoso.onmicrosoft.com\n    client_id: 00000000-0000-4000-8000-000000000001\n    client_secret_file: billing.secret\n";
-    for (mode, warned) in [(0o644, true), (0o640, true), (0o600, false), (0o400, false)] {
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(mode)).unwrap();
-        let plan = config::from_yaml(yaml, "test.yml", dir.path()).unwrap();
-        let warning = plan
-            .warnings
-            .iter()
-            .find(|w| w.contains("readable by group or others"));
-        assert_eq!(
-            warning.is_some(),
-            warned,
-            "mode {mode:o}: {:?}",
-            plan.warnings
-        );
-        if let Some(w) = warning {
-            assert!(
-                w.contains("apps[0].client_secret_file") && w.contains(&format!("{mode:o}")),
-                "{w}"
-            );
-        }
-    }
-}
