@@ -9,7 +9,8 @@ use chrono::{Duration as Days, Utc};
 use crate::plan::Plan;
 use crate::sim::{
     app_certificate, Delivery, GraphFault, HealthIssue, SimApp, Simulator, SmtpFault, SmtpStep,
-    ROLE_APPLICATION_READ_ALL, ROLE_MAIL_READ_WRITE, ROLE_SERVICE_HEALTH_READ_ALL,
+    ROLE_APPLICATION_READ_ALL, ROLE_MAIL_READ_WRITE, ROLE_POLICY_READ_ALL,
+    ROLE_SERVICE_HEALTH_READ_ALL,
 };
 
 /// The demo's scenarios: the mailbox named after each failure mode, and what it shows.
@@ -240,7 +241,8 @@ impl Demo {
                 SimApp::new(CONTOSO, ERP, "ERP invoices"),
             )
             .with_graph_role(ROLE_APPLICATION_READ_ALL)
-            .with_graph_role(ROLE_SERVICE_HEALTH_READ_ALL),
+            .with_graph_role(ROLE_SERVICE_HEALTH_READ_ALL)
+            .with_graph_role(ROLE_POLICY_READ_ALL),
         );
         // The canaries' reader: Mail.ReadWrite only (in a tenant, scoped to the canary
         // mailboxes with RBAC for Applications).
@@ -437,7 +439,14 @@ apps:\n",
             format!("certificate: {{ cert_file: {scanner_crt}, key_file: {scanner_key} }}"),
             reader,
         );
-        yaml += &app("crm", CONTOSO, CRM, secret_file("Cr7"), reader);
+        // The CRM's reader also reads Contoso's app management policies (none restricts it).
+        yaml += &app(
+            "crm",
+            CONTOSO,
+            CRM,
+            secret_file("Cr7"),
+            ", graph_reader: erp, app_management_policy: true",
+        );
         yaml += &app("legacy-erp", CONTOSO, LEGACY, secret_file("Lg3"), reader);
         yaml += &app(
             "dms",
