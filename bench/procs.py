@@ -1,9 +1,14 @@
-"""What the benchmark scripts share: where the release binary is, a free loopback port, and a
-process's CPU time, resident memory and open files from /proc (Linux)."""
+"""What the benchmark scripts share: where the release binary is, a free loopback port, a
+process's CPU time, resident memory and open files from /proc (Linux), reading series off a
+Prometheus page, and waiting for a condition."""
 
 import os
 import pathlib
+import re
 import socket
+import subprocess
+import sys
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "smtp-oauth-exporter"
@@ -31,3 +36,45 @@ def rss_mib(pid):
 
 def open_fds(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def series(text, name):
+    """(labels dict, value) of every sample of a metric."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$", line)
+        if not m or m.group(1) != name:
+            continue
+        labels = dict(re.findall(r'([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
+        out.append((labels, float(m.group(4))))
+    return out
+
+
+def total(text, name, **want):
+    """The sum of a metric's samples whose labels have the given values."""
+    return sum(v for l, v in series(text, name) if all(l.get(k) == x for k, x in want.items()))
+
+
+def wait_for(what, predicate, limit, every=1.0):
+    """The predicate's first true value, polled every `every` seconds; exits after `limit`."""
+    start = time.monotonic()
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() - start > limit:
+            sys.exit(f"timed out after {limit}s waiting for {what}")
+        time.sleep(every)
+
+
+def stop(*procs):
+    """Ends processes started for a benchmark: SIGTERM, then SIGKILL after 10 s."""
+    for p in procs:
+        if p:
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()

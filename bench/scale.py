@@ -28,10 +28,9 @@ import re
 import ssl
 import statistics
 import subprocess
-import sys
 import time
 import urllib.request
-from procs import ROOT, BIN, free_port, cpu_seconds, rss_mib, open_fds
+from procs import ROOT, BIN, free_port, cpu_seconds, rss_mib, open_fds, series, stop, total, wait_for
 
 REAL_SCHEDULE = 300.0  # seconds: the default SMTP and token schedule
 
@@ -45,24 +44,6 @@ def get(url, context=None, timeout=30):
     with urllib.request.urlopen(url, context=context, timeout=timeout) as r:
         body = r.read()
     return body, time.monotonic() - start
-
-
-def series(text, name):
-    """(labels dict, value) of every sample of a metric."""
-    out = []
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        m = re.match(r"([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$", line)
-        if not m or m.group(1) != name:
-            continue
-        labels = dict(re.findall(r'([a-zA-Z_]+)="((?:[^"\\]|\\.)*)"', m.group(3) or ""))
-        out.append((labels, float(m.group(4))))
-    return out
-
-
-def total(text, name, **want):
-    return sum(v for l, v in series(text, name) if all(l.get(k) == x for k, x in want.items()))
 
 
 def quantile(text, name, q, **want):
@@ -83,17 +64,6 @@ def quantile(text, name, q, **want):
             return lower + (bound - lower) * (rank - below) / max(count - below, 1e-9)
         lower, below = bound, count
     return lower
-
-
-def wait_for(what, predicate, limit):
-    start = time.monotonic()
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() - start > limit:
-            sys.exit(f"timed out after {limit}s waiting for {what}")
-        time.sleep(1)
 
 
 def run_size(n, args, workdir, per_app=10, shape=False):
@@ -198,13 +168,7 @@ def run_size(n, args, workdir, per_app=10, shape=False):
             "extra_tokens_per_app": (exchange - token_checks) / apps,
         }
     finally:
-        for p in (agent, sim):
-            if p:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop(agent, sim)
 
 
 def parse_seconds(text):

@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -20,12 +19,9 @@ use crate::server::{self, web_config, ReloadRequest, Shared};
 use crate::sink::StateSink;
 use crate::state::StateStore;
 
-/// Connections the endpoint serves at once by default: far above what scrapers need, low enough
-/// to bound memory.
+/// Connections the endpoint keeps open at once by default: far above what scrapers need, low
+/// enough to bound memory; when all are open, the one idle longest makes room for a new one.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-
-/// How often the web configuration's files are looked at for a change (a renewed certificate).
-const WEB_CONFIG_POLL: Duration = Duration::from_secs(30);
 
 /// How long a stop waits for runs in progress before it abandons them.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -41,7 +37,7 @@ pub struct ServeOptions {
     pub enable_lifecycle: bool,
     /// TLS and basic auth for the endpoint (`--web.config.file`).
     pub web_config_file: Option<PathBuf>,
-    /// Connections served at once (`--web.max-connections`).
+    /// Connections open at once (`--web.max-connections`).
     pub max_connections: usize,
     /// This replica's part of the fleet (`--shard.*`); `None`: all of it.
     pub shard: Option<crate::plan::Shard>,
@@ -85,7 +81,7 @@ impl Agent {
                 .map_err(|e| anyhow::anyhow!("invalid web configuration: {e}"))?,
         };
         let tls = web.tls.is_some();
-        let listener = TcpListener::bind(&opts.listen_address)
+        let listener = server::bind(&opts.listen_address)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", opts.listen_address))?;
         let addr = listener.local_addr()?;
@@ -103,7 +99,11 @@ impl Agent {
             reload: reload_tx,
             enable_lifecycle: opts.enable_lifecycle,
             web: std::sync::RwLock::new(Arc::new(web)),
-            connections: Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1))),
+            web_watch: opts
+                .web_config_file
+                .clone()
+                .map(server::web_watch::WebWatch::new),
+            connections: server::connections::Connections::new(opts.max_connections),
             alerts: Mutex::new(Vec::new()),
             state: state.clone(),
             tokens: tokens.clone(),
@@ -111,6 +111,8 @@ impl Agent {
             probes: Arc::new(tokio::sync::Semaphore::new(
                 plan.settings.scheduler.max_concurrent_probes,
             )),
+            probe_runs: Default::default(),
+            probe_limit: Default::default(),
             agent: Mutex::new(AgentInfo {
                 config_reload_successful: true,
                 config_reload_success_at: Some(chrono::Utc::now()),
@@ -118,6 +120,7 @@ impl Agent {
             telemetry_path: opts.telemetry_path.clone(),
             ready: Default::default(),
             page: Default::default(),
+            pages: Default::default(),
         });
         let shutdown = CancellationToken::new();
         tracing::info!(
@@ -147,9 +150,6 @@ impl Agent {
             shutdown.clone(),
         ));
         let server = tokio::spawn(server::serve(listener, shared.clone(), shutdown.clone()));
-        if let Some(path) = opts.web_config_file.clone() {
-            tokio::spawn(watch_web_config(shared.clone(), path, shutdown.clone()));
-        }
         tokio::spawn(alerts_loop(
             shared.clone(),
             shutdown.clone(),
@@ -285,6 +285,7 @@ impl Control {
         self.shared.plan.set(plan.clone());
         self.shared.state.retain(&plan);
         self.shared.tokens.retain(&plan);
+        self.shared.probe_runs.retain(&plan);
         self.shared.ctx.canary.retain(|name| {
             plan.mailboxes
                 .iter()
@@ -293,6 +294,7 @@ impl Control {
         let summary = self.scheduler.reload(&plan);
         self.sink.diagnose_all();
         self.shared.page.lock().await.drop_page();
+        self.shared.pages.lock().await.clear();
         {
             let mut agent = self.shared.agent.lock().expect("agent lock");
             agent.config_reload_successful = true;
@@ -331,31 +333,4 @@ async fn control_loop(
         }
     }
     control.scheduler.stop(STOP_GRACE).await;
-}
-
-/// Reloads the web configuration when one of its files changes (a renewed certificate, a new
-/// user): the next connections use it. An invalid change is logged and the old one stays.
-async fn watch_web_config(shared: Arc<Shared>, path: PathBuf, shutdown: CancellationToken) {
-    let mut tick = tokio::time::interval(WEB_CONFIG_POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if !shared.web().changed() {
-            continue;
-        }
-        let p = path.clone();
-        match tokio::task::spawn_blocking(move || web_config::WebConfig::load(&p)).await {
-            Ok(Ok(w)) => {
-                *shared.web.write().expect("web config lock") = Arc::new(w);
-                tracing::info!(file = %path.display(), "web configuration reloaded");
-            }
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "invalid web configuration: the previous one stays")
-            }
-            Err(_) => {}
-        }
-    }
 }

@@ -156,8 +156,8 @@ pub async fn run(plan: Arc<Plan>, req: &Request) -> Outcome {
         (
             &smtp_jobs,
             RunOptions {
-                timeout: None,
                 send_test_to: send_test_to.clone(),
+                ..RunOptions::default()
             },
         ),
     ] {

@@ -56,7 +56,8 @@ pub struct Cli {
     #[arg(long = "web.config.file", global = true, value_name = "PATH")]
     pub web_config_file: Option<PathBuf>,
 
-    /// Connections the endpoint serves at once; more wait in the listen queue.
+    /// Connections the endpoint keeps open at once; when all are, the one idle longest (no
+    /// request in progress) is closed to make room for a new one.
     #[arg(long = "web.max-connections", global = true, default_value_t = crate::agent::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
     pub max_connections: usize,
 

@@ -24,6 +24,8 @@ pub mod version;
 // ── layer 1, words and wires: the fixed reasons of failure, and the network under every check.
 /// HTTP clients with bounded replies.
 pub mod http_client;
+/// Files, YAML and quoted values taken with bounds.
+pub mod input;
 /// Network failures in the words every check shares.
 pub mod net;
 /// The one table of failure reasons.

@@ -21,12 +21,8 @@ fn main() -> ExitCode {
     let _profiler = dhat::Profiler::new_heap();
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
-    // As Go raises it for every exporter: the soft limit on open files up to the hard one, so
-    // that --web.max-connections and a large fleet's sockets fit (1,024 is a common default).
-    #[cfg(unix)]
-    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
-        tracing::debug!(error = %e, "cannot raise the open file limit");
-    }
+    let serving = matches!(cli.command, None | Some(Command::Serve | Command::Demo));
+    raise_open_file_limit(serving && !cli.config_check);
     let command = if cli.config_check {
         Command::CheckConfig
     } else {
@@ -38,7 +34,7 @@ fn main() -> ExitCode {
     {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
+            to_stderr(&format!("cannot start the runtime: {e}\n"));
             return ExitCode::FAILURE;
         }
     };
@@ -48,10 +44,10 @@ fn main() -> ExitCode {
         Err(e) => {
             if nagios {
                 // The plugin convention: a check that cannot run is UNKNOWN, on stdout.
-                println!("SMTP-OAUTH UNKNOWN - {e:#}");
+                to_stdout(&format!("SMTP-OAUTH UNKNOWN - {e:#}\n"));
                 ExitCode::from(3)
             } else if command.is_check_config() || matches!(command, Command::Check(_)) {
-                eprintln!("error: {e:#}");
+                to_stderr(&format!("error: {e:#}\n"));
                 ExitCode::FAILURE
             } else {
                 tracing::error!("{e:#}");
@@ -82,14 +78,14 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
         Command::CheckConfig => {
             let plan = config::load_async(cli.config_file.clone()).await?;
             for w in &plan.warnings {
-                eprintln!("warning: {w}");
+                to_stderr(&format!("warning: {w}\n"));
             }
-            println!(
-                "{}: configuration is valid ({} apps, {} mailboxes)",
+            to_stdout(&format!(
+                "{}: configuration is valid ({} apps, {} mailboxes)\n",
                 cli.config_file.display(),
                 plan.apps.len(),
                 plan.mailboxes.len()
-            );
+            ));
             Ok(0)
         }
         Command::Rules(args) => {
@@ -106,12 +102,16 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Serve => {
+            // Before anything is read: a SIGHUP while the agent starts (a reload racing a
+            // restart) is kept for later, not the signal's default death.
+            let hangup = Hangup::install();
             let plan = config::load_async(cli.config_file.clone()).await?;
             let agent = agent::Agent::start(plan, &opts).await?;
-            serve(agent).await;
+            serve(agent, hangup).await;
             Ok(0)
         }
         Command::Demo => {
+            let hangup = Hangup::install();
             let demo = demo::Demo::start().await?;
             // The demo's configuration is a file too, so that a reload works on it.
             let file = demo.config_file()?;
@@ -124,7 +124,7 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
                 metrics = format!("http://{}{}", agent.local_addr(), cli.telemetry_path).as_str(),
                 "demo: the agent runs against the built-in Microsoft 365 simulator, one mailbox per failure mode (ctrl-c to stop)"
             );
-            serve(agent).await;
+            serve(agent, hangup).await;
             drop(demo);
             Ok(0)
         }
@@ -188,35 +188,81 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
                 (config::load_async(cli.config_file.clone()).await?, None)
             };
             for w in &plan.warnings {
-                eprintln!("warning: {w}");
+                to_stderr(&format!("warning: {w}\n"));
             }
             let out = check_command::run(Arc::new(plan), &req).await;
-            print!("{}", out.stdout);
+            to_stdout(&out.stdout);
             Ok(out.exit_code)
         }
     }
 }
 
+/// Writes to standard output. A reader that went away (`check | head -1`) is no error of the
+/// command's: the exit code still says what the checks found (`print!` would panic, exit 101).
+fn to_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// [`to_stdout`] for standard error.
+fn to_stderr(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// SIGHUP, listened for from the start of the agent's start-up.
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    /// Takes SIGHUP over from its default (ending the process): from here on one is kept until
+    /// [`Hangup::recv`] takes it.
+    fn install() -> Hangup {
+        Hangup {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .map_err(|e| tracing::warn!(error = %e, "cannot listen for SIGHUP"))
+                .ok(),
+        }
+    }
+
+    /// The next SIGHUP (one that came before the call included).
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = self.signal.as_mut() {
+            if s.recv().await.is_some() {
+                return;
+            }
+        }
+        std::future::pending::<()>().await
+    }
+
+    /// Whether a SIGHUP came and has not been taken yet.
+    fn pending(&mut self) -> bool {
+        use futures::FutureExt;
+        self.recv().now_or_never().is_some()
+    }
+}
+
 /// Runs the agent until SIGTERM or ctrl-c; each SIGHUP reloads the configuration (the outcome
-/// is logged, and `smtp_oauth_config_last_reload_successful` says it).
-async fn serve(agent: agent::Agent) {
+/// is logged, and `smtp_oauth_config_last_reload_successful` says it), one that came while the
+/// agent started included.
+async fn serve(agent: agent::Agent, mut hangup: Hangup) {
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    #[cfg(unix)]
-    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    if hangup.pending() {
+        tracing::info!(
+            "SIGHUP during start-up: reloading the configuration now that the agent runs"
+        );
+        let _ = agent.reload().await;
+    }
     loop {
-        #[cfg(unix)]
-        let reload = async {
-            match hangup.as_mut() {
-                Some(h) => h.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let reload = std::future::pending::<Option<()>>();
         tokio::select! {
             _ = &mut shutdown => break,
-            Some(()) = reload => {
+            () = hangup.recv() => {
                 tracing::info!("SIGHUP: reloading the configuration");
                 let _ = agent.reload().await;
             }
@@ -224,6 +270,31 @@ async fn serve(agent: agent::Agent) {
     }
     tracing::info!("shutting down");
     agent.stop().await;
+}
+
+/// As Go raises it for every exporter: the soft limit on open files up to the hard one, so
+/// that --web.max-connections and a large fleet's sockets fit (1,024 is a common soft default,
+/// and a check that finds no descriptor fails with `local_resources`). Both limits are logged:
+/// they are the first thing to look at when that reason shows (at info for the agent, at debug
+/// for the one-shot commands, whose output is for people and scripts).
+fn raise_open_file_limit(agent: bool) {
+    #[cfg(unix)]
+    {
+        let before = rlimit::getrlimit(rlimit::Resource::NOFILE);
+        match (before, rlimit::increase_nofile_limit(u64::MAX)) {
+            (Ok((soft, hard)), Ok(now)) if agent => {
+                tracing::info!(soft_before = soft, soft = now, hard, "open file limit")
+            }
+            (Ok((soft, hard)), Ok(now)) => {
+                tracing::debug!(soft_before = soft, soft = now, hard, "open file limit")
+            }
+            (_, Err(e)) | (Err(e), _) => {
+                tracing::warn!(error = %e, "cannot read or raise the open file limit")
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = agent;
 }
 
 /// The host name (a Kubernetes pod's name): `$HOSTNAME`, else the kernel's.

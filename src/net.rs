@@ -1,7 +1,8 @@
 //! Network failures in the words every check shares (DNS, refused connection, timeout, TLS), read
 //! off the errors of tokio, rustls and reqwest, so that the token, SMTP and Graph checks report a
 //! broken network the same way. A TLS certificate problem says which one: an untrusted issuer is
-//! what a TLS-inspecting proxy looks like.
+//! what a TLS-inspecting proxy looks like. A failure of the agent's own host (no file descriptor
+//! left, no buffer space) is told apart from all of them: it is never the network's fault.
 
 use std::error::Error;
 use std::fmt;
@@ -43,6 +44,8 @@ pub enum NetFailure {
     Timeout,
     TlsHandshake,
     TlsCert(CertProblem),
+    /// The agent's host refused a socket or a buffer (EMFILE, ENFILE, ENOBUFS, ENOMEM).
+    LocalResources,
 }
 
 impl NetFailure {
@@ -54,6 +57,7 @@ impl NetFailure {
             NetFailure::Timeout => CommonReason::Timeout,
             NetFailure::TlsHandshake => CommonReason::TlsHandshake,
             NetFailure::TlsCert(_) => CommonReason::TlsCertInvalid,
+            NetFailure::LocalResources => CommonReason::LocalResources,
         }
     }
 
@@ -98,6 +102,9 @@ pub fn classify(e: &(dyn Error + 'static)) -> Option<NetFailure> {
             // error, hyper-util wraps that again): look inside each layer.
             let mut inner = io;
             loop {
+                if local_resources(inner) {
+                    return Some(NetFailure::LocalResources);
+                }
                 if let Some(f) = from_io_kind(inner.kind()) {
                     found.get_or_insert(f);
                 }
@@ -117,6 +124,26 @@ pub fn classify(e: &(dyn Error + 'static)) -> Option<NetFailure> {
         cur = err.source();
     }
     found
+}
+
+/// Whether an I/O error is the agent's host running out of something: file descriptors (of the
+/// process, EMFILE, or of the system, ENFILE), socket buffers (ENOBUFS) or memory. Such an error
+/// says nothing about the network or the tenant (the connect never left the host).
+pub fn local_resources(e: &std::io::Error) -> bool {
+    if e.kind() == std::io::ErrorKind::OutOfMemory {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        )
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
 }
 
 fn from_io_kind(kind: std::io::ErrorKind) -> Option<NetFailure> {
@@ -163,6 +190,8 @@ impl reqwest::dns::Resolve for Resolver {
                         Ok(Box::new(v.into_iter()) as reqwest::dns::Addrs)
                     }
                 }
+                // No descriptor for the lookup's socket: the host's fault, not DNS's.
+                Err(e) if local_resources(&e) => Err(Box::new(e) as Box<dyn Error + Send + Sync>),
                 Err(e) => Err(Box::new(DnsError(format!("cannot resolve {host}: {e}")))
                     as Box<dyn Error + Send + Sync>),
             }

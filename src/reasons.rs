@@ -164,7 +164,7 @@ macro_rules! reason_table {
 
 reason_table! {
     /// Reasons every check kind can end with: the network between the agent and Microsoft, the
-    /// check's own timeout, and a bug in the agent.
+    /// check's own timeout, the agent's host out of resources, and a bug in the agent.
     pub enum CommonReason {
         /// The host name does not resolve.
         Dns => ("dns", false, Step::Network, "",
@@ -181,6 +181,10 @@ reason_table! {
         /// The server certificate is untrusted, expired or for another host.
         TlsCertInvalid => ("tls_cert_invalid", false, Step::Network, "",
             "the server certificate is not trusted, expired or for another host; an untrusted issuer usually means a TLS-inspecting proxy: exempt Microsoft's hosts from inspection or add the proxy's CA to ca_file"),
+        /// The agent's own host ran out of file descriptors, socket buffers or memory (EMFILE,
+        /// ENFILE, ENOBUFS, ENOMEM): nothing left the host, so nothing is known of the tenant.
+        LocalResources => ("local_resources", false, Step::Unknown, "EMFILE, ENFILE, ENOBUFS, ENOMEM",
+            "the agent's host ran out of file descriptors (or socket buffers, or memory): raise the open file limit (LimitNOFILE= in the systemd unit; the agent raises its soft limit to the hard one at start and logs both) or lower --web.max-connections and scheduler.max_concurrent_checks; nothing is known of the tenant until a run gets through"),
         /// A bug in the agent (a panic) failed the run.
         InternalError => ("internal_error", true, Step::Unknown, "",
             "a bug in the agent failed this run (the log says so); the next run goes ahead as scheduled; please report it"),

@@ -108,6 +108,47 @@ pub struct View<'a> {
     /// By app: the model Exchange let it in by, the last time one of its mailboxes got past
     /// AUTH (classic: the token carried `SMTP.SendAsApp`; app_rbac: it did not).
     pub seen_model: &'a HashMap<String, Authorization>,
+    /// By app: its mailboxes whose latest SMTP run got past AUTH.
+    pub authenticated: &'a HashMap<String, HashSet<String>>,
+    /// By app: its mailboxes whose latest SMTP run got past AUTH without `SMTP.SendAsApp`.
+    pub rbac_authenticated: &'a HashMap<String, HashSet<String>>,
+}
+
+impl View<'_> {
+    /// The latest reports behind a target's verdict (Arcs cloned, nothing else).
+    pub fn evidence(&self, target: &Target) -> Evidence {
+        let get = |kind: CheckKind, name: &str| {
+            self.jobs.get(&JobKey {
+                kind,
+                target: name.to_string(),
+            })
+        };
+        let app = target.app();
+        let graph = get(CheckKind::Graph, &app.name);
+        let other = |sets: &HashMap<String, HashSet<String>>| match target {
+            Target::Mailbox(m) => sets
+                .get(&app.name)
+                .is_some_and(|set| set.len() > usize::from(set.contains(&m.name))),
+            Target::App(_) => false,
+        };
+        Evidence {
+            token: get(CheckKind::Token, &app.name).and_then(|s| s.last.clone()),
+            smtp: target
+                .mailbox()
+                .and_then(|m| get(CheckKind::Smtp, &m.name))
+                .and_then(|s| s.last.clone()),
+            graph: graph.and_then(|s| s.last.clone()),
+            graph_ok: graph.and_then(|s| s.last_ok.clone()),
+            canary: target
+                .mailbox()
+                .and_then(|m| get(CheckKind::Canary, &m.name))
+                .and_then(|s| s.last.clone()),
+            issues: self.health.get(&app.tenant).cloned(),
+            sibling_authenticated: other(self.authenticated),
+            sibling_rbac_authenticated: other(self.rbac_authenticated),
+            seen_model: self.seen_model.get(&app.name).copied(),
+        }
+    }
 }
 
 /// All targets' state.
@@ -211,40 +252,18 @@ pub fn authenticated(r: &Report) -> bool {
             .is_some_and(|p| matches!(p, Phase::MailFrom | Phase::Send | Phase::Quit))
 }
 
-/// The latest reports behind a target's verdict, from locked state (Arcs cloned, nothing else).
-fn evidence(inner: &Inner, target: &Target) -> Evidence {
-    let get = |kind: CheckKind, name: &str| {
-        inner.jobs.get(&JobKey {
-            kind,
-            target: name.to_string(),
-        })
-    };
-    let app = target.app();
-    let graph = get(CheckKind::Graph, &app.name);
-    let other = |sets: &HashMap<String, HashSet<String>>| match target {
-        Target::Mailbox(m) => sets
-            .get(&app.name)
-            .is_some_and(|set| set.len() > usize::from(set.contains(&m.name))),
-        Target::App(_) => false,
-    };
-    let sibling_authenticated = other(&inner.authenticated);
-    let sibling_rbac_authenticated = other(&inner.rbac_authenticated);
-    Evidence {
-        token: get(CheckKind::Token, &app.name).and_then(|s| s.last.clone()),
-        smtp: target
-            .mailbox()
-            .and_then(|m| get(CheckKind::Smtp, &m.name))
-            .and_then(|s| s.last.clone()),
-        graph: graph.and_then(|s| s.last.clone()),
-        graph_ok: graph.and_then(|s| s.last_ok.clone()),
-        canary: target
-            .mailbox()
-            .and_then(|m| get(CheckKind::Canary, &m.name))
-            .and_then(|s| s.last.clone()),
-        issues: inner.health.get(&app.tenant).cloned(),
-        sibling_authenticated,
-        sibling_rbac_authenticated,
-        seen_model: inner.seen_model.get(&app.name).copied(),
+/// The view of locked state.
+fn view(inner: &Inner) -> View<'_> {
+    View {
+        jobs: &inner.jobs,
+        verdicts: &inner.verdicts,
+        endpoints: &inner.endpoints,
+        scheduler: &inner.scheduler,
+        health: &inner.health,
+        authorization: &inner.authorization,
+        seen_model: &inner.seen_model,
+        authenticated: &inner.authenticated,
+        rbac_authenticated: &inner.rbac_authenticated,
     }
 }
 
@@ -379,15 +398,7 @@ impl StateStore {
     /// everything once per scrape and must not copy 10,000 targets' state to do it.
     pub fn with_view<R>(&self, f: impl FnOnce(&View) -> R) -> R {
         let inner = self.lock();
-        f(&View {
-            jobs: &inner.jobs,
-            verdicts: &inner.verdicts,
-            endpoints: &inner.endpoints,
-            scheduler: &inner.scheduler,
-            health: &inner.health,
-            authorization: &inner.authorization,
-            seen_model: &inner.seen_model,
-        })
+        f(&view(&inner))
     }
 
     /// Keeps the state of the plan's jobs and verdict targets only, and makes sure every job
@@ -452,6 +463,11 @@ impl StateStore {
             .collect()
     }
 
+    /// One job's latest report (an Arc, nothing else copied).
+    pub fn last_report(&self, key: &JobKey) -> Option<Arc<Report>> {
+        self.lock().jobs.get(key).and_then(|s| s.last.clone())
+    }
+
     /// One job's state.
     pub fn get(&self, key: &JobKey) -> Option<TargetState> {
         self.lock().jobs.get(key).cloned()
@@ -459,7 +475,7 @@ impl StateStore {
 
     /// The latest reports behind a target's verdict.
     pub fn evidence(&self, target: &Target) -> Evidence {
-        evidence(&self.lock(), target)
+        view(&self.lock()).evidence(target)
     }
 
     /// Diagnoses a target from the state and stores the verdict, under one lock (so that two
@@ -473,7 +489,7 @@ impl StateStore {
     ) -> (Verdict, Option<Option<Verdict>>) {
         let mut inner = self.lock();
         inner.scheduler.verdict_evaluations += 1;
-        let evidence = evidence(&inner, target);
+        let evidence = view(&inner).evidence(target);
         let verdict = diagnosis::diagnose(&evidence.inputs(target, plan, now));
         let old = inner
             .verdicts

@@ -1,17 +1,19 @@
 //! The status document: every app and mailbox with the latest result of each check, the
-//! credential in use and its days left, the verdict and its fix. `/status` serves it as JSON,
-//! `/` renders it as a page, and the `check` command prints it (text, JSON or Nagios).
+//! credential in use and its days left, the verdict and its fix. `/status` serves pages of it
+//! as JSON (filtered by app and severity, the worst first, `limit` targets at a time), `/`
+//! renders them as HTML, and the `check` command prints the whole of it (text, JSON or Nagios).
 //! The schema is documented in the README ("Status document") and kept stable.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::checks::{smtp::Phase, Report};
-use crate::diagnosis::{self, StepStatus, Verdict};
-use crate::plan::{CheckKind, JobKey, Plan, Target};
-use crate::state::{StateStore, TargetState};
+use crate::diagnosis::{self, Severity, StepStatus, Verdict};
+use crate::plan::{App, CheckKind, JobKey, Mailbox, Plan, Target};
+use crate::state::{StateStore, TargetState, View};
 
 /// Version of the document's shape; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -22,6 +24,8 @@ pub struct Document {
     pub generated_at: DateTime<Utc>,
     pub version: &'static str,
     pub summary: Summary,
+    /// Which targets this document holds: the filters and the page of them.
+    pub page: PageInfo,
     pub apps: Vec<AppStatus>,
     pub mailboxes: Vec<MailboxStatus>,
     /// Open Microsoft 365 service health issues of the tenants watched (`checks.health`).
@@ -46,6 +50,58 @@ pub struct IssueStatus {
     pub start: Option<DateTime<Utc>>,
 }
 
+/// Which targets a page of the document shows: `/status` and `/` take these from their query
+/// (`app`, `severity`, `offset`, `limit`), so that a page costs the same at any fleet size.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Query {
+    /// Only this app and its mailboxes.
+    pub app: Option<String>,
+    /// Only targets whose verdict has one of these severities (empty: every target; an app
+    /// with mailboxes carries no verdict of its own and shows only then).
+    pub severities: Vec<Severity>,
+    /// Targets skipped, in the page's order (worst first).
+    pub offset: usize,
+    /// Targets shown at most.
+    pub limit: usize,
+}
+
+/// Targets a page shows unless asked for fewer.
+pub const DEFAULT_LIMIT: usize = 100;
+/// Targets a page shows at most, whatever it is asked for: a page of 500 targets is about
+/// 1.4 MB of JSON.
+pub const MAX_LIMIT: usize = 500;
+/// Mailbox names an app lists on a page (`mailbox_count` counts them all): one app may have
+/// 10,000.
+pub const APP_MAILBOX_NAMES: usize = 20;
+
+impl Default for Query {
+    fn default() -> Self {
+        Self {
+            app: None,
+            severities: Vec::new(),
+            offset: 0,
+            limit: DEFAULT_LIMIT,
+        }
+    }
+}
+
+/// The part of the fleet a document holds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PageInfo {
+    /// The app filter, if any.
+    pub app: Option<String>,
+    /// The severity filter (empty: none).
+    pub severity: Vec<&'static str>,
+    pub offset: usize,
+    pub limit: usize,
+    /// Targets that pass the filters.
+    pub matched: usize,
+    /// Targets in this document.
+    pub returned: usize,
+    /// The offset of the next page, when there is one.
+    pub next_offset: Option<usize>,
+}
+
 /// How many verdicts of each severity.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
@@ -65,7 +121,10 @@ pub struct AppStatus {
     /// `password` (client secret) or `certificate`.
     pub credential_type: &'static str,
     pub graph_reader: Option<String>,
+    /// Its mailboxes' names (on a page of `/status`, the first [`APP_MAILBOX_NAMES`]).
     pub mailboxes: Vec<String>,
+    /// How many mailboxes it has.
+    pub mailbox_count: usize,
     pub credential_in_use: Option<CredentialStatus>,
     pub checks: BTreeMap<CheckKind, CheckStatus>,
     /// For an app without mailboxes (otherwise its mailboxes carry the verdict); `check`
@@ -331,12 +390,12 @@ fn credential_in_use(graph: Option<&TargetState>, now: DateTime<Utc>) -> Option<
 
 fn verdict_status(
     plan: &Plan,
-    state: &StateStore,
+    view: &View,
     target: &Target,
     v: &Verdict,
     now: DateTime<Utc>,
 ) -> VerdictStatus {
-    let evidence = state.evidence(target);
+    let evidence = view.evidence(target);
     let steps = diagnosis::setup_steps(&evidence.inputs(target, plan, now), v);
     VerdictStatus {
         step: v.step().as_str(),
@@ -357,139 +416,243 @@ fn verdict_status(
     }
 }
 
-/// The document for the given targets of the plan (all when `only` is `None`), from the state.
+/// A target of the document.
+#[derive(Clone, Copy)]
+enum Entry<'p> {
+    App(&'p Arc<App>),
+    Mailbox(&'p Arc<Mailbox>),
+}
+
+impl<'p> Entry<'p> {
+    fn name(&self) -> &'p str {
+        match self {
+            Entry::App(a) => &a.name,
+            Entry::Mailbox(m) => &m.name,
+        }
+    }
+}
+
+/// Sort rank of a severity on a page: the worst first; targets without a verdict last.
+fn rank(s: Option<Severity>) -> u8 {
+    match s {
+        Some(Severity::Critical) => 0,
+        Some(Severity::Warning) => 1,
+        Some(Severity::Pending) => 2,
+        Some(Severity::Ok) => 3,
+        None => 4,
+    }
+}
+
+/// The document for the given targets of the plan (all when `only` is `None`), in the plan's
+/// order, from the state: what the `check` command prints.
 pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Document {
+    let wanted = |name: &str| only.is_none_or(|o| o.iter().any(|n| n == name));
+    let entries: Vec<Entry> = plan
+        .apps
+        .iter()
+        .filter(|a| wanted(&a.name))
+        .map(Entry::App)
+        .chain(
+            plan.mailboxes
+                .iter()
+                .filter(|m| wanted(&m.name))
+                .map(Entry::Mailbox),
+        )
+        .collect();
+    let page = PageInfo {
+        limit: entries.len(),
+        matched: entries.len(),
+        returned: entries.len(),
+        ..PageInfo::default()
+    };
+    state.with_view(|view| build(plan, view, &entries, page, usize::MAX, true))
+}
+
+/// One page of the document: the targets that pass the query's filters, the worst first (by
+/// name within a severity), `limit` of them from `offset`; the summary counts the whole fleet.
+/// What it holds and costs does not grow with the fleet beyond a sort key per target.
+pub fn page(plan: &Plan, state: &StateStore, q: &Query) -> Document {
+    let limit = q.limit.min(MAX_LIMIT);
+    state.with_view(|view| {
+        let severity = |name: &str| view.verdicts.get(name).map(|v| v.severity());
+        let of_app = |app: &str| q.app.as_deref().is_none_or(|want| want == app);
+        let shown = |s: Option<Severity>| {
+            q.severities.is_empty() || s.is_some_and(|s| q.severities.contains(&s))
+        };
+        let mut keys: Vec<(u8, &str, Entry)> = plan
+            .apps
+            .iter()
+            .filter(|a| of_app(&a.name))
+            .map(Entry::App)
+            .chain(
+                plan.mailboxes
+                    .iter()
+                    .filter(|m| of_app(&m.app.name))
+                    .map(Entry::Mailbox),
+            )
+            .filter_map(|e| {
+                let s = severity(e.name());
+                shown(s).then_some((rank(s), e.name(), e))
+            })
+            .collect();
+        let matched = keys.len();
+        let end = (q.offset.saturating_add(limit)).min(matched);
+        // The first `end` in order, without sorting the rest.
+        if end > q.offset {
+            keys.select_nth_unstable_by(end - 1, |a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+            keys.truncate(end);
+            keys.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        } else {
+            keys.clear();
+        }
+        let entries: Vec<Entry> = keys.into_iter().skip(q.offset).map(|(_, _, e)| e).collect();
+        let page = PageInfo {
+            app: q.app.clone(),
+            severity: q.severities.iter().map(|s| s.as_str()).collect(),
+            offset: q.offset,
+            limit,
+            matched,
+            returned: entries.len(),
+            next_offset: (end < matched).then_some(end),
+        };
+        build(plan, view, &entries, page, APP_MAILBOX_NAMES, false)
+    })
+}
+
+/// An app's token and Graph checks (a mailbox shows its app's too).
+fn app_checks<'v>(
+    app: &App,
+    get: impl Fn(CheckKind, &str) -> Option<&'v TargetState>,
+) -> BTreeMap<CheckKind, CheckStatus> {
+    [
+        (CheckKind::Token, app.token_check.enabled),
+        (CheckKind::Graph, app.graph_check.enabled),
+    ]
+    .into_iter()
+    .map(|(kind, enabled)| (kind, check_status(enabled, &app.name, get(kind, &app.name))))
+    .collect()
+}
+
+/// The document of `entries`, in their order; `summary_of_entries`: the summary counts them
+/// (else the whole fleet's verdicts).
+fn build(
+    plan: &Plan,
+    view: &View,
+    entries: &[Entry],
+    page: PageInfo,
+    app_mailbox_names: usize,
+    summary_of_entries: bool,
+) -> Document {
     let now = Utc::now();
-    let jobs: BTreeMap<JobKey, TargetState> = state.snapshot().into_iter().collect();
-    let verdicts = state.verdicts();
     let get = |kind: CheckKind, name: &str| {
-        jobs.get(&JobKey {
+        view.jobs.get(&JobKey {
             kind,
             target: name.to_string(),
         })
     };
-    let wanted = |name: &str| only.is_none_or(|o| o.iter().any(|n| n == name));
     let mut summary = Summary::default();
-    let mut count = |v: &VerdictStatus| {
+    let mut count = |s: Severity| {
         summary.targets += 1;
-        match v.severity {
-            "ok" => summary.ok += 1,
-            "pending" => summary.pending += 1,
-            "warning" => summary.warning += 1,
-            _ => summary.critical += 1,
+        match s {
+            Severity::Ok => summary.ok += 1,
+            Severity::Pending => summary.pending += 1,
+            Severity::Warning => summary.warning += 1,
+            Severity::Critical => summary.critical += 1,
         }
     };
-    let mut apps = Vec::new();
-    for app in plan.apps.iter().filter(|a| wanted(&a.name)) {
-        let mut checks = BTreeMap::new();
-        checks.insert(
-            CheckKind::Token,
-            check_status(
-                app.token_check.enabled,
-                &app.name,
-                get(CheckKind::Token, &app.name),
-            ),
-        );
-        checks.insert(
-            CheckKind::Graph,
-            check_status(
-                app.graph_check.enabled,
-                &app.name,
-                get(CheckKind::Graph, &app.name),
-            ),
-        );
-        if app.health_check.enabled {
-            checks.insert(
-                CheckKind::Health,
-                check_status(true, &app.name, get(CheckKind::Health, &app.name)),
-            );
+    if summary_of_entries {
+        for e in entries {
+            if let Some(v) = view.verdicts.get(e.name()) {
+                count(v.severity());
+            }
         }
-        let mailboxes: Vec<String> = plan
-            .mailboxes_of(&app.name)
-            .iter()
-            .map(|m| m.name.clone())
-            .collect();
-        let target = Target::App(app.clone());
-        // The agent diagnoses apps without mailboxes only; `check NAME` also a named app.
-        let verdict = verdicts
-            .get(&app.name)
-            .map(|v| verdict_status(plan, state, &target, v, now));
-        if let Some(v) = &verdict {
-            count(v);
+    } else {
+        for v in view.verdicts.values() {
+            count(v.severity());
         }
-        apps.push(AppStatus {
-            name: app.name.clone(),
-            tenant: app.tenant.clone(),
-            client_id: app.client_id.clone(),
-            cloud: app.cloud.as_str(),
-            credential_type: app.credential.kind(),
-            graph_reader: app.graph_reader.as_ref().map(|r| r.name.clone()),
-            mailboxes,
-            credential_in_use: credential_in_use(get(CheckKind::Graph, &app.name), now),
-            checks,
-            verdict,
-        });
     }
+    let mut apps = Vec::new();
     let mut mailboxes = Vec::new();
-    for m in plan.mailboxes.iter().filter(|m| wanted(&m.name)) {
-        let mut checks = BTreeMap::new();
-        checks.insert(
-            CheckKind::Smtp,
-            check_status(m.smtp_check.enabled, &m.name, get(CheckKind::Smtp, &m.name)),
-        );
-        checks.insert(
-            CheckKind::Token,
-            check_status(
-                m.app.token_check.enabled,
-                &m.app.name,
-                get(CheckKind::Token, &m.app.name),
-            ),
-        );
-        checks.insert(
-            CheckKind::Graph,
-            check_status(
-                m.app.graph_check.enabled,
-                &m.app.name,
-                get(CheckKind::Graph, &m.app.name),
-            ),
-        );
-        if m.canary.is_some() {
-            checks.insert(
-                CheckKind::Canary,
-                check_status(true, &m.name, get(CheckKind::Canary, &m.name)),
-            );
+    for e in entries {
+        match *e {
+            Entry::App(app) => {
+                let mut checks = app_checks(app, get);
+                if app.health_check.enabled {
+                    checks.insert(
+                        CheckKind::Health,
+                        check_status(true, &app.name, get(CheckKind::Health, &app.name)),
+                    );
+                }
+                let of_app = plan.mailboxes_of(&app.name);
+                let target = Target::App(app.clone());
+                // The agent diagnoses apps without mailboxes only; `check NAME` also a named app.
+                let verdict = view
+                    .verdicts
+                    .get(&app.name)
+                    .map(|v| verdict_status(plan, view, &target, v, now));
+                apps.push(AppStatus {
+                    name: app.name.clone(),
+                    tenant: app.tenant.clone(),
+                    client_id: app.client_id.clone(),
+                    cloud: app.cloud.as_str(),
+                    credential_type: app.credential.kind(),
+                    graph_reader: app.graph_reader.as_ref().map(|r| r.name.clone()),
+                    mailboxes: of_app
+                        .iter()
+                        .take(app_mailbox_names)
+                        .map(|m| m.name.clone())
+                        .collect(),
+                    mailbox_count: of_app.len(),
+                    credential_in_use: credential_in_use(get(CheckKind::Graph, &app.name), now),
+                    checks,
+                    verdict,
+                });
+            }
+            Entry::Mailbox(m) => {
+                // Its own SMTP check, and its app's token and Graph checks.
+                let mut checks = app_checks(&m.app, get);
+                checks.insert(
+                    CheckKind::Smtp,
+                    check_status(m.smtp_check.enabled, &m.name, get(CheckKind::Smtp, &m.name)),
+                );
+                if m.canary.is_some() {
+                    checks.insert(
+                        CheckKind::Canary,
+                        check_status(true, &m.name, get(CheckKind::Canary, &m.name)),
+                    );
+                }
+                let target = Target::Mailbox(m.clone());
+                let verdict = view
+                    .verdicts
+                    .get(&m.name)
+                    .map(|v| verdict_status(plan, view, &target, v, now));
+                mailboxes.push(MailboxStatus {
+                    name: m.name.clone(),
+                    app: m.app.name.clone(),
+                    address: m.address.to_string(),
+                    smtp_host: m.smtp_host.clone(),
+                    smtp_port: m.smtp_port,
+                    tls_insecure_skip_verify: m.tls_insecure_skip_verify,
+                    credential_in_use: credential_in_use(get(CheckKind::Graph, &m.app.name), now),
+                    checks,
+                    verdict,
+                });
+            }
         }
-        let target = Target::Mailbox(m.clone());
-        let verdict = verdicts
-            .get(&m.name)
-            .map(|v| verdict_status(plan, state, &target, v, now));
-        if let Some(v) = &verdict {
-            count(v);
-        }
-        mailboxes.push(MailboxStatus {
-            name: m.name.clone(),
-            app: m.app.name.clone(),
-            address: m.address.to_string(),
-            smtp_host: m.smtp_host.clone(),
-            smtp_port: m.smtp_port,
-            tls_insecure_skip_verify: m.tls_insecure_skip_verify,
-            credential_in_use: credential_in_use(get(CheckKind::Graph, &m.app.name), now),
-            checks,
-            verdict,
-        });
     }
     Document {
         schema_version: SCHEMA_VERSION,
         generated_at: now,
         version: env!("CARGO_PKG_VERSION"),
         summary,
+        page,
         apps,
         mailboxes,
-        service_health: state
-            .health()
-            .into_iter()
+        service_health: view
+            .health
+            .iter()
             .map(|(tenant, issues)| TenantHealth {
-                tenant,
+                tenant: tenant.clone(),
                 issues: issues
                     .iter()
                     .map(|x| IssueStatus {

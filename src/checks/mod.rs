@@ -7,6 +7,7 @@ pub mod canary;
 pub mod graph;
 pub mod graph_call;
 pub mod health;
+pub mod sessions;
 pub mod smtp;
 pub mod token;
 
@@ -22,11 +23,13 @@ use crate::net::CertProblem;
 use crate::plan::{CheckKind, Job};
 use crate::reasons::{CommonReason, Reason};
 
-/// What checks share: the token cache.
+/// What checks share: the token cache, the SMTP sessions open per mailbox.
 pub struct Context {
     pub tokens: Arc<TokenCache>,
     /// Canary messages sent but not found yet, to clean up later.
     pub canary: canary::Ledger,
+    /// At most two SMTP sessions per mailbox, the scheduler's and the probes' together.
+    pub sessions: sessions::Sessions,
 }
 
 impl Context {
@@ -34,6 +37,7 @@ impl Context {
         Self {
             tokens,
             canary: canary::Ledger::default(),
+            sessions: sessions::Sessions::default(),
         }
     }
 }
@@ -47,6 +51,9 @@ pub struct RunOptions {
     /// scheduler never sets it: nothing is sent unless a person asks (or a canary is
     /// configured, whose own check sends).
     pub send_test_to: Option<crate::plan::MailAddress>,
+    /// The token check reads the shared cache instead of asking Entra ID (`/probe`: a probe
+    /// never requests a token the cache holds; the scheduled token check measures the request).
+    pub cached_token: bool,
 }
 
 /// Why a run failed: a reason from the table and the detail for the log.
@@ -205,7 +212,7 @@ pub async fn run(job: &Job, ctx: &Context, opts: &RunOptions) -> Report {
     let deadline = start + timeout;
     let work = async {
         match job.kind {
-            CheckKind::Token => token::run(&job.target, ctx, deadline).await,
+            CheckKind::Token => token::run(&job.target, ctx, deadline, opts.cached_token).await,
             CheckKind::Smtp => smtp::run(&job.target, ctx, deadline, opts).await,
             CheckKind::Graph => graph::run(&job.target, ctx, deadline).await,
             CheckKind::Canary => canary::run(&job.target, ctx, deadline).await,

@@ -1,5 +1,5 @@
 //! The token check: asks Entra ID for an SMTP (Exchange) token with the app's credential, every
-//! time, and refills the shared cache with it. Failures keep the AADSTS code and Microsoft's ids.
+//! scheduled time, and refills the shared cache with it (a probe reads the cache instead). Failures keep the AADSTS code and Microsoft's ids.
 
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
@@ -41,9 +41,17 @@ impl TokenDetails {
     }
 }
 
-pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
+/// The check: a new token from Entra ID, or with `cached` the shared cache's (which asks Entra
+/// ID only when it holds no token outside its refresh margin).
+pub async fn run(target: &Target, ctx: &Context, deadline: Instant, cached: bool) -> Outcome {
     let app = target.app();
-    let fetch = ctx.tokens.fetch(app, Resource::Exchange);
+    let fetch = async {
+        if cached {
+            ctx.tokens.get(app, Resource::Exchange).await
+        } else {
+            ctx.tokens.fetch(app, Resource::Exchange).await
+        }
+    };
     let result = match tokio::time::timeout_at(deadline, fetch).await {
         Ok(r) => r,
         Err(_) => {

@@ -85,12 +85,14 @@ impl Validator<'_> {
                 .map_err(|m| self.err(format!("{p}.client_secret"), m))?
         } else if let Some(f) = a.client_secret_file {
             let path = self.resolve(&f);
-            let s = std::fs::read_to_string(&path).map_err(|e| {
-                self.err(
-                    format!("{p}.client_secret_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
+            let s = crate::input::read_to_string_capped(&path, crate::input::MAX_FILE_BYTES)
+                .map_err(|e| {
+                    self.err(
+                        format!("{p}.client_secret_file"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+            self.warn_if_others_read(&format!("{p}.client_secret_file"), &path);
             credentials::secret(s).map_err(|m| self.err(format!("{p}.client_secret_file"), m))?
         } else if let Some(var) = a.client_secret_env {
             let s = std::env::var(&var).map_err(|_| {
@@ -168,7 +170,7 @@ impl Validator<'_> {
     }
 
     fn certificate(
-        &self,
+        &mut self,
         p: &str,
         c: raw::RawCertificate,
     ) -> Result<crate::plan::CertificateCredential, ConfigError> {
@@ -184,14 +186,13 @@ impl Validator<'_> {
                 ))
             }
         };
-        credentials::certificate(
-            &self.resolve(&cert_file),
-            &self.resolve(&key_file),
-            algorithm,
-        )
-        .map_err(|e| match e {
-            CertificateError::Cert(m) => self.err(format!("{p}.cert_file"), m),
-            CertificateError::Key(m) => self.err(format!("{p}.key_file"), m),
+        let key_path = self.resolve(&key_file);
+        self.warn_if_others_read(&format!("{p}.key_file"), &key_path);
+        credentials::certificate(&self.resolve(&cert_file), &key_path, algorithm).map_err(|e| {
+            match e {
+                CertificateError::Cert(m) => self.err(format!("{p}.cert_file"), m),
+                CertificateError::Key(m) => self.err(format!("{p}.key_file"), m),
+            }
         })
     }
 

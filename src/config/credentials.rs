@@ -38,7 +38,7 @@ pub fn certificate(
     use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey, EncodeRsaPublicKey};
     use rsa::pkcs8::DecodePrivateKey;
 
-    let pem = std::fs::read(cert_path)
+    let pem = crate::input::read_capped(cert_path, crate::input::MAX_FILE_BYTES)
         .map_err(|e| CertificateError::Cert(format!("cannot read {}: {e}", cert_path.display())))?;
     let cert_der = CertificateDer::pem_slice_iter(&pem)
         .next()
@@ -47,10 +47,11 @@ pub fn certificate(
             CertificateError::Cert(format!("{} holds no PEM certificate", cert_path.display()))
         })?
         .to_vec();
-    let key_pem =
-        Secret::new(std::fs::read_to_string(key_path).map_err(|e| {
-            CertificateError::Key(format!("cannot read {}: {e}", key_path.display()))
-        })?);
+    let key_pem = Secret::new(
+        crate::input::read_to_string_capped(key_path, crate::input::MAX_FILE_BYTES).map_err(
+            |e| CertificateError::Key(format!("cannot read {}: {e}", key_path.display())),
+        )?,
+    );
     let not_a_key = || {
         CertificateError::Key(format!(
             "{} holds no RSA private key in PEM (PKCS#1 or PKCS#8)",
@@ -92,8 +93,8 @@ pub fn net_clients(ca_file: Option<&Path>) -> Result<Arc<NetClients>, String> {
     let extra = match ca_file {
         None => Vec::new(),
         Some(path) => {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let pem = crate::input::read_capped(path, crate::input::MAX_FILE_BYTES)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             ca_digest = sha2::Sha256::digest(&pem).into();
             let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
                 .filter_map(Result::ok)

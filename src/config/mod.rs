@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use raw::RawConfig;
 
+use crate::input::{clip_quoted, MAX_QUOTED_CHARS};
 use crate::plan::Plan;
 
 /// A configuration error: where it is and what would be valid.
@@ -31,9 +32,14 @@ impl fmt::Display for ConfigError {
             write!(f, ":{l}:{c}")?;
         }
         if !self.path.is_empty() && self.path != "." {
-            write!(f, ": {}", self.path)?;
+            // A field path holds the file's own keys: a huge one is named, not repeated.
+            let mut path: String = self.path.chars().take(MAX_QUOTED_CHARS).collect();
+            if path.len() < self.path.len() {
+                path.push('…');
+            }
+            write!(f, ": {path}")?;
         }
-        write!(f, ": {}", self.message)
+        write!(f, ": {}", clip_quoted(&self.message))
     }
 }
 
@@ -43,36 +49,24 @@ impl std::error::Error for ConfigError {}
 /// certificates, CA files): call it off the async workers, or use [`load_async`].
 pub fn load(path: &Path) -> Result<Plan, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: file.clone(),
-        line: None,
-        column: None,
-        path: String::new(),
-        message: format!("cannot read the file: {e}"),
-    })?;
+    let text =
+        crate::input::read_to_string_capped(path, crate::input::MAX_CONFIG_BYTES).map_err(|e| {
+            ConfigError {
+                file: file.clone(),
+                line: None,
+                column: None,
+                path: String::new(),
+                message: format!("cannot read the file: {e}"),
+            }
+        })?;
     let mut plan = from_yaml(&text, &file, path.parent().unwrap_or(Path::new(".")))?;
-    if let Some(mode) = others_may_read(path).filter(|_| plan.inline_secrets > 0) {
+    if let Some(mode) = crate::input::others_may_read(path).filter(|_| plan.inline_secrets > 0) {
         plan.warnings.push(format!(
             "{file}: holds {} client secret(s) inline and is readable by group or others (mode {mode:o}): chmod 600 {file}, or move the secrets to client_secret_file",
             plan.inline_secrets
         ));
     }
     Ok(plan)
-}
-
-/// The file's permission bits when group or others may read it (Unix).
-fn others_may_read(path: &Path) -> Option<u32> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o777;
-        (mode & 0o044 != 0).then_some(mode)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        None
-    }
 }
 
 /// [`load`] on tokio's blocking pool, so that no file read holds an async worker.
@@ -94,6 +88,15 @@ pub async fn load_async(path: PathBuf) -> Result<Plan, ConfigError> {
 /// Parses and validates YAML text; `file` names it in errors, relative paths resolve from `base`.
 /// Like [`load`], it reads the files the configuration names.
 pub fn from_yaml(text: &str, file: &str, base: &Path) -> Result<Plan, ConfigError> {
+    if let Err(deep) = crate::input::yaml_nesting(text, crate::input::MAX_YAML_NESTING) {
+        return Err(ConfigError {
+            file: file.to_string(),
+            line: Some(deep.line),
+            column: Some(deep.column),
+            path: String::new(),
+            message: deep.message(),
+        });
+    }
     let de = yaml_serde::Deserializer::from_str(text);
     let raw: RawConfig = match serde_path_to_error::deserialize(de) {
         Ok(raw) => raw,
@@ -126,12 +129,17 @@ fn parse_error(e: serde_path_to_error::Error<yaml_serde::Error>, file: &str) -> 
     for (internal, shown) in [
         (
             "struct RawConfig",
-            "a mapping with scheduler, diagnosis, metrics, alerts, alertmanager, defaults, apps and mailboxes",
+            "a mapping with scheduler, probe, diagnosis, metrics, alerts, alertmanager, defaults, apps, mailboxes and allow_empty",
         ),
         (
             "struct RawScheduler",
             "a mapping with max_concurrent_checks, max_concurrent_probes and startup_spread",
         ),
+        (
+            "struct RawProbe",
+            "a mapping with freshness, rate_limit and client_rate_limit",
+        ),
+        ("f64", "a number"),
         ("struct RawDiagnosis", "a mapping with expiry_warning"),
         ("struct RawMetrics", "a mapping with detail"),
         (

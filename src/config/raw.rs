@@ -9,6 +9,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub scheduler: RawScheduler,
     #[serde(default)]
+    pub probe: RawProbe,
+    #[serde(default)]
     pub diagnosis: RawDiagnosis,
     #[serde(default)]
     pub metrics: RawMetrics,
@@ -21,6 +23,9 @@ pub struct RawConfig {
     pub apps: Vec<RawApp>,
     #[serde(default)]
     pub mailboxes: Vec<RawMailbox>,
+    /// Run with no apps and no mailboxes (otherwise such a file is refused: an empty file that
+    /// replaced the real one would silently stop every check and resolve every alert).
+    pub allow_empty: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -29,6 +34,14 @@ pub struct RawScheduler {
     pub max_concurrent_checks: Option<usize>,
     pub max_concurrent_probes: Option<usize>,
     pub startup_spread: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub freshness: Option<String>,
+    pub rate_limit: Option<f64>,
+    pub client_rate_limit: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

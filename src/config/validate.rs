@@ -11,8 +11,8 @@ use super::raw::{self, RawCheck, RawConfig};
 use super::ConfigError;
 use crate::plan::{
     parse_duration, AlertSettings, AlertmanagerAuth, AlertmanagerSettings, App, CheckSettings,
-    Cloud, DiagnosisSettings, MetricsSettings, NetClients, Plan, Schedule, SchedulerSettings,
-    Settings,
+    Cloud, DiagnosisSettings, MetricsSettings, NetClients, Plan, ProbeSettings, Schedule,
+    SchedulerSettings, Settings,
 };
 use crate::secret::Secret;
 
@@ -59,6 +59,18 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// A warning when a file holding a secret may be read by other users of the host.
+    pub(super) fn warn_if_others_read(&mut self, field: &str, path: &Path) {
+        if let Some(mode) = crate::input::others_may_read(path) {
+            self.warnings.push(format!(
+                "{}: {field}: {} holds a secret and is readable by group or others (mode {mode:o}): chmod 600 {}",
+                self.file,
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+
     pub(super) fn resolve(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
@@ -85,6 +97,28 @@ impl<'a> Validator<'a> {
         if let Some(s) = &raw.scheduler.startup_spread {
             scheduler.startup_spread =
                 parse_duration(s).map_err(|m| self.err("scheduler.startup_spread", m))?;
+        }
+        let mut probe = ProbeSettings::default();
+        if let Some(s) = &raw.probe.freshness {
+            probe.freshness = Some(parse_duration(s).map_err(|m| self.err("probe.freshness", m))?);
+        }
+        for (field, value, into) in [
+            ("rate_limit", raw.probe.rate_limit, &mut probe.rate_limit),
+            (
+                "client_rate_limit",
+                raw.probe.client_rate_limit,
+                &mut probe.client_rate_limit,
+            ),
+        ] {
+            if let Some(v) = value {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(self.err(
+                        format!("probe.{field}"),
+                        "must be a number of runs per second, 0 or more (0: no limit)",
+                    ));
+                }
+                *into = v;
+            }
         }
         let mut diagnosis = DiagnosisSettings::default();
         if let Some(s) = &raw.diagnosis.expiry_warning {
@@ -113,8 +147,14 @@ impl<'a> Validator<'a> {
         }
 
         if raw.apps.is_empty() && raw.mailboxes.is_empty() {
+            if raw.allow_empty != Some(true) {
+                return Err(self.err(
+                    "",
+                    "no apps and no mailboxes: nothing would be checked and every alert would resolve (an empty or truncated file?); set allow_empty: true to run without targets",
+                ));
+            }
             self.warnings.push(
-                "the configuration has no apps and no mailboxes: nothing will be checked".into(),
+                "the configuration has no apps and no mailboxes (allow_empty: true): nothing will be checked".into(),
             );
         }
 
@@ -254,6 +294,7 @@ impl<'a> Validator<'a> {
         let mut plan = Plan::new(
             Settings {
                 scheduler,
+                probe,
                 diagnosis,
                 metrics,
                 alerts,
@@ -269,7 +310,10 @@ impl<'a> Validator<'a> {
     }
 
     /// The `alertmanager:` block: URLs, timeouts, and credentials read from their files.
-    fn alertmanager(&self, am: raw::RawAlertmanager) -> Result<AlertmanagerSettings, ConfigError> {
+    fn alertmanager(
+        &mut self,
+        am: raw::RawAlertmanager,
+    ) -> Result<AlertmanagerSettings, ConfigError> {
         if am.urls.is_empty() {
             return Err(self.err(
                 "alertmanager.urls",
@@ -313,15 +357,20 @@ impl<'a> Validator<'a> {
             }),
             None => Ok(std::time::Duration::from_secs(default)),
         };
-        let read = |field: &str, f: &str| -> Result<Secret, ConfigError> {
+        let mut readable = Vec::new();
+        let mut read = |field: &str, f: &str| -> Result<Secret, ConfigError> {
             let path = self.resolve(f);
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                self.err(
-                    format!("alertmanager.{field}"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            Ok(Secret::new(text.trim()))
+            let mut text = crate::input::read_to_string_capped(&path, crate::input::MAX_FILE_BYTES)
+                .map_err(|e| {
+                    self.err(
+                        format!("alertmanager.{field}"),
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+            readable.push((format!("alertmanager.{field}"), path));
+            let secret = Secret::new(text.trim());
+            zeroize::Zeroize::zeroize(&mut text);
+            Ok(secret)
         };
         let auth = match (am.basic_auth, am.bearer_token_file) {
             (Some(_), Some(_)) => {
@@ -340,10 +389,15 @@ impl<'a> Validator<'a> {
             (None, Some(f)) => Some(AlertmanagerAuth::Bearer(read("bearer_token_file", &f)?)),
             (None, None) => None,
         };
+        let timeout = duration("timeout", &am.timeout, 10)?;
+        let resend_interval = duration("resend_interval", &am.resend_interval, 60)?;
+        for (field, path) in readable {
+            self.warn_if_others_read(&field, &path);
+        }
         Ok(AlertmanagerSettings {
             urls,
-            timeout: duration("timeout", &am.timeout, 10)?,
-            resend_interval: duration("resend_interval", &am.resend_interval, 60)?,
+            timeout,
+            resend_interval,
             auth,
         })
     }

@@ -291,6 +291,11 @@ cause_table! {
     Unexplained => ("unexplained", Step::Unknown, Severity::Critical,
         "the {check} check failed ({reason})",
         "the log line has the details (and Microsoft's trace and correlation ids)"),
+    /// The agent's host ran out of file descriptors (or socket buffers, or memory): the check
+    /// never reached Microsoft, so it says nothing of the tenant.
+    AgentResources => ("agent_resources", Step::Unknown, Severity::Critical,
+        "the agent's host ran out of file descriptors (or socket buffers, or memory) during the {check} check ({reason}): nothing is known of the tenant, and the agent's own watch is down",
+        "raise the agent's open file limit (systemd: LimitNOFILE=; the agent raises its soft limit to the hard one at start and logs both), or lower --web.max-connections and scheduler.max_concurrent_checks; look for what holds the descriptors (ls /proc/<pid>/fd | wc -l)"),
     InternalError => ("internal_error", Step::Unknown, Severity::Critical,
         "a bug in the agent failed the last {check} run",
         "the next run goes ahead as scheduled; please report the log line"),

@@ -242,9 +242,12 @@ pub fn diagnose(i: &Inputs) -> Verdict {
             .issues
             .iter()
             .find(|x| x.incident && service.is_some_and(|s| s == x.service));
-        // A definite answer (STARTTLS stripped on the path, a message refused with its reason)
-        // is not the incident's doing.
-        let definite = matches!(best.cause, Cause::StarttlsStripped | Cause::MessageRejected);
+        // A definite answer (STARTTLS stripped on the path, a message refused with its reason,
+        // the agent's own host out of descriptors) is not the incident's doing.
+        let definite = matches!(
+            best.cause,
+            Cause::StarttlsStripped | Cause::MessageRejected | Cause::AgentResources
+        );
         if let (true, Some(x)) = (outside && !definite, incident) {
             best.cause = Cause::MicrosoftIncident;
             best.incident = Some(x);
@@ -401,6 +404,7 @@ fn common_cause(c: CommonReason, cert: Option<CertProblem>) -> Cause {
             Some(CertProblem::Untrusted) => Cause::TlsInspection,
             _ => Cause::ServerCertificateInvalid,
         },
+        CommonReason::LocalResources => Cause::AgentResources,
         CommonReason::InternalError => Cause::InternalError,
     }
 }

@@ -457,6 +457,7 @@ pub fn render_probe(
     reports: &[Report],
     verdict: Option<&Verdict>,
     duration: std::time::Duration,
+    cached: Option<std::time::Duration>,
 ) -> String {
     let mut f = Exposition::new("probe", 8 * 1024);
     f.one(
@@ -472,6 +473,20 @@ pub fn render_probe(
         Kind::Gauge,
         &[],
         secs(duration),
+    );
+    f.one(
+        "cached",
+        "1 when the probe answered with a recent run (the agent's scheduled one, or another probe's) instead of running the check: see probe_result_age_seconds.",
+        Kind::Gauge,
+        &[],
+        b(cached.is_some()),
+    );
+    f.one(
+        "result_age_seconds",
+        "How long ago the run the probe answers with ended (0 for a run made for this probe).",
+        Kind::Gauge,
+        &[],
+        secs(cached.unwrap_or_default()),
     );
     f.family(
         "check_success",

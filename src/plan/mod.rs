@@ -18,7 +18,7 @@ pub use mailbox::{Canary, MailAddress, Mailbox};
 pub use schedule::{days_until, format_duration, parse_duration, parse_iso8601_duration, Schedule};
 pub use settings::{
     AlertSettings, AlertmanagerAuth, AlertmanagerSettings, CheckSettings, DiagnosisSettings,
-    MetricsSettings, SchedulerSettings, Settings,
+    MetricsSettings, ProbeSettings, SchedulerSettings, Settings,
 };
 
 use std::collections::HashMap;

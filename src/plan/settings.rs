@@ -1,5 +1,5 @@
-//! The agent-wide settings a plan carries (scheduler, diagnosis, metrics, alert thresholds,
-//! Alertmanager push) and the per-check settings (enabled, schedule, timeout).
+//! The agent-wide settings a plan carries (scheduler, probes, diagnosis, metrics, alert
+//! thresholds, Alertmanager push) and the per-check settings (enabled, schedule, timeout).
 
 use std::time::Duration;
 
@@ -26,6 +26,39 @@ impl Default for SchedulerSettings {
             startup_spread: Duration::from_secs(60),
             max_concurrent_probes: 20,
         }
+    }
+}
+
+/// What `/probe` may cost (`probe:`): how fresh a result it answers with instead of running the
+/// check again, and how many runs it starts per second.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeSettings {
+    /// A probe answers with the target's last run (the scheduler's or another probe's) when it
+    /// is younger than this; `None`: half the check's interval; zero: every probe runs.
+    pub freshness: Option<Duration>,
+    /// Runs that probes start per second, all clients together (a burst of twice as many);
+    /// zero: no limit.
+    pub rate_limit: f64,
+    /// Runs that one client address starts per second (a burst of twice as many); zero: no
+    /// limit.
+    pub client_rate_limit: f64,
+}
+
+impl Default for ProbeSettings {
+    fn default() -> Self {
+        Self {
+            freshness: None,
+            rate_limit: 10.0,
+            client_rate_limit: 5.0,
+        }
+    }
+}
+
+impl ProbeSettings {
+    /// How young a result of a check on this schedule must be to answer a probe.
+    pub fn window(&self, schedule: &super::Schedule) -> Duration {
+        self.freshness
+            .unwrap_or_else(|| schedule.typical_interval() / 2)
     }
 }
 
@@ -82,6 +115,8 @@ pub struct CheckSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub scheduler: SchedulerSettings,
+    /// What `/probe` may cost.
+    pub probe: ProbeSettings,
     pub diagnosis: DiagnosisSettings,
     pub metrics: MetricsSettings,
     /// The alert thresholds (the agent's own `/alerts` and push).

@@ -4,10 +4,15 @@
 //! protocol work happens in the checks, which `/probe` runs through the same `checks::run` as
 //! the scheduler.
 
+pub mod connections;
 mod page;
+pub mod pages;
 mod probe;
+pub mod probe_runs;
+pub mod rate_limit;
 mod runbooks;
 pub mod web_config;
+pub mod web_watch;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,22 +47,30 @@ pub struct Shared {
     pub enable_lifecycle: bool,
     /// TLS and basic auth (`--web.config.file`; open without it), swapped when its files change.
     pub web: std::sync::RwLock<Arc<web_config::WebConfig>>,
-    /// Connections served at once; more wait in the listen queue.
-    pub connections: Arc<tokio::sync::Semaphore>,
+    /// Where the web configuration comes from (`None`: open, nothing to follow).
+    pub web_watch: Option<web_watch::WebWatch>,
+    /// The open connections (at most `--web.max-connections`; the idlest makes room).
+    pub connections: Arc<connections::Connections>,
     /// The agent's own alerts firing at the last evaluation (`GET /alerts`).
     pub alerts: Mutex<Vec<crate::alerts::Alert>>,
     pub state: Arc<StateStore>,
     pub tokens: Arc<TokenCache>,
     /// What `/probe` runs checks with.
     pub ctx: Arc<Context>,
-    /// Bounds concurrent `/probe` requests.
+    /// Bounds concurrent `/probe` runs.
     pub probes: Arc<tokio::sync::Semaphore>,
+    /// The probes' latest results and runs in flight.
+    pub probe_runs: Arc<probe_runs::ProbeRuns>,
+    /// The runs probes may start per second.
+    pub probe_limit: rate_limit::RateLimit,
     pub agent: Mutex<AgentInfo>,
     pub telemetry_path: String,
     pub ready: AtomicBool,
     /// The last rendered page: scrapes arriving together share one render (a 10,000-mailbox
     /// page is 6 MB; rendering it per request would let parallel scrapes exhaust memory).
     pub page: tokio::sync::Mutex<PageCache>,
+    /// The `/status` and `/` pages rendered within the last second, shared the same way.
+    pub pages: tokio::sync::Mutex<pages::PageStore>,
 }
 
 /// The rendered `/metrics` page while it serves scrapes, and the size of the last one.
@@ -251,7 +264,11 @@ async fn reload(shared: &Shared) -> Response<Body> {
 
 /// Authentication (every path but `/-/healthy`, when basic auth is configured), then the
 /// route; the web configuration's extra headers on every response.
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+async fn handle(
+    shared: Arc<Shared>,
+    peer: std::net::IpAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
     let web = shared.web();
     let mut resp = if req.uri().path() != "/-/healthy"
         && !web
@@ -271,7 +288,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         );
         r
     } else {
-        route(shared, req).await
+        route(shared, peer, req).await
     };
     for (k, v) in &web.headers {
         resp.headers_mut().insert(k.clone(), v.clone());
@@ -279,7 +296,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     Ok(resp)
 }
 
-async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+async fn route(
+    shared: Arc<Shared>,
+    peer: std::net::IpAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if req.uri().path() == "/-/reload" {
         return match *req.method() {
             Method::POST | Method::PUT => reload(&shared).await,
@@ -340,11 +361,28 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
         }
     } else {
         match path.as_str() {
-            "/" => reply(
-                StatusCode::OK,
-                "text/html; charset=utf-8",
-                page::render(&shared.status(), &shared.telemetry_path),
-            ),
+            "/" | "/status" => {
+                let (format, content_type) = if path == "/" {
+                    (pages::Format::Html, "text/html; charset=utf-8")
+                } else {
+                    (pages::Format::Json, "application/json")
+                };
+                match pages::parse_query(req.uri().query(), &shared.plan()) {
+                    Err(m) => reply(
+                        StatusCode::BAD_REQUEST,
+                        "text/plain; charset=utf-8",
+                        m + "\n",
+                    ),
+                    Ok(q) => match pages::page(&shared, format, q).await {
+                        Some(body) => reply(StatusCode::OK, content_type, body),
+                        None => reply(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "text/plain; charset=utf-8",
+                            "cannot render the status\n",
+                        ),
+                    },
+                }
+            }
             "/alerts" => {
                 let alerts = shared.alerts.lock().expect("alerts lock").clone();
                 match serde_json::to_vec_pretty(&alerts) {
@@ -356,15 +394,7 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
                     ),
                 }
             }
-            "/status" => match serde_json::to_vec_pretty(&shared.status()) {
-                Ok(body) => reply(StatusCode::OK, "application/json", body),
-                Err(_) => reply(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain; charset=utf-8",
-                    "cannot render the status\n",
-                ),
-            },
-            "/probe" => probe::handle(&shared, req.uri().query(), req.headers()).await,
+            "/probe" => probe::handle(&shared, peer, req.uri().query(), req.headers()).await,
             crate::alerts::RUNBOOKS_PATH => {
                 reply(StatusCode::OK, "text/html; charset=utf-8", runbooks::page())
             }
@@ -393,59 +423,141 @@ async fn route(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
 /// How long a client may take to send a request's headers (also while a kept-alive connection
 /// idles), and to finish a TLS handshake.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// A connection is closed (gracefully) after this long, however busy: no client holds a slot
+/// How long a new connection may say nothing at all (no request byte, no TLS hello): a client
+/// that means to ask does so at once (Prometheus in well under a millisecond).
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A connection is closed (gracefully) after this long, however busy: no client holds a place
 /// for ever.
 const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// Request line and headers together; beyond it the request gets 431.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
-/// Serves until `shutdown` fires. At most `shared.connections` connections at once (the others
-/// wait in the listen queue); slow or idle clients are cut off by the header timeout, slow TLS
-/// handshakes by the same bound, so half-open connections cannot starve a scrape for long.
+/// The listen queue: a burst of connections (2,000 opened at once) waits there for the accept
+/// loop instead of having its SYNs dropped, which costs a client a 1 s retransmission (the
+/// kernel caps it at `net.core.somaxconn`, 4,096 by default).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds the endpoint's address (`host:port`; a name is resolved, its first address taken).
+pub async fn bind(address: &str) -> std::io::Result<TcpListener> {
+    let addr = tokio::net::lookup_host(address)
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address"))?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As std's TcpListener::bind does on Unix: a restarted agent rebinds at once.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Serves until `shutdown` fires. Every connection is accepted at once; when
+/// `--web.max-connections` are open, the one idle longest (no request in progress: silent,
+/// mid-headers, mid-handshake or between requests) is closed to make room, so idle and slow
+/// clients cannot keep a scrape out or even delay it. A connection that says nothing is closed
+/// after [`FIRST_BYTE_TIMEOUT`], one slow to finish its headers or its TLS handshake after
+/// [`HEADER_TIMEOUT`].
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut failing = false;
     loop {
-        let permit = tokio::select! {
+        let admitted = tokio::select! {
             _ = shutdown.cancelled() => return,
-            p = shared.connections.clone().acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
+            a = shared.connections.admit() => a,
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // Out of descriptors: the idlest connection gives its own back for the
+                    // next accept (the scrape may be waiting in the listen queue).
+                    let local = crate::net::local_resources(&e);
+                    if local {
+                        shared.connections.evict_idlest();
+                    }
+                    if !failing {
+                        tracing::warn!(error = %e, "cannot accept a connection");
+                        failing = true;
+                    }
+                    drop(admitted);
+                    let pause = if local { 10 } else { 100 };
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
                     continue;
                 }
             },
         };
+        failing = false;
         let shared = shared.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            match shared.web().tls.clone() {
-                None => serve_connection(stream, shared, shutdown).await,
-                Some(tls) => {
-                    let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
-                    match tokio::time::timeout(HEADER_TIMEOUT, accept).await {
-                        Ok(Ok(s)) => serve_connection(s, shared, shutdown).await,
-                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
-                    }
-                }
-            }
-        });
+        tokio::spawn(connection(stream, peer, admitted, shared, shutdown));
     }
 }
 
-async fn serve_connection<S>(stream: S, shared: Arc<Shared>, shutdown: CancellationToken)
-where
+/// One accepted connection: its first byte (or its place is given up), the TLS handshake when
+/// configured, then HTTP/1.1 until it ends, is closed to make room, ages out or the agent stops.
+async fn connection(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    admitted: connections::Admitted,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let mut first = [0u8; 1];
+    let said = tokio::select! {
+        _ = admitted.evicted.cancelled() => false,
+        _ = shutdown.cancelled() => false,
+        r = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)) => {
+            matches!(r, Ok(Ok(n)) if n > 0)
+        }
+    };
+    if !said {
+        return;
+    }
+    // A renewed certificate or a new user applies from the next connections.
+    web_watch::look(&shared);
+    let admitted = Arc::new(admitted);
+    match shared.web().tls.clone() {
+        None => serve_connection(stream, peer, admitted, shared, shutdown).await,
+        Some(tls) => {
+            let accept = tokio_rustls::TlsAcceptor::from(tls).accept(stream);
+            tokio::select! {
+                _ = admitted.evicted.cancelled() => {}
+                r = tokio::time::timeout(HEADER_TIMEOUT, accept) => match r {
+                    Ok(Ok(s)) => serve_connection(s, peer, admitted, shared, shutdown).await,
+                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                },
+            }
+        }
+    }
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    admitted: Arc<connections::Admitted>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+    let evicted = admitted.evicted.clone();
+    let svc = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        let admitted = admitted.clone();
+        async move {
+            // A whole request: the connection is busy (never closed to make room) until the
+            // answer is made.
+            admitted.busy();
+            let resp = handle(shared, peer.ip(), req).await;
+            admitted.idle();
+            resp
+        }
+    });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
@@ -456,6 +568,8 @@ where
     tokio::pin!(age);
     tokio::select! {
         _ = conn.as_mut() => return,
+        // Idle, and its place given to a new connection: closed at once.
+        _ = evicted.cancelled() => return,
         _ = shutdown.cancelled() => {}
         _ = &mut age => {}
     }

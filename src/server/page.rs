@@ -1,10 +1,13 @@
-//! The status page `/`: every mailbox and app with its verdict, checks, credential expiry and
-//! fix, rendered on the server from the status document. No script, no external asset; every
+//! The status page `/`: a page of mailboxes and apps (the worst first, the healthy rest
+//! summarised with a link) with verdict, checks, credential expiry and fix, rendered on the
+//! server from the status document. No script, no external asset; every
 //! value is escaped; a narrow screen (a phone at 3 a.m.) gets one card per target.
 
 use std::fmt::Write as _;
 
-use crate::status::{CheckStatus, CredentialStatus, Document, VerdictStatus};
+use crate::status::{
+    CheckStatus, CredentialStatus, Document, PageInfo, VerdictStatus, DEFAULT_LIMIT,
+};
 
 /// HTML-escapes text for element content and quoted attributes.
 pub fn escape(s: &str) -> String {
@@ -148,7 +151,7 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
 <header><h1>smtp-oauth-exporter</h1>\
 <p>Microsoft 365 SMTP with OAuth 2.0: token, SMTP AUTH XOAUTH2, credential expiry. Version {} · {} UTC · \
 <a href=\"{}\">Metrics</a> · <a href=\"/status\">Status (JSON)</a> · <a href=\"/alerts\">Alerts</a> · <a href=\"/runbooks\">Runbooks</a> · <a href=\"/-/healthy\">Health</a> · <a href=\"/-/ready\">Readiness</a></p>\
-<p class=\"summary\" id=\"summary\">{} targets: {} ok, {} warning, {} critical, {} pending</p></header>\n<main>\n",
+<p class=\"summary\" id=\"summary\">{} targets: {} ok, {} warning, {} critical, {} pending</p>{}</header>\n<main>\n",
         s.critical,
         s.warning,
         escape(crate::version::long()),
@@ -159,6 +162,7 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
         s.warning,
         s.critical,
         s.pending,
+        page_line(doc),
     );
     h.push_str("<h2>Mailboxes</h2>\n");
     if doc.mailboxes.is_empty() {
@@ -212,6 +216,12 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
                 escape(a.credential_type),
                 if a.mailboxes.is_empty() {
                     "no mailbox".to_string()
+                } else if a.mailbox_count > a.mailboxes.len() {
+                    format!(
+                        "mailboxes: {}, … ({} in all)",
+                        escape(&a.mailboxes.join(", ")),
+                        a.mailbox_count
+                    )
                 } else {
                     format!("mailboxes: {}", escape(&a.mailboxes.join(", ")))
                 },
@@ -221,8 +231,80 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
         }
         h.push_str("</tbody></table>\n");
     }
+    h.push_str(&rest_line(doc));
     h.push_str("</main></body></html>\n");
     h
+}
+
+/// A link to the page of `p` that starts at `offset`, or has these severities.
+fn link(p: &PageInfo, severity: &[&str], offset: usize) -> String {
+    let mut q = url::form_urlencoded::Serializer::new(String::new());
+    if let Some(app) = &p.app {
+        q.append_pair("app", app);
+    }
+    if !severity.is_empty() {
+        q.append_pair("severity", &severity.join(","));
+    }
+    if p.limit != DEFAULT_LIMIT {
+        q.append_pair("limit", &p.limit.to_string());
+    }
+    if offset > 0 {
+        q.append_pair("offset", &offset.to_string());
+    }
+    escape(&format!("/?{}", q.finish()))
+}
+
+/// What the page holds of the fleet, with links to the rest and to the problems alone.
+fn page_line(doc: &Document) -> String {
+    let p = &doc.page;
+    let mut out = format!(
+        "<p class=\"page\" id=\"page\">The worst first: {} to {} of {} targets",
+        if p.returned == 0 { 0 } else { p.offset + 1 },
+        p.offset + p.returned,
+        p.matched
+    );
+    if let Some(app) = &p.app {
+        let _ = write!(out, " of app {}", escape(app));
+    }
+    if !p.severity.is_empty() {
+        let _ = write!(out, " ({})", escape(&p.severity.join(", ")));
+    }
+    if let Some(next) = p.next_offset {
+        let _ = write!(
+            out,
+            " · <a href=\"{}\">next</a>",
+            link(p, &p.severity, next)
+        );
+    }
+    let _ = write!(
+        out,
+        " · <a href=\"{}\">problems only</a> · <a href=\"{}\">ok only</a> · <a href=\"/\">all</a></p>",
+        link(p, &["critical", "warning", "pending"], 0),
+        link(p, &["ok"], 0)
+    );
+    out
+}
+
+/// The healthy rest, summarised: the targets after this page (the worst come first, so once
+/// an ok one is shown, all that follow are ok).
+fn rest_line(doc: &Document) -> String {
+    let p = &doc.page;
+    let Some(next) = p.next_offset else {
+        return String::new();
+    };
+    let rest = p.matched - next;
+    let healthy = |v: Option<&VerdictStatus>| v.is_none_or(|v| v.severity == "ok");
+    let last_ok = doc.mailboxes.iter().any(|m| healthy(m.verdict.as_ref()))
+        || doc.apps.iter().any(|a| healthy(a.verdict.as_ref()));
+    format!(
+        "<p class=\"rest\" id=\"rest\">{rest} more {}: <a href=\"{}\">show them</a></p>\n",
+        if last_ok && rest > 0 {
+            "targets, all ok"
+        } else {
+            "targets"
+        },
+        link(p, &p.severity, next)
+    )
 }
 
 #[cfg(test)]

@@ -22,7 +22,44 @@ use sha2::Digest;
 struct RawWebConfig {
     tls_server_config: Option<RawTls>,
     http_server_config: Option<RawHttp>,
+    #[serde(default, deserialize_with = "unique_users")]
     basic_auth_users: Option<BTreeMap<String, String>>,
+}
+
+/// `basic_auth_users`, refusing a user listed twice: YAML keeps the last of two equal keys, so
+/// the first password would silently stop working.
+fn unique_users<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    struct Users;
+    impl<'de> serde::de::Visitor<'de> for Users {
+        type Value = Option<BTreeMap<String, String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a mapping of user names to bcrypt hashes")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut users = BTreeMap::new();
+            while let Some((user, hash)) = map.next_entry::<String, String>()? {
+                if users.contains_key(&user) {
+                    return Err(serde::de::Error::custom(format!(
+                        "user {user:?} is listed twice (YAML would keep only the last hash)"
+                    )));
+                }
+                users.insert(user, hash);
+            }
+            Ok(Some(users))
+        }
+    }
+    d.deserialize_any(Users)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,7 +97,8 @@ const ALLOWED_HEADERS: [&str; 5] = [
     "Content-Security-Policy",
 ];
 
-/// Successful logins remembered, so that a scrape every 15 s does not pay bcrypt each time.
+/// Logins remembered, by outcome: a scrape every 15 s pays bcrypt once, and so does a client
+/// that repeats a wrong password (exporter-toolkit caches both outcomes too).
 const AUTH_CACHE: usize = 1024;
 
 /// A loaded web configuration.
@@ -71,6 +109,10 @@ pub struct WebConfig {
     users: BTreeMap<String, String>,
     /// SHA-256 of (user, password, hash) of logins that passed.
     passed: Mutex<HashSet<[u8; 32]>>,
+    /// ... and of logins that failed (a separate set: failures cannot push passes out).
+    failed: Mutex<HashSet<[u8; 32]>>,
+    /// One bcrypt at a time: a flood of wrong passwords takes one core, never all of them.
+    bcrypt: Arc<tokio::sync::Mutex<()>>,
     /// Extra response headers.
     pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// The files it was read from, with their modification times, to notice a change.
@@ -107,16 +149,31 @@ impl WebConfig {
             tls: None,
             users: BTreeMap::new(),
             passed: Mutex::new(HashSet::new()),
+            failed: Mutex::new(HashSet::new()),
+            bcrypt: Arc::new(tokio::sync::Mutex::new(())),
             headers: Vec::new(),
             sources: Vec::new(),
         }
     }
 
-    /// Reads and checks the file; paths in it are relative to its directory.
+    /// Reads and checks the file; paths in it are relative to its directory. An error quotes
+    /// at most a short part of any value.
     pub fn load(path: &Path) -> Result<Self, String> {
+        Self::load_unclipped(path).map_err(|e| crate::input::clip_quoted(&e))
+    }
+
+    fn load_unclipped(path: &Path) -> Result<Self, String> {
         let shown = path.display();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+        let text = crate::input::read_to_string_capped(path, crate::input::MAX_FILE_BYTES)
+            .map_err(|e| format!("{shown}: cannot read: {e}"))?;
+        if let Err(deep) = crate::input::yaml_nesting(&text, crate::input::MAX_YAML_NESTING) {
+            return Err(format!(
+                "{shown}:{}:{}: {}",
+                deep.line,
+                deep.column,
+                deep.message()
+            ));
+        }
         let raw: RawWebConfig = if text.trim().is_empty() {
             RawWebConfig::default()
         } else {
@@ -170,6 +227,8 @@ impl WebConfig {
             tls,
             users,
             passed: Mutex::new(HashSet::new()),
+            failed: Mutex::new(HashSet::new()),
+            bcrypt: Arc::new(tokio::sync::Mutex::new(())),
             headers,
             sources,
         })
@@ -180,13 +239,20 @@ impl WebConfig {
         self.sources.iter().any(|(p, t)| modified(p) != *t)
     }
 
+    /// The modification times of the files it was read from, as they are now.
+    pub fn stamps_now(&self) -> Vec<Option<SystemTime>> {
+        self.sources.iter().map(|(p, _)| modified(p)).collect()
+    }
+
     /// Whether basic auth is on.
     pub fn needs_auth(&self) -> bool {
         !self.users.is_empty()
     }
 
-    /// Checks an `Authorization` header. bcrypt runs on the blocking pool; a login that passed
-    /// is remembered (as a hash), so a scraper pays bcrypt once.
+    /// Checks an `Authorization` header. bcrypt runs on the blocking pool, one at a time; the
+    /// outcome is remembered (as a hash of the credential), so a scraper pays bcrypt once and a
+    /// client repeating a wrong password pays it once too. bcrypt's own comparison is
+    /// constant-time; an unknown user costs a bcrypt as a known one does.
     pub async fn authorized(&self, header: Option<&http::HeaderValue>) -> bool {
         if self.users.is_empty() {
             return true;
@@ -211,23 +277,38 @@ impl WebConfig {
             }
             h.finalize().into()
         };
-        if self.passed.lock().expect("auth cache lock").contains(&key) {
-            return true;
+        let known = |this: &Self| -> Option<bool> {
+            if this.passed.lock().expect("auth cache lock").contains(&key) {
+                Some(true)
+            } else if this.failed.lock().expect("auth cache lock").contains(&key) {
+                Some(false)
+            } else {
+                None
+            }
+        };
+        if let Some(ok) = known(self) {
+            return ok;
         }
-        let known = self.users.contains_key(&user);
+        let one = self.bcrypt.clone().lock_owned().await;
+        // The same credential may have been checked while this request waited.
+        if let Some(ok) = known(self) {
+            return ok;
+        }
+        let user_known = self.users.contains_key(&user);
+        // The turn is held until bcrypt ends, even when the client gives up meanwhile.
         let ok = tokio::task::spawn_blocking(move || {
+            let _one = one;
             bcrypt::verify(password.expose(), &hash).unwrap_or(false)
         })
         .await
         .unwrap_or(false)
-            && known;
-        if ok {
-            let mut passed = self.passed.lock().expect("auth cache lock");
-            if passed.len() >= AUTH_CACHE {
-                passed.clear();
-            }
-            passed.insert(key);
+            && user_known;
+        let cache = if ok { &self.passed } else { &self.failed };
+        let mut set = cache.lock().expect("auth cache lock");
+        if set.len() >= AUTH_CACHE {
+            set.clear();
         }
+        set.insert(key);
         ok
     }
 }
@@ -270,7 +351,7 @@ fn tls_config(
             (Some(v), None) => Ok(Some(v.into_bytes())),
             (None, Some(f)) => {
                 let path = resolve(&f);
-                std::fs::read(&path)
+                crate::input::read_capped(&path, crate::input::MAX_FILE_BYTES)
                     .map(Some)
                     .map_err(|e| format!("{p}.{field}_file: cannot read {}: {e}", path.display()))
             }

@@ -47,6 +47,10 @@ async fn route(state: HttpsState, req: Request<Incoming>) -> Result<SimResponse,
                     "token_requests": d.token_requests.values().sum::<u64>(),
                     "token_requests_by_resource": d.token_requests_by_resource,
                     "graph_requests": d.graph_requests.values().sum::<u64>(),
+                    "smtp_sessions": d.smtp_connections.values().map(|c| c.accepted).sum::<u64>(),
+                    // The most connections one SMTP listener held at once (the main listener
+                    // serves every mailbox: per mailbox, give each its own listener).
+                    "smtp_peak_connections": d.smtp_connections.values().map(|c| c.peak).max().unwrap_or(0),
                     "apps": d.apps.len(),
                     "mailboxes": d.mailboxes.len(),
                 }),

@@ -310,6 +310,10 @@ pub enum TokenFault {
     /// HTTP 400 with a page that is not JSON and quotes the form received from the credential
     /// on, the credential starting at byte 100 (across the first 120 bytes a client may log).
     EchoForm,
+    /// HTTP 401 AADSTS7000215 whose description quotes the credential received base64-encoded
+    /// (standard, then URL-safe) and inside `Basic base64(client_id:credential)`, as a gateway
+    /// that logs an `Authorization` header might.
+    EchoBase64,
 }
 
 /// How many request times (token, Graph) the simulator keeps per app.
@@ -385,12 +389,24 @@ pub struct Directory {
     health_issues: Vec<health::IssueState>,
     /// Service health requests received, by the client ID of the caller (`""`: no valid token).
     pub health_requests: HashMap<String, u64>,
+    /// SMTP connections by listener: open now, and the most open at once (Exchange allows a
+    /// mailbox 3 concurrent connections).
+    pub smtp_connections: HashMap<std::net::SocketAddr, SmtpConnections>,
+}
+
+/// The SMTP connections of one listener.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SmtpConnections {
+    pub accepted: u64,
+    pub open: usize,
+    pub peak: usize,
 }
 
 impl Default for Directory {
     fn default() -> Self {
         Self {
             record: true,
+            smtp_connections: HashMap::new(),
             tenants: Vec::new(),
             apps: HashMap::new(),
             mailboxes: HashMap::new(),

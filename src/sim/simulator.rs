@@ -140,6 +140,16 @@ impl Simulator {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// The most SMTP connections the listener at `listener` held open at once.
+    pub fn smtp_peak_connections(&self, listener: SocketAddr) -> usize {
+        self.directory
+            .lock()
+            .expect("sim lock")
+            .smtp_connections
+            .get(&listener)
+            .map_or(0, |c| c.peak)
+    }
+
     /// Bytes the `EndlessLine` listeners managed to write before their clients hung up.
     pub fn smtp_bytes_streamed(&self) -> u64 {
         self.smtp_shared

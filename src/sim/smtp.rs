@@ -88,7 +88,21 @@ pub(super) async fn start(
             mail_from: None,
             recipients: Vec::new(),
         };
-        conn.run(stream, acceptor)
+        let directory = shared.directory.clone();
+        {
+            let mut d = directory.lock().expect("sim lock");
+            let c = d.smtp_connections.entry(addr).or_default();
+            c.accepted += 1;
+            c.open += 1;
+            c.peak = c.peak.max(c.open);
+        }
+        async move {
+            conn.run(stream, acceptor).await;
+            let mut d = directory.lock().expect("sim lock");
+            if let Some(c) = d.smtp_connections.get_mut(&addr) {
+                c.open = c.open.saturating_sub(1);
+            }
+        }
     })
     .await
 }

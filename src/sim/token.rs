@@ -194,18 +194,24 @@ pub async fn handle(
                 aadsts_description(code),
             )
         }
-        Some(TokenFault::EchoCredential) => {
+        Some(f @ (TokenFault::EchoCredential | TokenFault::EchoBase64)) => {
+            use base64::engine::general_purpose::STANDARD;
             let sent = form
                 .get("client_secret")
                 .or_else(|| form.get("client_assertion"))
                 .cloned()
                 .unwrap_or_default();
-            return aad_error(
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                7000215,
-                &format!("Invalid client secret provided: '{sent}' is not a secret of app '{client_id}'."),
-            );
+            let description = if f == TokenFault::EchoCredential {
+                format!("Invalid client secret provided: '{sent}' is not a secret of app '{client_id}'.")
+            } else {
+                format!(
+                    "Invalid client credential {} ({}); the gateway saw Authorization: Basic {}.",
+                    STANDARD.encode(&sent),
+                    URL_SAFE_NO_PAD.encode(&sent),
+                    STANDARD.encode(format!("{client_id}:{sent}"))
+                )
+            };
+            return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", 7000215, &description);
         }
         Some(TokenFault::EchoForm) => {
             let raw = String::from_utf8_lossy(body);

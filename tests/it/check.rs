@@ -114,3 +114,67 @@ async fn send_test_to_delivers_one_message_and_nothing_else_ever_sends() {
         .count();
     assert_eq!(datas, 2, "DATA only in the two asked-for sessions");
 }
+
+/// `check | head -1`, `check-config | true`: a reader that goes away before the output is
+/// written ends the command with its own exit code, never a panic (exit 101).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_check_and_check_config_cleanly() {
+    let w = World::new().await;
+    let id = client_id(1);
+    let mailer = w.app_with_secret(1, "mailer", "Pipe~secret-value");
+    w.sim.add_mailbox("invoices@contoso.com", &[&id]);
+    let yaml = format!(
+        "defaults:\n  checks:\n    graph: {{ enabled: false }}\napps:\n{mailer}mailboxes:\n{}",
+        mailbox_line(
+            "invoices",
+            "mailer",
+            "invoices@contoso.com",
+            w.sim.smtp_addr.port()
+        )
+    );
+    let config = w.file("pipe.yml", &yaml);
+    for (args, want) in [
+        (vec!["check", "--config.file", &config], 0),
+        (
+            vec!["check", "--config.file", &config, "--output", "json"],
+            0,
+        ),
+        (
+            vec!["check", "--config.file", &config, "--output", "nagios"],
+            0,
+        ),
+        (vec!["check-config", "--config.file", &config], 0),
+        (
+            vec![
+                "check",
+                "--config.file",
+                "/nonexistent.yml",
+                "--output",
+                "nagios",
+            ],
+            3,
+        ),
+    ] {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (code, err) = tokio::task::spawn_blocking(move || {
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_smtp-oauth-exporter"))
+                .args(&args)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // The reader is gone before anything is written.
+            drop(child.stdout.take());
+            let out = child.wait_with_output().unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+        .await
+        .unwrap();
+        assert_eq!(code, want, "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}

@@ -153,6 +153,11 @@ pub async fn wait_for(
     }
 }
 
+/// A mailbox line for a config's `mailboxes:`, its SMTP at the simulator's port `port`.
+pub fn mailbox_line(name: &str, app: &str, address: &str, port: u16) -> String {
+    format!("  - {{ name: {name}, app: {app}, address: {address}, smtp_host: 127.0.0.1, smtp_port: {port} }}\n")
+}
+
 /// A secret-credential app block for a config.
 pub fn secret_app(
     world: &World,
@@ -178,10 +183,29 @@ impl Process {
     /// Starts the binary with `args` (plus `--web.listen-address 127.0.0.1:0`) and waits for
     /// the port it logs.
     pub async fn start(args: &[&str], log: PathBuf) -> Process {
+        Self::start_with_open_files(None, args, log).await
+    }
+
+    /// [`Process::start`] with the soft and hard limit on open files set to `limit` (by the
+    /// shell's `ulimit -n`, so that the agent cannot raise it).
+    pub async fn start_with_open_files(limit: Option<u32>, args: &[&str], log: PathBuf) -> Process {
         let file = std::fs::File::create(&log).expect("log file");
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--web.listen-address", "127.0.0.1:0"]);
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_smtp-oauth-exporter"))
+        let binary = env!("CARGO_BIN_EXE_smtp-oauth-exporter");
+        let mut command = match limit {
+            None => std::process::Command::new(binary),
+            Some(n) => {
+                let mut c = std::process::Command::new("sh");
+                c.args([
+                    "-c",
+                    &format!("ulimit -n {n} && exec \"$0\" \"$@\""),
+                    binary,
+                ]);
+                c
+            }
+        };
+        let child = command
             .args(&all)
             .stdout(file.try_clone().unwrap())
             .stderr(file)

@@ -178,3 +178,47 @@ fn the_readme_tables_name_every_reason_and_cause_of_the_code_and_nothing_else() 
         "README causes (label, step) against the code's, in order"
     );
 }
+
+/// What a configuration file can make the agent do is bounded: an endless file (`/dev/zero`) is
+/// read up to the cap, not until memory runs out; 196 KB of nested flow collections (22 s in
+/// the YAML parser) are refused at once; a megabyte-long bad value is quoted in part.
+#[test]
+fn a_configuration_cannot_make_the_agent_read_or_parse_for_ever() {
+    let started = std::time::Instant::now();
+    let e = config::load(Path::new("/dev/zero"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("larger than 16 MiB"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let deep = dir.path().join("deep.yml");
+    std::fs::write(
+        &deep,
+        format!("apps: {}{}\n", "[".repeat(98_000), "]".repeat(98_000)),
+    )
+    .unwrap();
+    let e = config::load(&deep).unwrap_err().to_string();
+    assert!(e.contains(":1:39: flow collections"), "{e}");
+
+    let long = dir.path().join("long.yml");
+    std::fs::write(
+        &long,
+        format!(
+            "apps:\n  - name: a\n    tenant: contoso.onmicrosoft.com\n    client_id: 00000000-0000-4000-8000-000000000001\n    client_secret: x\n    graph_url: 'ftp://{}'\n",
+            "v".repeat(1_000_000)
+        ),
+    )
+    .unwrap();
+    let e = config::load(&long).unwrap_err().to_string();
+    assert!(
+        e.len() < 1000,
+        "the error repeats the value: {} bytes",
+        e.len()
+    );
+    assert!(e.contains("(1000006 characters)"), "{e}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -80,7 +80,7 @@ fn kubernetes_manifests_validate_and_kustomizations_are_complete() {
                 }
             }
             // Prometheus Operator CRDs: checked for their required shape here, and below.
-            "ServiceMonitor" | "PrometheusRule" => {
+            "ServiceMonitor" | "PrometheusRule" | "Probe" => {
                 assert_eq!(doc["apiVersion"], "monitoring.coreos.com/v1");
                 assert!(doc["metadata"]["name"].is_string());
                 assert!(doc["spec"].is_mapping(), "{}", f.display());
@@ -359,4 +359,33 @@ async fn the_dockerfile_build_command_makes_a_binary_that_runs_the_demo() {
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// The Prometheus Operator `Probe` example asks the agent's `/probe`, through its Service, for a
+/// check the agent runs per scrape (`module` names the check; the canary is refused).
+#[test]
+fn the_probe_example_asks_the_agent_for_a_check_it_knows() {
+    use smtp_oauth_exporter::plan::CheckKind;
+    let probe = load(Path::new("deploy/kubernetes/probe/probe.yaml"));
+    assert_eq!(probe["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(probe["kind"], "Probe");
+    let spec = &probe["spec"];
+    let module: CheckKind = spec["module"].as_str().unwrap().parse().unwrap();
+    assert_ne!(module, CheckKind::Canary);
+    assert_eq!(spec["prober"]["path"], "/probe");
+    let service = load(Path::new("deploy/kubernetes/base/service.yaml"));
+    let kustomization = load(Path::new("deploy/kubernetes/kustomization.yaml"));
+    assert_eq!(
+        spec["prober"]["url"].as_str().unwrap(),
+        format!(
+            "{}.{}.svc:{}",
+            service["metadata"]["name"].as_str().unwrap(),
+            kustomization["namespace"].as_str().unwrap(),
+            service["spec"]["ports"][0]["port"].as_u64().unwrap()
+        )
+    );
+    assert!(!spec["targets"]["staticConfig"]["static"]
+        .as_sequence()
+        .unwrap()
+        .is_empty());
 }

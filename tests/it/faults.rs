@@ -445,6 +445,12 @@ fn token_faults() -> Vec<(&'static str, TokenFault, &'static str, &'static str)>
         ),
         // A 400 that is not Microsoft's JSON: not Entra ID (a proxy's page?).
         ("echo-form", TokenFault::EchoForm, "invalid_response", ""),
+        (
+            "echo-base64",
+            TokenFault::EchoBase64,
+            "secret_invalid",
+            "7000215",
+        ),
     ]
 }
 
@@ -1565,6 +1571,7 @@ fn kind(f: &Fault) -> String {
             TokenFault::Aadsts { .. } => "Aadsts",
             TokenFault::EchoCredential => "EchoCredential",
             TokenFault::EchoForm => "EchoForm",
+            TokenFault::EchoBase64 => "EchoBase64",
         },
         Fault::Graph(g) => match g {
             GraphFault::Forbidden => "Forbidden",
@@ -1645,6 +1652,7 @@ fn every_fault_the_simulator_scripts_has_a_row() {
         "token:Aadsts",
         "token:EchoCredential",
         "token:EchoForm",
+        "token:EchoBase64",
         "graph:Forbidden",
         "graph:NotFound",
         "graph:TooManyRequests",

@@ -26,6 +26,7 @@ mod probe;
 mod promtool;
 mod reasons;
 mod reload;
+mod resources;
 mod retries;
 mod scheduler;
 mod secrets;

@@ -3,7 +3,8 @@
 //! completeness test that the table covers every reason of `src/reasons.rs` (the README's reason
 //! tables are generated from the same enums), in both directions. The SMTP check's
 //! `message_rejected` comes only from `check --send-test-to` and has its own test;
-//! `internal_error` only from a bug. Also: the
+//! `internal_error` only from a bug, `local_resources` only from the agent's own host (its test
+//! pins the open file limit). Also: the
 //! AADSTS table of the reference, row by row, mapped and then produced over a socket, and the
 //! token without `SMTP.SendAsApp`.
 
@@ -21,10 +22,14 @@ use crate::common::*;
 use crate::faults::{run_table, Fault, Row, Setup};
 
 /// Reasons no server can produce: the table's completeness test accepts them without a row.
-const NO_SCENARIO: [(&str, &str); 2] = [
+const NO_SCENARIO: [(&str, &str); 3] = [
     (
         "internal_error",
         "a bug in the agent (a panic) fails the run: a server that could cause it would have found a bug (its_path_is_labelled_internal_error tests the label)",
+    ),
+    (
+        "local_resources",
+        "no server can make the agent's host run out of descriptors: resources::out_of_file_descriptors_is_the_agents_fault_not_a_firewall runs the binary under a low open file limit",
     ),
     (
         "message_rejected",

@@ -1,8 +1,9 @@
 //! Safe reload: `POST /-/reload` (with `--web.enable-lifecycle`) and SIGHUP re-read the
 //! configuration file. Unchanged targets keep running (their series never leave a scrape, their
 //! counters never go down), changed ones restart, removed ones' series go, a rotated secret file
-//! is used, and an invalid file keeps the old configuration with
-//! `smtp_oauth_config_last_reload_successful 0`.
+//! is used, and an invalid file (an empty one, one without targets, unless `allow_empty: true`)
+//! keeps the old configuration with `smtp_oauth_config_last_reload_successful 0`. A SIGHUP
+//! while the agent starts is applied once it runs.
 
 use std::time::Duration;
 
@@ -211,6 +212,24 @@ async fn a_reload_keeps_unchanged_targets_restarts_changed_ones_and_rejects_a_ba
     );
     assert!(failed.contains("target=\"added\""));
 
+    // An empty file (a truncated write, a wrong mount) and one without targets are refused the
+    // same way: every target keeps running, nothing resolves quietly.
+    for empty in ["", "# nothing yet\napps: []\nmailboxes: []\n"] {
+        std::fs::write(&path, empty).unwrap();
+        let (status, body) = post_reload(&agent).await;
+        assert_eq!(status, 500, "{empty:?}: {body}");
+        assert!(
+            body.contains("no apps and no mailboxes") && body.contains("allow_empty: true"),
+            "{body}"
+        );
+        let page = scrape(&agent).await;
+        assert_eq!(
+            value(&page, "smtp_oauth_config_last_reload_successful", &[]),
+            Some(0.0)
+        );
+        assert!(page.contains("target=\"added\"") && page.contains("target=\"crm\""));
+    }
+
     // Fixed again: 1 again.
     std::fs::write(&path, config(&w, &billing, &crm, "two.example", &added)).unwrap();
     let (status, body) = post_reload(&agent).await;
@@ -226,6 +245,15 @@ async fn a_reload_keeps_unchanged_targets_restarts_changed_ones_and_rejects_a_ba
             &[]
         ),
         Some(1.0)
+    );
+
+    // Asked for in so many words, a configuration without targets is taken.
+    std::fs::write(&path, "allow_empty: true\n").unwrap();
+    let (status, body) = post_reload(&agent).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body.trim(),
+        "configuration reloaded: 0 jobs kept, 0 restarted, 0 added, 6 removed"
     );
     agent.stop().await;
 }
@@ -348,4 +376,100 @@ async fn sighup_reloads_the_running_binary() {
     }
     let status = agent.stop();
     assert!(status.success(), "SIGTERM after a reload: {status:?}");
+}
+
+/// Opens the FIFO for writing once a reader has it open (polled: a non-blocking open fails
+/// until then), so that the caller knows the reader is reading it right now.
+#[cfg(unix)]
+fn open_fifo(path: &std::path::Path, limit: Duration) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let start = std::time::Instant::now();
+    loop {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(f) => return Ok(f),
+            // ENXIO: no reader yet.
+            Err(_) if start.elapsed() < limit => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(format!("no reader opened {}: {e}", path.display())),
+        }
+    }
+}
+
+/// A SIGHUP that arrives while the agent reads its configuration at start (here: while it
+/// waits on a FIFO, so the moment is certain) is logged and applied once the agent runs; the
+/// process does not die of it (systemd would not restart a signal death it counts as clean).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_during_start_up_is_applied_once_the_agent_runs() {
+    use std::io::Write;
+    let w = World::new().await;
+    let billing = w.app_with_secret(1, "billing", "Bil~value");
+    let config = format!(
+        "defaults:\n  checks:\n    token: {{ schedule: 1h }}\n    graph: {{ enabled: false }}\napps:\n{billing}"
+    );
+    let fifo = w.dir.path().join("config.fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let log = w.dir.path().join("agent.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_smtp-oauth-exporter"))
+        .args(["--config.file", fifo.to_str().unwrap()])
+        .args(["--web.listen-address", "127.0.0.1:0"])
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let log_file = log.clone();
+    let feeder = tokio::task::spawn_blocking(move || -> Result<(), String> {
+        // The agent is reading its configuration: it waits for these bytes.
+        let mut f = open_fifo(&fifo, Duration::from_secs(10))?;
+        let hup = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .map_err(|e| e.to_string())?;
+        assert!(hup.success());
+        f.write_all(config.as_bytes()).map_err(|e| e.to_string())?;
+        drop(f);
+        // The reload the SIGHUP asked for reads the file again, once the agent runs.
+        let start = std::time::Instant::now();
+        while !std::fs::read_to_string(&log_file)
+            .unwrap_or_default()
+            .contains("SIGHUP during start-up")
+        {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err("no SIGHUP logged".into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut f = open_fifo(&fifo, Duration::from_secs(10))?;
+        f.write_all(config.as_bytes()).map_err(|e| e.to_string())
+    });
+    let port = listen_port(&log).await;
+    let mut agent = Process { child, log, port };
+    feeder
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("{e}\n{}", agent.log_text()));
+    let start = std::time::Instant::now();
+    while !agent.log_text().contains("configuration reloaded") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the SIGHUP was not applied:\n{}",
+            agent.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(agent.log_text().contains("SIGHUP during start-up"));
+    assert!(agent.child.try_wait().unwrap().is_none(), "the agent died");
+    let ready = reqwest::get(agent.url("/-/ready")).await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(agent.stop().success());
 }

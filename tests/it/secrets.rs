@@ -449,6 +449,20 @@ async fn a_server_echoing_the_credential_gets_it_redacted_everywhere() {
             ("token", "invalid_response"),
         ),
         (
+            "echo-base64",
+            false,
+            Some(TokenFault::EchoBase64),
+            None,
+            ("token", "secret_invalid"),
+        ),
+        (
+            "echo-assertion-base64",
+            true,
+            Some(TokenFault::EchoBase64),
+            None,
+            ("token", "secret_invalid"),
+        ),
+        (
             "echo-graph",
             false,
             None,
@@ -554,6 +568,28 @@ async fn a_server_echoing_the_credential_gets_it_redacted_everywhere() {
     needles.add("a piece of the client secret", secret, 12);
     let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
     needles.add("a piece of the form-encoded secret", &encoded, 12);
+    // The base64 forms, alone and inside `Basic base64(client_id:secret)`: the characters made
+    // of the secret's bits alone (the client ID ahead of it is no secret).
+    for (name, ..) in apps.iter().filter(|a| a.2 == Some(TokenFault::EchoBase64)) {
+        let i = apps.iter().position(|a| a.0 == *name).unwrap();
+        let id = client_id(50 + i as u32);
+        let sent: Vec<String> = if name.contains("assertion") {
+            w.sim.received_assertions()
+        } else {
+            vec![secret.to_string()]
+        };
+        for s in sent {
+            for engine in [
+                &base64::engine::general_purpose::STANDARD,
+                &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            ] {
+                needles.add("a piece of the base64 credential", &engine.encode(&s), 12);
+            }
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{s}"));
+            let from = (8 * (id.len() + 1)).div_ceil(6);
+            needles.add("a piece of the credential in Basic", &basic[from..], 12);
+        }
+    }
     let assertions = w.sim.received_assertions();
     assert!(assertions.len() >= 4, "{} assertions", assertions.len());
     let tokens = w.sim.issued_tokens();

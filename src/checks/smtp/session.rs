@@ -111,6 +111,20 @@ pub(super) async fn dialog(
     ctx: &Context,
     send: Option<(&MailAddress, MessageKind)>,
 ) -> Result<(), (Phase, StepError)> {
+    // Two sessions of a mailbox at most, whoever opens them: Exchange allows three.
+    let address = r.mailbox.address.to_string();
+    let Some(_turn) = ctx.sessions.acquire(&address, r.deadline).await else {
+        return Err((
+            Phase::Connect,
+            StepError::new(
+                CommonReason::Timeout,
+                format!(
+                    "no session of {address} could start before the check's timeout: {} were open (Exchange allows 3 per mailbox)",
+                    crate::checks::sessions::PER_MAILBOX
+                ),
+            ),
+        ));
+    };
     let tcp = open(r).await?;
     let tls = start_tls(r, tcp).await?;
     let mut s = BufReader::new(tls);
@@ -138,7 +152,12 @@ async fn open(r: &mut Run<'_>) -> Result<TcpStream, (Phase, StepError)> {
             let found = tokio::net::lookup_host((host.as_str(), port))
                 .await
                 .map_err(|e| {
-                    StepError::new(CommonReason::Dns, format!("cannot resolve {host}: {e}"))
+                    let reason = if crate::net::local_resources(&e) {
+                        CommonReason::LocalResources
+                    } else {
+                        CommonReason::Dns
+                    };
+                    StepError::new(reason, format!("cannot resolve {host}: {e}"))
                 })?;
             let v: Vec<_> = found.collect();
             if v.is_empty() {
@@ -157,6 +176,7 @@ async fn open(r: &mut Run<'_>) -> Result<TcpStream, (Phase, StepError)> {
             let mut last = None;
             let mut refused = false;
             let mut dropped = false;
+            let mut local = false;
             for (i, a) in addrs.iter().enumerate() {
                 // Share what is left between the addresses still to try, so an unreachable first
                 // address (often IPv6) cannot use up the whole timeout.
@@ -168,7 +188,10 @@ async fn open(r: &mut Run<'_>) -> Result<TcpStream, (Phase, StepError)> {
                         // A reset here comes from a server that accepted the connection and
                         // dropped it at once (it can beat the connect's own completion): a
                         // dropped connection, as at the banner, not a refusal.
+                        // No socket to connect with (EMFILE and the like): the agent's host,
+                        // not the network, and never a refusal.
                         match e.kind() {
+                            _ if crate::net::local_resources(&e) => local = true,
                             std::io::ErrorKind::ConnectionReset
                             | std::io::ErrorKind::ConnectionAborted => dropped = true,
                             _ => refused = true,
@@ -179,7 +202,9 @@ async fn open(r: &mut Run<'_>) -> Result<TcpStream, (Phase, StepError)> {
                 }
             }
             // Only unanswered attempts: the network dropped them, the port did not refuse.
-            let reason: Reason = if refused {
+            let reason: Reason = if local {
+                CommonReason::LocalResources.into()
+            } else if refused {
                 CommonReason::ConnectRefused.into()
             } else if dropped {
                 SmtpReason::ProtocolError.into()
