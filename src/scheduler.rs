@@ -287,7 +287,9 @@ impl Jobs {
         // over a thousand seconds, a thousand apps of a thousand tenants within startup_spread.
         let mut graph_jobs: std::collections::HashMap<&str, u32> = Default::default();
         for j in jobs.iter().filter(|j| j.kind == CheckKind::Graph) {
-            *graph_jobs.entry(j.target.app().tenant.as_str()).or_default() += 1;
+            *graph_jobs
+                .entry(j.target.app().tenant.as_str())
+                .or_default() += 1;
         }
         for job in jobs {
             let key = job.key();

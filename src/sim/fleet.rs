@@ -97,7 +97,8 @@ pub fn generate(
         sim.add_tenant(TENANT, &["fleet.example"]);
     }
     // Every this-many-th mailbox has a canary (none at 0 %).
-    let canary_every = (opts.canary_percent > 0.0).then(|| (100.0 / opts.canary_percent).round().max(1.0) as usize);
+    let canary_every = (opts.canary_percent > 0.0)
+        .then(|| (100.0 / opts.canary_percent).round().max(1.0) as usize);
     let ca = dir.join("simulator-ca.pem");
     std::fs::write(&ca, &sim.ca_pem)?;
     let secret = dir.join("fleet.secret");
