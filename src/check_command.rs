@@ -111,7 +111,7 @@ pub async fn run(plan: Arc<Plan>, req: &Request) -> Outcome {
     for t in &targets {
         let app = t.app();
         if seen_apps.insert(app.name.clone()) {
-            for kind in [CheckKind::Token, CheckKind::Graph, CheckKind::Health] {
+            for kind in crate::plan::APP_KINDS {
                 if let Some(j) = Job::new(kind, Target::App(app.clone())) {
                     if j.settings.enabled {
                         app_jobs.push(j);
@@ -343,6 +343,39 @@ fn check_line(out: &mut String, name: &str, c: &CheckStatus) {
     }
 }
 
+/// Each credential's last sign-in (credential activity), or why it is not available.
+fn activity_lines(out: &mut String, a: Option<&crate::status::ActivityStatus>) {
+    let Some(a) = a else { return };
+    if let Some(why) = &a.unavailable {
+        let _ = writeln!(out, "  {:<8} not available: {why}", "signs in");
+        return;
+    }
+    for c in &a.credentials {
+        let _ = writeln!(
+            out,
+            "  {:<8} {} {} · {} · last sign-in {} · expires {}",
+            "signs in",
+            if c.kind == "password" {
+                "secret"
+            } else {
+                c.kind
+            },
+            c.display_name.as_deref().unwrap_or(&c.key_id),
+            if c.agent {
+                format!("{} (the agent's)", c.state)
+            } else {
+                c.state.to_string()
+            },
+            c.last_sign_in
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_else(|| "none".into()),
+            c.expires_at
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_else(|| "never".into())
+        );
+    }
+}
+
 fn verdict_lines(out: &mut String, v: &VerdictStatus) {
     let steps: Vec<String> = v
         .steps
@@ -399,6 +432,7 @@ fn text(doc: &Document) -> String {
                     .unwrap_or_default()
             );
         }
+        activity_lines(&mut out, m.credential_activity.as_ref());
         if let Some(v) = &m.verdict {
             verdict_lines(&mut out, v);
         }
@@ -419,6 +453,7 @@ fn text(doc: &Document) -> String {
         for (k, c) in &a.checks {
             check_line(&mut out, k.as_str(), c);
         }
+        activity_lines(&mut out, a.credential_activity.as_ref());
         if let Some(v) = &a.verdict {
             verdict_lines(&mut out, v);
         }

@@ -9,12 +9,12 @@ use chrono::{Duration as Days, Utc};
 use crate::plan::Plan;
 use crate::sim::{
     app_certificate, Delivery, GraphFault, HealthIssue, SimApp, Simulator, SmtpFault, SmtpStep,
-    ROLE_APPLICATION_READ_ALL, ROLE_MAIL_READ_WRITE, ROLE_POLICY_READ_ALL,
+    ROLE_APPLICATION_READ_ALL, ROLE_AUDIT_LOG_READ_ALL, ROLE_MAIL_READ_WRITE, ROLE_POLICY_READ_ALL,
     ROLE_SERVICE_HEALTH_READ_ALL,
 };
 
 /// The demo's scenarios: the mailbox named after each failure mode, and what it shows.
-pub const SCENARIOS: [(&str, &str); 27] = [
+pub const SCENARIOS: [(&str, &str); 28] = [
     ("healthy-secret", "everything works, with a client secret"),
     (
         "healthy-certificate",
@@ -108,6 +108,10 @@ pub const SCENARIOS: [(&str, &str); 27] = [
         "secret-on-service-principal",
         "the app signs in with a secret added to its service principal, not its registration",
     ),
+    (
+        "old-secret-in-use",
+        "the application signs in with an old secret expiring in 12 days; the agent with the new one",
+    ),
 ];
 
 /// A running demo: the simulator and the configuration for the agent.
@@ -138,6 +142,7 @@ const NORTHWIND_ERP: &str = "c4e305a6-d2bd-442c-9f0e-12de90cdff3b";
 const NOTIFIER: &str = "d5f416b7-e3ce-453d-a0af-23ef01de0a4c";
 const ARCHIVER: &str = "e6a527c8-f4df-464e-b1b0-34f012ef1b5d";
 const PAYMENTS: &str = "f7b638d9-05e0-475f-82c1-4501a3f02c6e";
+const INVOICING: &str = "08c749ea-16f1-4860-93d2-5612b4a13d7f";
 
 /// The canary mailboxes of Contoso (app erp) and what Exchange does with their messages.
 fn canary_deliveries() -> [(&'static str, &'static str, Delivery); 8] {
@@ -242,7 +247,8 @@ impl Demo {
             )
             .with_graph_role(ROLE_APPLICATION_READ_ALL)
             .with_graph_role(ROLE_SERVICE_HEALTH_READ_ALL)
-            .with_graph_role(ROLE_POLICY_READ_ALL),
+            .with_graph_role(ROLE_POLICY_READ_ALL)
+            .with_graph_role(ROLE_AUDIT_LOG_READ_ALL),
         );
         // The canaries' reader: Mail.ReadWrite only (in a tenant, scoped to the canary
         // mailboxes with RBAC for Applications).
@@ -328,6 +334,25 @@ impl Demo {
                 now + days(400),
             ),
         );
+        // A rotation half done: the agent has the new secret, the invoicing application still
+        // signs in with the old one, which expires in 12 days (and an hour: "12 days" all demo
+        // long).
+        sim.add_app(
+            SimApp::new(CONTOSO, INVOICING, "Invoicing")
+                .with_secret(
+                    &secret("Iv1"),
+                    Some("invoicing-2024"),
+                    now - days(718),
+                    now + days(12) + Days::hours(1),
+                )
+                .with_secret(
+                    &secret("Iv2"),
+                    Some("invoicing-2026"),
+                    now - days(3),
+                    now + days(727),
+                ),
+        );
+        sim.set_sign_in(INVOICING, "invoicing-2024", now - Days::minutes(40));
         // The printer signs with a certificate; the one on its registration is another.
         let uploaded = app_certificate("printer-old.contoso.example");
         let printer_cert = app_certificate("printer.contoso.example");
@@ -373,6 +398,7 @@ impl Demo {
             ("digest@contoso.com", vec![]),
             ("archive@contoso.com", vec![ARCHIVER]),
             ("payments@contoso.com", vec![PAYMENTS]),
+            ("invoicing@contoso.com", vec![INVOICING]),
         ] {
             sim.add_mailbox(address, &apps);
         }
@@ -402,6 +428,7 @@ impl Demo {
         let mut files = std::collections::HashMap::new();
         for n in [
             "Er8", "Cr7", "Lg3", "Hd2", "Hr4", "Fb6", "Rp9", "Mr1", "Nw2", "Nt5", "Ar3", "Pm6",
+            "Iv2",
         ] {
             files.insert(n, write(&format!("{n}.secret"), &secret(n))?);
         }
@@ -468,6 +495,14 @@ apps:\n",
         yaml += &app("archiver", CONTOSO, ARCHIVER, secret_file("Ar3"), reader);
         yaml += &app("payments", CONTOSO, PAYMENTS, secret_file("Pm6"), reader);
         yaml += &app("hr", CONTOSO, HR, secret_file("Hr4"), reader);
+        // Which of its secrets really signs in: the agent reads the sign-in activity report.
+        yaml += &app(
+            "invoicing",
+            CONTOSO,
+            INVOICING,
+            secret_file("Iv2"),
+            ", graph_reader: erp, checks: { activity: { enabled: true, schedule: 1m } }",
+        );
         yaml += &app(
             "fabrikam-erp",
             FABRIKAM,
@@ -539,6 +574,12 @@ apps:\n",
                 "secret-on-service-principal",
                 "payments",
                 "payments@contoso.com",
+                port,
+            ),
+            (
+                "old-secret-in-use",
+                "invoicing",
+                "invoicing@contoso.com",
                 port,
             ),
             (

@@ -361,6 +361,26 @@ reason_table! {
     }
 }
 
+reason_table! {
+    /// Why reading the credential sign-in activity failed. A refusal (403: no
+    /// `AuditLog.Read.All`, or a tenant without the Entra ID P1 licence the report needs) is no
+    /// failure: the activity is then "not available", which the check reports as a fact.
+    pub enum ActivityReason {
+        /// 429, or 503 with Retry-After.
+        Throttled => ("throttled", true, Step::Transient, "HTTP 429, 503 with Retry-After",
+            "Graph throttled the read; the next one waits for Retry-After"),
+        /// Another HTTP status.
+        HttpError => ("http_error", true, Step::Transient, "other HTTP status",
+            "Graph answered an HTTP error (the report is Graph beta: Microsoft may change it); the log has the status and Graph's error code"),
+        /// Not the JSON Graph promises.
+        InvalidResponse => ("invalid_response", false, Step::Unknown, "not the promised JSON",
+            "not the JSON Graph beta promised (the report is beta: Microsoft may have changed it); the log says what"),
+        /// No Graph token for the app or its reader.
+        TokenUnavailable => ("token_unavailable", false, Step::AppRegistration, "no Graph token",
+            "no Graph token for the app or its graph_reader (the AADSTS code is kept)"),
+    }
+}
+
 impl TokenReason {
     /// The reason for a known AADSTS code; `None` for codes outside the reference table.
     pub fn from_aadsts(code: u32) -> Option<TokenReason> {
@@ -392,6 +412,7 @@ pub enum Reason {
     Graph(GraphReason),
     Canary(CanaryReason),
     Health(HealthReason),
+    Activity(ActivityReason),
 }
 
 impl Reason {
@@ -403,6 +424,7 @@ impl Reason {
             Reason::Graph(r) => r.info(),
             Reason::Canary(r) => r.info(),
             Reason::Health(r) => r.info(),
+            Reason::Activity(r) => r.info(),
         }
     }
 
@@ -425,6 +447,7 @@ impl Reason {
                 | Reason::Graph(GraphReason::Throttled)
                 | Reason::Canary(CanaryReason::GraphThrottled)
                 | Reason::Health(HealthReason::Throttled)
+                | Reason::Activity(ActivityReason::Throttled)
         )
     }
 
@@ -447,6 +470,10 @@ impl Reason {
             CheckKind::Health => HealthReason::ALL
                 .iter()
                 .map(|r| Reason::Health(*r))
+                .collect(),
+            CheckKind::Activity => ActivityReason::ALL
+                .iter()
+                .map(|r| Reason::Activity(*r))
                 .collect(),
         };
         own.into_iter()
@@ -489,6 +516,11 @@ impl From<CanaryReason> for Reason {
 impl From<HealthReason> for Reason {
     fn from(r: HealthReason) -> Self {
         Reason::Health(r)
+    }
+}
+impl From<ActivityReason> for Reason {
+    fn from(r: ActivityReason) -> Self {
+        Reason::Activity(r)
     }
 }
 

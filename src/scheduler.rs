@@ -86,7 +86,7 @@ impl Throttler {
     fn of(kind: CheckKind) -> Option<Throttler> {
         match kind {
             CheckKind::Token => Some(Throttler::Entra),
-            CheckKind::Graph | CheckKind::Health => Some(Throttler::Graph),
+            CheckKind::Graph | CheckKind::Health | CheckKind::Activity => Some(Throttler::Graph),
             CheckKind::Smtp | CheckKind::Canary => None,
         }
     }

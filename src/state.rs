@@ -121,6 +121,8 @@ pub struct Evidence {
     pub graph: Option<Arc<Report>>,
     pub graph_ok: Option<Arc<Report>>,
     pub canary: Option<Arc<Report>>,
+    /// The app's last successful credential activity read.
+    pub activity: Option<Arc<Report>>,
     /// Open service health issues of the target's tenant.
     pub issues: Option<Arc<Vec<crate::checks::health::Issue>>>,
     pub sibling_authenticated: bool,
@@ -145,6 +147,7 @@ impl Evidence {
             graph: self.graph.as_deref(),
             graph_ok: self.graph_ok.as_deref(),
             canary: self.canary.as_deref(),
+            activity: self.activity.as_deref(),
             issues: self.issues.as_deref().map_or(&[], Vec::as_slice),
             sibling_authenticated: self.sibling_authenticated,
             sibling_rbac_authenticated: self.sibling_rbac_authenticated,
@@ -194,6 +197,7 @@ fn evidence(inner: &Inner, target: &Target) -> Evidence {
             .mailbox()
             .and_then(|m| get(CheckKind::Canary, &m.name))
             .and_then(|s| s.last.clone()),
+        activity: get(CheckKind::Activity, &app.name).and_then(|s| s.last_ok.clone()),
         issues: inner.health.get(&app.tenant).cloned(),
         sibling_authenticated,
         sibling_rbac_authenticated,

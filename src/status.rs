@@ -67,6 +67,8 @@ pub struct AppStatus {
     pub graph_reader: Option<String>,
     pub mailboxes: Vec<String>,
     pub credential_in_use: Option<CredentialStatus>,
+    /// With `checks.activity`: every credential of the app with its last sign-in.
+    pub credential_activity: Option<ActivityStatus>,
     pub checks: BTreeMap<CheckKind, CheckStatus>,
     /// For an app without mailboxes (otherwise its mailboxes carry the verdict); `check`
     /// gives every app it names one.
@@ -83,6 +85,8 @@ pub struct MailboxStatus {
     pub tls_insecure_skip_verify: bool,
     /// The app's credential in use (the mailbox signs in with it).
     pub credential_in_use: Option<CredentialStatus>,
+    /// Its app's credential activity.
+    pub credential_activity: Option<ActivityStatus>,
     pub checks: BTreeMap<CheckKind, CheckStatus>,
     pub verdict: Option<VerdictStatus>,
 }
@@ -118,6 +122,33 @@ pub struct CredentialStatus {
     pub expires_at: Option<DateTime<Utc>>,
     /// Whole days until expiry, rounded down (negative once expired).
     pub days_left: Option<i64>,
+}
+
+/// Which credentials sign in, from the last successful credential activity read.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivityStatus {
+    /// Why the report is not available (a 403: no `AuditLog.Read.All`, or no Entra ID P1
+    /// licence); `null` when it was read.
+    pub unavailable: Option<String>,
+    pub credentials: Vec<CredentialActivity>,
+}
+
+/// One credential and its last sign-in.
+#[derive(Debug, Clone, Serialize)]
+pub struct CredentialActivity {
+    pub key_id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub origin: &'static str,
+    pub display_name: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_sign_in: Option<DateTime<Utc>>,
+    /// Whether the agent signs in with it.
+    pub agent: bool,
+    /// `active` (signed in within `diagnosis.credential_used_within`), `idle` (signed in
+    /// before), `stale` (not for `diagnosis.credential_stale_after`) or `unused` (no sign-in
+    /// reported).
+    pub state: &'static str,
 }
 
 /// The latest run of one check.
@@ -317,6 +348,68 @@ fn check_status(plan_enabled: bool, target: &str, st: Option<&TargetState>) -> C
     }
 }
 
+/// Every credential of the app (the Graph read's, and any other the report lists) with its
+/// last sign-in, from the last successful reads.
+fn credential_activity(
+    graph: Option<&TargetState>,
+    activity: Option<&TargetState>,
+    settings: &crate::plan::DiagnosisSettings,
+    now: DateTime<Utc>,
+) -> Option<ActivityStatus> {
+    let a = activity?.last_ok.as_deref()?.activity()?;
+    let reg = graph
+        .and_then(|g| g.last_ok.as_deref())
+        .and_then(Report::graph)
+        .and_then(|g| g.registration.as_ref());
+    let window =
+        |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    let state = |last: Option<DateTime<Utc>>| match last {
+        None => "unused",
+        Some(t) if now - t < window(settings.credential_used_within) => "active",
+        Some(t) if now - t > window(settings.credential_stale_after) => "stale",
+        Some(_) => "idle",
+    };
+    let mut credentials: Vec<CredentialActivity> = reg
+        .map(|r| r.credentials.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            let last = a.last_sign_in(&c.key_id);
+            CredentialActivity {
+                key_id: c.key_id.clone(),
+                kind: c.kind.as_str(),
+                origin: c.origin.as_str(),
+                display_name: c.display_name.clone(),
+                expires_at: c.end,
+                last_sign_in: last,
+                agent: c.in_use,
+                state: state(last),
+            }
+        })
+        .collect();
+    for k in &a.keys {
+        if !credentials
+            .iter()
+            .any(|c| c.key_id.eq_ignore_ascii_case(&k.key_id))
+        {
+            credentials.push(CredentialActivity {
+                key_id: k.key_id.clone(),
+                kind: k.kind.as_str(),
+                origin: k.origin.as_str(),
+                display_name: None,
+                expires_at: k.expires,
+                last_sign_in: k.last_sign_in,
+                agent: false,
+                state: state(k.last_sign_in),
+            });
+        }
+    }
+    Some(ActivityStatus {
+        unavailable: a.unavailable.clone(),
+        credentials,
+    })
+}
+
 fn credential_in_use(graph: Option<&TargetState>, now: DateTime<Utc>) -> Option<CredentialStatus> {
     let reg = graph?.last_ok.as_deref()?.graph()?.registration.as_ref()?;
     let c = reg.in_use()?;
@@ -398,11 +491,13 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
                 get(CheckKind::Graph, &app.name),
             ),
         );
-        if app.health_check.enabled {
-            checks.insert(
-                CheckKind::Health,
-                check_status(true, &app.name, get(CheckKind::Health, &app.name)),
-            );
+        for (kind, on) in [
+            (CheckKind::Health, app.health_check.enabled),
+            (CheckKind::Activity, app.activity_check.enabled),
+        ] {
+            if on {
+                checks.insert(kind, check_status(true, &app.name, get(kind, &app.name)));
+            }
         }
         let mailboxes: Vec<String> = plan
             .mailboxes_of(&app.name)
@@ -426,6 +521,12 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
             graph_reader: app.graph_reader.as_ref().map(|r| r.name.clone()),
             mailboxes,
             credential_in_use: credential_in_use(get(CheckKind::Graph, &app.name), now),
+            credential_activity: credential_activity(
+                get(CheckKind::Graph, &app.name),
+                get(CheckKind::Activity, &app.name),
+                &plan.settings.diagnosis,
+                now,
+            ),
             checks,
             verdict,
         });
@@ -459,6 +560,12 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
                 check_status(true, &m.name, get(CheckKind::Canary, &m.name)),
             );
         }
+        if m.app.activity_check.enabled {
+            checks.insert(
+                CheckKind::Activity,
+                check_status(true, &m.app.name, get(CheckKind::Activity, &m.app.name)),
+            );
+        }
         let target = Target::Mailbox(m.clone());
         let verdict = verdicts
             .get(&m.name)
@@ -474,6 +581,12 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
             smtp_port: m.smtp_port,
             tls_insecure_skip_verify: m.tls_insecure_skip_verify,
             credential_in_use: credential_in_use(get(CheckKind::Graph, &m.app.name), now),
+            credential_activity: credential_activity(
+                get(CheckKind::Graph, &m.app.name),
+                get(CheckKind::Activity, &m.app.name),
+                &plan.settings.diagnosis,
+                now,
+            ),
             checks,
             verdict,
         });

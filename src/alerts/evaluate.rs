@@ -293,12 +293,58 @@ pub fn evaluate(
                 ),
             );
         }
+        // Credential activity: a credential not signed in for `credential_stale_after`.
+        let activity = |name: &str| {
+            view.jobs
+                .get(&JobKey {
+                    kind: CheckKind::Activity,
+                    target: name.to_string(),
+                })
+                .and_then(|s| s.last_ok.as_deref())
+                .and_then(|r| r.activity())
+        };
+        if *kind == CheckKind::Activity {
+            for k in activity(target)
+                .map(|a| a.keys.as_slice())
+                .unwrap_or_default()
+            {
+                let Some(last) = k.last_sign_in else { continue };
+                if now - last > dur(settings.credential_stale_after) {
+                    b.push(
+                        AlertName::CredentialStale,
+                        &[
+                            ("target", target),
+                            ("app", app),
+                            ("key_id", &k.key_id),
+                            ("type", k.kind.as_str()),
+                            ("origin", k.origin.as_str()),
+                        ],
+                        None,
+                        format!(
+                            "A {} of app {target} has not signed in for {:.0} days",
+                            k.kind.as_str(),
+                            days(now - last)
+                        ),
+                        format!(
+                            "Its last sign-in was on {}. What to do: if nothing uses it, delete it (Entra admin center > App registrations > Certificates & secrets).",
+                            last.format("%Y-%m-%d")
+                        ),
+                    );
+                }
+            }
+        }
         let reg = st
             .last_ok
             .as_deref()
             .and_then(|r| r.graph())
             .and_then(|g| g.registration.as_ref());
         let Some(reg) = reg else { continue };
+        // Signed in within `credential_used_within`: the application uses it.
+        let signed_in = |key_id: &str| {
+            activity(target)
+                .and_then(|a| a.last_sign_in(key_id))
+                .is_some_and(|t| now - t < dur(settings.credential_used_within))
+        };
         if reg.in_use_matches == 0 {
             b.push(
                 AlertName::CredentialNotFound,
@@ -369,8 +415,61 @@ pub fn evaluate(
                 );
             }
         }
-        // The credential in use has its own alerts: this one is about the others.
-        for c in reg.credentials.iter().filter(|c| !c.in_use) {
+        // The credentials the application signs in with, besides the agent's.
+        for c in reg
+            .credentials
+            .iter()
+            .filter(|c| !c.in_use && signed_in(&c.key_id))
+        {
+            let Some(end) = c.end else { continue };
+            let left = end - now;
+            let name = c.display_name.clone().unwrap_or_default();
+            let labels = [
+                ("target", target),
+                ("app", app),
+                ("type", c.kind.as_str()),
+                ("origin", c.origin.as_str()),
+                ("key_id", c.key_id.as_str()),
+                ("display_name", name.as_str()),
+            ];
+            let fix = crate::diagnosis::remediation_for(t, Cause::ActiveCredentialExpiring);
+            if left < dur(settings.credential_critical) {
+                b.push(
+                    AlertName::ActiveCredentialExpiring,
+                    &labels,
+                    None,
+                    format!(
+                        "The application signs in with a {} of app {target} ({name}) that {}",
+                        c.kind.as_str(),
+                        if left <= chrono::Duration::zero() {
+                            "has expired".to_string()
+                        } else {
+                            format!("expires in {:.1} days", days(left))
+                        }
+                    ),
+                    format!("The agent signs in with another, so its own checks stay green. What to do now: {fix}"),
+                );
+            } else if left < dur(settings.credential_warning) {
+                b.push(
+                    AlertName::ActiveCredentialExpiringSoon,
+                    &labels,
+                    None,
+                    format!(
+                        "The application signs in with a {} of app {target} ({name}) that expires in {:.0} days",
+                        c.kind.as_str(),
+                        days(left)
+                    ),
+                    format!("The agent signs in with another, so its own checks stay green the day the application stops. What to do: {fix}"),
+                );
+            }
+        }
+        // The credential in use has its own alerts, and so have those the application signs
+        // in with: this one is about the others.
+        for c in reg
+            .credentials
+            .iter()
+            .filter(|c| !c.in_use && !signed_in(&c.key_id))
+        {
             let Some(end) = c.end else { continue };
             let left = end - now;
             if left > chrono::Duration::zero() && left < dur(settings.credential_warning) {

@@ -32,6 +32,9 @@ pub enum AlertName {
     CredentialExpiring,
     CredentialExpired,
     AppCredentialExpiring,
+    ActiveCredentialExpiringSoon,
+    ActiveCredentialExpiring,
+    CredentialStale,
     SendAsAppMissing,
     CredentialNotFound,
     ServerCertificateExpiring,
@@ -46,7 +49,7 @@ pub enum AlertName {
 
 impl AlertName {
     /// Every alert, in the order of the rules file.
-    pub const ALL: [AlertName; 22] = [
+    pub const ALL: [AlertName; 25] = [
         AlertName::TokenFailing,
         AlertName::SmtpAuthFailing,
         AlertName::SmtpUnreachable,
@@ -59,6 +62,9 @@ impl AlertName {
         AlertName::CredentialExpiring,
         AlertName::CredentialExpired,
         AlertName::AppCredentialExpiring,
+        AlertName::ActiveCredentialExpiringSoon,
+        AlertName::ActiveCredentialExpiring,
+        AlertName::CredentialStale,
         AlertName::SendAsAppMissing,
         AlertName::CredentialNotFound,
         AlertName::ServerCertificateExpiring,
@@ -86,6 +92,9 @@ impl AlertName {
             AlertName::CredentialExpiring => "SmtpOAuthCredentialExpiring",
             AlertName::CredentialExpired => "SmtpOAuthCredentialExpired",
             AlertName::AppCredentialExpiring => "SmtpOAuthAppCredentialExpiring",
+            AlertName::ActiveCredentialExpiringSoon => "SmtpOAuthActiveCredentialExpiringSoon",
+            AlertName::ActiveCredentialExpiring => "SmtpOAuthActiveCredentialExpiring",
+            AlertName::CredentialStale => "SmtpOAuthCredentialStale",
             AlertName::SendAsAppMissing => "SmtpOAuthSendAsAppMissing",
             AlertName::CredentialNotFound => "SmtpOAuthCredentialNotFound",
             AlertName::ServerCertificateExpiring => "SmtpOAuthServerCertificateExpiring",

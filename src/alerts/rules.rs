@@ -97,8 +97,11 @@ impl Rule {
             | A::CredentialExpiring
             | A::CredentialExpired
             | A::AppCredentialExpiring
+            | A::ActiveCredentialExpiringSoon
+            | A::ActiveCredentialExpiring
             | A::CredentialNotFound
             | A::GraphPermissionMissing => Some(("target", Some(CheckKind::Graph))),
+            A::CredentialStale => Some(("target", Some(CheckKind::Activity))),
             A::CheckStale => Some(("check, target", None)),
             // Facts of every mailbox of an endpoint, of a tenant: while such a check is due.
             A::ServerCertificateExpiring => Some(("", Some(CheckKind::Smtp))),
@@ -190,6 +193,14 @@ fn go_text(t: &str) -> String {
             "<canary reader app of mailbox {{ $labels.target }}>",
         ),
         ("{canary_timeout}", "its timeout"),
+        ("{date}", "it expires"),
+        (
+            "{credential}",
+            "{{ $labels.type }} {{ $labels.key_id }} ({{ $labels.display_name }})",
+        ),
+        ("{credential_kind}", "{{ $labels.type }}"),
+        ("{old_credential}", "the old one"),
+        ("{agent_credential}", ""),
         (
             "{incident}",
             "{{ with printf \"smtp_oauth_verdict_incident_info{target='%s'}\" $labels.target | query }}{{ range . }}{{ .Labels.id }}{{ end }}{{ else }}the incident{{ end }}",
@@ -298,7 +309,7 @@ pub(super) fn covered(kind: CheckKind, reason: Reason) -> bool {
                 || reason == Reason::Canary(CanaryReason::ReaderPermissionMissing)
         }
         CheckKind::Graph => reason == Reason::Graph(GraphReason::PermissionMissing),
-        CheckKind::Health => false,
+        CheckKind::Health | CheckKind::Activity => false,
     }
 }
 
@@ -320,6 +331,15 @@ pub(super) const CANARY_FAILING: [Reason; 5] = [
 pub fn rules(s: &AlertSettings) -> Vec<Rule> {
     let days = |d: Duration| d.as_secs() / 86_400;
     let in_use_days = "(smtp_oauth_credential_in_use_expiry_timestamp_seconds - time()) / 86400";
+    // A credential that signed in within `credential_used_within` (credential activity).
+    let signed_in = format!(
+        "(time() - smtp_oauth_credential_last_sign_in_timestamp_seconds < {})",
+        s.credential_used_within.as_secs()
+    );
+    // Days left of the credentials the application signed in with lately, besides the agent's.
+    let active_days = format!(
+        "(\n  (smtp_oauth_credential_expiry_timestamp_seconds - time()) / 86400\n    unless on (job, instance, target, key_id) smtp_oauth_credential_in_use\n    and on (job, instance, target, key_id) {signed_in}\n)"
+    );
     let token_causes: Vec<(&str, String)> = TokenReason::ALL
         .iter()
         .filter(|r| **r != TokenReason::Throttled)
@@ -539,14 +559,68 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
             level: Level::Info,
             cause: Some("app_credential_expiring"),
             for_: Some(Duration::from_secs(900)),
-            // The credential in use has alerts of its own: this one is about the others.
+            // The credential in use has alerts of its own, and so has one the application
+            // signed in with lately (credential activity): this one is about the others.
             expr: app_label(&format!(
-                "(smtp_oauth_credential_expiry_timestamp_seconds - time()) / 86400 < {} > 0\n  unless on (job, instance, target, key_id) smtp_oauth_credential_in_use",
+                "(smtp_oauth_credential_expiry_timestamp_seconds - time()) / 86400 < {} > 0\n  unless on (job, instance, target, key_id) smtp_oauth_credential_in_use\n  unless on (job, instance, target, key_id) {signed_in}",
                 days(s.credential_warning)
             )),
             summary: "A {{ $labels.type }} of app {{ $labels.target }} ({{ $labels.display_name }}) expires in {{ $value | printf \"%.0f\" }} days".into(),
             description: "The {{ $labels.type }} {{ $labels.key_id }} ({{ $labels.display_name }}) of app {{ $labels.target }} expires in {{ $value | printf \"%.1f\" }} days; it is not the one the agent signs in with. What to do: if an application signs in with it, plan its rotation: add a new one, configure it, delete the old one (Entra admin center > App registrations > Certificates & secrets); if nothing uses it, delete it.".into(),
             anchor: "smtpoauthappcredentialexpiring".into(),
+        },
+        Rule {
+            name: AlertName::ActiveCredentialExpiringSoon,
+            level: Level::Warning,
+            cause: Some("active_credential_expiring"),
+            for_: Some(Duration::from_secs(900)),
+            expr: app_label(&format!(
+                "{active_days} < {} >= {}",
+                days(s.credential_warning),
+                days(s.credential_critical)
+            )),
+            summary: "The application signs in with a {{ $labels.type }} of app {{ $labels.target }} ({{ $labels.display_name }}) that expires in {{ $value | printf \"%.0f\" }} days".into(),
+            description: format!(
+                "The {{{{ $labels.type }}}} {{{{ $labels.key_id }}}} ({{{{ $labels.display_name }}}}) of app {{{{ $labels.target }}}} signed in within the last {} days and expires in {{{{ $value | printf \"%.1f\" }}}} days; the agent signs in with another, so its own checks stay green the day the application stops. What to do: {}. {CONFIRM}",
+                days(s.credential_used_within),
+                go_text(Cause::ActiveCredentialExpiring.info().remediation)
+            ),
+            anchor: "smtpoauthactivecredentialexpiringsoon".into(),
+        },
+        Rule {
+            name: AlertName::ActiveCredentialExpiring,
+            level: Level::Critical,
+            cause: Some("active_credential_expiring"),
+            for_: Some(Duration::from_secs(900)),
+            // Expired ones too: a credential that signed in lately and has expired is an
+            // application that gets no token any more.
+            expr: app_label(&format!(
+                "{active_days} < {}",
+                days(s.credential_critical)
+            )),
+            summary: "The application signs in with a {{ $labels.type }} of app {{ $labels.target }} ({{ $labels.display_name }}) that {{ if lt $value 0.0 }}has expired{{ else }}expires in {{ $value | printf \"%.1f\" }} days{{ end }}".into(),
+            description: format!(
+                "The {{{{ $labels.type }}}} {{{{ $labels.key_id }}}} ({{{{ $labels.display_name }}}}) of app {{{{ $labels.target }}}} signed in within the last {} days and {{{{ if lt $value 0.0 }}}}has expired: the application gets no token with it any more{{{{ else }}}}expires in {{{{ $value | printf \"%.1f\" }}}} days{{{{ end }}}}; the agent signs in with another, so its own checks stay green. What to do now: {}. {CONFIRM}",
+                days(s.credential_used_within),
+                go_text(Cause::ActiveCredentialExpiring.info().remediation)
+            ),
+            anchor: "smtpoauthactivecredentialexpiring".into(),
+        },
+        Rule {
+            name: AlertName::CredentialStale,
+            level: Level::Info,
+            cause: Some("credential_stale"),
+            for_: Some(Duration::from_secs(3600)),
+            expr: app_label(&format!(
+                "(time() - smtp_oauth_credential_last_sign_in_timestamp_seconds) / 86400 > {}",
+                days(s.credential_stale_after)
+            )),
+            summary: "A {{ $labels.type }} of app {{ $labels.target }} has not signed in for {{ $value | printf \"%.0f\" }} days".into(),
+            description: format!(
+                "The {{{{ $labels.type }}}} {{{{ $labels.key_id }}}} of app {{{{ $labels.target }}}} last signed in {{{{ $value | printf \"%.1f\" }}}} days ago (more than {} days): nothing seems to use it. What to do: if nothing uses it, delete it (Entra admin center > App registrations > Certificates & secrets): a forgotten secret is one more to leak.",
+                days(s.credential_stale_after)
+            ),
+            anchor: "smtpoauthcredentialstale".into(),
         },
         Rule {
             name: AlertName::SendAsAppMissing,

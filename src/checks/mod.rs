@@ -3,6 +3,7 @@
 //! caller sends it where it belongs (state and log for the scheduler, a one-shot page for
 //! `/probe`, a printer for the `check` command).
 
+pub mod activity;
 pub mod canary;
 pub mod graph;
 pub mod graph_call;
@@ -108,6 +109,7 @@ pub enum Details {
     Graph(graph::GraphDetails),
     Canary(canary::CanaryDetails),
     Health(health::HealthDetails),
+    Activity(activity::ActivityDetails),
 }
 
 /// What a check module returns.
@@ -192,6 +194,13 @@ impl Report {
             _ => None,
         }
     }
+
+    pub fn activity(&self) -> Option<&activity::ActivityDetails> {
+        match &self.details {
+            Details::Activity(a) => Some(a),
+            _ => None,
+        }
+    }
 }
 
 /// Runs one job now, within its timeout. The scheduler, `/probe` and the `check` command all
@@ -210,6 +219,7 @@ pub async fn run(job: &Job, ctx: &Context, opts: &RunOptions) -> Report {
             CheckKind::Graph => graph::run(&job.target, ctx, deadline).await,
             CheckKind::Canary => canary::run(&job.target, ctx, deadline).await,
             CheckKind::Health => health::run(&job.target, ctx, deadline).await,
+            CheckKind::Activity => activity::run(&job.target, ctx, deadline).await,
         }
     };
     // Each check respects the deadline itself (so it can say which step was slow); this is the

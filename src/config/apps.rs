@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::credentials::{self, CertificateError};
 use super::raw::{self, RawChecks};
 use super::validate::{
-    Validator, CANARY_DEFAULT, CANARY_MIN_INTERVAL, GRAPH_DEFAULT, HEALTH_DEFAULT, SMTP_DEFAULT,
-    TOKEN_DEFAULT,
+    Validator, ACTIVITY_DEFAULT, CANARY_DEFAULT, CANARY_MIN_INTERVAL, GRAPH_DEFAULT,
+    HEALTH_DEFAULT, SMTP_DEFAULT, TOKEN_DEFAULT,
 };
 use super::ConfigError;
 use crate::plan::{
@@ -131,21 +131,26 @@ impl Validator<'_> {
                 defaults.graph.as_ref(),
                 GRAPH_DEFAULT,
             )?,
-            health_check: {
-                let mut c = self.check_settings(
-                    &format!("{p}.checks.health"),
-                    a.checks.health.as_ref(),
-                    defaults.health.as_ref(),
-                    HEALTH_DEFAULT,
+            health_check: self.opt_in(
+                &format!("{p}.checks.health"),
+                a.checks.health.as_ref(),
+                defaults.health.as_ref(),
+                HEALTH_DEFAULT,
+            )?,
+            activity_check: {
+                let c = self.opt_in(
+                    &format!("{p}.checks.activity"),
+                    a.checks.activity.as_ref(),
+                    defaults.activity.as_ref(),
+                    ACTIVITY_DEFAULT,
                 )?;
-                // Opt-in: the app needs ServiceHealth.Read.All, which it usually lacks.
-                c.enabled = a
-                    .checks
-                    .health
-                    .as_ref()
-                    .and_then(|h| h.enabled)
-                    .or_else(|| defaults.health.as_ref().and_then(|h| h.enabled))
-                    .unwrap_or(false);
+                self.global_only(
+                    &format!("{p}.checks.activity"),
+                    &c,
+                    &name,
+                    cloud,
+                    "credential sign-in activity (Graph beta reports/appCredentialSignInActivities)",
+                )?;
                 c
             },
             name,
@@ -165,6 +170,41 @@ impl Validator<'_> {
             net,
         };
         Ok((app, a.graph_reader))
+    }
+
+    /// An opt-in check's settings: off unless the app or `defaults.checks` enables it (each
+    /// needs a permission the app usually lacks).
+    fn opt_in(
+        &self,
+        path: &str,
+        own: Option<&raw::RawCheck>,
+        default: Option<&raw::RawCheck>,
+        built_in: (&str, &str),
+    ) -> Result<crate::plan::CheckSettings, ConfigError> {
+        let mut c = self.check_settings(path, own, default, built_in)?;
+        c.enabled = own
+            .and_then(|h| h.enabled)
+            .or_else(|| default.and_then(|h| h.enabled))
+            .unwrap_or(false);
+        Ok(c)
+    }
+
+    /// Refuses an enabled check whose Microsoft API exists in the global cloud only.
+    pub(super) fn global_only(
+        &self,
+        path: &str,
+        check: &crate::plan::CheckSettings,
+        app: &str,
+        cloud: Cloud,
+        what: &str,
+    ) -> Result<(), ConfigError> {
+        if check.enabled && cloud != Cloud::Global {
+            return Err(self.err(
+                path,
+                format!("{what} exists in the global cloud only, and app {app:?} uses cloud {cloud}: leave it off there"),
+            ));
+        }
+        Ok(())
     }
 
     fn certificate(
@@ -222,10 +262,14 @@ impl Validator<'_> {
                 format!("invalid mailbox address {address:?}: expected user@domain"),
             )
         })?;
-        if m.checks.token.is_some() || m.checks.graph.is_some() || m.checks.health.is_some() {
+        if m.checks.token.is_some()
+            || m.checks.graph.is_some()
+            || m.checks.health.is_some()
+            || m.checks.activity.is_some()
+        {
             return Err(self.err(
                 format!("{p}.checks"),
-                "mailboxes take only the smtp check; token, graph and health belong to apps (the canary has its own block)",
+                "mailboxes take only the smtp check; token, graph, health and activity belong to apps (the canary has its own block)",
             ));
         }
         let canary = match m.canary {

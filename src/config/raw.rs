@@ -71,6 +71,8 @@ pub struct RawMetrics {
 #[serde(deny_unknown_fields)]
 pub struct RawDiagnosis {
     pub expiry_warning: Option<String>,
+    pub credential_used_within: Option<String>,
+    pub credential_stale_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +91,8 @@ pub struct RawChecks {
     pub graph: Option<RawCheck>,
     /// Service health of the app's tenant (off unless enabled).
     pub health: Option<RawCheck>,
+    /// The last sign-in of each of the app's credentials (off unless enabled).
+    pub activity: Option<RawCheck>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]

@@ -22,6 +22,8 @@ pub(super) const SMTP_DEFAULT: (&str, &str) = ("5m", "30s");
 pub(super) const GRAPH_DEFAULT: (&str, &str) = ("6h", "30s");
 /// Service health every 5 minutes (Microsoft posts updates about every 30 minutes).
 pub(super) const HEALTH_DEFAULT: (&str, &str) = ("5m", "30s");
+/// Credential sign-in activity every hour (Entra ID updates the report within hours).
+pub(super) const ACTIVITY_DEFAULT: (&str, &str) = ("1h", "30s");
 /// The canary every 15 minutes, and 5 minutes for the message to arrive.
 pub(super) const CANARY_DEFAULT: (&str, &str) = ("15m", "5m");
 /// The canary never runs more often: Exchange Online allows a mailbox 30 messages a minute and
@@ -87,9 +89,26 @@ impl<'a> Validator<'a> {
                 parse_duration(s).map_err(|m| self.err("scheduler.startup_spread", m))?;
         }
         let mut diagnosis = DiagnosisSettings::default();
-        if let Some(s) = &raw.diagnosis.expiry_warning {
-            diagnosis.expiry_warning =
-                parse_duration(s).map_err(|m| self.err("diagnosis.expiry_warning", m))?;
+        for (field, value, into) in [
+            (
+                "expiry_warning",
+                &raw.diagnosis.expiry_warning,
+                &mut diagnosis.expiry_warning,
+            ),
+            (
+                "credential_used_within",
+                &raw.diagnosis.credential_used_within,
+                &mut diagnosis.credential_used_within,
+            ),
+            (
+                "credential_stale_after",
+                &raw.diagnosis.credential_stale_after,
+                &mut diagnosis.credential_stale_after,
+            ),
+        ] {
+            if let Some(v) = value {
+                *into = parse_duration(v).map_err(|m| self.err(format!("diagnosis.{field}"), m))?;
+            }
         }
         let default_cloud = match &raw.defaults.cloud {
             Some(c) => c
@@ -103,6 +122,7 @@ impl<'a> Validator<'a> {
             ("smtp", &defaults.smtp, SMTP_DEFAULT),
             ("graph", &defaults.graph, GRAPH_DEFAULT),
             ("health", &defaults.health, HEALTH_DEFAULT),
+            ("activity", &defaults.activity, ACTIVITY_DEFAULT),
         ] {
             self.check_settings(
                 &format!("defaults.checks.{kind}"),
@@ -197,6 +217,8 @@ impl<'a> Validator<'a> {
         };
         let mut alerts = AlertSettings {
             credential_warning: diagnosis.expiry_warning,
+            credential_used_within: diagnosis.credential_used_within,
+            credential_stale_after: diagnosis.credential_stale_after,
             ..Default::default()
         };
         let a = &raw.alerts;

@@ -97,6 +97,22 @@ cause_table! {
     CredentialExpiring => ("credential_expiring", Step::Credential, Severity::Warning,
         "the {kind} app {app} signs in with expires in {days} days ({date})",
         "Entra admin center > App registrations > client ID {client_id} > Certificates & secrets: add a new {kind}, put it in the application's and the agent's configuration, then delete the old one"),
+    /// A credential of the app that is not the agent's signed in within
+    /// `diagnosis.credential_used_within` (the application uses it) and expires within
+    /// `diagnosis.expiry_warning`.
+    ActiveCredentialExpiring => ("active_credential_expiring", Step::Credential, Severity::Warning,
+        "the application signs in with {credential_kind} {credential} of app {app} (last sign-in {last_sign_in}), not the one the agent uses{agent_credential}, and it expires in {days} days ({date}): then the application stops sending while the agent's checks stay green",
+        "before {date}: put the value of the credential the agent uses (or a new one: Entra admin center > App registrations > client ID {client_id} > Certificates & secrets) into the application's configuration, check that its sign-ins move to it, then delete {credential}"),
+    /// A credential that signed in within `diagnosis.credential_used_within`, not the agent's,
+    /// has expired: the application signing in with it gets no token any more.
+    ActiveCredentialExpired => ("active_credential_expired", Step::Credential, Severity::Critical,
+        "{credential_kind} {credential} of app {app} expired on {date}, and the application signed in with it {last_sign_in}: it gets no token any more (AADSTS7000222), while the agent signs in with another{agent_credential}",
+        "put the value of the credential the agent uses (or a new one: Entra admin center > App registrations > client ID {client_id} > Certificates & secrets > New client secret) into the application's configuration now; then delete {credential}, whose sign-ins otherwise keep this verdict for diagnosis.credential_used_within"),
+    /// The newest credential has not signed in since it was added, while an older one has: a
+    /// rotation the application has not taken.
+    RotationNotTaken => ("rotation_not_taken", Step::Credential, Severity::Warning,
+        "{credential_kind} {credential} of app {app} was added on {date} and nothing has signed in with it since: the application still uses the old {old_credential} (last sign-in {last_sign_in})",
+        "put the value of {credential} into the application's configuration, check that its sign-ins move to it, then delete {old_credential} (Entra admin center > App registrations > client ID {client_id} > Certificates & secrets)"),
     /// An app management policy forbids new client secrets for the app, or caps their lifetime
     /// below `diagnosis.expiry_warning`, and the app signs in with a secret.
     SecretRotationRestricted => ("secret_rotation_restricted", Step::Credential, Severity::Warning,

@@ -3,6 +3,7 @@
 //! admin's terms (portal path or PowerShell). Facts: `shared/reference/microsoft-365.md`.
 //! This file decides; the cause table, the text filling and the step checklist have theirs.
 
+mod activity;
 mod causes;
 mod render;
 mod steps;
@@ -63,6 +64,8 @@ pub struct Inputs<'a> {
     pub graph_ok: Option<&'a Report>,
     /// The mailbox's latest canary run.
     pub canary: Option<&'a Report>,
+    /// The app's last successful credential activity read.
+    pub activity: Option<&'a Report>,
     /// Open service health issues of the tenant (empty when not watched).
     pub issues: &'a [crate::checks::health::Issue],
     /// Another mailbox of the same app got past AUTH in its latest run (so the Exchange service
@@ -86,6 +89,12 @@ struct Finding<'a> {
     days: Option<i64>,
     date: Option<DateTime<Utc>>,
     incident: Option<&'a crate::checks::health::Issue>,
+    /// The credential a finding about credential activity is about.
+    credential: Option<&'a crate::checks::graph::CredentialInfo>,
+    /// The other credential it names (the old one a rotation left in use).
+    other: Option<&'a crate::checks::graph::CredentialInfo>,
+    /// The last sign-in it names.
+    last_sign_in: Option<DateTime<Utc>>,
 }
 
 impl<'a> Finding<'a> {
@@ -97,6 +106,9 @@ impl<'a> Finding<'a> {
             days: None,
             date: None,
             incident: None,
+            credential: None,
+            other: None,
+            last_sign_in: None,
         }
     }
 }
@@ -182,6 +194,7 @@ pub fn diagnose(i: &Inputs) -> Verdict {
     if let Some(f) = expiry_finding(i) {
         findings.push(f);
     }
+    findings.extend(activity::findings(i));
     if let Some(r) = i.graph {
         if let Some(f) = &r.failure {
             let cause = match f.reason {
@@ -236,7 +249,7 @@ pub fn diagnose(i: &Inputs) -> Verdict {
             CheckKind::Token => Some(Service::MicrosoftEntra),
             CheckKind::Smtp | CheckKind::Canary if token_failure => Some(Service::MicrosoftEntra),
             CheckKind::Smtp | CheckKind::Canary => Some(Service::ExchangeOnline),
-            CheckKind::Graph | CheckKind::Health => None,
+            CheckKind::Graph | CheckKind::Health | CheckKind::Activity => None,
         };
         let incident = i
             .issues
@@ -257,6 +270,9 @@ pub fn diagnose(i: &Inputs) -> Verdict {
         days: best.days,
         date: best.date,
         incident: best.incident,
+        credential: best.credential,
+        other: best.other,
+        last_sign_in: best.last_sign_in,
     };
     let info = best.cause.info();
     Verdict {

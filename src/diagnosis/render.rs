@@ -16,6 +16,9 @@ pub(super) struct Vars<'a> {
     pub days: Option<i64>,
     pub date: Option<DateTime<Utc>>,
     pub incident: Option<&'a Issue>,
+    pub credential: Option<&'a crate::checks::graph::CredentialInfo>,
+    pub other: Option<&'a crate::checks::graph::CredentialInfo>,
+    pub last_sign_in: Option<DateTime<Utc>>,
 }
 
 impl Vars<'_> {
@@ -73,7 +76,40 @@ impl Vars<'_> {
             })
             .unwrap_or_default();
         let incident = self.incident;
-        let pairs: [(&str, String); 23] = [
+        let agent_credential = self
+            .i
+            .graph_ok
+            .and_then(|r| r.graph())
+            .and_then(|g| g.registration.as_ref())
+            .and_then(|r| r.in_use())
+            .map(|c| format!(", {}", super::activity::name(c)))
+            .unwrap_or_default();
+        let credential_kind = self
+            .credential
+            .map(|c| match c.kind {
+                crate::checks::graph::CredentialType::Password => "client secret",
+                crate::checks::graph::CredentialType::Certificate => "certificate",
+            })
+            .unwrap_or(kind);
+        let pairs: [(&str, String); 28] = [
+            (
+                "{credential}",
+                self.credential
+                    .map(super::activity::name)
+                    .unwrap_or_default(),
+            ),
+            ("{credential_kind}", credential_kind.to_string()),
+            (
+                "{old_credential}",
+                self.other.map(super::activity::name).unwrap_or_default(),
+            ),
+            (
+                "{last_sign_in}",
+                self.last_sign_in
+                    .map(|t| t.format("on %Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default(),
+            ),
+            ("{agent_credential}", agent_credential),
             ("{policy}", policy),
             ("{held}", self.held()),
             (
@@ -177,7 +213,7 @@ impl Vars<'_> {
         };
         let what = match r.kind {
             CheckKind::Token => "Entra ID holds back the app's token check (its mailboxes keep sending with the cached token)",
-            CheckKind::Graph | CheckKind::Health => "Graph holds back the app's Graph reads (credentials, service health)",
+            CheckKind::Graph | CheckKind::Health | CheckKind::Activity => "Graph holds back the app's Graph reads (credentials, service health, credential activity)",
             CheckKind::Smtp => "Exchange holds back this mailbox's SMTP check",
             CheckKind::Canary => "this mailbox's canary waits",
         };
@@ -209,6 +245,7 @@ pub fn remediation_for(target: &Target, cause: Cause) -> String {
         graph: None,
         graph_ok: None,
         canary: None,
+        activity: None,
         issues: &[],
         sibling_authenticated: false,
         sibling_rbac_authenticated: false,
@@ -223,6 +260,9 @@ pub fn remediation_for(target: &Target, cause: Cause) -> String {
         days: None,
         date: None,
         incident: None,
+        credential: None,
+        other: None,
+        last_sign_in: None,
     };
     vars.render(cause.info().remediation)
 }

@@ -306,6 +306,10 @@ fn write_checks(f: &mut Exposition, view: &View, page: PageSettings) {
             let r = st.last.as_ref()?;
             let details = match (&r.details, &st.last_ok) {
                 (Details::Graph(g), Some(ok)) if g.registration.is_none() => &ok.details,
+                // The last sign-ins of the last read that worked stay true through a failure;
+                // a read that never worked says nothing.
+                (Details::Activity(_), Some(ok)) if r.failure.is_some() => &ok.details,
+                (Details::Activity(_), None) if r.failure.is_some() => return None,
                 _ => &r.details,
             };
             Some(Item {

@@ -56,6 +56,9 @@ pub struct App {
     pub graph_check: CheckSettings,
     /// Microsoft 365 service health of the app's tenant (`enabled: false` unless configured).
     pub health_check: CheckSettings,
+    /// The last sign-in of each of the app's credentials (Graph beta, global cloud;
+    /// `enabled: false` unless configured).
+    pub activity_check: CheckSettings,
     pub net: Arc<NetClients>,
 }
 
@@ -88,7 +91,7 @@ impl App {
     pub fn digest(&self) -> [u8; 32] {
         let mut h = sha2::Sha256::new();
         let settings = format!(
-            "{}\0{}\0{}\0{:?}\0{}\0{}\0{:?}\0{:?}\0{:?}\0{:?}\0{}\0{:?}\0{}",
+            "{}\0{}\0{}\0{:?}\0{}\0{}\0{:?}\0{:?}\0{:?}\0{:?}\0{:?}\0{}\0{:?}\0{}",
             self.name,
             self.tenant,
             self.client_id,
@@ -99,6 +102,7 @@ impl App {
             self.token_check,
             self.graph_check,
             self.health_check,
+            self.activity_check,
             match &self.credential {
                 Credential::ClientSecret(_) => "secret".to_string(),
                 Credential::Certificate(c) => format!("{:?}", c.algorithm),

@@ -40,15 +40,19 @@ pub enum CheckKind {
     Canary,
     /// Microsoft 365 service health of the app's tenant, read from Graph (per app, opt-in).
     Health,
+    /// The last sign-in of each of the app's credentials, from Graph beta's
+    /// `reports/appCredentialSignInActivities` (per app, opt-in, global cloud).
+    Activity,
 }
 
 impl CheckKind {
-    pub const ALL: [CheckKind; 5] = [
+    pub const ALL: [CheckKind; 6] = [
         CheckKind::Token,
         CheckKind::Smtp,
         CheckKind::Graph,
         CheckKind::Canary,
         CheckKind::Health,
+        CheckKind::Activity,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,10 +62,12 @@ impl CheckKind {
             CheckKind::Graph => "graph",
             CheckKind::Canary => "canary",
             CheckKind::Health => "health",
+            CheckKind::Activity => "activity",
         }
     }
 
-    /// Whether the kind checks apps (token, graph, health) rather than mailboxes (smtp, canary).
+    /// Whether the kind checks apps (token, graph, health, activity) rather than mailboxes (smtp,
+    /// canary).
     pub fn is_per_app(self) -> bool {
         !matches!(self, CheckKind::Smtp | CheckKind::Canary)
     }
@@ -80,10 +86,20 @@ impl std::str::FromStr for CheckKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown check {s:?}, expected token, smtp, graph, canary or health")
+                format!(
+                    "unknown check {s:?}, expected token, smtp, graph, canary, health or activity"
+                )
             })
     }
 }
+
+/// The check kinds of an app, in the order its jobs are made.
+pub const APP_KINDS: [CheckKind; 4] = [
+    CheckKind::Token,
+    CheckKind::Graph,
+    CheckKind::Health,
+    CheckKind::Activity,
+];
 
 /// What a check runs against.
 #[derive(Debug, Clone)]
@@ -127,7 +143,12 @@ impl Target {
     /// The check kinds that apply to this target.
     pub fn kinds(&self) -> &'static [CheckKind] {
         match self {
-            Target::App(_) => &[CheckKind::Token, CheckKind::Graph, CheckKind::Health],
+            Target::App(_) => &[
+                CheckKind::Token,
+                CheckKind::Graph,
+                CheckKind::Health,
+                CheckKind::Activity,
+            ],
             Target::Mailbox(_) => &[CheckKind::Smtp, CheckKind::Canary],
         }
     }
@@ -138,6 +159,7 @@ impl Target {
             (Target::App(a), CheckKind::Token) => Some(&a.token_check),
             (Target::App(a), CheckKind::Graph) => Some(&a.graph_check),
             (Target::App(a), CheckKind::Health) => Some(&a.health_check),
+            (Target::App(a), CheckKind::Activity) => Some(&a.activity_check),
             (Target::Mailbox(m), CheckKind::Smtp) => Some(&m.smtp_check),
             (Target::Mailbox(m), CheckKind::Canary) => m.canary.as_ref().map(|c| &c.check),
             _ => None,
@@ -283,7 +305,7 @@ impl Plan {
         for app in &apps {
             targets.insert(app.name.clone(), Target::App(app.clone()));
             mailboxes_by_app.entry(app.name.clone()).or_default();
-            for kind in [CheckKind::Token, CheckKind::Graph, CheckKind::Health] {
+            for kind in APP_KINDS {
                 if let Some(j) = Job::new(kind, Target::App(app.clone())) {
                     if j.settings.enabled {
                         jobs.push(j);

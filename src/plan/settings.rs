@@ -34,12 +34,19 @@ impl Default for SchedulerSettings {
 pub struct DiagnosisSettings {
     /// An in-use secret or certificate expiring within this long gives a warning verdict.
     pub expiry_warning: Duration,
+    /// A credential that signed in within this long is in use by the application, whether or
+    /// not the agent uses it: its expiry counts as the in-use credential's (credential activity).
+    pub credential_used_within: Duration,
+    /// A credential whose last sign-in is older than this is stale (credential activity).
+    pub credential_stale_after: Duration,
 }
 
 impl Default for DiagnosisSettings {
     fn default() -> Self {
         Self {
             expiry_warning: Duration::from_secs(30 * 86_400),
+            credential_used_within: Duration::from_secs(7 * 86_400),
+            credential_stale_after: Duration::from_secs(90 * 86_400),
         }
     }
 }
@@ -107,6 +114,12 @@ pub struct AlertSettings {
     pub stale_intervals: u32,
     /// The canary's delivery taking longer than this: warning.
     pub canary_slow: Duration,
+    /// A credential that signed in within this long counts as used by the application
+    /// (`diagnosis.credential_used_within`): its expiry alerts as the in-use one's.
+    pub credential_used_within: Duration,
+    /// A credential whose last sign-in is older than this is stale
+    /// (`diagnosis.credential_stale_after`): an info alert.
+    pub credential_stale_after: Duration,
     /// Where the alerts' `runbook_url` links point (`alerts.runbook_base_url`, such as an
     /// internal copy of `docs/runbooks.md`); `None`: the agent's own `/runbooks`.
     pub runbook_base_url: Option<String>,
@@ -121,6 +134,8 @@ impl Default for AlertSettings {
             failing_for: Duration::from_secs(600),
             stale_intervals: 3,
             canary_slow: Duration::from_secs(600),
+            credential_used_within: Duration::from_secs(7 * 86_400),
+            credential_stale_after: Duration::from_secs(90 * 86_400),
             runbook_base_url: None,
         }
     }

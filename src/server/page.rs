@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::status::{CheckStatus, CredentialStatus, Document, VerdictStatus};
+use crate::status::{ActivityStatus, CheckStatus, CredentialStatus, Document, VerdictStatus};
 
 /// HTML-escapes text for element content and quoted attributes.
 pub fn escape(s: &str) -> String {
@@ -97,6 +97,56 @@ fn credential_cell(c: Option<&CredentialStatus>) -> String {
     }
 }
 
+/// What the credential activity adds to the credential cell: the credentials the application
+/// signs in with besides the agent's, stale ones, or why the activity is not available.
+fn activity_lines(a: Option<&ActivityStatus>) -> String {
+    let Some(a) = a else {
+        return String::new();
+    };
+    if let Some(why) = &a.unavailable {
+        return format!(
+            "<div><small>sign-in activity not available: {}</small></div>",
+            escape(why)
+        );
+    }
+    let mut out = String::new();
+    for c in &a.credentials {
+        let what = if c.kind == "certificate" {
+            "certificate"
+        } else {
+            "secret"
+        };
+        let name = c.display_name.as_deref().unwrap_or(&c.key_id);
+        let last = c
+            .last_sign_in
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default();
+        let expires = c
+            .expires_at
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_else(|| "no expiry".into());
+        match (c.agent, c.state) {
+            (false, "active") => {
+                let _ = write!(
+                    out,
+                    "<div class=\"active-credential\" data-key-id=\"{}\"><b>the application signs in with {what} {}</b> (last sign-in {last}), expires {expires}</div>",
+                    escape(&c.key_id),
+                    escape(name)
+                );
+            }
+            (_, "stale") => {
+                let _ = write!(
+                    out,
+                    "<div><small>stale: {what} {} (last sign-in {last})</small></div>",
+                    escape(name)
+                );
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
 fn verdict_cells(v: Option<&VerdictStatus>) -> String {
     match v {
         None => "<td data-label=\"Verdict\">(see its mailboxes)</td><td data-label=\"What to do\"></td>".into(),
@@ -184,7 +234,8 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
                 escape(&m.smtp_host),
                 m.smtp_port,
                 verdict_cells(m.verdict.as_ref()),
-                credential_cell(m.credential_in_use.as_ref()),
+                credential_cell(m.credential_in_use.as_ref())
+                    + &activity_lines(m.credential_activity.as_ref()),
             );
         }
         h.push_str("</tbody></table>\n");
@@ -216,7 +267,8 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
                     format!("mailboxes: {}", escape(&a.mailboxes.join(", ")))
                 },
                 verdict_cells(a.verdict.as_ref()),
-                credential_cell(a.credential_in_use.as_ref()),
+                credential_cell(a.credential_in_use.as_ref())
+                    + &activity_lines(a.credential_activity.as_ref()),
             );
         }
         h.push_str("</tbody></table>\n");

@@ -149,6 +149,9 @@ pub async fn handle(
             .filter(|r| r.success())
             .or(evidence.graph_ok.as_deref()),
         canary: evidence.canary.as_deref(),
+        activity: find(CheckKind::Activity)
+            .filter(|r| r.success())
+            .or(evidence.activity.as_deref()),
         issues: evidence.issues.as_deref().map_or(&[], Vec::as_slice),
         sibling_authenticated: evidence.sibling_authenticated,
         sibling_rbac_authenticated: evidence.sibling_rbac_authenticated,

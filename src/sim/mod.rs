@@ -5,6 +5,7 @@
 //! into mailbox stores as scripted per sender ([`Delivery`]), each scriptable to fail.
 //! The directory (tenants, apps, credentials, mailboxes) lives in [`Directory`].
 
+mod activity;
 pub mod fleet;
 pub mod front;
 mod graph;
@@ -50,6 +51,8 @@ pub const ROLE_MAIL_READ: &str = "Mail.Read";
 pub const ROLE_SERVICE_HEALTH_READ_ALL: &str = "ServiceHealth.Read.All";
 /// The Graph role that reads the tenant's policies (app management policies among them).
 pub const ROLE_POLICY_READ_ALL: &str = "Policy.Read.All";
+/// The Graph role that reads the sign-in and audit reports (credential sign-in activity).
+pub const ROLE_AUDIT_LOG_READ_ALL: &str = "AuditLog.Read.All";
 
 /// A client secret of an app registration.
 #[derive(Debug, Clone)]
@@ -385,6 +388,14 @@ pub struct Directory {
     health_issues: Vec<health::IssueState>,
     /// Service health requests received, by the client ID of the caller (`""`: no valid token).
     pub health_requests: HashMap<String, u64>,
+    /// The last sign-in of each credential, by key ID: recorded when the token endpoint issues a
+    /// token with it, or scripted (an application signing in with a secret the agent does not
+    /// use).
+    pub sign_ins: HashMap<String, DateTime<Utc>>,
+    /// Tenants without the Entra ID P1 licence the sign-in activity report needs.
+    pub activity_unlicensed: HashSet<String>,
+    /// Requests to the credential sign-in activity report received.
+    pub activity_requests: u64,
 }
 
 impl Default for Directory {
@@ -413,6 +424,9 @@ impl Default for Directory {
             graph_mail_requests: Vec::new(),
             health_issues: Vec::new(),
             health_requests: HashMap::new(),
+            sign_ins: HashMap::new(),
+            activity_unlicensed: HashSet::new(),
+            activity_requests: 0,
         }
     }
 }

@@ -281,6 +281,57 @@ impl Simulator {
         }
     }
 
+    /// The key ID of an app's secret or certificate by its display name (the tests and the demo
+    /// name credentials; Graph keys them by ID).
+    pub fn key_id(&self, client_id: &str, display_name: &str) -> Option<String> {
+        let d = self.directory.lock().expect("sim lock");
+        let app = d.apps.get(client_id)?;
+        app.secrets
+            .iter()
+            .map(|s| (&s.key_id, &s.display_name))
+            .chain(
+                app.certificates
+                    .iter()
+                    .map(|c| (&c.key_id, &c.display_name)),
+            )
+            .find(|(_, n)| n.as_deref() == Some(display_name))
+            .map(|(k, _)| k.clone())
+    }
+
+    /// Records a sign-in with an app's credential (by display name) at `at`, as the application
+    /// itself signing in would; the token endpoint records the agent's own.
+    pub fn set_sign_in(
+        &self,
+        client_id: &str,
+        display_name: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) {
+        if let Some(k) = self.key_id(client_id, display_name) {
+            self.directory
+                .lock()
+                .expect("sim lock")
+                .sign_ins
+                .insert(k, at);
+        }
+    }
+
+    /// Whether a tenant has the Entra ID P1 licence the sign-in activity report needs (it has,
+    /// unless this says otherwise).
+    pub fn set_activity_licensed(&self, tenant_id: &str, licensed: bool) {
+        let mut d = self.directory.lock().expect("sim lock");
+        let t = tenant_id.to_ascii_lowercase();
+        if licensed {
+            d.activity_unlicensed.remove(&t);
+        } else {
+            d.activity_unlicensed.insert(t);
+        }
+    }
+
+    /// Requests to the credential sign-in activity report so far, faults included.
+    pub fn activity_requests(&self) -> u64 {
+        self.directory.lock().expect("sim lock").activity_requests
+    }
+
     /// Service health requests received so far from this client ID, faults included.
     pub fn health_requests(&self, client_id: &str) -> u64 {
         self.directory

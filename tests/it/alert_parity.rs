@@ -18,6 +18,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use smtp_oauth_exporter::alerts::{self, AlertName, Tracker};
 use smtp_oauth_exporter::auth::Resource;
+use smtp_oauth_exporter::checks::activity::{ActivityDetails, KeyActivity};
 use smtp_oauth_exporter::checks::canary::{CanaryDetails, Found};
 use smtp_oauth_exporter::checks::graph::{
     CredentialInfo, CredentialOrigin, CredentialType, GraphDetails, Registration,
@@ -60,6 +61,7 @@ apps:
   - { name: a-cred, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000005, client_secret: "Abc~x" }
   - { name: a-expired, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000006, client_secret: "Abc~x" }
   - { name: a-notfound, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000007, client_secret: "Abc~x" }
+  - { name: a-active, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000010, client_secret: "Abc~x", checks: { activity: { enabled: true } } }
   - name: a-mail
     tenant: fabrikam.onmicrosoft.com
     client_id: 00000000-0000-4000-8000-000000000008
@@ -377,6 +379,46 @@ fn reports(minute: i64) -> Vec<Report> {
                 registration(&[("k", 300.0, true)], now),
             ));
         }
+        // a-active: the agent's secret, and one the application signed in with an hour ago
+        // that expires in 7 days and 30 minutes (soon, then under 7 days); a third last signed
+        // in 90 days less 10 minutes ago (stale from minute 10).
+        out.push(report(
+            CheckKind::Graph,
+            "a-active",
+            m,
+            None,
+            registration(
+                &[
+                    ("k-agent", 300.0, true),
+                    ("k-app", 7.0 + 30.0 / 1440.0, false),
+                    ("k-old", 200.0, false),
+                ],
+                now,
+            ),
+        ));
+        let key = |k: &str, ago: f64| KeyActivity {
+            key_id: k.into(),
+            kind: CredentialType::Password,
+            origin: CredentialOrigin::Application,
+            expires: None,
+            last_sign_in: Some(now - days(ago)),
+        };
+        out.push(report(
+            CheckKind::Activity,
+            "a-active",
+            m,
+            None,
+            Details::Activity(ActivityDetails {
+                reader: "a-active".into(),
+                http_status: Some(200),
+                keys: vec![
+                    key("k-agent", 0.0),
+                    key("k-app", 1.0 / 24.0),
+                    key("k-old", 90.0 - 10.0 / 1440.0),
+                ],
+                unavailable: None,
+            }),
+        ));
     }
     if m % 15 == 0 {
         // Canaries: one lost until minute 45, one taking 700 s, one landing in Junk Email.

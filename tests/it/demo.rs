@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// Each scenario of the demo catalogue and the verdict the agent must reach: (step, cause).
-const EXPECTED: [(&str, &str, &str); 27] = [
+const EXPECTED: [(&str, &str, &str); 28] = [
     ("healthy-secret", "ok", "ok"),
     ("healthy-certificate", "ok", "ok"),
     ("secret-expiring", "2", "credential_expiring"),
@@ -53,6 +53,7 @@ const EXPECTED: [(&str, &str, &str); 27] = [
         "enterprise_app_missing",
     ),
     ("secret-on-service-principal", "ok", "ok"),
+    ("old-secret-in-use", "2", "active_credential_expiring"),
 ];
 
 #[test]
@@ -207,7 +208,7 @@ async fn every_scenario_shows_its_verdict_on_metrics_status_and_the_page() {
         .unwrap();
     assert_eq!(expiring["credential_in_use"]["days_left"], 10);
     // The scenarios and the canaries' reader app (an app without a mailbox has a verdict).
-    assert_eq!(status["summary"]["targets"], 28);
+    assert_eq!(status["summary"]["targets"], 29);
     assert_eq!(status["summary"]["ok"], 6);
     // The secret on the service principal is the one in use, its expiry known.
     let on_sp = status["mailboxes"]
@@ -283,7 +284,7 @@ fn check_demo_prints_every_verdict() {
         assert!(block.contains("steps"), "{block}");
     }
     assert!(
-        text.contains("28 targets: 6 ok, 4 warning, 18 critical, 0 pending"),
+        text.contains("29 targets: 6 ok, 5 warning, 18 critical, 0 pending"),
         "{text}"
     );
     // The canary's delivery, and the incident with its title.

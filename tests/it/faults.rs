@@ -19,8 +19,8 @@ use chrono::Utc;
 use smtp_oauth_exporter::plan::CheckKind;
 use smtp_oauth_exporter::sim::{
     CertFault, Delivery, Front, GraphFault, HttpBody, HttpReply, NetFault, SimApp, SmtpFault,
-    SmtpListener, SmtpStep, TokenFault, ROLE_APPLICATION_READ_ALL, ROLE_MAIL_READ_WRITE,
-    ROLE_SERVICE_HEALTH_READ_ALL, ROLE_SMTP,
+    SmtpListener, SmtpStep, TokenFault, ROLE_APPLICATION_READ_ALL, ROLE_AUDIT_LOG_READ_ALL,
+    ROLE_MAIL_READ_WRITE, ROLE_SERVICE_HEALTH_READ_ALL, ROLE_SMTP,
 };
 
 use crate::common::*;
@@ -881,6 +881,49 @@ pub fn health_faults() -> Vec<Row> {
     ]
 }
 
+/// Credential activity's faults: Graph's replies and the network to Graph (a refusal, 403, is
+/// no failure: `tests/it/activity.rs` shows it "not available").
+pub fn activity_faults() -> Vec<Row> {
+    let a = CheckKind::Activity;
+    vec![
+        Row::new(
+            a,
+            "too-many-requests",
+            Fault::Graph(GraphFault::TooManyRequests {
+                retry_after_seconds: 1,
+            }),
+            "throttled",
+        ),
+        Row::new(
+            a,
+            "server-error",
+            Fault::Graph(GraphFault::ServerError),
+            "http_error",
+        ),
+        Row::new(
+            a,
+            "malformed-json",
+            Fault::Graph(GraphFault::MalformedJson),
+            "invalid_response",
+        ),
+        Row::new(
+            a,
+            "refused",
+            Fault::Net(NetFault::Refuse),
+            "connect_refused",
+        ),
+        Row::new(a, "dns", Fault::Dns, "dns"),
+        Row::new(a, "silence", Fault::Net(NetFault::Silence), "timeout"),
+        Row::new(
+            a,
+            "self-signed",
+            Fault::Net(NetFault::Certificate(CertFault::SelfSigned)),
+            "tls_cert_invalid",
+        ),
+        Row::new(a, "reset", Fault::Net(NetFault::Reset), "tls_handshake"),
+    ]
+}
+
 /// The matrix: every fault on every check it applies to.
 pub fn matrix() -> Vec<Row> {
     let mut rows = Vec::new();
@@ -893,6 +936,7 @@ pub fn matrix() -> Vec<Row> {
             CheckKind::Graph,
             CheckKind::Canary,
             CheckKind::Health,
+            CheckKind::Activity,
         ] {
             rows.push(
                 Row::new(
@@ -912,6 +956,7 @@ pub fn matrix() -> Vec<Row> {
     rows.extend(smtp_network(CheckKind::Canary));
     rows.extend(canary_faults());
     rows.extend(health_faults());
+    rows.extend(activity_faults());
     let g = CheckKind::Graph;
     let graph = Fault::Graph;
     rows.extend([
@@ -1071,7 +1116,8 @@ async fn start(rows: &[Row]) -> Bench {
                 now + chrono::Duration::days(90),
             )
             .with_graph_role(ROLE_APPLICATION_READ_ALL)
-            .with_graph_role(ROLE_SERVICE_HEALTH_READ_ALL);
+            .with_graph_role(ROLE_SERVICE_HEALTH_READ_ALL)
+            .with_graph_role(ROLE_AUDIT_LOG_READ_ALL);
         // A canary's reader: its own app, Mail.ReadWrite.
         let reader = (row.check == CheckKind::Canary).then(|| {
             let id = client_id(5000 + i as u32);
@@ -1112,7 +1158,7 @@ async fn start(rows: &[Row]) -> Bench {
                 let front = w.sim.start_front(upstream, Some(f.clone())).unwrap();
                 match row.check {
                     CheckKind::Token => login = format!("https://127.0.0.1:{}", front.port()),
-                    CheckKind::Graph | CheckKind::Health => {
+                    CheckKind::Graph | CheckKind::Health | CheckKind::Activity => {
                         graph = format!("https://127.0.0.1:{}", front.port())
                     }
                     CheckKind::Smtp | CheckKind::Canary => smtp_port = front.port(),
@@ -1134,7 +1180,7 @@ async fn start(rows: &[Row]) -> Bench {
             }
             Fault::Dns => match row.check {
                 CheckKind::Token => login = format!("https://login-{}.invalid", row.name),
-                CheckKind::Graph | CheckKind::Health => {
+                CheckKind::Graph | CheckKind::Health | CheckKind::Activity => {
                     graph = format!("https://graph-{}.invalid", row.name)
                 }
                 CheckKind::Smtp | CheckKind::Canary => smtp_host = format!("{}.invalid", row.name),
@@ -1156,13 +1202,14 @@ async fn start(rows: &[Row]) -> Bench {
             || (matches!(row.fault, Fault::Token(_) | Fault::Setup(Setup::NoConsent))
                 && !matches!(row.fault, Fault::Token(TokenFault::TooManyRequests { .. })));
         apps += &format!(
-            "  - name: {}\n    tenant: {}\n    client_id: {}\n    client_secret_file: {secret}\n    login_url: {login}\n    graph_url: {graph}\n    ca_file: {}\n    checks:\n      token: {{ enabled: {token_on} }}\n      graph: {{ enabled: {} }}\n      health: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n",
+            "  - name: {}\n    tenant: {}\n    client_id: {}\n    client_secret_file: {secret}\n    login_url: {login}\n    graph_url: {graph}\n    ca_file: {}\n    checks:\n      token: {{ enabled: {token_on} }}\n      graph: {{ enabled: {} }}\n      health: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n      activity: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n",
             row.app(),
             h.tenant,
             h.client_id,
             w.ca_file.display(),
             row.check == CheckKind::Graph,
             row.check == CheckKind::Health,
+            row.check == CheckKind::Activity,
         );
         if let Some(id) = &reader {
             apps += &format!(

@@ -9,6 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use smtp_oauth_exporter::auth::cache::EntryStats;
 use smtp_oauth_exporter::auth::Resource;
+use smtp_oauth_exporter::checks::activity::{ActivityDetails, KeyActivity};
 use smtp_oauth_exporter::checks::canary::{CanaryDetails, Found};
 use smtp_oauth_exporter::checks::graph::{
     policy::{SecretPolicy, SecretRules},
@@ -164,7 +165,7 @@ fn metrics_exposition_matches_the_golden_file() {
     // The plan first, as the agent does: jobs count from an hour before, so the legacy app's
     // never-successful token check is overdue and `check_overdue` has a sample.
     let plan = smtp_oauth_exporter::config::from_yaml(
-        "apps:\n  - { name: billing, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: x }\n  - { name: legacy, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000002, client_secret: y }\nmailboxes:\n  - { name: invoices, app: billing, address: invoices@contoso.com }\n  - { name: scans, app: billing, address: scans@contoso.com }\n",
+        "apps:\n  - { name: billing, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: x, checks: { activity: { enabled: true } } }\n  - { name: legacy, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000002, client_secret: y }\nmailboxes:\n  - { name: invoices, app: billing, address: invoices@contoso.com }\n  - { name: scans, app: billing, address: scans@contoso.com }\n",
         "golden.yml",
         std::path::Path::new("."),
     )
@@ -217,6 +218,30 @@ fn metrics_exposition_matches_the_golden_file() {
             }),
             polls: 3,
             cleaned_up: 0,
+        }),
+    ));
+    // Credential activity: the secret in use signed in a minute ago, the other one (which
+    // expires in 5 days) an hour ago, the certificate never.
+    let key = |key_id: &str, kind, last: Option<i64>| KeyActivity {
+        key_id: key_id.into(),
+        kind,
+        origin: CredentialOrigin::Application,
+        expires: None,
+        last_sign_in: last.map(at),
+    };
+    state.record(report(
+        CheckKind::Activity,
+        "billing",
+        None,
+        Details::Activity(ActivityDetails {
+            reader: "billing".into(),
+            http_status: Some(200),
+            keys: vec![
+                key("key-1", CredentialType::Password, Some(-60)),
+                key("key-2", CredentialType::Password, Some(-3600)),
+                key("key-3", CredentialType::Certificate, None),
+            ],
+            unavailable: None,
         }),
     ));
     // Service health: an Exchange Online incident and an Entra advisory.

@@ -61,8 +61,9 @@ const QUIET: [&str; 5] = [
     "secret-on-service-principal",
 ];
 /// The warnings: a team message each, no page.
-const WARNINGS: [&str; 4] = [
+const WARNINGS: [&str; 5] = [
     "secret-expiring",
+    "old-secret-in-use",
     "canary-junk",
     "canary-reader-denied",
     "canary-delivered",
@@ -70,7 +71,7 @@ const WARNINGS: [&str; 4] = [
 
 /// Alerts Prometheus must show (pending or firing) for a scenario: (mailbox, alert name,
 /// whether the alert is about the mailbox or about its app).
-const EXPECTED: [(&str, &str, About); 26] = [
+const EXPECTED: [(&str, &str, About); 27] = [
     (
         "secret-expiring",
         "SmtpOAuthCredentialExpiringSoon",
@@ -160,6 +161,11 @@ const EXPECTED: [(&str, &str, About); 26] = [
         About::App,
     ),
     ("canary-delivered", "SmtpOAuthCanarySlow", About::Mailbox),
+    (
+        "old-secret-in-use",
+        "SmtpOAuthActiveCredentialExpiringSoon",
+        About::App,
+    ),
     (
         "exchange-incident",
         "SmtpOAuthSmtpUnreachable",

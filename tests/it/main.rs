@@ -1,6 +1,7 @@
 //! Integration tests: one binary (link once), a module per area. Everything runs over real
 //! loopback sockets against the simulator, with TLS certificates generated per run.
 
+mod activity;
 mod agent_alerts;
 mod alert_parity;
 mod alerts;

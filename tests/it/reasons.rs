@@ -40,15 +40,20 @@ fn aadsts(status: u16, error: &str, code: u32) -> Fault {
     })
 }
 
-/// One scenario per reason of each check: the token, SMTP and Graph checks' below, the canary's
-/// and service health's the first fault matrix row giving each.
+/// One scenario per reason of each check: the token, SMTP and Graph checks' below, the canary's,
+/// service health's and credential activity's the first fault matrix row giving each.
 pub fn table() -> Vec<Row> {
     let mut rows = core_table();
     let mut seen: BTreeSet<(CheckKind, &str)> = BTreeSet::new();
     rows.extend(
         crate::faults::matrix()
             .into_iter()
-            .filter(|r| matches!(r.check, CheckKind::Canary | CheckKind::Health))
+            .filter(|r| {
+                matches!(
+                    r.check,
+                    CheckKind::Canary | CheckKind::Health | CheckKind::Activity
+                )
+            })
             .filter(|r| seen.insert((r.check, r.reason))),
     );
     rows

@@ -50,12 +50,13 @@ const FAILURES: [&str; 6] = [
     "starttls_missing",
 ];
 /// ... and its successes (target, check).
-const SUCCESSES: [(&str, &str); 5] = [
+const SUCCESSES: [(&str, &str); 6] = [
     ("good", "token"),
     ("ok", "smtp"),
     ("cert-mb", "smtp"),
     ("ok", "canary"),
     ("good", "health"),
+    ("good", "activity"),
 ];
 
 /// The fleet's apps and mailboxes.
