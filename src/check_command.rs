@@ -108,6 +108,7 @@ pub async fn run(plan: Arc<Plan>, req: &Request) -> Outcome {
     let mut app_jobs: Vec<Job> = Vec::new();
     let mut smtp_jobs: Vec<Job> = Vec::new();
     let mut seen_apps = BTreeSet::new();
+    let mut seen_tenants = BTreeSet::new();
     for t in &targets {
         let app = t.app();
         if seen_apps.insert(app.name.clone()) {
@@ -116,6 +117,16 @@ pub async fn run(plan: Arc<Plan>, req: &Request) -> Outcome {
                     if j.settings.enabled {
                         app_jobs.push(j);
                     }
+                }
+            }
+        }
+        // A watched mailbox's traffic: its tenant's message trace read, once per tenant.
+        if let Some(w) = t.mailbox().and_then(|m| m.traffic.as_ref()) {
+            if seen_tenants.insert(w.tenant.clone()) {
+                if let Some(tenant) = plan.target(&w.tenant) {
+                    app_jobs.extend(
+                        Job::new(CheckKind::Traffic, tenant.clone()).filter(|j| j.settings.enabled),
+                    );
                 }
             }
         }
@@ -433,6 +444,24 @@ fn text(doc: &Document) -> String {
             );
         }
         activity_lines(&mut out, m.credential_activity.as_ref());
+        if let Some(t) = &m.traffic {
+            let _ = writeln!(
+                out,
+                "  {:<8} {} · last message {}{}{}",
+                "sent",
+                t.summary,
+                t.last_message
+                    .map(|l| l.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_else(|| "none seen".into()),
+                t.expect_within_seconds
+                    .map(|s| format!(
+                        " · expected every {}",
+                        crate::plan::format_duration(std::time::Duration::from_secs(s))
+                    ))
+                    .unwrap_or_default(),
+                if t.silent { " · SILENT" } else { "" }
+            );
+        }
         if let Some(v) = &m.verdict {
             verdict_lines(&mut out, v);
         }

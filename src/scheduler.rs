@@ -87,7 +87,9 @@ impl Throttler {
         match kind {
             CheckKind::Token => Some(Throttler::Entra),
             CheckKind::Graph | CheckKind::Health | CheckKind::Activity => Some(Throttler::Graph),
-            CheckKind::Smtp | CheckKind::Canary => None,
+            // Message trace throttles per tenant, apart from Graph's other reads: only its own
+            // Retry-After holds it back.
+            CheckKind::Smtp | CheckKind::Canary | CheckKind::Traffic => None,
         }
     }
 }

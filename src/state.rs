@@ -90,6 +90,8 @@ struct Inner {
     seen_model: HashMap<String, Authorization>,
     /// By tenant (as configured): the open service health issues of the last successful read.
     health: BTreeMap<String, Arc<Vec<crate::checks::health::Issue>>>,
+    /// What is kept over time: watched mailboxes' traffic.
+    history: crate::history::History,
 }
 
 /// The state as the metrics writer reads it, under the lock (nothing is copied).
@@ -105,6 +107,8 @@ pub struct View<'a> {
     /// By app: the model Exchange let it in by, the last time one of its mailboxes got past
     /// AUTH (classic: the token carried `SMTP.SendAsApp`; app_rbac: it did not).
     pub seen_model: &'a HashMap<String, Authorization>,
+    /// What is kept over time: watched mailboxes' traffic.
+    pub history: &'a crate::history::History,
 }
 
 /// All targets' state.
@@ -123,6 +127,9 @@ pub struct Evidence {
     pub canary: Option<Arc<Report>>,
     /// The app's last successful credential activity read.
     pub activity: Option<Arc<Report>>,
+    /// The mailbox's traffic, when watched, and its tenant's latest trace read.
+    pub traffic: Option<crate::history::MailboxTraffic>,
+    pub traffic_check: Option<Arc<Report>>,
     /// Open service health issues of the target's tenant.
     pub issues: Option<Arc<Vec<crate::checks::health::Issue>>>,
     pub sibling_authenticated: bool,
@@ -148,6 +155,8 @@ impl Evidence {
             graph_ok: self.graph_ok.as_deref(),
             canary: self.canary.as_deref(),
             activity: self.activity.as_deref(),
+            traffic: self.traffic.as_ref(),
+            traffic_check: self.traffic_check.as_deref(),
             issues: self.issues.as_deref().map_or(&[], Vec::as_slice),
             sibling_authenticated: self.sibling_authenticated,
             sibling_rbac_authenticated: self.sibling_rbac_authenticated,
@@ -181,8 +190,9 @@ fn evidence(inner: &Inner, target: &Target) -> Evidence {
         Target::Mailbox(m) => sets
             .get(&app.name)
             .is_some_and(|set| set.len() > usize::from(set.contains(&m.name))),
-        Target::App(_) => false,
+        Target::App(_) | Target::Tenant(_) => false,
     };
+    let watched = target.mailbox().and_then(|m| m.traffic.as_ref());
     let sibling_authenticated = other(&inner.authenticated);
     let sibling_rbac_authenticated = other(&inner.rbac_authenticated);
     Evidence {
@@ -198,6 +208,12 @@ fn evidence(inner: &Inner, target: &Target) -> Evidence {
             .and_then(|m| get(CheckKind::Canary, &m.name))
             .and_then(|s| s.last.clone()),
         activity: get(CheckKind::Activity, &app.name).and_then(|s| s.last_ok.clone()),
+        traffic: watched
+            .and(target.mailbox())
+            .and_then(|m| inner.history.traffic.get(&m.name).cloned()),
+        traffic_check: watched
+            .and_then(|w| get(CheckKind::Traffic, &w.tenant))
+            .and_then(|s| s.last.clone()),
         issues: inner.health.get(&app.tenant).cloned(),
         sibling_authenticated,
         sibling_rbac_authenticated,
@@ -257,6 +273,9 @@ impl StateStore {
                     .get_or_insert_with(|| Histogram::new(Buckets::Delivery))
                     .observe(s);
             }
+        }
+        if let (Details::Traffic(t), None) = (&report.details, &report.failure) {
+            inner.history.record_traffic(t, report.started_at);
         }
         if let (Details::Health(h), None) = (&report.details, &report.failure) {
             inner
@@ -343,6 +362,7 @@ impl StateStore {
             health: &inner.health,
             authorization: &inner.authorization,
             seen_model: &inner.seen_model,
+            history: &inner.history,
         })
     }
 
@@ -375,6 +395,7 @@ impl StateStore {
             st.since.get_or_insert(now);
         }
         inner.verdicts.retain(|k, _| targets.contains(k));
+        inner.history.retain(plan);
         let inner = &mut *inner;
         for set in inner
             .authenticated

@@ -87,6 +87,8 @@ pub struct MailboxStatus {
     pub credential_in_use: Option<CredentialStatus>,
     /// Its app's credential activity.
     pub credential_activity: Option<ActivityStatus>,
+    /// What it sent, from message trace, when its app watches traffic.
+    pub traffic: Option<TrafficStatus>,
     pub checks: BTreeMap<CheckKind, CheckStatus>,
     pub verdict: Option<VerdictStatus>,
 }
@@ -122,6 +124,92 @@ pub struct CredentialStatus {
     pub expires_at: Option<DateTime<Utc>>,
     /// Whole days until expiry, rounded down (negative once expired).
     pub days_left: Option<i64>,
+}
+
+/// What a watched mailbox sent, from message trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrafficStatus {
+    /// The tenant target whose trace read it.
+    pub tenant: String,
+    /// Messages of the last 24 hours, in all and by status (one per recipient).
+    pub last_24h: u64,
+    pub last_24h_by_status: BTreeMap<&'static str, u64>,
+    /// Since the agent started watching, by status.
+    pub totals: BTreeMap<&'static str, u64>,
+    /// The newest message seen.
+    pub last_message: Option<DateTime<Utc>>,
+    /// The start of the first window read (no message since, when `last_message` is `null`).
+    pub watched_since: Option<DateTime<Utc>>,
+    pub expect_within_seconds: Option<u64>,
+    /// Sent nothing for longer than its `expect_traffic_within`.
+    pub silent: bool,
+    /// Failed and quarantined share of the last 24 h (from 10 messages on).
+    pub failed_share: Option<f64>,
+    /// The last 24 hours by the hour, oldest first: `{hour, messages, failed}` (failed counts
+    /// failed and quarantined ones).
+    pub hourly: Vec<HourTraffic>,
+    /// In words: "sent 312 in 24 h, 3 quarantined".
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HourTraffic {
+    pub hour: DateTime<Utc>,
+    pub messages: u64,
+    pub failed: u64,
+}
+
+/// A watched mailbox's traffic, from the state's history.
+fn traffic_status(
+    m: &crate::plan::Mailbox,
+    t: Option<&crate::history::MailboxTraffic>,
+    now: DateTime<Utc>,
+) -> Option<TrafficStatus> {
+    use crate::checks::traffic::TraceStatus;
+    let watch = m.traffic.as_ref()?;
+    let t = t.cloned().unwrap_or_default();
+    let day = t.last_day(now);
+    let by = |counts: &[u64; 7]| -> BTreeMap<&'static str, u64> {
+        TraceStatus::ALL
+            .iter()
+            .filter(|s| counts[s.index()] > 0)
+            .map(|s| (s.as_str(), counts[s.index()]))
+            .collect()
+    };
+    let last_24h: u64 = day.iter().sum();
+    let mut summary = format!("sent {last_24h} in 24 h");
+    for s in TraceStatus::ALL
+        .iter()
+        .filter(|s| **s != TraceStatus::Delivered)
+    {
+        let n = day[s.index()];
+        if n > 0 {
+            summary += &format!(", {n} {}", s.as_str().replace('_', " "));
+        }
+    }
+    let hourly = t
+        .hourly(now)
+        .into_iter()
+        .map(|(h, c)| HourTraffic {
+            hour: DateTime::from_timestamp(h, 0).unwrap_or(now),
+            messages: c.iter().map(|n| u64::from(*n)).sum(),
+            failed: u64::from(c[TraceStatus::Failed.index()])
+                + u64::from(c[TraceStatus::Quarantined.index()]),
+        })
+        .collect();
+    Some(TrafficStatus {
+        tenant: watch.tenant.clone(),
+        last_24h,
+        last_24h_by_status: by(&day),
+        totals: by(&t.totals),
+        last_message: t.last_message,
+        watched_since: t.since,
+        expect_within_seconds: watch.expect_within.map(|d| d.as_secs()),
+        silent: t.silent(now),
+        failed_share: t.failed_share(now),
+        hourly,
+        summary,
+    })
 }
 
 /// Which credentials sign in, from the last successful credential activity read.
@@ -455,6 +543,7 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
     let now = Utc::now();
     let jobs: BTreeMap<JobKey, TargetState> = state.snapshot().into_iter().collect();
     let verdicts = state.verdicts();
+    let traffic = state.with_view(|v| v.history.traffic.clone());
     let get = |kind: CheckKind, name: &str| {
         jobs.get(&JobKey {
             kind,
@@ -566,6 +655,12 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
                 check_status(true, &m.app.name, get(CheckKind::Activity, &m.app.name)),
             );
         }
+        if let Some(w) = &m.traffic {
+            checks.insert(
+                CheckKind::Traffic,
+                check_status(true, &w.tenant, get(CheckKind::Traffic, &w.tenant)),
+            );
+        }
         let target = Target::Mailbox(m.clone());
         let verdict = verdicts
             .get(&m.name)
@@ -587,6 +682,7 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
                 &plan.settings.diagnosis,
                 now,
             ),
+            traffic: traffic_status(m, traffic.get(&m.name), now),
             checks,
             verdict,
         });

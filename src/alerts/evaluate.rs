@@ -134,7 +134,7 @@ pub fn evaluate(
         let Some(t) = plan.target(target) else {
             continue;
         };
-        let app = t.app().name.as_str();
+        let app = t.app_label();
         let verdict = view.verdicts.get(target);
         let (step, cause) = verdict
             .map(|v| (v.step().as_str(), v.cause.label()))
@@ -482,6 +482,48 @@ pub fn evaluate(
                     "It is not the one the agent signs in with. What to do: if an application signs in with it, plan its rotation: add a new one, configure it, delete the old one (Entra admin center > App registrations > Certificates & secrets); if nothing uses it, delete it.".into(),
                 );
             }
+        }
+    }
+    // What the watched mailboxes sent (message trace).
+    for m in &plan.mailboxes {
+        let Some(t) = view.history.traffic.get(&m.name) else {
+            continue;
+        };
+        let labels = [("target", m.name.as_str()), ("app", m.app.name.as_str())];
+        let target = crate::plan::Target::Mailbox(m.clone());
+        if t.silent(now) {
+            b.push(
+                AlertName::TrafficSilent,
+                &labels,
+                None,
+                format!("Mailbox {} has sent nothing for longer than it should", m.name),
+                format!(
+                    "Message trace shows no message from {} since {}, longer than its expect_traffic_within. What to do: {}",
+                    m.address,
+                    t.quiet_since().map(|q| q.to_rfc3339()).unwrap_or_default(),
+                    crate::diagnosis::remediation_for(&target, Cause::TrafficSilent)
+                ),
+            );
+        }
+        if let Some(share) = t
+            .failed_share(now)
+            .filter(|s| *s > settings.traffic_failed_share)
+        {
+            b.push(
+                AlertName::TrafficFailing,
+                &labels,
+                None,
+                format!(
+                    "{:.0}% of the messages mailbox {} sent in the last 24 h failed or were quarantined",
+                    share * 100.0,
+                    m.name
+                ),
+                format!(
+                    "Message trace: more than {:.0}% failed or quarantined. What to do: {}",
+                    settings.traffic_failed_share * 100.0,
+                    crate::diagnosis::remediation_for(&target, Cause::TrafficFailing)
+                ),
+            );
         }
     }
     for m in &plan.mailboxes {

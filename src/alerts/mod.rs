@@ -28,6 +28,8 @@ pub enum AlertName {
     CanarySlow,
     CanaryJunk,
     CanaryReaderDenied,
+    TrafficSilent,
+    TrafficFailing,
     CredentialExpiringSoon,
     CredentialExpiring,
     CredentialExpired,
@@ -49,7 +51,7 @@ pub enum AlertName {
 
 impl AlertName {
     /// Every alert, in the order of the rules file.
-    pub const ALL: [AlertName; 25] = [
+    pub const ALL: [AlertName; 27] = [
         AlertName::TokenFailing,
         AlertName::SmtpAuthFailing,
         AlertName::SmtpUnreachable,
@@ -58,6 +60,8 @@ impl AlertName {
         AlertName::CanarySlow,
         AlertName::CanaryJunk,
         AlertName::CanaryReaderDenied,
+        AlertName::TrafficSilent,
+        AlertName::TrafficFailing,
         AlertName::CredentialExpiringSoon,
         AlertName::CredentialExpiring,
         AlertName::CredentialExpired,
@@ -88,6 +92,8 @@ impl AlertName {
             AlertName::CanarySlow => "SmtpOAuthCanarySlow",
             AlertName::CanaryJunk => "SmtpOAuthCanaryJunk",
             AlertName::CanaryReaderDenied => "SmtpOAuthCanaryReaderDenied",
+            AlertName::TrafficSilent => "SmtpOAuthTrafficSilent",
+            AlertName::TrafficFailing => "SmtpOAuthTrafficFailing",
             AlertName::CredentialExpiringSoon => "SmtpOAuthCredentialExpiringSoon",
             AlertName::CredentialExpiring => "SmtpOAuthCredentialExpiring",
             AlertName::CredentialExpired => "SmtpOAuthCredentialExpired",

@@ -105,6 +105,8 @@ impl Rule {
             A::CheckStale => Some(("check, target", None)),
             // Facts of every mailbox of an endpoint, of a tenant: while such a check is due.
             A::ServerCertificateExpiring => Some(("", Some(CheckKind::Smtp))),
+            // What a trace read keeps is in memory: after a restart, until it has read again.
+            A::TrafficSilent | A::TrafficFailing => Some(("", Some(CheckKind::Traffic))),
             A::MicrosoftIncident => Some(("", Some(CheckKind::Health))),
             // A restart loads the configuration afresh: its failure is over.
             A::ConfigReloadFailing | A::ExporterDown | A::ExporterAbsent => None,
@@ -200,6 +202,7 @@ fn go_text(t: &str) -> String {
         ),
         ("{credential_kind}", "{{ $labels.type }}"),
         ("{old_credential}", "the old one"),
+        ("{trace}", ""),
         ("{agent_credential}", ""),
         (
             "{incident}",
@@ -309,7 +312,7 @@ pub(super) fn covered(kind: CheckKind, reason: Reason) -> bool {
                 || reason == Reason::Canary(CanaryReason::ReaderPermissionMissing)
         }
         CheckKind::Graph => reason == Reason::Graph(GraphReason::PermissionMissing),
-        CheckKind::Health | CheckKind::Activity => false,
+        CheckKind::Health | CheckKind::Activity | CheckKind::Traffic => false,
     }
 }
 
@@ -503,6 +506,36 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
                 go_text(Cause::CanaryReaderPermissionMissing.info().remediation)
             ),
             anchor: "smtpoauthcanaryreaderdenied".into(),
+        },
+        Rule {
+            name: AlertName::TrafficSilent,
+            level: Level::Warning,
+            cause: Some("traffic_silent"),
+            for_: Some(s.failing_for),
+            expr: with_app("smtp_oauth_traffic_silent == 1"),
+            summary: "Mailbox {{ $labels.target }} has sent nothing for longer than it should".into(),
+            description: format!(
+                "Message trace shows no message from mailbox {{{{ $labels.target }}}} (app {{{{ $labels.app }}}}){{{{ with printf \"smtp_oauth_traffic_last_message_timestamp_seconds{{target='%s'}}\" $labels.target | query }}}}{{{{ range . }}}} since {{{{ .Value | humanizeTimestamp }}}}{{{{ end }}}}{{{{ end }}}}, longer than its expect_traffic_within: the application that sends as it may have stopped, even while the agent's own login works. What to do: {}. {CONFIRM}",
+                go_text(Cause::TrafficSilent.info().remediation)
+            ),
+            anchor: "smtpoauthtrafficsilent".into(),
+        },
+        Rule {
+            name: AlertName::TrafficFailing,
+            level: Level::Warning,
+            cause: Some("traffic_failing"),
+            for_: Some(Duration::from_secs(1800)),
+            expr: with_app(&format!(
+                "smtp_oauth_traffic_failed_share > {}",
+                s.traffic_failed_share
+            )),
+            summary: "{{ $value | humanizePercentage }} of the messages mailbox {{ $labels.target }} sent in the last 24 h failed or were quarantined".into(),
+            description: format!(
+                "Message trace: {{{{ $value | humanizePercentage }}}} of the messages mailbox {{{{ $labels.target }}}} (app {{{{ $labels.app }}}}) sent in the last 24 h failed or were quarantined (more than {}%). What to do: {}. {CONFIRM}",
+                s.traffic_failed_share * 100.0,
+                go_text(Cause::TrafficFailing.info().remediation)
+            ),
+            anchor: "smtpoauthtrafficfailing".into(),
         },
         Rule {
             name: AlertName::CredentialExpiringSoon,

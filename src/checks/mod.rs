@@ -10,6 +10,7 @@ pub mod graph_call;
 pub mod health;
 pub mod smtp;
 pub mod token;
+pub mod traffic;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,8 @@ pub struct Context {
     pub tokens: Arc<TokenCache>,
     /// Canary messages sent but not found yet, to clean up later.
     pub canary: canary::Ledger,
+    /// Message trace's budget per tenant and where each tenant's next read starts.
+    pub trace: traffic::TraceLedger,
 }
 
 impl Context {
@@ -35,6 +38,7 @@ impl Context {
         Self {
             tokens,
             canary: canary::Ledger::default(),
+            trace: traffic::TraceLedger::default(),
         }
     }
 }
@@ -110,6 +114,7 @@ pub enum Details {
     Canary(canary::CanaryDetails),
     Health(health::HealthDetails),
     Activity(activity::ActivityDetails),
+    Traffic(traffic::TrafficDetails),
 }
 
 /// What a check module returns.
@@ -201,6 +206,13 @@ impl Report {
             _ => None,
         }
     }
+
+    pub fn traffic(&self) -> Option<&traffic::TrafficDetails> {
+        match &self.details {
+            Details::Traffic(t) => Some(t),
+            _ => None,
+        }
+    }
 }
 
 /// Runs one job now, within its timeout. The scheduler, `/probe` and the `check` command all
@@ -220,6 +232,7 @@ pub async fn run(job: &Job, ctx: &Context, opts: &RunOptions) -> Report {
             CheckKind::Canary => canary::run(&job.target, ctx, deadline).await,
             CheckKind::Health => health::run(&job.target, ctx, deadline).await,
             CheckKind::Activity => activity::run(&job.target, ctx, deadline).await,
+            CheckKind::Traffic => traffic::run(&job.target, ctx, deadline).await,
         }
     };
     // Each check respects the deadline itself (so it can say which step was slow); this is the

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use super::credentials::{self, CertificateError};
 use super::raw::{self, RawChecks};
 use super::validate::{
-    Validator, ACTIVITY_DEFAULT, CANARY_DEFAULT, CANARY_MIN_INTERVAL, GRAPH_DEFAULT,
-    HEALTH_DEFAULT, SMTP_DEFAULT, TOKEN_DEFAULT,
+    TrafficTenants, Validator, ACTIVITY_DEFAULT, CANARY_DEFAULT, CANARY_MIN_INTERVAL,
+    GRAPH_DEFAULT, HEALTH_DEFAULT, SMTP_DEFAULT, TOKEN_DEFAULT, TRAFFIC_DEFAULT,
 };
 use super::ConfigError;
 use crate::plan::{
     is_guid, App, AssertionAlgorithm, Authorization, Canary, Cloud, Credential, MailAddress,
-    Mailbox,
+    Mailbox, TrafficWatch,
 };
 
 impl Validator<'_> {
@@ -153,6 +153,22 @@ impl Validator<'_> {
                 )?;
                 c
             },
+            traffic_check: {
+                let c = self.opt_in(
+                    &format!("{p}.checks.traffic"),
+                    a.checks.traffic.as_ref(),
+                    defaults.traffic.as_ref(),
+                    TRAFFIC_DEFAULT,
+                )?;
+                self.global_only(
+                    &format!("{p}.checks.traffic"),
+                    &c,
+                    &name,
+                    cloud,
+                    "message trace (Graph admin/exchange/tracing/messageTraces)",
+                )?;
+                c
+            },
             name,
             tenant,
             client_id,
@@ -241,6 +257,7 @@ impl Validator<'_> {
         m: raw::RawMailbox,
         apps: &HashMap<&str, &Arc<App>>,
         defaults: &RawChecks,
+        traffic: &TrafficTenants,
     ) -> Result<Mailbox, ConfigError> {
         let name = self.required(&format!("{p}.name"), m.name)?;
         let app_name = self.required(&format!("{p}.app"), m.app)?;
@@ -266,15 +283,52 @@ impl Validator<'_> {
             || m.checks.graph.is_some()
             || m.checks.health.is_some()
             || m.checks.activity.is_some()
+            || m.checks.traffic.is_some()
         {
             return Err(self.err(
                 format!("{p}.checks"),
-                "mailboxes take only the smtp check; token, graph, health and activity belong to apps (the canary has its own block)",
+                "mailboxes take only the smtp check; token, graph, health, activity and traffic belong to apps (the canary and expect_traffic_within are the mailbox's own)",
             ));
         }
+        let tenant_trace = traffic.get(&app.tenant.to_ascii_lowercase());
         let canary = match m.canary {
             None => None,
-            Some(c) => self.canary(&format!("{p}.canary"), c, app, &address, apps)?,
+            Some(c) => self
+                .canary(&format!("{p}.canary"), c, app, &address, apps)?
+                .map(|c| Canary {
+                    trace_reader: tenant_trace.map(|(_, first)| first.graph_reader_or_self()),
+                    ..c
+                }),
+        };
+        let expect_within = match &m.expect_traffic_within {
+            None => None,
+            Some(v) => {
+                let d = crate::plan::parse_duration(v)
+                    .map_err(|e| self.err(format!("{p}.expect_traffic_within"), e))?;
+                if d.is_zero() {
+                    return Err(self.err(
+                        format!("{p}.expect_traffic_within"),
+                        "must be greater than 0s",
+                    ));
+                }
+                Some(d)
+            }
+        };
+        let traffic = match (app.traffic_check.enabled, tenant_trace) {
+            (true, Some((tenant, _))) => Some(TrafficWatch {
+                tenant: tenant.clone(),
+                expect_within,
+            }),
+            _ if expect_within.is_some() => {
+                return Err(self.err(
+                    format!("{p}.expect_traffic_within"),
+                    format!(
+                    "app {:?} does not watch its mailboxes' traffic: enable checks.traffic on it",
+                    app.name
+                ),
+                ))
+            }
+            _ => None,
         };
         Ok(Mailbox {
             smtp_host: match m.smtp_host {
@@ -328,6 +382,7 @@ impl Validator<'_> {
             app: app.clone(),
             address,
             canary,
+            traffic,
         })
     }
 
@@ -369,7 +424,12 @@ impl Validator<'_> {
                 "the canary sends a message each run: at most once a minute (Exchange Online allows a mailbox 30 messages a minute, and they are the application's)",
             ));
         }
-        Ok(check.enabled.then_some(Canary { to, reader, check }))
+        Ok(check.enabled.then_some(Canary {
+            to,
+            reader,
+            check,
+            trace_reader: None,
+        }))
     }
 }
 /// A DNS name (letters, digits, `-`, `.`) or an IP address.

@@ -22,6 +22,9 @@ pub(super) const SMTP_DEFAULT: (&str, &str) = ("5m", "30s");
 pub(super) const GRAPH_DEFAULT: (&str, &str) = ("6h", "30s");
 /// Service health every 5 minutes (Microsoft posts updates about every 30 minutes).
 pub(super) const HEALTH_DEFAULT: (&str, &str) = ("5m", "30s");
+/// Message trace every 15 minutes: at most 100 requests per 5 minutes per tenant, and the
+/// trace lags a few minutes behind anyway.
+pub(super) const TRAFFIC_DEFAULT: (&str, &str) = ("15m", "60s");
 /// Credential sign-in activity every hour (Entra ID updates the report within hours).
 pub(super) const ACTIVITY_DEFAULT: (&str, &str) = ("1h", "30s");
 /// The canary every 15 minutes, and 5 minutes for the message to arrive.
@@ -29,6 +32,10 @@ pub(super) const CANARY_DEFAULT: (&str, &str) = ("15m", "5m");
 /// The canary never runs more often: Exchange Online allows a mailbox 30 messages a minute and
 /// 10,000 recipients a day, and the canary must not eat into what the application sends.
 pub(super) const CANARY_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// By tenant (lower case): the tenant's name as its first app with traffic watched writes it,
+/// and that app.
+pub(super) type TrafficTenants = HashMap<String, (String, Arc<App>)>;
 
 pub struct Validator<'a> {
     pub(super) file: &'a str,
@@ -110,6 +117,15 @@ impl<'a> Validator<'a> {
                 *into = parse_duration(v).map_err(|m| self.err(format!("diagnosis.{field}"), m))?;
             }
         }
+        if let Some(share) = raw.diagnosis.traffic_failed_share {
+            if !(0.0..=1.0).contains(&share) || share.is_nan() {
+                return Err(self.err(
+                    "diagnosis.traffic_failed_share",
+                    format!("{share} is not a share: expected a number from 0 to 1, such as 0.1 for 10%"),
+                ));
+            }
+            diagnosis.traffic_failed_share = share;
+        }
         let default_cloud = match &raw.defaults.cloud {
             Some(c) => c
                 .parse::<Cloud>()
@@ -123,6 +139,7 @@ impl<'a> Validator<'a> {
             ("graph", &defaults.graph, GRAPH_DEFAULT),
             ("health", &defaults.health, HEALTH_DEFAULT),
             ("activity", &defaults.activity, ACTIVITY_DEFAULT),
+            ("traffic", &defaults.traffic, TRAFFIC_DEFAULT),
         ] {
             self.check_settings(
                 &format!("defaults.checks.{kind}"),
@@ -184,12 +201,35 @@ impl<'a> Validator<'a> {
         }
         let by_name: HashMap<&str, &Arc<App>> =
             final_apps.iter().map(|a| (a.name.as_str(), a)).collect();
+        // One message trace read per tenant: its first app with traffic watched reads it, with
+        // its settings, which the others of the tenant must share.
+        let mut traffic: TrafficTenants = HashMap::new();
+        for (i, a) in final_apps.iter().enumerate() {
+            if !a.traffic_check.enabled {
+                continue;
+            }
+            match traffic.get(&a.tenant.to_ascii_lowercase()) {
+                Some((_, first)) if first.traffic_check != a.traffic_check => {
+                    return Err(self.err(
+                        format!("apps[{i}].checks.traffic"),
+                        format!(
+                            "tenant {}'s message trace is read once for all its apps, with the settings of app {:?} (its first with traffic): give app {:?} the same schedule and timeout",
+                            a.tenant, first.name, a.name
+                        ),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    traffic.insert(a.tenant.to_ascii_lowercase(), (a.tenant.clone(), a.clone()));
+                }
+            }
+        }
 
         let mut mailboxes = Vec::new();
         let mut mnames = HashSet::new();
         for (i, m) in raw.mailboxes.into_iter().enumerate() {
             let p = format!("mailboxes[{i}]");
-            let mb = self.mailbox(&p, m, &by_name, &defaults)?;
+            let mb = self.mailbox(&p, m, &by_name, &defaults, &traffic)?;
             if !mnames.insert(mb.name.clone()) {
                 return Err(self.err(
                     format!("{p}.name"),
@@ -212,6 +252,15 @@ impl<'a> Validator<'a> {
             }
             mailboxes.push(Arc::new(mb));
         }
+        // A tenant target's name is a `target` label too.
+        for (tenant, _) in traffic.values() {
+            if names.contains(tenant) || mnames.contains(tenant) {
+                return Err(self.err(
+                    "apps",
+                    format!("tenant {tenant:?} watches its traffic under its own name, which an app or mailbox also has: rename that one"),
+                ));
+            }
+        }
         let metrics = MetricsSettings {
             detail: raw.metrics.detail.unwrap_or(false),
         };
@@ -219,6 +268,7 @@ impl<'a> Validator<'a> {
             credential_warning: diagnosis.expiry_warning,
             credential_used_within: diagnosis.credential_used_within,
             credential_stale_after: diagnosis.credential_stale_after,
+            traffic_failed_share: diagnosis.traffic_failed_share,
             ..Default::default()
         };
         let a = &raw.alerts;

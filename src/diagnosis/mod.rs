@@ -7,6 +7,7 @@ mod activity;
 mod causes;
 mod render;
 mod steps;
+mod traffic;
 
 pub use causes::{markdown_table, Cause, CauseInfo, Severity};
 pub use render::remediation_for;
@@ -66,6 +67,10 @@ pub struct Inputs<'a> {
     pub canary: Option<&'a Report>,
     /// The app's last successful credential activity read.
     pub activity: Option<&'a Report>,
+    /// The mailbox's traffic, when its app watches it.
+    pub traffic: Option<&'a crate::checks::traffic::MailboxTraffic>,
+    /// Its tenant's latest message trace read.
+    pub traffic_check: Option<&'a Report>,
     /// Open service health issues of the tenant (empty when not watched).
     pub issues: &'a [crate::checks::health::Issue],
     /// Another mailbox of the same app got past AUTH in its latest run (so the Exchange service
@@ -95,6 +100,8 @@ struct Finding<'a> {
     other: Option<&'a crate::checks::graph::CredentialInfo>,
     /// The last sign-in it names.
     last_sign_in: Option<DateTime<Utc>>,
+    /// More `{placeholders}` of its cause's texts, with their values.
+    extra: Vec<(&'static str, String)>,
 }
 
 impl<'a> Finding<'a> {
@@ -109,6 +116,7 @@ impl<'a> Finding<'a> {
             credential: None,
             other: None,
             last_sign_in: None,
+            extra: Vec::new(),
         }
     }
 }
@@ -195,6 +203,7 @@ pub fn diagnose(i: &Inputs) -> Verdict {
         findings.push(f);
     }
     findings.extend(activity::findings(i));
+    findings.extend(traffic::findings(i));
     if let Some(r) = i.graph {
         if let Some(f) = &r.failure {
             let cause = match f.reason {
@@ -216,6 +225,7 @@ pub fn diagnose(i: &Inputs) -> Verdict {
         || match i.target {
             Target::Mailbox(m) => m.smtp_check.enabled && i.smtp.is_none(),
             Target::App(a) => a.token_check.enabled && i.token.is_none(),
+            Target::Tenant(_) => false,
         };
     if awaited {
         findings.push(Finding::new(Cause::Pending, None, None));
@@ -249,7 +259,7 @@ pub fn diagnose(i: &Inputs) -> Verdict {
             CheckKind::Token => Some(Service::MicrosoftEntra),
             CheckKind::Smtp | CheckKind::Canary if token_failure => Some(Service::MicrosoftEntra),
             CheckKind::Smtp | CheckKind::Canary => Some(Service::ExchangeOnline),
-            CheckKind::Graph | CheckKind::Health | CheckKind::Activity => None,
+            CheckKind::Graph | CheckKind::Health | CheckKind::Activity | CheckKind::Traffic => None,
         };
         let incident = i
             .issues
@@ -273,6 +283,7 @@ pub fn diagnose(i: &Inputs) -> Verdict {
         credential: best.credential,
         other: best.other,
         last_sign_in: best.last_sign_in,
+        extra: &best.extra,
     };
     let info = best.cause.info();
     Verdict {

@@ -19,6 +19,8 @@ pub(super) struct Vars<'a> {
     pub credential: Option<&'a crate::checks::graph::CredentialInfo>,
     pub other: Option<&'a crate::checks::graph::CredentialInfo>,
     pub last_sign_in: Option<DateTime<Utc>>,
+    /// The finding's own placeholders.
+    pub extra: &'a [(&'static str, String)],
 }
 
 impl Vars<'_> {
@@ -91,7 +93,15 @@ impl Vars<'_> {
                 crate::checks::graph::CredentialType::Certificate => "certificate",
             })
             .unwrap_or(kind);
-        let pairs: [(&str, String); 28] = [
+        let trace = self
+            .i
+            .canary
+            .and_then(|r| r.canary())
+            .and_then(|c| c.trace.as_ref())
+            .map(|t| format!("; message trace: {}", t.words()))
+            .unwrap_or_default();
+        let pairs: [(&str, String); 29] = [
+            ("{trace}", trace),
             (
                 "{credential}",
                 self.credential
@@ -187,6 +197,11 @@ impl Vars<'_> {
             ),
         ];
         let mut out = template.to_string();
+        for (k, v) in self.extra {
+            if out.contains(k) {
+                out = out.replace(k, v);
+            }
+        }
         for (k, v) in pairs {
             if out.contains(k) {
                 out = out.replace(k, &v);
@@ -214,6 +229,7 @@ impl Vars<'_> {
         let what = match r.kind {
             CheckKind::Token => "Entra ID holds back the app's token check (its mailboxes keep sending with the cached token)",
             CheckKind::Graph | CheckKind::Health | CheckKind::Activity => "Graph holds back the app's Graph reads (credentials, service health, credential activity)",
+            CheckKind::Traffic => "message trace holds back the tenant's reads",
             CheckKind::Smtp => "Exchange holds back this mailbox's SMTP check",
             CheckKind::Canary => "this mailbox's canary waits",
         };
@@ -246,6 +262,8 @@ pub fn remediation_for(target: &Target, cause: Cause) -> String {
         graph_ok: None,
         canary: None,
         activity: None,
+        traffic: None,
+        traffic_check: None,
         issues: &[],
         sibling_authenticated: false,
         sibling_rbac_authenticated: false,
@@ -263,6 +281,7 @@ pub fn remediation_for(target: &Target, cause: Cause) -> String {
         credential: None,
         other: None,
         last_sign_in: None,
+        extra: &[],
     };
     vars.render(cause.info().remediation)
 }

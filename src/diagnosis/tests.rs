@@ -73,6 +73,8 @@ fn diagnose_with(plan: &Plan, token: Option<&Report>, smtp: Option<&Report>) -> 
         settings: &plan.settings.diagnosis,
         canary: None,
         activity: None,
+        traffic: None,
+        traffic_check: None,
         issues: &[],
     })
 }
@@ -108,6 +110,8 @@ fn an_incident_explains_only_failures_of_the_service_it_is_on() {
             settings: &p.settings.diagnosis,
             canary: None,
             activity: None,
+            traffic: None,
+            traffic_check: None,
             issues,
         })
     };
@@ -262,6 +266,8 @@ fn no_fix_tells_an_rbac_app_to_add_the_role() {
                     graph_ok: None,
                     canary: other.filter(|_| kind == CheckKind::Canary),
                     activity: other.filter(|_| kind == CheckKind::Activity),
+                    traffic: None,
+                    traffic_check: other.filter(|_| kind == CheckKind::Traffic),
                     issues: &[],
                     sibling_authenticated: sibling,
                     sibling_rbac_authenticated: sibling,

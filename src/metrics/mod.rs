@@ -79,6 +79,7 @@ pub fn render(
     write_verdicts(&mut f, view);
     write_authorization(&mut f, view);
     write_checks(&mut f, view, page);
+    write_traffic(&mut f, view, page.now);
     write_endpoints(&mut f, view);
     write_scheduler(&mut f, view);
     write_token_cache(&mut f, tokens, detail);
@@ -321,6 +322,58 @@ fn write_checks(f: &mut Exposition, view: &View, page: PageSettings) {
     write_facts(f, &items, detail, Naming::Agent);
     write_canary(f, view);
     write_health(f, view);
+}
+
+/// What each watched mailbox sent, from message trace: counters by status (those seen: a
+/// healthy mailbox has one), the newest message, and while they hold, its silence beyond
+/// `expect_traffic_within` and its failed share of the last 24 h.
+pub fn write_traffic(f: &mut Exposition, view: &View, now: DateTime<Utc>) {
+    let mut watched: Vec<(&String, &crate::history::MailboxTraffic)> =
+        view.history.traffic.iter().collect();
+    watched.sort_by(|a, b| a.0.cmp(b.0));
+    f.family(
+        "traffic_messages_total",
+        "Messages a watched mailbox sent, by message trace status (one per recipient, as the trace lists them), since the agent started watching; a status appears with its first message.",
+        Kind::Counter,
+    );
+    for (m, t) in &watched {
+        for s in crate::checks::traffic::TraceStatus::ALL {
+            let n = t.totals[s.index()];
+            if n > 0 {
+                f.sample(&[("target", m.as_str()), ("status", s.as_str())], n as f64);
+            }
+        }
+    }
+    f.family(
+        "traffic_last_message_timestamp_seconds",
+        "The newest message a watched mailbox sent, from message trace; until one is seen, the start of the first window read (nothing sent since).",
+        Kind::Gauge,
+    );
+    for (m, t) in &watched {
+        if let Some(q) = t.quiet_since() {
+            f.sample(&[("target", m.as_str())], ts(q));
+        }
+    }
+    f.family(
+        "traffic_silent",
+        "Present (1) while a watched mailbox has sent nothing for longer than its expect_traffic_within.",
+        Kind::Gauge,
+    );
+    for (m, t) in &watched {
+        if t.silent(now) {
+            f.sample(&[("target", m.as_str())], 1.0);
+        }
+    }
+    f.family(
+        "traffic_failed_share",
+        "The share of a watched mailbox's messages of the last 24 h that failed or were quarantined; present while above 0, from 10 messages on.",
+        Kind::Gauge,
+    );
+    for (m, t) in &watched {
+        if let Some(s) = t.failed_share(now).filter(|s| *s > 0.0) {
+            f.sample(&[("target", m.as_str())], s);
+        }
+    }
 }
 
 /// The canary's last delivery: its latency, and whether it landed in Junk Email (from the last

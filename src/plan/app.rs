@@ -59,6 +59,9 @@ pub struct App {
     /// The last sign-in of each of the app's credentials (Graph beta, global cloud;
     /// `enabled: false` unless configured).
     pub activity_check: CheckSettings,
+    /// Its mailboxes' traffic in message trace (global cloud; `enabled: false` unless
+    /// configured); its tenant's first app with it enabled reads the trace for all.
+    pub traffic_check: CheckSettings,
     pub net: Arc<NetClients>,
 }
 
@@ -91,7 +94,7 @@ impl App {
     pub fn digest(&self) -> [u8; 32] {
         let mut h = sha2::Sha256::new();
         let settings = format!(
-            "{}\0{}\0{}\0{:?}\0{}\0{}\0{:?}\0{:?}\0{:?}\0{:?}\0{:?}\0{}\0{:?}\0{}",
+            "{}\0{}\0{}\0{:?}\0{}\0{}\0{:?}\0{:?}\0{:?}\0{:?}\0{:?}\0{:?}\0{}\0{:?}\0{}",
             self.name,
             self.tenant,
             self.client_id,
@@ -103,6 +106,7 @@ impl App {
             self.graph_check,
             self.health_check,
             self.activity_check,
+            self.traffic_check,
             match &self.credential {
                 Credential::ClientSecret(_) => "secret".to_string(),
                 Credential::Certificate(c) => format!("{:?}", c.algorithm),

@@ -8,18 +8,20 @@ mod cloud;
 mod mailbox;
 mod schedule;
 mod settings;
+mod tenant;
 
 pub use app::{
     is_guid, App, AssertionAlgorithm, Authorization, CertificateCredential, Credential, NetClients,
     SigningKey,
 };
 pub use cloud::Cloud;
-pub use mailbox::{Canary, MailAddress, Mailbox};
+pub use mailbox::{Canary, MailAddress, Mailbox, TrafficWatch};
 pub use schedule::{days_until, format_duration, parse_duration, parse_iso8601_duration, Schedule};
 pub use settings::{
     AlertSettings, AlertmanagerAuth, AlertmanagerSettings, CheckSettings, DiagnosisSettings,
     MetricsSettings, SchedulerSettings, Settings,
 };
+pub use tenant::Tenant;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -43,16 +45,20 @@ pub enum CheckKind {
     /// The last sign-in of each of the app's credentials, from Graph beta's
     /// `reports/appCredentialSignInActivities` (per app, opt-in, global cloud).
     Activity,
+    /// What the watched mailboxes sent, from message trace (per tenant, opt-in per app,
+    /// global cloud).
+    Traffic,
 }
 
 impl CheckKind {
-    pub const ALL: [CheckKind; 6] = [
+    pub const ALL: [CheckKind; 7] = [
         CheckKind::Token,
         CheckKind::Smtp,
         CheckKind::Graph,
         CheckKind::Canary,
         CheckKind::Health,
         CheckKind::Activity,
+        CheckKind::Traffic,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -63,13 +69,19 @@ impl CheckKind {
             CheckKind::Canary => "canary",
             CheckKind::Health => "health",
             CheckKind::Activity => "activity",
+            CheckKind::Traffic => "traffic",
         }
     }
 
-    /// Whether the kind checks apps (token, graph, health, activity) rather than mailboxes (smtp,
-    /// canary).
+    /// Whether the kind checks apps (token, graph, health, activity) or tenants (traffic)
+    /// rather than mailboxes (smtp, canary).
     pub fn is_per_app(self) -> bool {
         !matches!(self, CheckKind::Smtp | CheckKind::Canary)
+    }
+
+    /// Whether the kind checks tenants (traffic).
+    pub fn is_per_tenant(self) -> bool {
+        matches!(self, CheckKind::Traffic)
     }
 }
 
@@ -87,7 +99,7 @@ impl std::str::FromStr for CheckKind {
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown check {s:?}, expected token, smtp, graph, canary, health or activity"
+                    "unknown check {s:?}, expected token, smtp, graph, canary, health, activity or traffic"
                 )
             })
     }
@@ -106,6 +118,8 @@ pub const APP_KINDS: [CheckKind; 4] = [
 pub enum Target {
     App(Arc<App>),
     Mailbox(Arc<Mailbox>),
+    /// A tenant whose message trace is read (its first traffic app's reader reads it).
+    Tenant(Arc<Tenant>),
 }
 
 impl Target {
@@ -114,29 +128,47 @@ impl Target {
         match self {
             Target::App(a) => &a.name,
             Target::Mailbox(m) => &m.name,
+            Target::Tenant(t) => &t.name,
         }
     }
 
-    /// The app itself, or the mailbox's app.
+    /// The app itself, the mailbox's app, or the app that reads the tenant.
     pub fn app(&self) -> &Arc<App> {
         match self {
             Target::App(a) => a,
             Target::Mailbox(m) => &m.app,
+            Target::Tenant(t) => &t.reader,
         }
     }
 
     pub fn mailbox(&self) -> Option<&Arc<Mailbox>> {
         match self {
-            Target::App(_) => None,
             Target::Mailbox(m) => Some(m),
+            Target::App(_) | Target::Tenant(_) => None,
         }
     }
 
-    /// The target's digest (see [`App::digest`], [`Mailbox::digest`]).
+    pub fn tenant(&self) -> Option<&Arc<Tenant>> {
+        match self {
+            Target::Tenant(t) => Some(t),
+            Target::App(_) | Target::Mailbox(_) => None,
+        }
+    }
+
+    /// The `app` label of its alerts: the app's name, or for a tenant its own name.
+    pub fn app_label(&self) -> &str {
+        match self {
+            Target::Tenant(t) => &t.name,
+            _ => &self.app().name,
+        }
+    }
+
+    /// The target's digest (see [`App::digest`], [`Mailbox::digest`], [`Tenant::digest`]).
     pub fn digest(&self) -> [u8; 32] {
         match self {
             Target::App(a) => a.digest(),
             Target::Mailbox(m) => m.digest(),
+            Target::Tenant(t) => t.digest(),
         }
     }
 
@@ -150,6 +182,7 @@ impl Target {
                 CheckKind::Activity,
             ],
             Target::Mailbox(_) => &[CheckKind::Smtp, CheckKind::Canary],
+            Target::Tenant(_) => &[CheckKind::Traffic],
         }
     }
 
@@ -162,6 +195,7 @@ impl Target {
             (Target::App(a), CheckKind::Activity) => Some(&a.activity_check),
             (Target::Mailbox(m), CheckKind::Smtp) => Some(&m.smtp_check),
             (Target::Mailbox(m), CheckKind::Canary) => m.canary.as_ref().map(|c| &c.check),
+            (Target::Tenant(t), CheckKind::Traffic) => Some(&t.traffic_check),
             _ => None,
         }
     }
@@ -279,7 +313,10 @@ pub struct Plan {
     pub settings: Settings,
     pub apps: Vec<Arc<App>>,
     pub mailboxes: Vec<Arc<Mailbox>>,
-    /// Every enabled job, apps first, in configuration order.
+    /// The tenants whose message trace is read (made from the mailboxes whose app watches
+    /// traffic).
+    pub tenants: Vec<Arc<Tenant>>,
+    /// Every enabled job, apps first, then mailboxes and tenants, in configuration order.
     pub jobs: Vec<Job>,
     /// Things that are allowed but worth a warning in the log (such as inline secrets).
     pub warnings: Vec<String>,
@@ -327,12 +364,37 @@ impl Plan {
                 }
             }
         }
+        // One tenant target per tenant whose mailboxes' traffic is watched: its first such
+        // mailbox's app reads the trace, with its settings.
+        let mut tenants: Vec<Tenant> = Vec::new();
+        for m in &mailboxes {
+            let Some(t) = &m.traffic else { continue };
+            match tenants.iter_mut().find(|x| x.name == t.tenant) {
+                Some(x) => x.senders.push(m.clone()),
+                None => tenants.push(Tenant {
+                    name: t.tenant.clone(),
+                    reader: m.app.graph_reader_or_self(),
+                    traffic_check: m.app.traffic_check.clone(),
+                    senders: vec![m.clone()],
+                }),
+            }
+        }
+        let tenants: Vec<Arc<Tenant>> = tenants.into_iter().map(Arc::new).collect();
+        for t in &tenants {
+            targets.insert(t.name.clone(), Target::Tenant(t.clone()));
+            if let Some(j) = Job::new(CheckKind::Traffic, Target::Tenant(t.clone())) {
+                if j.settings.enabled {
+                    jobs.push(j);
+                }
+            }
+        }
         let jobs_by_key = jobs.iter().enumerate().map(|(i, j)| (j.key(), i)).collect();
         Plan {
             settings,
             jobs_by_key,
             apps,
             mailboxes,
+            tenants,
             jobs,
             warnings,
             inline_secrets: 0,
@@ -399,6 +461,14 @@ impl Plan {
     /// The verdict targets a finished job's report can change: a mailbox alone (and its
     /// siblings, whose verdict reads it), or an app and all its mailboxes.
     pub fn affected_by(&self, job: &Job) -> Vec<Target> {
+        if let Target::Tenant(t) = &job.target {
+            // The traffic of its mailboxes.
+            return t
+                .senders
+                .iter()
+                .map(|m| Target::Mailbox(m.clone()))
+                .collect();
+        }
         let app = job.target.app();
         if job.kind == CheckKind::Health {
             // Service health speaks for every target of the tenant.

@@ -39,6 +39,9 @@ pub struct DiagnosisSettings {
     pub credential_used_within: Duration,
     /// A credential whose last sign-in is older than this is stale (credential activity).
     pub credential_stale_after: Duration,
+    /// The share of a watched mailbox's messages of the last 24 h that failed or were
+    /// quarantined above which it is a finding (traffic).
+    pub traffic_failed_share: f64,
 }
 
 impl Default for DiagnosisSettings {
@@ -47,6 +50,7 @@ impl Default for DiagnosisSettings {
             expiry_warning: Duration::from_secs(30 * 86_400),
             credential_used_within: Duration::from_secs(7 * 86_400),
             credential_stale_after: Duration::from_secs(90 * 86_400),
+            traffic_failed_share: 0.1,
         }
     }
 }
@@ -120,6 +124,9 @@ pub struct AlertSettings {
     /// A credential whose last sign-in is older than this is stale
     /// (`diagnosis.credential_stale_after`): an info alert.
     pub credential_stale_after: Duration,
+    /// A watched mailbox whose failed and quarantined messages are more than this share of
+    /// the last 24 h's (`diagnosis.traffic_failed_share`).
+    pub traffic_failed_share: f64,
     /// Where the alerts' `runbook_url` links point (`alerts.runbook_base_url`, such as an
     /// internal copy of `docs/runbooks.md`); `None`: the agent's own `/runbooks`.
     pub runbook_base_url: Option<String>,
@@ -136,6 +143,7 @@ impl Default for AlertSettings {
             canary_slow: Duration::from_secs(600),
             credential_used_within: Duration::from_secs(7 * 86_400),
             credential_stale_after: Duration::from_secs(90 * 86_400),
+            traffic_failed_share: 0.1,
             runbook_base_url: None,
         }
     }

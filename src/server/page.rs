@@ -4,7 +4,9 @@
 
 use std::fmt::Write as _;
 
-use crate::status::{ActivityStatus, CheckStatus, CredentialStatus, Document, VerdictStatus};
+use crate::status::{
+    ActivityStatus, CheckStatus, CredentialStatus, Document, TrafficStatus, VerdictStatus,
+};
 
 /// HTML-escapes text for element content and quoted attributes.
 pub fn escape(s: &str) -> String {
@@ -35,6 +37,7 @@ code{font-size:.85rem;overflow-wrap:anywhere}
 .ok{background:#1e8e3e}.warning{background:#e37400}.critical{background:#c5221f}.pending{background:#777}
 .fail{color:#c5221f}.pass{color:#1e8e3e}
 .summary{font-size:1rem}
+.chart{display:block;margin-top:.2rem}.chart .sent{fill:#1e8e3e}.chart .failed{fill:#c5221f}.chart .none{fill:#ddd}
 .fix{font-size:.85rem}
 @media (max-width:700px){
  table,thead,tbody,tr,th,td{display:block}
@@ -95,6 +98,75 @@ fn credential_cell(c: Option<&CredentialStatus>) -> String {
             }
         }
     }
+}
+
+/// A watched mailbox's traffic: its summary, and its last 24 hours as a small bar chart (one bar
+/// an hour, failed and quarantined in red), inline SVG: no script.
+fn traffic_cell(t: Option<&TrafficStatus>) -> String {
+    let Some(t) = t else {
+        return String::new();
+    };
+    let last = match (t.last_message, t.watched_since) {
+        (Some(l), _) => format!("last {}", l.format("%Y-%m-%d %H:%M UTC")),
+        (None, Some(w)) => format!("none since {}", w.format("%Y-%m-%d %H:%M UTC")),
+        (None, None) => "not read yet".into(),
+    };
+    let max = t
+        .hourly
+        .iter()
+        .map(|h| h.messages)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (w, h) = (4u64, 24u64);
+    let mut bars = String::new();
+    for (i, hour) in t.hourly.iter().enumerate() {
+        let x = i as u64 * w;
+        if hour.messages == 0 {
+            let _ = write!(
+                bars,
+                "<rect class=\"none\" x=\"{x}\" y=\"{}\" width=\"{}\" height=\"1\"/>",
+                h - 1,
+                w - 1
+            );
+            continue;
+        }
+        let total = (hour.messages * h).div_ceil(max).max(1);
+        let failed = (hour.failed * h).div_ceil(max).min(total);
+        let title = format!(
+            "{} UTC: {} sent, {} failed or quarantined",
+            hour.hour.format("%H:00"),
+            hour.messages,
+            hour.failed
+        );
+        let _ = write!(
+            bars,
+            "<g><title>{}</title><rect class=\"sent\" x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{}\"/>",
+            escape(&title),
+            h - total,
+            w - 1,
+            total - failed
+        );
+        if failed > 0 {
+            let _ = write!(
+                bars,
+                "<rect class=\"failed\" x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{failed}\"/>",
+                h - failed,
+                w - 1
+            );
+        }
+        bars.push_str("</g>");
+    }
+    format!(
+        "<div class=\"traffic{}\" data-sent=\"{}\"><b>traffic</b> {}{} · {}<svg class=\"chart\" role=\"img\" aria-label=\"messages per hour, last 24 h\" width=\"{}\" height=\"{h}\" viewBox=\"0 0 {} {h}\">{bars}</svg></div>",
+        if t.silent { " fail" } else { "" },
+        t.last_24h,
+        escape(&t.summary),
+        if t.silent { " · <b>silent</b>" } else { "" },
+        escape(&last),
+        w * 24,
+        w * 24,
+    )
 }
 
 /// What the credential activity adds to the credential cell: the credentials the application
@@ -223,7 +295,8 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
                 .checks
                 .iter()
                 .map(|(k, c)| check_cell(k.as_str(), c))
-                .collect();
+                .collect::<String>()
+                + &traffic_cell(m.traffic.as_ref());
             let _ = writeln!(
                 h,
                 "<tr{}><td data-label=\"Mailbox\"><b>{}</b><br><small>{} · app {} · {}:{}</small></td>{}<td data-label=\"Checks\">{checks}</td><td data-label=\"Credential in use\">{}</td></tr>",

@@ -31,7 +31,7 @@ fn bad_request(message: String) -> Response<Body> {
 fn jobs(target: &Target, check: Option<CheckKind>) -> Vec<Job> {
     let kind = check.unwrap_or(match target {
         Target::Mailbox(_) => CheckKind::Smtp,
-        Target::App(_) => CheckKind::Token,
+        Target::App(_) | Target::Tenant(_) => CheckKind::Token,
     });
     let on = if kind.is_per_app() {
         Target::App(target.app().clone())
@@ -79,6 +79,13 @@ pub async fn handle(
                         "the canary sends a message each run: it runs on its own schedule, not per scrape".into(),
                     )
                 }
+                // A trace read moves the tenant's window on and spends its budget: the counts
+                // of the window a probe read would be missing from /metrics.
+                Ok(CheckKind::Traffic) => {
+                    return bad_request(
+                        "message trace is read once per window, on its own schedule, not per scrape".into(),
+                    )
+                }
                 Ok(c) => check = Some(c),
                 Err(m) => return bad_request(m),
             },
@@ -89,7 +96,7 @@ pub async fn handle(
         return bad_request("the target parameter is missing: /probe?target=NAME".into());
     };
     let plan = shared.plan();
-    let Some(target) = plan.target(&name).cloned() else {
+    let Some(target) = plan.target(&name).filter(|t| t.tenant().is_none()).cloned() else {
         // Names come from the configuration, but the query is anyone's: do not echo it whole.
         let shown: String = name.chars().take(64).filter(|c| !c.is_control()).collect();
         return bad_request(format!(
@@ -152,6 +159,8 @@ pub async fn handle(
         activity: find(CheckKind::Activity)
             .filter(|r| r.success())
             .or(evidence.activity.as_deref()),
+        traffic: evidence.traffic.as_ref(),
+        traffic_check: evidence.traffic_check.as_deref(),
         issues: evidence.issues.as_deref().map_or(&[], Vec::as_slice),
         sibling_authenticated: evidence.sibling_authenticated,
         sibling_rbac_authenticated: evidence.sibling_rbac_authenticated,

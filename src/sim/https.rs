@@ -1,5 +1,5 @@
 //! The simulator's HTTPS server (hyper over rustls): routes the login and Graph endpoints
-//! (app registrations, mail, service health, credential sign-in activity).
+//! (app registrations, mail, service health, credential sign-in activity, message trace).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -80,6 +80,9 @@ async fn route(state: HttpsState, req: Request<Incoming>) -> Result<SimResponse,
                 &parts.headers,
             )
             .await
+        }
+        ("GET", ["v1.0", "admin", "exchange", "tracing", "messageTraces", rest @ ..]) => {
+            super::trace::handle(&state, rest, parts.uri.query(), &parts.headers).await
         }
         ("GET", ["beta", "reports", "appCredentialSignInActivities"]) => {
             super::activity::handle(&state, parts.uri.query(), &parts.headers).await

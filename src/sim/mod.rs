@@ -21,6 +21,7 @@ pub mod smtp;
 mod smtp_fault;
 pub mod tls;
 mod token;
+mod trace;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -53,6 +54,8 @@ pub const ROLE_SERVICE_HEALTH_READ_ALL: &str = "ServiceHealth.Read.All";
 pub const ROLE_POLICY_READ_ALL: &str = "Policy.Read.All";
 /// The Graph role that reads the sign-in and audit reports (credential sign-in activity).
 pub const ROLE_AUDIT_LOG_READ_ALL: &str = "AuditLog.Read.All";
+/// The Graph role that reads Exchange Online's message trace.
+pub const ROLE_EXCHANGE_MESSAGE_TRACE_READ_ALL: &str = "ExchangeMessageTrace.Read.All";
 
 /// A client secret of an app registration.
 #[derive(Debug, Clone)]
@@ -396,6 +399,17 @@ pub struct Directory {
     pub activity_unlicensed: HashSet<String>,
     /// Requests to the credential sign-in activity report received.
     pub activity_requests: u64,
+    /// Message trace rows, oldest first.
+    trace_rows: VecDeque<trace::Row>,
+    /// Message trace requests accepted per tenant in the last 5 minutes (its throttling).
+    trace_limit: HashMap<String, VecDeque<tokio::time::Instant>>,
+    /// The most rows a message trace page holds, whatever `$top` asks (Graph's default 1,000).
+    pub trace_page_cap: usize,
+    /// Tenants without the service principal of Microsoft's message trace app.
+    pub trace_unprincipled: HashSet<String>,
+    /// Message trace requests received, and those answered 429.
+    pub trace_calls: u64,
+    pub trace_throttled: u64,
 }
 
 impl Default for Directory {
@@ -427,6 +441,12 @@ impl Default for Directory {
             sign_ins: HashMap::new(),
             activity_unlicensed: HashSet::new(),
             activity_requests: 0,
+            trace_rows: VecDeque::new(),
+            trace_limit: HashMap::new(),
+            trace_page_cap: 1000,
+            trace_unprincipled: HashSet::new(),
+            trace_calls: 0,
+            trace_throttled: 0,
         }
     }
 }
@@ -498,3 +518,4 @@ pub use simulator::{Simulator, SmtpListener};
 pub use smtp::Transcript;
 pub use smtp_fault::{SmtpFault, SmtpStep};
 pub use token::IssuedClaims;
+pub use trace::TraceEntry;

@@ -26,6 +26,7 @@ use smtp_oauth_exporter::checks::graph::{
 use smtp_oauth_exporter::checks::health::{HealthDetails, Issue, Service};
 use smtp_oauth_exporter::checks::smtp::{CertFacts, Phase, ReplyFacts, SmtpDetails, TlsFacts};
 use smtp_oauth_exporter::checks::token::TokenDetails;
+use smtp_oauth_exporter::checks::traffic::{SenderTraffic, TraceStatus, TrafficDetails};
 use smtp_oauth_exporter::checks::{Details, Failure, Report};
 use smtp_oauth_exporter::metrics::{self, AgentInfo, PageSettings};
 use smtp_oauth_exporter::plan::{AlertSettings, CheckKind, Plan};
@@ -61,6 +62,7 @@ apps:
   - { name: a-cred, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000005, client_secret: "Abc~x" }
   - { name: a-expired, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000006, client_secret: "Abc~x" }
   - { name: a-notfound, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000007, client_secret: "Abc~x" }
+  - { name: a-traffic, tenant: traffic.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000011, client_secret: "Abc~x", checks: { traffic: { enabled: true } } }
   - { name: a-active, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000010, client_secret: "Abc~x", checks: { activity: { enabled: true } } }
   - name: a-mail
     tenant: fabrikam.onmicrosoft.com
@@ -79,6 +81,8 @@ mailboxes:
   - { name: m-slow, app: a-mail, address: slow@fabrikam.com, canary: { schedule: 15m } }
   - { name: m-junk, app: a-mail, address: junk@fabrikam.com, canary: { schedule: 15m } }
   - { name: m-reader, app: a-mail, address: reader@fabrikam.com, canary: { schedule: 15m } }
+  - { name: m-silent, app: a-traffic, address: silent@traffic.example, expect_traffic_within: 30m }
+  - { name: m-failing, app: a-traffic, address: failing@traffic.example, expect_traffic_within: 1d }
 "#;
 
 fn report(
@@ -203,6 +207,7 @@ fn canary(
         }),
         polls: 1,
         cleaned_up: 0,
+        trace: None,
     };
     report(
         CheckKind::Canary,
@@ -417,6 +422,61 @@ fn reports(minute: i64) -> Vec<Report> {
                     key("k-old", 90.0 - 10.0 / 1440.0),
                 ],
                 unavailable: None,
+            }),
+        ));
+    }
+    if every5 {
+        // Message trace, the last 5 minutes each time: m-silent sends once each until minute
+        // 20 (then silent for more than its 30 minutes from minute 51); m-failing sends 20
+        // messages and 5 failures at minute 0 (a share of 20%), then 30 more at minute 40
+        // (9%).
+        let counts = |pairs: &[(TraceStatus, u32)]| {
+            let mut c = [0u32; 7];
+            for (s, n) in pairs {
+                c[s.index()] = *n;
+            }
+            c
+        };
+        let hour = |minute: i64| minute * 60 / 3600 * 3600;
+        let silent = if m <= 20 {
+            vec![(hour(m), counts(&[(TraceStatus::Delivered, 1)]))]
+        } else {
+            Vec::new()
+        };
+        let failing = match m {
+            0 => vec![(
+                0,
+                counts(&[(TraceStatus::Delivered, 20), (TraceStatus::Failed, 5)]),
+            )],
+            40 => vec![(0, counts(&[(TraceStatus::Delivered, 30)]))],
+            _ => Vec::new(),
+        };
+        out.push(report(
+            CheckKind::Traffic,
+            "traffic.onmicrosoft.com",
+            m,
+            None,
+            Details::Traffic(TrafficDetails {
+                tenant: "traffic.onmicrosoft.com".into(),
+                reader: "a-traffic".into(),
+                http_status: Some(200),
+                window: Some((at(m - 5), at(m))),
+                pages: 1,
+                rows: 0,
+                senders: vec![
+                    SenderTraffic {
+                        mailbox: "m-silent".into(),
+                        newest: (m <= 20).then(|| at(m)),
+                        hours: silent,
+                        expect_within: Some(Duration::from_secs(1800)),
+                    },
+                    SenderTraffic {
+                        mailbox: "m-failing".into(),
+                        newest: (!failing.is_empty()).then(|| at(m)),
+                        hours: failing,
+                        expect_within: Some(Duration::from_secs(86_400)),
+                    },
+                ],
             }),
         ));
     }

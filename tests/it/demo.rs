@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// Each scenario of the demo catalogue and the verdict the agent must reach: (step, cause).
-const EXPECTED: [(&str, &str, &str); 28] = [
+const EXPECTED: [(&str, &str, &str); 31] = [
     ("healthy-secret", "ok", "ok"),
     ("healthy-certificate", "ok", "ok"),
     ("secret-expiring", "2", "credential_expiring"),
@@ -54,6 +54,9 @@ const EXPECTED: [(&str, &str, &str); 28] = [
     ),
     ("secret-on-service-principal", "ok", "ok"),
     ("old-secret-in-use", "2", "active_credential_expiring"),
+    ("traffic-healthy", "ok", "ok"),
+    ("sender-silent", "unknown", "traffic_silent"),
+    ("traffic-quarantined", "policy", "traffic_failing"),
 ];
 
 #[test]
@@ -208,8 +211,8 @@ async fn every_scenario_shows_its_verdict_on_metrics_status_and_the_page() {
         .unwrap();
     assert_eq!(expiring["credential_in_use"]["days_left"], 10);
     // The scenarios and the canaries' reader app (an app without a mailbox has a verdict).
-    assert_eq!(status["summary"]["targets"], 29);
-    assert_eq!(status["summary"]["ok"], 6);
+    assert_eq!(status["summary"]["targets"], 32);
+    assert_eq!(status["summary"]["ok"], 7);
     // The secret on the service principal is the one in use, its expiry known.
     let on_sp = status["mailboxes"]
         .as_array()
@@ -284,7 +287,7 @@ fn check_demo_prints_every_verdict() {
         assert!(block.contains("steps"), "{block}");
     }
     assert!(
-        text.contains("29 targets: 6 ok, 5 warning, 18 critical, 0 pending"),
+        text.contains("32 targets: 7 ok, 7 warning, 18 critical, 0 pending"),
         "{text}"
     );
     // The canary's delivery, and the incident with its title.

@@ -20,7 +20,8 @@ use smtp_oauth_exporter::plan::CheckKind;
 use smtp_oauth_exporter::sim::{
     CertFault, Delivery, Front, GraphFault, HttpBody, HttpReply, NetFault, SimApp, SmtpFault,
     SmtpListener, SmtpStep, TokenFault, ROLE_APPLICATION_READ_ALL, ROLE_AUDIT_LOG_READ_ALL,
-    ROLE_MAIL_READ_WRITE, ROLE_SERVICE_HEALTH_READ_ALL, ROLE_SMTP,
+    ROLE_EXCHANGE_MESSAGE_TRACE_READ_ALL, ROLE_MAIL_READ_WRITE, ROLE_SERVICE_HEALTH_READ_ALL,
+    ROLE_SMTP,
 };
 
 use crate::common::*;
@@ -74,6 +75,8 @@ pub enum Setup {
     TenantSmtpAuthOff,
     /// The app has no `Application.Read.All`.
     NoGraphRole,
+    /// The tenant has no service principal of Microsoft's message trace app.
+    NoTraceServicePrincipal,
     /// The canary's reader has no `Mail.ReadWrite`.
     NoMailRole,
     /// The canary's address is no mailbox (Exchange takes the message, Graph knows no user).
@@ -135,14 +138,19 @@ impl Row {
         self
     }
 
-    /// The `target` label: the app (token, Graph, health) or the mailbox (SMTP, canary).
+    /// The `target` label: the app (token, Graph, health, activity), the mailbox (SMTP,
+    /// canary) or the tenant (traffic: each row's own, by its domain).
     pub fn target(&self) -> String {
-        format!("{}-{}", self.check, self.name)
+        match self.check {
+            CheckKind::Traffic => format!("{}-{}.onmicrosoft.com", self.check, self.name),
+            _ => format!("{}-{}", self.check, self.name),
+        }
     }
 
     fn app(&self) -> String {
         match self.check {
             CheckKind::Smtp | CheckKind::Canary => format!("{}-app", self.target()),
+            CheckKind::Traffic => format!("{}-{}-app", self.check, self.name),
             _ => self.target(),
         }
     }
@@ -730,6 +738,20 @@ pub fn canary_faults() -> Vec<Row> {
         Row::new(c, "lost", Fault::Delivery(Delivery::Lost), "not_delivered"),
         Row::new(
             c,
+            "quarantined",
+            Fault::Delivery(Delivery::Quarantine),
+            "not_delivered",
+        ),
+        Row::new(
+            c,
+            "bounced",
+            Fault::Delivery(Delivery::Bounce(
+                "550 5.1.1 RESOLVER.ADR.RecipientNotFound".into(),
+            )),
+            "not_delivered",
+        ),
+        Row::new(
+            c,
             "late",
             Fault::Delivery(Delivery::Inbox(Duration::from_secs(3600))),
             "not_delivered",
@@ -924,6 +946,61 @@ pub fn activity_faults() -> Vec<Row> {
     ]
 }
 
+/// Message trace's faults: Graph's replies, the permission, the tenant without the message trace
+/// app's service principal, and the network to Graph.
+pub fn traffic_faults() -> Vec<Row> {
+    let t = CheckKind::Traffic;
+    vec![
+        Row::new(
+            t,
+            "forbidden",
+            Fault::Graph(GraphFault::Forbidden),
+            "trace_permission_missing",
+        ),
+        Row::new(
+            t,
+            "no-trace-sp",
+            Fault::Setup(Setup::NoTraceServicePrincipal),
+            "trace_service_principal_missing",
+        ),
+        Row::new(
+            t,
+            "too-many-requests",
+            Fault::Graph(GraphFault::TooManyRequests {
+                retry_after_seconds: 1,
+            }),
+            "throttled",
+        ),
+        Row::new(
+            t,
+            "server-error",
+            Fault::Graph(GraphFault::ServerError),
+            "http_error",
+        ),
+        Row::new(
+            t,
+            "malformed-json",
+            Fault::Graph(GraphFault::MalformedJson),
+            "invalid_response",
+        ),
+        Row::new(
+            t,
+            "refused",
+            Fault::Net(NetFault::Refuse),
+            "connect_refused",
+        ),
+        Row::new(t, "dns", Fault::Dns, "dns"),
+        Row::new(t, "silence", Fault::Net(NetFault::Silence), "timeout"),
+        Row::new(
+            t,
+            "self-signed",
+            Fault::Net(NetFault::Certificate(CertFault::SelfSigned)),
+            "tls_cert_invalid",
+        ),
+        Row::new(t, "reset", Fault::Net(NetFault::Reset), "tls_handshake"),
+    ]
+}
+
 /// The matrix: every fault on every check it applies to.
 pub fn matrix() -> Vec<Row> {
     let mut rows = Vec::new();
@@ -937,6 +1014,7 @@ pub fn matrix() -> Vec<Row> {
             CheckKind::Canary,
             CheckKind::Health,
             CheckKind::Activity,
+            CheckKind::Traffic,
         ] {
             rows.push(
                 Row::new(
@@ -957,6 +1035,7 @@ pub fn matrix() -> Vec<Row> {
     rows.extend(canary_faults());
     rows.extend(health_faults());
     rows.extend(activity_faults());
+    rows.extend(traffic_faults());
     let g = CheckKind::Graph;
     let graph = Fault::Graph;
     rows.extend([
@@ -1103,6 +1182,11 @@ async fn start(rows: &[Row]) -> Bench {
             client_id: client_id(1000 + i as u32),
             tenant: if matches!(row.fault, Fault::Setup(Setup::TenantSmtpAuthOff)) {
                 OTHER_TENANT.into()
+            } else if row.check == CheckKind::Traffic {
+                // Message trace is read per tenant: each row its own.
+                let id = format!("33333333-4444-5555-6666-{:012}", i);
+                w.sim.add_tenant(&id, &[&row.target()]);
+                id
             } else {
                 TENANT.into()
             },
@@ -1117,7 +1201,8 @@ async fn start(rows: &[Row]) -> Bench {
             )
             .with_graph_role(ROLE_APPLICATION_READ_ALL)
             .with_graph_role(ROLE_SERVICE_HEALTH_READ_ALL)
-            .with_graph_role(ROLE_AUDIT_LOG_READ_ALL);
+            .with_graph_role(ROLE_AUDIT_LOG_READ_ALL)
+            .with_graph_role(ROLE_EXCHANGE_MESSAGE_TRACE_READ_ALL);
         // A canary's reader: its own app, Mail.ReadWrite.
         let reader = (row.check == CheckKind::Canary).then(|| {
             let id = client_id(5000 + i as u32);
@@ -1158,9 +1243,10 @@ async fn start(rows: &[Row]) -> Bench {
                 let front = w.sim.start_front(upstream, Some(f.clone())).unwrap();
                 match row.check {
                     CheckKind::Token => login = format!("https://127.0.0.1:{}", front.port()),
-                    CheckKind::Graph | CheckKind::Health | CheckKind::Activity => {
-                        graph = format!("https://127.0.0.1:{}", front.port())
-                    }
+                    CheckKind::Graph
+                    | CheckKind::Health
+                    | CheckKind::Activity
+                    | CheckKind::Traffic => graph = format!("https://127.0.0.1:{}", front.port()),
                     CheckKind::Smtp | CheckKind::Canary => smtp_port = front.port(),
                 }
                 if let NetFault::Http(r) = f {
@@ -1180,7 +1266,7 @@ async fn start(rows: &[Row]) -> Bench {
             }
             Fault::Dns => match row.check {
                 CheckKind::Token => login = format!("https://login-{}.invalid", row.name),
-                CheckKind::Graph | CheckKind::Health | CheckKind::Activity => {
+                CheckKind::Graph | CheckKind::Health | CheckKind::Activity | CheckKind::Traffic => {
                     graph = format!("https://graph-{}.invalid", row.name)
                 }
                 CheckKind::Smtp | CheckKind::Canary => smtp_host = format!("{}.invalid", row.name),
@@ -1190,6 +1276,9 @@ async fn start(rows: &[Row]) -> Bench {
             Fault::Setup(Setup::NoHealthRole) => app
                 .graph_roles
                 .retain(|r| r != ROLE_SERVICE_HEALTH_READ_ALL),
+            Fault::Setup(Setup::NoTraceServicePrincipal) => {
+                w.sim.set_trace_service_principal(&h.tenant, false)
+            }
             Fault::Setup(_) => {}
         }
         w.sim.add_app(app);
@@ -1202,14 +1291,19 @@ async fn start(rows: &[Row]) -> Bench {
             || (matches!(row.fault, Fault::Token(_) | Fault::Setup(Setup::NoConsent))
                 && !matches!(row.fault, Fault::Token(TokenFault::TooManyRequests { .. })));
         apps += &format!(
-            "  - name: {}\n    tenant: {}\n    client_id: {}\n    client_secret_file: {secret}\n    login_url: {login}\n    graph_url: {graph}\n    ca_file: {}\n    checks:\n      token: {{ enabled: {token_on} }}\n      graph: {{ enabled: {} }}\n      health: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n      activity: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n",
+            "  - name: {}\n    tenant: {}\n    client_id: {}\n    client_secret_file: {secret}\n    login_url: {login}\n    graph_url: {graph}\n    ca_file: {}\n    checks:\n      token: {{ enabled: {token_on} }}\n      graph: {{ enabled: {} }}\n      health: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n      activity: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n      traffic: {{ enabled: {}, schedule: 2s, timeout: {CHECK_TIMEOUT}s }}\n",
             row.app(),
-            h.tenant,
+            if row.check == CheckKind::Traffic {
+                row.target()
+            } else {
+                h.tenant.clone()
+            },
             h.client_id,
             w.ca_file.display(),
             row.check == CheckKind::Graph,
             row.check == CheckKind::Health,
             row.check == CheckKind::Activity,
+            row.check == CheckKind::Traffic,
         );
         if let Some(id) = &reader {
             apps += &format!(
@@ -1217,6 +1311,17 @@ async fn start(rows: &[Row]) -> Bench {
                 row.target(),
                 h.tenant,
                 w.ca_file.display(),
+            );
+        }
+        if row.check == CheckKind::Traffic {
+            // The mailbox whose traffic is watched (its SMTP check off: the row is about the
+            // trace).
+            let address = format!("{}@contoso.com", row.app());
+            w.sim.add_mailbox(&address, &[h.client_id.as_str()]);
+            mailboxes += &format!(
+                "  - {{ name: {}-mb, app: {}, address: {address}, checks: {{ smtp: {{ enabled: false }} }} }}\n",
+                row.app(),
+                row.app()
             );
         }
         if matches!(row.check, CheckKind::Smtp | CheckKind::Canary) {
@@ -1499,6 +1604,9 @@ pub async fn run_table(rows: &[Row], recover: bool) {
                     .graph_roles
                     .push(ROLE_SERVICE_HEALTH_READ_ALL.into());
             }
+            Fault::Setup(Setup::NoTraceServicePrincipal) => {
+                sim.set_trace_service_principal(&h.tenant, true)
+            }
             // Canary rows: not recovered within the test (once a minute).
             Fault::Setup(Setup::NoMailRole | Setup::UnknownRecipient) => {}
         }
@@ -1661,6 +1769,8 @@ fn kind(f: &Fault) -> String {
             Delivery::Inbox(_) => "Inbox",
             Delivery::Junk(_) => "Junk",
             Delivery::Lost => "Lost",
+            Delivery::Quarantine => "Quarantine",
+            Delivery::Bounce(_) => "Bounce",
             Delivery::Reject { .. } => "Reject",
         },
         Fault::ReaderToken(_) => "Token",
@@ -1730,6 +1840,8 @@ fn every_fault_the_simulator_scripts_has_a_row() {
         "delivery:Inbox",
         "delivery:Junk",
         "delivery:Lost",
+        "delivery:Quarantine",
+        "delivery:Bounce",
         "delivery:Reject",
         "reader:Token",
     ]
@@ -1765,6 +1877,7 @@ fn every_fault_the_simulator_scripts_has_a_row() {
         Setup::NoMailRole,
         Setup::UnknownRecipient,
         Setup::NoHealthRole,
+        Setup::NoTraceServicePrincipal,
     ] {
         want.push(format!("setup:{s:?}"));
     }

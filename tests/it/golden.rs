@@ -18,6 +18,7 @@ use smtp_oauth_exporter::checks::graph::{
 use smtp_oauth_exporter::checks::health::{HealthDetails, Issue, Service};
 use smtp_oauth_exporter::checks::smtp::{CertFacts, Phase, ReplyFacts, SmtpDetails, TlsFacts};
 use smtp_oauth_exporter::checks::token::TokenDetails;
+use smtp_oauth_exporter::checks::traffic::{SenderTraffic, TraceStatus, TrafficDetails};
 use smtp_oauth_exporter::checks::{Details, Failure, Report};
 use smtp_oauth_exporter::metrics::{self, AgentInfo};
 use smtp_oauth_exporter::plan::CheckKind;
@@ -165,7 +166,7 @@ fn metrics_exposition_matches_the_golden_file() {
     // The plan first, as the agent does: jobs count from an hour before, so the legacy app's
     // never-successful token check is overdue and `check_overdue` has a sample.
     let plan = smtp_oauth_exporter::config::from_yaml(
-        "apps:\n  - { name: billing, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: x, checks: { activity: { enabled: true } } }\n  - { name: legacy, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000002, client_secret: y }\nmailboxes:\n  - { name: invoices, app: billing, address: invoices@contoso.com }\n  - { name: scans, app: billing, address: scans@contoso.com }\n",
+        "apps:\n  - { name: billing, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: x, checks: { activity: { enabled: true }, traffic: { enabled: true } } }\n  - { name: legacy, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000002, client_secret: y }\nmailboxes:\n  - { name: invoices, app: billing, address: invoices@contoso.com, expect_traffic_within: 30m }\n  - { name: scans, app: billing, address: scans@contoso.com }\n",
         "golden.yml",
         std::path::Path::new("."),
     )
@@ -218,6 +219,7 @@ fn metrics_exposition_matches_the_golden_file() {
             }),
             polls: 3,
             cleaned_up: 0,
+            trace: None,
         }),
     ));
     // Credential activity: the secret in use signed in a minute ago, the other one (which
@@ -242,6 +244,46 @@ fn metrics_exposition_matches_the_golden_file() {
                 key("key-3", CredentialType::Certificate, None),
             ],
             unavailable: None,
+        }),
+    ));
+    // Message trace: invoices sent 40 messages in the hour before, the last 45 minutes ago (it
+    // sends every 30 minutes: silent); scans 12, 3 of them quarantined.
+    let counts = |pairs: &[(TraceStatus, u32)]| {
+        let mut c = [0u32; 7];
+        for (s, n) in pairs {
+            c[s.index()] = *n;
+        }
+        c
+    };
+    let hour = at(-3600).timestamp() / 3600 * 3600;
+    state.record(report(
+        CheckKind::Traffic,
+        "contoso.onmicrosoft.com",
+        None,
+        Details::Traffic(TrafficDetails {
+            tenant: "contoso.onmicrosoft.com".into(),
+            reader: "billing".into(),
+            http_status: Some(200),
+            window: Some((at(-7200), at(-60))),
+            pages: 1,
+            rows: 60,
+            senders: vec![
+                SenderTraffic {
+                    mailbox: "invoices".into(),
+                    hours: vec![(hour, counts(&[(TraceStatus::Delivered, 40)]))],
+                    newest: Some(at(-2700)),
+                    expect_within: Some(Duration::from_secs(1800)),
+                },
+                SenderTraffic {
+                    mailbox: "scans".into(),
+                    hours: vec![(
+                        hour,
+                        counts(&[(TraceStatus::Delivered, 9), (TraceStatus::Quarantined, 3)]),
+                    )],
+                    newest: Some(at(-600)),
+                    expect_within: None,
+                },
+            ],
         }),
     ));
     // Service health: an Exchange Online incident and an Entra advisory.

@@ -53,17 +53,20 @@ const CRITICAL: [&str; 18] = [
     "service-principal-missing-in-entra",
 ];
 /// Healthy ones (and throttling alone): no alert about them or about their own app.
-const QUIET: [&str; 5] = [
+const QUIET: [&str; 6] = [
     "healthy-secret",
+    "traffic-healthy",
     "healthy-certificate",
     "graph-throttled",
     "rbac-in-scope",
     "secret-on-service-principal",
 ];
 /// The warnings: a team message each, no page.
-const WARNINGS: [&str; 5] = [
+const WARNINGS: [&str; 7] = [
     "secret-expiring",
     "old-secret-in-use",
+    "sender-silent",
+    "traffic-quarantined",
     "canary-junk",
     "canary-reader-denied",
     "canary-delivered",
@@ -71,7 +74,7 @@ const WARNINGS: [&str; 5] = [
 
 /// Alerts Prometheus must show (pending or firing) for a scenario: (mailbox, alert name,
 /// whether the alert is about the mailbox or about its app).
-const EXPECTED: [(&str, &str, About); 27] = [
+const EXPECTED: [(&str, &str, About); 29] = [
     (
         "secret-expiring",
         "SmtpOAuthCredentialExpiringSoon",
@@ -165,6 +168,12 @@ const EXPECTED: [(&str, &str, About); 27] = [
         "old-secret-in-use",
         "SmtpOAuthActiveCredentialExpiringSoon",
         About::App,
+    ),
+    ("sender-silent", "SmtpOAuthTrafficSilent", About::Mailbox),
+    (
+        "traffic-quarantined",
+        "SmtpOAuthTrafficFailing",
+        About::Mailbox,
     ),
     (
         "exchange-incident",

@@ -35,4 +35,5 @@ mod shard;
 mod sim_mail;
 mod smtp;
 mod token;
+mod traffic;
 mod web;

@@ -21,7 +21,7 @@ use crate::common::*;
 use crate::faults::{run_table, Fault, Row, Setup};
 
 /// Reasons no server can produce: the table's completeness test accepts them without a row.
-const NO_SCENARIO: [(&str, &str); 2] = [
+const NO_SCENARIO: [(&str, &str); 3] = [
     (
         "internal_error",
         "a bug in the agent (a panic) fails the run: a server that could cause it would have found a bug (its_path_is_labelled_internal_error tests the label)",
@@ -29,6 +29,10 @@ const NO_SCENARIO: [(&str, &str); 2] = [
     (
         "message_rejected",
         "the SMTP check never sends a message: `check --send-test-to` does, and its own test runs the command over the simulator (the canary's row covers the canary)",
+    ),
+    (
+        "budget_exhausted",
+        "the agent's own budget of message trace: a window of more pages than 100 requests in 5 minutes allow; traffic::a_window_larger_than_the_budget_stops_at_a_hundred_requests spends it over the simulator",
     ),
 ];
 
@@ -51,7 +55,10 @@ pub fn table() -> Vec<Row> {
             .filter(|r| {
                 matches!(
                     r.check,
-                    CheckKind::Canary | CheckKind::Health | CheckKind::Activity
+                    CheckKind::Canary
+                        | CheckKind::Health
+                        | CheckKind::Activity
+                        | CheckKind::Traffic
                 )
             })
             .filter(|r| seen.insert((r.check, r.reason))),
