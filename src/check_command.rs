@@ -120,14 +120,16 @@ pub async fn run(plan: Arc<Plan>, req: &Request) -> Outcome {
                 }
             }
         }
-        // A watched mailbox's traffic: its tenant's message trace read, once per tenant.
-        if let Some(w) = t.mailbox().and_then(|m| m.traffic.as_ref()) {
-            if seen_tenants.insert(w.tenant.clone()) {
-                if let Some(tenant) = plan.target(&w.tenant) {
-                    app_jobs.extend(
-                        Job::new(CheckKind::Traffic, tenant.clone()).filter(|j| j.settings.enabled),
-                    );
-                }
+        // The reads of its tenant (message trace, the inventory), once per tenant.
+        let tenant = plan
+            .tenants
+            .iter()
+            .find(|x| x.name.eq_ignore_ascii_case(&app.tenant));
+        if let Some(tenant) = tenant.filter(|x| seen_tenants.insert(x.name.clone())) {
+            for kind in [CheckKind::Traffic, CheckKind::Discovery] {
+                app_jobs.extend(
+                    Job::new(kind, Target::Tenant(tenant.clone())).filter(|j| j.settings.enabled),
+                );
             }
         }
         // `--send-test-to` on a mailbox with a canary: the canary's run, to that address, so
@@ -503,6 +505,45 @@ fn text(doc: &Document) -> String {
                     .map(|s| format!(", since {}", s.format("%Y-%m-%d %H:%M UTC")))
                     .unwrap_or_default()
             );
+        }
+        out.push('\n');
+    }
+    for t in &doc.discovery {
+        let _ = writeln!(
+            out,
+            "Apps that can send SMTP in tenant {}: {}",
+            t.tenant, t.summary
+        );
+        for a in &t.apps {
+            let _ = writeln!(
+                out,
+                "  {} {} · {}",
+                a.display_name,
+                a.app_id,
+                match &a.configured {
+                    Some(n) => format!("configured as {n}"),
+                    None => "discovered".to_string(),
+                }
+            );
+            for c in &a.credentials {
+                let _ = writeln!(
+                    out,
+                    "    {} {} · expires {} · last sign-in {} · {}",
+                    if c.kind == "password" {
+                        "secret"
+                    } else {
+                        c.kind
+                    },
+                    c.display_name.as_deref().unwrap_or(&c.key_id),
+                    c.expires_at
+                        .map(|e| e.format("%Y-%m-%d").to_string())
+                        .unwrap_or_else(|| "never".into()),
+                    c.last_sign_in
+                        .map(|l| l.format("%Y-%m-%d %H:%M UTC").to_string())
+                        .unwrap_or_else(|| "none".into()),
+                    c.state
+                );
+            }
         }
         out.push('\n');
     }

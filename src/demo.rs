@@ -1,7 +1,8 @@
 //! The built-in demo: starts the simulator, fills its directory with one mailbox per failure mode
 //! (each named after it) and writes a configuration that points the agent at it, all on
 //! loopback: the setup steps, the delivery canary's outcomes, a Microsoft 365 incident, which
-//! credential the application signs in with and what it sends (message trace). `demo` serves it; `check --demo` checks it; the end-to-end tests assert it.
+//! credential the application signs in with, what it sends (message trace), and the apps of the
+//! tenant that can send SMTP (two nobody configured). `demo` serves it; `check --demo` checks it; the end-to-end tests assert it.
 
 use std::path::PathBuf;
 
@@ -157,6 +158,8 @@ const ARCHIVER: &str = "e6a527c8-f4df-464e-b1b0-34f012ef1b5d";
 const PAYMENTS: &str = "f7b638d9-05e0-475f-82c1-4501a3f02c6e";
 const INVOICING: &str = "08c749ea-16f1-4860-93d2-5612b4a13d7f";
 const MAILER: &str = "19d84afb-27a2-4971-a4e3-6723c5b24e80";
+const INTRANET: &str = "2ae95b0c-38b3-4a82-b5f4-7834d6c35f91";
+const FAX: &str = "3bfa6c1d-49c4-4b93-86a5-8945e7d46aa2";
 
 /// The canary mailboxes of Contoso (app erp) and what Exchange does with their messages.
 fn canary_deliveries() -> [(&'static str, &'static str, Delivery); 8] {
@@ -415,6 +418,25 @@ impl Demo {
                 now - hours(1),
             );
         }
+        // Two apps nobody configured in the agent that hold SMTP.SendAsApp: the inventory
+        // finds them. The intranet signed in 3 hours ago with a secret that expires in 20 days;
+        // the fax gateway's secret last signed in 120 days ago.
+        sim.add_app(
+            SimApp::new(CONTOSO, INTRANET, "Intranet portal").with_secret(
+                &secret("In5"),
+                Some("intranet-2024"),
+                now - days(345),
+                now + days(20) + Days::hours(1),
+            ),
+        );
+        sim.set_sign_in(INTRANET, "intranet-2024", now - Days::hours(3));
+        sim.add_app(SimApp::new(CONTOSO, FAX, "Fax gateway").with_secret(
+            &secret("Fx6"),
+            Some("fax"),
+            now - days(500),
+            now + days(200),
+        ));
+        sim.set_sign_in(FAX, "fax", now - days(120));
         // The printer signs with a certificate; the one on its registration is another.
         let uploaded = app_certificate("printer-old.contoso.example");
         let printer_cert = app_certificate("printer.contoso.example");
@@ -516,7 +538,8 @@ scheduler: { startup_spread: 3s }\n\
 defaults:\n  checks:\n    token: { schedule: 30s, timeout: 5s }\n    smtp: { schedule: 30s, timeout: 5s }\n    graph: { schedule: 1m, timeout: 5s }\n\
 apps:\n",
         );
-        let health = ", checks: { health: { enabled: true, schedule: 1m } }";
+        // The ERP app also inventories Contoso's apps that can send SMTP, with their sign-ins.
+        let health = ", checks: { health: { enabled: true, schedule: 1m }, discovery: { enabled: true, schedule: 1m }, activity: { enabled: true, schedule: 1m } }";
         yaml += &app(
             "erp",
             "contoso.onmicrosoft.com",

@@ -409,6 +409,27 @@ reason_table! {
     }
 }
 
+reason_table! {
+    /// Why the inventory of the tenant's apps that can send SMTP failed.
+    pub enum DiscoveryReason {
+        /// 403: no `Application.Read.All`.
+        PermissionMissing => ("discovery_permission_missing", false, Step::ApiPermission, "HTTP 403 (Graph)",
+            "grant Application.Read.All (Microsoft Graph > Application permissions, admin consent) to the app that inventories the tenant"),
+        /// 429, or 503 with Retry-After.
+        Throttled => ("throttled", true, Step::Transient, "HTTP 429, 503 with Retry-After",
+            "Graph throttled the inventory; the next one waits for Retry-After"),
+        /// Another HTTP status.
+        HttpError => ("http_error", true, Step::Transient, "other HTTP status",
+            "Graph answered an HTTP error; the log has the status and Graph's error code"),
+        /// Not the JSON Graph promises.
+        InvalidResponse => ("invalid_response", false, Step::Unknown, "not the promised JSON",
+            "not the JSON Graph promises (no SMTP.SendAsApp role on the Office 365 Exchange Online service principal, bad dates, more apps than the agent reads); the log says what"),
+        /// No Graph token for the reader.
+        TokenUnavailable => ("token_unavailable", false, Step::AppRegistration, "no Graph token",
+            "no Graph token for the app that inventories the tenant (the AADSTS code is kept)"),
+    }
+}
+
 impl TokenReason {
     /// The reason for a known AADSTS code; `None` for codes outside the reference table.
     pub fn from_aadsts(code: u32) -> Option<TokenReason> {
@@ -442,6 +463,7 @@ pub enum Reason {
     Health(HealthReason),
     Activity(ActivityReason),
     Traffic(TrafficReason),
+    Discovery(DiscoveryReason),
 }
 
 impl Reason {
@@ -455,6 +477,7 @@ impl Reason {
             Reason::Health(r) => r.info(),
             Reason::Activity(r) => r.info(),
             Reason::Traffic(r) => r.info(),
+            Reason::Discovery(r) => r.info(),
         }
     }
 
@@ -479,6 +502,7 @@ impl Reason {
                 | Reason::Health(HealthReason::Throttled)
                 | Reason::Activity(ActivityReason::Throttled)
                 | Reason::Traffic(TrafficReason::Throttled)
+                | Reason::Discovery(DiscoveryReason::Throttled)
         )
     }
 
@@ -509,6 +533,10 @@ impl Reason {
             CheckKind::Traffic => TrafficReason::ALL
                 .iter()
                 .map(|r| Reason::Traffic(*r))
+                .collect(),
+            CheckKind::Discovery => DiscoveryReason::ALL
+                .iter()
+                .map(|r| Reason::Discovery(*r))
                 .collect(),
         };
         own.into_iter()
@@ -561,6 +589,11 @@ impl From<ActivityReason> for Reason {
 impl From<TrafficReason> for Reason {
     fn from(r: TrafficReason) -> Self {
         Reason::Traffic(r)
+    }
+}
+impl From<DiscoveryReason> for Reason {
+    fn from(r: DiscoveryReason) -> Self {
+        Reason::Discovery(r)
     }
 }
 

@@ -86,7 +86,9 @@ impl Throttler {
     fn of(kind: CheckKind) -> Option<Throttler> {
         match kind {
             CheckKind::Token => Some(Throttler::Entra),
-            CheckKind::Graph | CheckKind::Health | CheckKind::Activity => Some(Throttler::Graph),
+            CheckKind::Graph | CheckKind::Health | CheckKind::Activity | CheckKind::Discovery => {
+                Some(Throttler::Graph)
+            }
             // Message trace throttles per tenant, apart from Graph's other reads: only its own
             // Retry-After holds it back.
             CheckKind::Smtp | CheckKind::Canary | CheckKind::Traffic => None,

@@ -312,7 +312,9 @@ pub(super) fn covered(kind: CheckKind, reason: Reason) -> bool {
                 || reason == Reason::Canary(CanaryReason::ReaderPermissionMissing)
         }
         CheckKind::Graph => reason == Reason::Graph(GraphReason::PermissionMissing),
-        CheckKind::Health | CheckKind::Activity | CheckKind::Traffic => false,
+        CheckKind::Health | CheckKind::Activity | CheckKind::Traffic | CheckKind::Discovery => {
+            false
+        }
     }
 }
 

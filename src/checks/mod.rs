@@ -5,6 +5,7 @@
 
 pub mod activity;
 pub mod canary;
+pub mod discovery;
 pub mod graph;
 pub mod graph_call;
 pub mod health;
@@ -115,6 +116,7 @@ pub enum Details {
     Health(health::HealthDetails),
     Activity(activity::ActivityDetails),
     Traffic(traffic::TrafficDetails),
+    Discovery(discovery::DiscoveryDetails),
 }
 
 /// What a check module returns.
@@ -213,6 +215,13 @@ impl Report {
             _ => None,
         }
     }
+
+    pub fn discovery(&self) -> Option<&discovery::DiscoveryDetails> {
+        match &self.details {
+            Details::Discovery(d) => Some(d),
+            _ => None,
+        }
+    }
 }
 
 /// Runs one job now, within its timeout. The scheduler, `/probe` and the `check` command all
@@ -233,6 +242,7 @@ pub async fn run(job: &Job, ctx: &Context, opts: &RunOptions) -> Report {
             CheckKind::Health => health::run(&job.target, ctx, deadline).await,
             CheckKind::Activity => activity::run(&job.target, ctx, deadline).await,
             CheckKind::Traffic => traffic::run(&job.target, ctx, deadline).await,
+            CheckKind::Discovery => discovery::run(&job.target, ctx, deadline).await,
         }
     };
     // Each check respects the deadline itself (so it can say which step was slow); this is the

@@ -381,18 +381,18 @@ fn reason_of(e: &GraphError) -> Reason {
 /// Reads the tenant's trace from where the last read ended (the first time, a day back or as
 /// far as the longest expected silence) to a little before now.
 pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
-    let Some(tenant) = target.tenant() else {
+    let Some((tenant, read)) = target.tenant().and_then(|t| Some((t, t.traffic.as_ref()?))) else {
         return Outcome::failure(
             Failure::new(
                 crate::reasons::CommonReason::InternalError,
-                "the traffic check runs on tenants",
+                "the traffic check runs on tenants whose traffic is watched",
             ),
             Details::None,
         );
     };
     let mut d = TrafficDetails {
         tenant: tenant.name.clone(),
-        reader: tenant.reader.name.clone(),
+        reader: read.reader.name.clone(),
         senders: tenant
             .senders
             .iter()
@@ -406,10 +406,8 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         ..TrafficDetails::default()
     };
     let now = second(Utc::now());
-    let lag = chrono::Duration::from_std(
-        MAX_LAG.min(tenant.traffic_check.schedule.typical_interval() / 3),
-    )
-    .unwrap_or_default();
+    let lag = chrono::Duration::from_std(MAX_LAG.min(read.check.schedule.typical_interval() / 3))
+        .unwrap_or_default();
     // Whole seconds, as the trace's times are: windows meet without a gap or an overlap.
     let end = second(now - lag);
     let cursor = ctx.trace.cursor(&tenant.name).unwrap_or_else(|| {
@@ -433,7 +431,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
     if to <= from {
         return Outcome::success(Details::Traffic(d));
     }
-    let graph = match Graph::connect(&tenant.reader, &ctx.tokens, deadline).await {
+    let graph = match Graph::connect(&read.reader, &ctx.tokens, deadline).await {
         Ok(g) => g,
         Err(e) => return error_outcome(ctx, &tenant.name, &e, d),
     };

@@ -9,7 +9,7 @@ use super::credentials::{self, CertificateError};
 use super::raw::{self, RawChecks};
 use super::validate::{
     TrafficTenants, Validator, ACTIVITY_DEFAULT, CANARY_DEFAULT, CANARY_MIN_INTERVAL,
-    GRAPH_DEFAULT, HEALTH_DEFAULT, SMTP_DEFAULT, TOKEN_DEFAULT, TRAFFIC_DEFAULT,
+    DISCOVERY_DEFAULT, GRAPH_DEFAULT, HEALTH_DEFAULT, SMTP_DEFAULT, TOKEN_DEFAULT, TRAFFIC_DEFAULT,
 };
 use super::ConfigError;
 use crate::plan::{
@@ -169,6 +169,12 @@ impl Validator<'_> {
                 )?;
                 c
             },
+            discovery_check: self.opt_in(
+                &format!("{p}.checks.discovery"),
+                a.checks.discovery.as_ref(),
+                defaults.discovery.as_ref(),
+                DISCOVERY_DEFAULT,
+            )?,
             name,
             tenant,
             client_id,
@@ -284,10 +290,11 @@ impl Validator<'_> {
             || m.checks.health.is_some()
             || m.checks.activity.is_some()
             || m.checks.traffic.is_some()
+            || m.checks.discovery.is_some()
         {
             return Err(self.err(
                 format!("{p}.checks"),
-                "mailboxes take only the smtp check; token, graph, health, activity and traffic belong to apps (the canary and expect_traffic_within are the mailbox's own)",
+                "mailboxes take only the smtp check; token, graph, health, activity, traffic and discovery belong to apps (the canary and expect_traffic_within are the mailbox's own)",
             ));
         }
         let tenant_trace = traffic.get(&app.tenant.to_ascii_lowercase());

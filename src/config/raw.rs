@@ -96,6 +96,8 @@ pub struct RawChecks {
     pub activity: Option<RawCheck>,
     /// Its mailboxes' traffic in message trace (off unless enabled).
     pub traffic: Option<RawCheck>,
+    /// The inventory of its tenant's apps that can send SMTP (off unless enabled).
+    pub discovery: Option<RawCheck>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]

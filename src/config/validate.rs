@@ -25,6 +25,9 @@ pub(super) const HEALTH_DEFAULT: (&str, &str) = ("5m", "30s");
 /// Message trace every 15 minutes: at most 100 requests per 5 minutes per tenant, and the
 /// trace lags a few minutes behind anyway.
 pub(super) const TRAFFIC_DEFAULT: (&str, &str) = ("15m", "60s");
+/// The inventory every 6 hours, as the credential reads (credentials change slowly; each
+/// discovered app costs two Graph reads).
+pub(super) const DISCOVERY_DEFAULT: (&str, &str) = ("6h", "60s");
 /// Credential sign-in activity every hour (Entra ID updates the report within hours).
 pub(super) const ACTIVITY_DEFAULT: (&str, &str) = ("1h", "30s");
 /// The canary every 15 minutes, and 5 minutes for the message to arrive.
@@ -140,6 +143,7 @@ impl<'a> Validator<'a> {
             ("health", &defaults.health, HEALTH_DEFAULT),
             ("activity", &defaults.activity, ACTIVITY_DEFAULT),
             ("traffic", &defaults.traffic, TRAFFIC_DEFAULT),
+            ("discovery", &defaults.discovery, DISCOVERY_DEFAULT),
         ] {
             self.check_settings(
                 &format!("defaults.checks.{kind}"),
@@ -252,8 +256,30 @@ impl<'a> Validator<'a> {
             }
             mailboxes.push(Arc::new(mb));
         }
+        // One inventory per tenant, likewise.
+        let mut discovery: TrafficTenants = HashMap::new();
+        for (i, a) in final_apps.iter().enumerate() {
+            if !a.discovery_check.enabled {
+                continue;
+            }
+            match discovery.get(&a.tenant.to_ascii_lowercase()) {
+                Some((_, first)) if first.discovery_check != a.discovery_check => {
+                    return Err(self.err(
+                        format!("apps[{i}].checks.discovery"),
+                        format!(
+                            "tenant {}'s apps are inventoried once, with the settings of app {:?} (its first with discovery): give app {:?} the same schedule and timeout",
+                            a.tenant, first.name, a.name
+                        ),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    discovery.insert(a.tenant.to_ascii_lowercase(), (a.tenant.clone(), a.clone()));
+                }
+            }
+        }
         // A tenant target's name is a `target` label too.
-        for (tenant, _) in traffic.values() {
+        for (tenant, _) in traffic.values().chain(discovery.values()) {
             if names.contains(tenant) || mnames.contains(tenant) {
                 return Err(self.err(
                     "apps",

@@ -259,7 +259,11 @@ pub fn diagnose(i: &Inputs) -> Verdict {
             CheckKind::Token => Some(Service::MicrosoftEntra),
             CheckKind::Smtp | CheckKind::Canary if token_failure => Some(Service::MicrosoftEntra),
             CheckKind::Smtp | CheckKind::Canary => Some(Service::ExchangeOnline),
-            CheckKind::Graph | CheckKind::Health | CheckKind::Activity | CheckKind::Traffic => None,
+            CheckKind::Graph
+            | CheckKind::Health
+            | CheckKind::Activity
+            | CheckKind::Traffic
+            | CheckKind::Discovery => None,
         };
         let incident = i
             .issues

@@ -230,6 +230,7 @@ impl Vars<'_> {
             CheckKind::Token => "Entra ID holds back the app's token check (its mailboxes keep sending with the cached token)",
             CheckKind::Graph | CheckKind::Health | CheckKind::Activity => "Graph holds back the app's Graph reads (credentials, service health, credential activity)",
             CheckKind::Traffic => "message trace holds back the tenant's reads",
+            CheckKind::Discovery => "Graph holds back the tenant's inventory",
             CheckKind::Smtp => "Exchange holds back this mailbox's SMTP check",
             CheckKind::Canary => "this mailbox's canary waits",
         };

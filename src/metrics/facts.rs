@@ -21,6 +21,9 @@ pub(super) enum Naming {
 pub(super) struct Item<'a> {
     pub base: Vec<(&'a str, &'a str)>,
     pub details: &'a Details,
+    /// An app the inventory discovered: the agent does not sign in with its credentials, so
+    /// nothing is said of a credential in use.
+    pub discovered: bool,
 }
 
 impl<'a> Item<'a> {
@@ -228,6 +231,17 @@ fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
                 .map(|r| (&i.base, r))
         })
     };
+    // The configured apps' only: a discovered app's credentials are none the agent uses.
+    let regs_of = |discovered: bool| {
+        items
+            .iter()
+            .filter(move |i| i.discovered == discovered)
+            .filter_map(|i| {
+                i.graph()
+                    .and_then(|g| g.registration.as_ref())
+                    .map(|r| (&i.base, r))
+            })
+    };
     let credentials =
         |f: &mut Exposition, want: fn(&crate::checks::graph::CredentialInfo) -> Option<f64>| {
             for (base, reg) in regs() {
@@ -312,7 +326,7 @@ fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
         "Present (1) when several credentials match the agent's own (secrets sharing the first three characters), so none is picked.",
         Kind::Gauge,
     );
-    for (base, reg) in regs() {
+    for (base, reg) in regs_of(false) {
         if reg.hint_ambiguous {
             f.sample(base, 1.0);
         }
@@ -322,7 +336,7 @@ fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
         "Whether any credential of the app registration matches the one the agent signs in with (0: the configured secret or certificate is not on the app).",
         Kind::Gauge,
     );
-    for (base, reg) in regs() {
+    for (base, reg) in regs_of(false) {
         f.sample(base, b(reg.in_use_matches > 0));
     }
     let policies = || {

@@ -316,12 +316,104 @@ fn write_checks(f: &mut Exposition, view: &View, page: PageSettings) {
             Some(Item {
                 base: vec![("target", k.target.as_str())],
                 details,
+                discovered: false,
             })
         })
         .collect();
+    // The apps the inventory discovered (not configured): their credentials and last sign-ins
+    // in the same families, with their client ID as the target, from its last successful run.
+    let discovered = discovered_facts(view);
+    let mut items = items;
+    for (app_id, details) in &discovered {
+        items.push(Item {
+            base: vec![("target", app_id.as_str())],
+            details,
+            discovered: true,
+        });
+    }
     write_facts(f, &items, detail, Naming::Agent);
+    write_discovery(f, view);
     write_canary(f, view);
     write_health(f, view);
+}
+
+/// The last successful inventory of each tenant.
+fn inventories<'a>(
+    view: &'a View,
+) -> impl Iterator<Item = &'a crate::checks::discovery::DiscoveryDetails> + 'a {
+    view.jobs
+        .iter()
+        .filter(|(k, _)| k.kind == CheckKind::Discovery)
+        .filter_map(|(_, st)| st.last_ok.as_deref()?.discovery())
+}
+
+/// The discovered apps' credentials (and their activity, where read) as the credential check's
+/// and the activity check's details, by client ID.
+fn discovered_facts(view: &View) -> Vec<(String, Details)> {
+    let mut out = Vec::new();
+    for d in inventories(view) {
+        for a in d.apps.iter().filter(|a| a.configured.is_none()) {
+            if let Some(r) = &a.credentials {
+                out.push((
+                    a.app_id.clone(),
+                    Details::Graph(crate::checks::graph::GraphDetails {
+                        reader: d.reader.clone(),
+                        http_status: Some(200),
+                        registration: Some(r.clone()),
+                        secret_policy: None,
+                    }),
+                ));
+            }
+            if d.activity_read {
+                out.push((
+                    a.app_id.clone(),
+                    Details::Activity(crate::checks::activity::ActivityDetails {
+                        reader: d.reader.clone(),
+                        http_status: Some(200),
+                        keys: a.activity.clone(),
+                        unavailable: d.activity_unavailable.clone(),
+                    }),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The inventory: how many apps of each tenant can send SMTP, configured or not, and each
+/// discovered one.
+fn write_discovery(f: &mut Exposition, view: &View) {
+    f.family(
+        "smtp_send_apps",
+        "Apps of a tenant that hold SMTP.SendAsApp (the inventory, checks.discovery), configured in the agent or not.",
+        Kind::Gauge,
+    );
+    for d in inventories(view) {
+        let configured = d.apps.iter().filter(|a| a.configured.is_some()).count();
+        for (label, n) in [("true", configured), ("false", d.apps.len() - configured)] {
+            f.sample(
+                &[("target", d.tenant.as_str()), ("configured", label)],
+                n as f64,
+            );
+        }
+    }
+    f.family(
+        "discovered_app_info",
+        "An app the inventory found holding SMTP.SendAsApp that the agent does not check itself (its client ID is the target of its credential series); always 1.",
+        Kind::Gauge,
+    );
+    for d in inventories(view) {
+        for a in d.apps.iter().filter(|a| a.configured.is_none()) {
+            f.sample(
+                &[
+                    ("target", a.app_id.as_str()),
+                    ("tenant", d.tenant.as_str()),
+                    ("display_name", a.display_name.as_str()),
+                ],
+                1.0,
+            );
+        }
+    }
 }
 
 /// What each watched mailbox sent, from message trace: counters by status (those seen: a
@@ -571,6 +663,7 @@ pub fn render_probe(
         .map(|r| Item {
             base: Vec::new(),
             details: &r.details,
+            discovered: false,
         })
         .collect();
     write_facts(&mut f, &items, true, Naming::Probe);

@@ -21,7 +21,7 @@ pub use settings::{
     AlertSettings, AlertmanagerAuth, AlertmanagerSettings, CheckSettings, DiagnosisSettings,
     MetricsSettings, SchedulerSettings, Settings,
 };
-pub use tenant::Tenant;
+pub use tenant::{Tenant, TenantRead};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -48,10 +48,13 @@ pub enum CheckKind {
     /// What the watched mailboxes sent, from message trace (per tenant, opt-in per app,
     /// global cloud).
     Traffic,
+    /// The apps of the tenant that hold `SMTP.SendAsApp`, and their credentials (per tenant,
+    /// opt-in per app).
+    Discovery,
 }
 
 impl CheckKind {
-    pub const ALL: [CheckKind; 7] = [
+    pub const ALL: [CheckKind; 8] = [
         CheckKind::Token,
         CheckKind::Smtp,
         CheckKind::Graph,
@@ -59,6 +62,7 @@ impl CheckKind {
         CheckKind::Health,
         CheckKind::Activity,
         CheckKind::Traffic,
+        CheckKind::Discovery,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +74,7 @@ impl CheckKind {
             CheckKind::Health => "health",
             CheckKind::Activity => "activity",
             CheckKind::Traffic => "traffic",
+            CheckKind::Discovery => "discovery",
         }
     }
 
@@ -79,9 +84,9 @@ impl CheckKind {
         !matches!(self, CheckKind::Smtp | CheckKind::Canary)
     }
 
-    /// Whether the kind checks tenants (traffic).
+    /// Whether the kind checks tenants (traffic, discovery).
     pub fn is_per_tenant(self) -> bool {
-        matches!(self, CheckKind::Traffic)
+        matches!(self, CheckKind::Traffic | CheckKind::Discovery)
     }
 }
 
@@ -99,7 +104,7 @@ impl std::str::FromStr for CheckKind {
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown check {s:?}, expected token, smtp, graph, canary, health, activity or traffic"
+                    "unknown check {s:?}, expected token, smtp, graph, canary, health, activity, traffic or discovery"
                 )
             })
     }
@@ -137,7 +142,7 @@ impl Target {
         match self {
             Target::App(a) => a,
             Target::Mailbox(m) => &m.app,
-            Target::Tenant(t) => &t.reader,
+            Target::Tenant(t) => t.reader(),
         }
     }
 
@@ -182,7 +187,7 @@ impl Target {
                 CheckKind::Activity,
             ],
             Target::Mailbox(_) => &[CheckKind::Smtp, CheckKind::Canary],
-            Target::Tenant(_) => &[CheckKind::Traffic],
+            Target::Tenant(_) => &[CheckKind::Traffic, CheckKind::Discovery],
         }
     }
 
@@ -195,7 +200,8 @@ impl Target {
             (Target::App(a), CheckKind::Activity) => Some(&a.activity_check),
             (Target::Mailbox(m), CheckKind::Smtp) => Some(&m.smtp_check),
             (Target::Mailbox(m), CheckKind::Canary) => m.canary.as_ref().map(|c| &c.check),
-            (Target::Tenant(t), CheckKind::Traffic) => Some(&t.traffic_check),
+            (Target::Tenant(t), CheckKind::Traffic) => t.traffic.as_ref().map(|r| &r.check),
+            (Target::Tenant(t), CheckKind::Discovery) => t.discovery.as_ref().map(|r| &r.check),
             _ => None,
         }
     }
@@ -364,27 +370,64 @@ impl Plan {
                 }
             }
         }
-        // One tenant target per tenant whose mailboxes' traffic is watched: its first such
-        // mailbox's app reads the trace, with its settings.
+        // One tenant target per tenant read once for all its apps: its message trace (for the
+        // mailboxes whose app watches traffic) and its inventory (`discovery`), each by the
+        // first app that enables it, with that app's settings.
         let mut tenants: Vec<Tenant> = Vec::new();
+        let read = |app: &Arc<App>, check: &CheckSettings| TenantRead {
+            reader: app.graph_reader_or_self(),
+            by: app.clone(),
+            check: check.clone(),
+        };
+        let tenant_of = |tenants: &mut Vec<Tenant>, name: &str| -> usize {
+            match tenants
+                .iter()
+                .position(|t| t.name.eq_ignore_ascii_case(name))
+            {
+                Some(i) => i,
+                None => {
+                    tenants.push(Tenant {
+                        name: name.to_string(),
+                        traffic: None,
+                        senders: Vec::new(),
+                        discovery: None,
+                        configured: Vec::new(),
+                    });
+                    tenants.len() - 1
+                }
+            }
+        };
         for m in &mailboxes {
             let Some(t) = &m.traffic else { continue };
-            match tenants.iter_mut().find(|x| x.name == t.tenant) {
-                Some(x) => x.senders.push(m.clone()),
-                None => tenants.push(Tenant {
-                    name: t.tenant.clone(),
-                    reader: m.app.graph_reader_or_self(),
-                    traffic_check: m.app.traffic_check.clone(),
-                    senders: vec![m.clone()],
-                }),
-            }
+            let i = tenant_of(&mut tenants, &t.tenant);
+            let x = &mut tenants[i];
+            x.traffic
+                .get_or_insert_with(|| read(&m.app, &m.app.traffic_check));
+            x.senders.push(m.clone());
+        }
+        for a in apps.iter().filter(|a| a.discovery_check.enabled) {
+            let i = tenant_of(&mut tenants, &a.tenant);
+            tenants[i]
+                .discovery
+                .get_or_insert_with(|| read(a, &a.discovery_check));
+        }
+        for t in &mut tenants {
+            t.configured = apps
+                .iter()
+                .chain(mailboxes.iter().map(|m| &m.app))
+                .map(|a| (a.client_id.to_ascii_lowercase(), a.name.clone()))
+                .collect();
+            t.configured.sort();
+            t.configured.dedup();
         }
         let tenants: Vec<Arc<Tenant>> = tenants.into_iter().map(Arc::new).collect();
         for t in &tenants {
             targets.insert(t.name.clone(), Target::Tenant(t.clone()));
-            if let Some(j) = Job::new(CheckKind::Traffic, Target::Tenant(t.clone())) {
-                if j.settings.enabled {
-                    jobs.push(j);
+            for kind in [CheckKind::Traffic, CheckKind::Discovery] {
+                if let Some(j) = Job::new(kind, Target::Tenant(t.clone())) {
+                    if j.settings.enabled {
+                        jobs.push(j);
+                    }
                 }
             }
         }
@@ -462,7 +505,10 @@ impl Plan {
     /// siblings, whose verdict reads it), or an app and all its mailboxes.
     pub fn affected_by(&self, job: &Job) -> Vec<Target> {
         if let Target::Tenant(t) = &job.target {
-            // The traffic of its mailboxes.
+            // The traffic of its mailboxes; the inventory changes no verdict.
+            if job.kind != CheckKind::Traffic {
+                return Vec::new();
+            }
             return t
                 .senders
                 .iter()

@@ -346,6 +346,62 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
         }
         h.push_str("</tbody></table>\n");
     }
+    for t in &doc.discovery {
+        let _ = writeln!(
+            h,
+            "<h2>Apps that can send SMTP: tenant {}</h2>\n<p class=\"summary\" data-tenant=\"{}\">{}</p>",
+            escape(&t.tenant),
+            escape(&t.tenant),
+            escape(&t.summary)
+        );
+        h.push_str("<table class=\"discovery\"><thead><tr><th>App</th><th>Watched by</th><th>Credentials</th></tr></thead><tbody>\n");
+        for a in &t.apps {
+            let watched = match &a.configured {
+                Some(name) => format!("its own checks (app {})", escape(name)),
+                None => "<b>discovered</b>: the inventory (credential expiry and sign-ins)".into(),
+            };
+            let creds: String = a
+                .credentials
+                .iter()
+                .map(|c| {
+                    format!(
+                        "<div>{} {}: expires {}{}{}</div>",
+                        if c.kind == "certificate" {
+                            "certificate"
+                        } else {
+                            "secret"
+                        },
+                        escape(c.display_name.as_deref().unwrap_or(&c.key_id)),
+                        c.expires_at
+                            .map(|e| e.format("%Y-%m-%d").to_string())
+                            .unwrap_or_else(|| "never".into()),
+                        c.last_sign_in
+                            .map(|l| format!(", last sign-in {}", l.format("%Y-%m-%d %H:%M UTC")))
+                            .unwrap_or_default(),
+                        if c.state == "unknown" {
+                            String::new()
+                        } else {
+                            format!(" ({})", escape(c.state))
+                        }
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                h,
+                "<tr data-app-id=\"{}\" data-discovered=\"{}\"><td data-label=\"App\"><b>{}</b><br><small>client ID {}</small></td><td data-label=\"Watched by\">{watched}</td><td data-label=\"Credentials\">{}{}</td></tr>",
+                escape(&a.app_id),
+                a.discovered,
+                escape(&a.display_name),
+                escape(&a.app_id),
+                creds,
+                a.note
+                    .as_deref()
+                    .map(|n| format!("<div><small>{}</small></div>", escape(n)))
+                    .unwrap_or_default()
+            );
+        }
+        h.push_str("</tbody></table>\n");
+    }
     h.push_str("</main></body></html>\n");
     h
 }

@@ -53,6 +53,39 @@ async fn route(state: HttpsState, req: Request<Incoming>) -> Result<SimResponse,
             )
         }
         ("GET", ["v1.0", object])
+            if object.replace("%27", "'")
+                == format!(
+                    "servicePrincipals(appId='{}')",
+                    super::discovery::EXCHANGE_ONLINE_APP_ID
+                ) =>
+        {
+            super::discovery::handle(
+                &state,
+                super::discovery::Read::Exchange,
+                parts.uri.query(),
+                &parts.headers,
+            )
+            .await
+        }
+        ("GET", ["v1.0", "servicePrincipals", id]) => {
+            super::discovery::handle(
+                &state,
+                super::discovery::Read::ByObjectId(id),
+                parts.uri.query(),
+                &parts.headers,
+            )
+            .await
+        }
+        ("GET", ["v1.0", "servicePrincipals", id, "appRoleAssignedTo"]) => {
+            super::discovery::handle(
+                &state,
+                super::discovery::Read::AssignedTo(id),
+                parts.uri.query(),
+                &parts.headers,
+            )
+            .await
+        }
+        ("GET", ["v1.0", object])
             if object.starts_with("applications(") || object.starts_with("servicePrincipals(") =>
         {
             super::graph::handle(&state, object, parts.uri.query(), &parts.headers).await

@@ -6,6 +6,7 @@
 //! The directory (tenants, apps, credentials, mailboxes) lives in [`Directory`].
 
 mod activity;
+mod discovery;
 pub mod fleet;
 pub mod front;
 mod graph;
@@ -410,6 +411,9 @@ pub struct Directory {
     /// Message trace requests received, and those answered 429.
     pub trace_calls: u64,
     pub trace_throttled: u64,
+    /// The inventory's reads received, and the most assignments a page of them holds.
+    pub discovery_requests: u64,
+    pub discovery_page_cap: usize,
 }
 
 impl Default for Directory {
@@ -447,6 +451,8 @@ impl Default for Directory {
             trace_unprincipled: HashSet::new(),
             trace_calls: 0,
             trace_throttled: 0,
+            discovery_requests: 0,
+            discovery_page_cap: 999,
         }
     }
 }

@@ -404,6 +404,16 @@ impl Simulator {
         });
     }
 
+    /// The most app role assignments a page of `appRoleAssignedTo` holds (default 999).
+    pub fn set_discovery_page_cap(&self, n: usize) {
+        self.directory.lock().expect("sim lock").discovery_page_cap = n;
+    }
+
+    /// The inventory's reads received so far (faults included).
+    pub fn discovery_requests(&self) -> u64 {
+        self.directory.lock().expect("sim lock").discovery_requests
+    }
+
     /// The most rows a message trace page holds (Graph: `$top`, default 1,000).
     pub fn set_trace_page_cap(&self, rows: usize) {
         self.directory.lock().expect("sim lock").trace_page_cap = rows;

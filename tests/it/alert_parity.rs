@@ -20,6 +20,7 @@ use smtp_oauth_exporter::alerts::{self, AlertName, Tracker};
 use smtp_oauth_exporter::auth::Resource;
 use smtp_oauth_exporter::checks::activity::{ActivityDetails, KeyActivity};
 use smtp_oauth_exporter::checks::canary::{CanaryDetails, Found};
+use smtp_oauth_exporter::checks::discovery::{DiscoveredApp, DiscoveryDetails};
 use smtp_oauth_exporter::checks::graph::{
     CredentialInfo, CredentialOrigin, CredentialType, GraphDetails, Registration,
 };
@@ -63,6 +64,7 @@ apps:
   - { name: a-expired, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000006, client_secret: "Abc~x" }
   - { name: a-notfound, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000007, client_secret: "Abc~x" }
   - { name: a-traffic, tenant: traffic.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000011, client_secret: "Abc~x", checks: { traffic: { enabled: true } } }
+  - { name: a-inventory, tenant: inventory.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000012, client_secret: "Abc~x", checks: { graph: { enabled: false }, discovery: { enabled: true }, activity: { enabled: true } } }
   - { name: a-active, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000010, client_secret: "Abc~x", checks: { activity: { enabled: true } } }
   - name: a-mail
     tenant: fabrikam.onmicrosoft.com
@@ -477,6 +479,63 @@ fn reports(minute: i64) -> Vec<Report> {
                         expect_within: Some(Duration::from_secs(86_400)),
                     },
                 ],
+            }),
+        ));
+    }
+    if m == 0 {
+        // The inventory: an app nobody configured whose secret the application signed in with
+        // two hours ago expires in 7 days and 20 minutes, another of its secrets last signed in
+        // 90 days less 5 minutes ago, a third expires in 29.5 days unused.
+        let now = at(0);
+        let Details::Graph(g) = registration(
+            &[
+                ("k-d-active", 7.0 + 20.0 / 1440.0, false),
+                ("k-d-stale", 200.0, false),
+                ("k-d-info", 29.5, false),
+            ],
+            now,
+        ) else {
+            unreachable!()
+        };
+        let key = |k: &str, ago: f64| KeyActivity {
+            key_id: k.into(),
+            kind: CredentialType::Password,
+            origin: CredentialOrigin::Application,
+            expires: None,
+            last_sign_in: Some(now - days(ago)),
+        };
+        out.push(report(
+            CheckKind::Discovery,
+            "inventory.onmicrosoft.com",
+            m,
+            None,
+            Details::Discovery(DiscoveryDetails {
+                tenant: "inventory.onmicrosoft.com".into(),
+                reader: "a-inventory".into(),
+                http_status: Some(200),
+                apps: vec![
+                    DiscoveredApp {
+                        app_id: "00000000-0000-4000-8000-000000000012".into(),
+                        display_name: "Inventory".into(),
+                        configured: Some("a-inventory".into()),
+                        credentials: None,
+                        activity: Vec::new(),
+                        note: None,
+                    },
+                    DiscoveredApp {
+                        app_id: "00000000-0000-4000-8000-0000000000d1".into(),
+                        display_name: "Intranet".into(),
+                        configured: None,
+                        credentials: g.registration,
+                        activity: vec![
+                            key("k-d-active", 2.0 / 24.0),
+                            key("k-d-stale", 90.0 - 5.0 / 1440.0),
+                        ],
+                        note: None,
+                    },
+                ],
+                activity_unavailable: None,
+                activity_read: true,
             }),
         ));
     }

@@ -247,6 +247,19 @@ async fn every_scenario_shows_its_verdict_on_metrics_status_and_the_page() {
         mismatches(&rendered)
     );
     assert!(dom.contains("id=\"summary\""), "{dom}");
+    // The inventory: the apps nobody configured, marked discovered.
+    assert!(
+        dom.contains(
+            "14 apps can send SMTP (12 configured); 1 credential in use expires this month"
+        ) && dom.contains("data-discovered=\"true\"")
+            && dom.contains("Intranet portal"),
+        "{dom}"
+    );
+    // Traffic beside the checks, with its chart.
+    assert!(
+        dom.contains("sent 40 in 24 h, 2 failed, 8 quarantined") && dom.contains("class=\"chart\""),
+        "{dom}"
+    );
     assert!(demo.stop().success());
 }
 
@@ -300,6 +313,13 @@ fn check_demo_prints_every_verdict() {
         text.contains("EX1024351 exchange_online incident (service_degradation): Users may be unable to send email using SMTP AUTH"),
         "{text}"
     );
+    // The inventory, and the lost canary looked up in message trace.
+    assert!(
+        text.contains("Apps that can send SMTP in tenant contoso.onmicrosoft.com: 14 apps can send SMTP (12 configured); 1 credential in use expires this month")
+            && text.contains("Intranet portal 2ae95b0c-38b3-4a82-b5f4-7834d6c35f91 · discovered"),
+        "{text}"
+    );
+    assert!(text.contains("message trace: still pending"), "{text}");
     // --no-canary: nothing sent, the canary scenarios show their login's verdict.
     let (text, _, _) = run_binary(&["check", "--demo", "--no-canary", "canary-lost"]);
     assert!(

@@ -142,7 +142,9 @@ impl Row {
     /// canary) or the tenant (traffic: each row's own, by its domain).
     pub fn target(&self) -> String {
         match self.check {
-            CheckKind::Traffic => format!("{}-{}.onmicrosoft.com", self.check, self.name),
+            CheckKind::Traffic | CheckKind::Discovery => {
+                format!("{}-{}.onmicrosoft.com", self.check, self.name)
+            }
             _ => format!("{}-{}", self.check, self.name),
         }
     }
@@ -150,7 +152,9 @@ impl Row {
     fn app(&self) -> String {
         match self.check {
             CheckKind::Smtp | CheckKind::Canary => format!("{}-app", self.target()),
-            CheckKind::Traffic => format!("{}-{}-app", self.check, self.name),
+            CheckKind::Traffic | CheckKind::Discovery => {
+                format!("{}-{}-app", self.check, self.name)
+            }
             _ => self.target(),
         }
     }
@@ -1001,6 +1005,54 @@ pub fn traffic_faults() -> Vec<Row> {
     ]
 }
 
+/// The inventory's faults: Graph's replies and the network to Graph.
+pub fn discovery_faults() -> Vec<Row> {
+    let d = CheckKind::Discovery;
+    vec![
+        Row::new(
+            d,
+            "forbidden",
+            Fault::Graph(GraphFault::Forbidden),
+            "discovery_permission_missing",
+        ),
+        Row::new(
+            d,
+            "too-many-requests",
+            Fault::Graph(GraphFault::TooManyRequests {
+                retry_after_seconds: 1,
+            }),
+            "throttled",
+        ),
+        Row::new(
+            d,
+            "server-error",
+            Fault::Graph(GraphFault::ServerError),
+            "http_error",
+        ),
+        Row::new(
+            d,
+            "malformed-json",
+            Fault::Graph(GraphFault::MalformedJson),
+            "invalid_response",
+        ),
+        Row::new(
+            d,
+            "refused",
+            Fault::Net(NetFault::Refuse),
+            "connect_refused",
+        ),
+        Row::new(d, "dns", Fault::Dns, "dns"),
+        Row::new(d, "silence", Fault::Net(NetFault::Silence), "timeout"),
+        Row::new(
+            d,
+            "self-signed",
+            Fault::Net(NetFault::Certificate(CertFault::SelfSigned)),
+            "tls_cert_invalid",
+        ),
+        Row::new(d, "reset", Fault::Net(NetFault::Reset), "tls_handshake"),
+    ]
+}
+
 /// The matrix: every fault on every check it applies to.
 pub fn matrix() -> Vec<Row> {
     let mut rows = Vec::new();
@@ -1015,6 +1067,7 @@ pub fn matrix() -> Vec<Row> {
             CheckKind::Health,
             CheckKind::Activity,
             CheckKind::Traffic,
+            CheckKind::Discovery,
         ] {
             rows.push(
                 Row::new(
@@ -1036,6 +1089,7 @@ pub fn matrix() -> Vec<Row> {
     rows.extend(health_faults());
     rows.extend(activity_faults());
     rows.extend(traffic_faults());
+    rows.extend(discovery_faults());
     let g = CheckKind::Graph;
     let graph = Fault::Graph;
     rows.extend([
@@ -1182,8 +1236,8 @@ async fn start(rows: &[Row]) -> Bench {
             client_id: client_id(1000 + i as u32),
             tenant: if matches!(row.fault, Fault::Setup(Setup::TenantSmtpAuthOff)) {
                 OTHER_TENANT.into()
-            } else if row.check == CheckKind::Traffic {
-                // Message trace is read per tenant: each row its own.
+            } else if matches!(row.check, CheckKind::Traffic | CheckKind::Discovery) {
+                // Message trace and the inventory are read per tenant: each row its own.
                 let id = format!("33333333-4444-5555-6666-{:012}", i);
                 w.sim.add_tenant(&id, &[&row.target()]);
                 id
@@ -1246,7 +1300,8 @@ async fn start(rows: &[Row]) -> Bench {
                     CheckKind::Graph
                     | CheckKind::Health
                     | CheckKind::Activity
-                    | CheckKind::Traffic => graph = format!("https://127.0.0.1:{}", front.port()),
+                    | CheckKind::Traffic
+                    | CheckKind::Discovery => graph = format!("https://127.0.0.1:{}", front.port()),
                     CheckKind::Smtp | CheckKind::Canary => smtp_port = front.port(),
                 }
                 if let NetFault::Http(r) = f {
@@ -1266,9 +1321,11 @@ async fn start(rows: &[Row]) -> Bench {
             }
             Fault::Dns => match row.check {
                 CheckKind::Token => login = format!("https://login-{}.invalid", row.name),
-                CheckKind::Graph | CheckKind::Health | CheckKind::Activity | CheckKind::Traffic => {
-                    graph = format!("https://graph-{}.invalid", row.name)
-                }
+                CheckKind::Graph
+                | CheckKind::Health
+                | CheckKind::Activity
+                | CheckKind::Traffic
+                | CheckKind::Discovery => graph = format!("https://graph-{}.invalid", row.name),
                 CheckKind::Smtp | CheckKind::Canary => smtp_host = format!("{}.invalid", row.name),
             },
             Fault::Setup(Setup::NoConsent) => app = app.without_consent(),
@@ -1291,9 +1348,9 @@ async fn start(rows: &[Row]) -> Bench {
             || (matches!(row.fault, Fault::Token(_) | Fault::Setup(Setup::NoConsent))
                 && !matches!(row.fault, Fault::Token(TokenFault::TooManyRequests { .. })));
         apps += &format!(
-            "  - name: {}\n    tenant: {}\n    client_id: {}\n    client_secret_file: {secret}\n    login_url: {login}\n    graph_url: {graph}\n    ca_file: {}\n    checks:\n      token: {{ enabled: {token_on} }}\n      graph: {{ enabled: {} }}\n      health: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n      activity: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n      traffic: {{ enabled: {}, schedule: 2s, timeout: {CHECK_TIMEOUT}s }}\n",
+            "  - name: {}\n    tenant: {}\n    client_id: {}\n    client_secret_file: {secret}\n    login_url: {login}\n    graph_url: {graph}\n    ca_file: {}\n    checks:\n      token: {{ enabled: {token_on} }}\n      graph: {{ enabled: {} }}\n      health: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n      activity: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n      traffic: {{ enabled: {}, schedule: 2s, timeout: {CHECK_TIMEOUT}s }}\n      discovery: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n",
             row.app(),
-            if row.check == CheckKind::Traffic {
+            if matches!(row.check, CheckKind::Traffic | CheckKind::Discovery) {
                 row.target()
             } else {
                 h.tenant.clone()
@@ -1304,6 +1361,7 @@ async fn start(rows: &[Row]) -> Bench {
             row.check == CheckKind::Health,
             row.check == CheckKind::Activity,
             row.check == CheckKind::Traffic,
+            row.check == CheckKind::Discovery,
         );
         if let Some(id) = &reader {
             apps += &format!(

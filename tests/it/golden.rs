@@ -11,6 +11,7 @@ use smtp_oauth_exporter::auth::cache::EntryStats;
 use smtp_oauth_exporter::auth::Resource;
 use smtp_oauth_exporter::checks::activity::{ActivityDetails, KeyActivity};
 use smtp_oauth_exporter::checks::canary::{CanaryDetails, Found};
+use smtp_oauth_exporter::checks::discovery::{DiscoveredApp, DiscoveryDetails};
 use smtp_oauth_exporter::checks::graph::{
     policy::{SecretPolicy, SecretRules},
     CredentialInfo, CredentialOrigin, CredentialType, GraphDetails, Registration,
@@ -166,7 +167,7 @@ fn metrics_exposition_matches_the_golden_file() {
     // The plan first, as the agent does: jobs count from an hour before, so the legacy app's
     // never-successful token check is overdue and `check_overdue` has a sample.
     let plan = smtp_oauth_exporter::config::from_yaml(
-        "apps:\n  - { name: billing, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: x, checks: { activity: { enabled: true }, traffic: { enabled: true } } }\n  - { name: legacy, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000002, client_secret: y }\nmailboxes:\n  - { name: invoices, app: billing, address: invoices@contoso.com, expect_traffic_within: 30m }\n  - { name: scans, app: billing, address: scans@contoso.com }\n",
+        "apps:\n  - { name: billing, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: x, checks: { activity: { enabled: true }, traffic: { enabled: true }, discovery: { enabled: true } } }\n  - { name: legacy, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000002, client_secret: y }\nmailboxes:\n  - { name: invoices, app: billing, address: invoices@contoso.com, expect_traffic_within: 30m }\n  - { name: scans, app: billing, address: scans@contoso.com }\n",
         "golden.yml",
         std::path::Path::new("."),
     )
@@ -284,6 +285,61 @@ fn metrics_exposition_matches_the_golden_file() {
                     expect_within: None,
                 },
             ],
+        }),
+    ));
+    // The inventory: the configured app, and one nobody configured whose secret signed in
+    // two hours ago.
+    let discovered_key = |key_id: &str, last: i64| KeyActivity {
+        key_id: key_id.into(),
+        kind: CredentialType::Password,
+        origin: CredentialOrigin::ServicePrincipal,
+        expires: None,
+        last_sign_in: Some(at(last)),
+    };
+    state.record(report(
+        CheckKind::Discovery,
+        "contoso.onmicrosoft.com",
+        None,
+        Details::Discovery(DiscoveryDetails {
+            tenant: "contoso.onmicrosoft.com".into(),
+            reader: "billing".into(),
+            http_status: Some(200),
+            apps: vec![
+                DiscoveredApp {
+                    app_id: "00000000-0000-4000-8000-000000000001".into(),
+                    display_name: "Billing".into(),
+                    configured: Some("billing".into()),
+                    credentials: None,
+                    activity: Vec::new(),
+                    note: None,
+                },
+                DiscoveredApp {
+                    app_id: "00000000-0000-4000-8000-0000000000d1".into(),
+                    display_name: "Intranet".into(),
+                    configured: None,
+                    credentials: Some(Registration {
+                        object_id: Some("sp".into()),
+                        created: None,
+                        credentials: vec![CredentialInfo {
+                            key_id: "key-d1".into(),
+                            kind: CredentialType::Password,
+                            origin: CredentialOrigin::ServicePrincipal,
+                            display_name: Some("intranet".into()),
+                            start: Some(at(-86_400)),
+                            end: Some(at(86_400 * 20)),
+                            in_use: false,
+                        }],
+                        earliest_expiry: Some(at(86_400 * 20)),
+                        next_expiry: Some(at(86_400 * 20)),
+                        in_use_matches: 0,
+                        hint_ambiguous: false,
+                    }),
+                    activity: vec![discovered_key("key-d1", -7200)],
+                    note: None,
+                },
+            ],
+            activity_unavailable: None,
+            activity_read: true,
         }),
     ));
     // Service health: an Exchange Online incident and an Entra advisory.

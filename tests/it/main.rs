@@ -14,6 +14,7 @@ mod config_errors;
 mod dashboards;
 mod demo;
 mod deploy;
+mod discovery;
 mod faults;
 mod fixtures;
 mod golden;

@@ -59,6 +59,7 @@ pub fn table() -> Vec<Row> {
                         | CheckKind::Health
                         | CheckKind::Activity
                         | CheckKind::Traffic
+                        | CheckKind::Discovery
                 )
             })
             .filter(|r| seen.insert((r.check, r.reason))),
