@@ -451,6 +451,14 @@ impl StateStore {
         let mut inner = self.lock();
         let evidence = evidence(&inner, target);
         let verdict = diagnosis::diagnose(&evidence.inputs(target, plan, now));
+        // The target's own run (its SMTP check or canary; an app's token check) gets a mark in
+        // its heartbeat bar, with the verdict after it.
+        let own = match target {
+            Target::Mailbox(_) => [evidence.smtp.as_ref(), evidence.canary.as_ref()],
+            _ => [evidence.token.as_ref(), None],
+        };
+        let run = own.into_iter().flatten().map(|r| r.started_at).max();
+        inner.history.beat(target.name(), run, verdict.cause);
         let old = inner
             .verdicts
             .insert(target.name().to_string(), verdict.clone());

@@ -189,6 +189,32 @@ pub struct AppStatus {
     /// For an app without mailboxes (otherwise its mailboxes carry the verdict); `check`
     /// gives every app it names one.
     pub verdict: Option<VerdictStatus>,
+    /// Its recent runs (an app without mailboxes: its token checks), oldest first.
+    pub recent_runs: Vec<RunMark>,
+}
+
+/// One run in a target's heartbeat bar: when, and the verdict after it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunMark {
+    pub at: DateTime<Utc>,
+    pub severity: &'static str,
+    pub cause: &'static str,
+}
+
+fn recent_runs(h: &crate::history::History, name: &str) -> Vec<RunMark> {
+    h.beats
+        .get(name)
+        .map(|b| {
+            b.marks
+                .iter()
+                .map(|m| RunMark {
+                    at: m.at(),
+                    severity: m.cause.severity().as_str(),
+                    cause: m.cause.label(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -207,6 +233,8 @@ pub struct MailboxStatus {
     pub traffic: Option<TrafficStatus>,
     pub checks: BTreeMap<CheckKind, CheckStatus>,
     pub verdict: Option<VerdictStatus>,
+    /// Its recent runs (SMTP checks and canaries), oldest first: the heartbeat bar.
+    pub recent_runs: Vec<RunMark>,
 }
 
 /// The verdict with the five setup steps as the evidence shows them.
@@ -659,7 +687,6 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
     let now = Utc::now();
     let jobs: BTreeMap<JobKey, TargetState> = state.snapshot().into_iter().collect();
     let verdicts = state.verdicts();
-    let traffic = state.with_view(|v| v.history.traffic.clone());
     let get = |kind: CheckKind, name: &str| {
         jobs.get(&JobKey {
             kind,
@@ -667,6 +694,24 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
         })
     };
     let wanted = |name: &str| only.is_none_or(|o| o.iter().any(|n| n == name));
+    let (traffic, history) = state.with_view(|v| {
+        let names: std::collections::HashSet<String> = plan
+            .verdict_targets()
+            .filter(|t| wanted(t.name()))
+            .map(|t| t.name().to_string())
+            .collect();
+        let beats = crate::history::History {
+            traffic: Default::default(),
+            beats: v
+                .history
+                .beats
+                .iter()
+                .filter(|(k, _)| names.contains(k.as_str()))
+                .map(|(k, b)| (k.clone(), b.clone()))
+                .collect(),
+        };
+        (v.history.traffic.clone(), beats)
+    });
     let mut summary = Summary::default();
     let mut count = |v: &VerdictStatus| {
         summary.targets += 1;
@@ -734,6 +779,7 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
             ),
             checks,
             verdict,
+            recent_runs: recent_runs(&history, &app.name),
         });
     }
     let mut mailboxes = Vec::new();
@@ -801,6 +847,7 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
             traffic: traffic_status(m, traffic.get(&m.name), now),
             checks,
             verdict,
+            recent_runs: recent_runs(&history, &m.name),
         });
     }
     Document {

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::status::{
-    ActivityStatus, CheckStatus, CredentialStatus, Document, TrafficStatus, VerdictStatus,
+    ActivityStatus, CheckStatus, CredentialStatus, Document, RunMark, TrafficStatus, VerdictStatus,
 };
 
 /// HTML-escapes text for element content and quoted attributes.
@@ -37,7 +37,9 @@ code{font-size:.85rem;overflow-wrap:anywhere}
 .ok{background:#1e8e3e}.warning{background:#e37400}.critical{background:#c5221f}.pending{background:#777}
 .fail{color:#c5221f}.pass{color:#1e8e3e}
 .summary{font-size:1rem}
-.chart{display:block;margin-top:.2rem}.chart .sent{fill:#1e8e3e}.chart .failed{fill:#c5221f}.chart .none{fill:#ddd}
+.chart{display:block;margin-top:.2rem}.chart .sent{fill:#1a73e8}.chart .failed{fill:#a50e0e}.chart .none{fill:#ddd}
+.beats{display:flex;gap:2px;margin-top:.35rem}.beat{display:inline-block;width:6px;height:16px;border-radius:2px}
+.beat.ok{background:#34a853}.beat.warning{background:#fbbc04}.beat.critical{background:#ea4335}.beat.pending{background:#9aa0a6}
 .fix{font-size:.85rem}
 @media (max-width:700px){
  table,thead,tbody,tr,th,td{display:block}
@@ -219,15 +221,40 @@ fn activity_lines(a: Option<&ActivityStatus>) -> String {
     out
 }
 
-fn verdict_cells(v: Option<&VerdictStatus>) -> String {
+/// The target's recent runs as a heartbeat bar: one mark a run, coloured by the verdict after
+/// it, oldest first (the status page's take on Uptime Kuma's bar).
+fn beats(runs: &[RunMark]) -> String {
+    if runs.is_empty() {
+        return String::new();
+    }
+    let marks: String = runs
+        .iter()
+        .map(|r| {
+            format!(
+                "<span class=\"beat {}\" title=\"{} UTC: {}\"></span>",
+                escape(r.severity),
+                r.at.format("%Y-%m-%d %H:%M:%S"),
+                escape(r.cause)
+            )
+        })
+        .collect();
+    format!(
+        "<div class=\"beats\" role=\"img\" aria-label=\"the last {} runs\" data-runs=\"{}\">{marks}</div>",
+        runs.len(),
+        runs.len()
+    )
+}
+
+fn verdict_cells(v: Option<&VerdictStatus>, runs: &[RunMark]) -> String {
     match v {
         None => "<td data-label=\"Verdict\">(see its mailboxes)</td><td data-label=\"What to do\"></td>".into(),
         Some(v) => format!(
-            "<td data-label=\"Verdict\" class=\"verdict\">{} {}<br><small>step {} · <code>{}</code></small></td><td data-label=\"What to do\" class=\"fix\">{}</td>",
+            "<td data-label=\"Verdict\" class=\"verdict\">{} {}<br><small>step {} · <code>{}</code></small>{}</td><td data-label=\"What to do\" class=\"fix\">{}</td>",
             badge(v.severity),
             escape(&v.summary),
             escape(v.step_title),
             escape(v.cause),
+            beats(runs),
             escape(&v.remediation)
         ),
     }
@@ -306,7 +333,7 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
                 escape(&m.app),
                 escape(&m.smtp_host),
                 m.smtp_port,
-                verdict_cells(m.verdict.as_ref()),
+                verdict_cells(m.verdict.as_ref(), &m.recent_runs),
                 credential_cell(m.credential_in_use.as_ref())
                     + &activity_lines(m.credential_activity.as_ref()),
             );
@@ -339,7 +366,7 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
                 } else {
                     format!("mailboxes: {}", escape(&a.mailboxes.join(", ")))
                 },
-                verdict_cells(a.verdict.as_ref()),
+                verdict_cells(a.verdict.as_ref(), &a.recent_runs),
                 credential_cell(a.credential_in_use.as_ref())
                     + &activity_lines(a.credential_activity.as_ref()),
             );

@@ -24,6 +24,7 @@ mod hygiene;
 mod independent;
 mod layering;
 mod live;
+mod page;
 mod probe;
 mod promtool;
 mod reasons;
