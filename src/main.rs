@@ -142,6 +142,8 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
                 max_concurrent_checks: args.max_concurrent_checks,
                 no_schedule: args.no_schedule,
                 faults: args.faults_every.is_some(),
+                traffic_share: args.traffic_share,
+                traffic_schedule: args.traffic_schedule.clone(),
                 ..Default::default()
             };
             let path = smtp_oauth_exporter::sim::fleet::generate(&sim, &opts, &args.config_out)?;
