@@ -205,8 +205,7 @@ fn recent_runs(h: &crate::history::History, name: &str) -> Vec<RunMark> {
     h.beats
         .get(name)
         .map(|b| {
-            b.marks
-                .iter()
+            b.iter()
                 .map(|m| RunMark {
                     at: m.at(),
                     severity: m.cause.severity().as_str(),
@@ -706,7 +705,7 @@ pub fn document(plan: &Plan, state: &StateStore, only: Option<&[String]>) -> Doc
                 .history
                 .beats
                 .iter()
-                .filter(|(k, _)| names.contains(k.as_str()))
+                .filter(|(k, _)| names.contains(&***k))
                 .map(|(k, b)| (k.clone(), b.clone()))
                 .collect(),
         };

@@ -151,7 +151,8 @@ pub struct CanaryDetails {
     pub cleaned_up: u32,
     /// Not found in time: where message trace says it stopped (when the tenant's trace is
     /// read, `checks.traffic`).
-    pub trace: Option<super::traffic::TraceLookup>,
+    /// (Boxed: every report's details are as large as their largest kind.)
+    pub trace: Option<Box<super::traffic::TraceLookup>>,
 }
 
 impl CanaryDetails {
@@ -424,7 +425,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
     let outcome = find(&graph, &message_id, &mut d).await;
     if let (Err(e), Some(trace_reader)) = (&outcome, &canary.trace_reader) {
         if e.reason == Reason::Canary(CanaryReason::NotDelivered) {
-            d.trace = Some(
+            d.trace = Some(Box::new(
                 super::traffic::lookup(
                     ctx,
                     trace_reader,
@@ -435,7 +436,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
                     deadline,
                 )
                 .await,
-            );
+            ));
         }
     }
     // Not found, or found and not deleted: a later run deletes it.

@@ -322,10 +322,10 @@ impl Validator<'_> {
             }
         };
         let traffic = match (app.traffic_check.enabled, tenant_trace) {
-            (true, Some((tenant, _))) => Some(TrafficWatch {
+            (true, Some((tenant, _))) => Some(Box::new(TrafficWatch {
                 tenant: tenant.clone(),
                 expect_within,
-            }),
+            })),
             _ if expect_within.is_some() => {
                 return Err(self.err(
                     format!("{p}.expect_traffic_within"),

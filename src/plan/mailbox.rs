@@ -27,7 +27,8 @@ pub struct Mailbox {
     /// The delivery canary, when configured.
     pub canary: Option<Canary>,
     /// Its application's traffic in message trace, when its app watches traffic.
-    pub traffic: Option<TrafficWatch>,
+    /// (Boxed: most mailboxes have none, and there may be 10,000 of them.)
+    pub traffic: Option<Box<TrafficWatch>>,
 }
 
 /// How a mailbox's traffic is watched: by its tenant's message trace read.
