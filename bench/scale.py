@@ -82,6 +82,7 @@ def run_size(n, args, workdir, per_app=10, shape=False):
             "--config-out", str(simdir),
             "--smtp-schedule", args.schedule, "--token-schedule", args.schedule,
             "--startup-spread", args.spread, "--max-concurrent-checks", "200",
+            "--traffic-share", str(args.traffic_share), "--traffic-schedule", args.schedule,
             "--log.level", "warn", *extra,
         ],
         stdout=simlog, stderr=subprocess.STDOUT,
@@ -166,6 +167,8 @@ def run_size(n, args, workdir, per_app=10, shape=False):
             "slip_p50": quantile(text, "smtp_oauth_scheduler_delay_seconds", 0.5, check="smtp"),
             "slip_p99": quantile(text, "smtp_oauth_scheduler_delay_seconds", 0.99, check="smtp"),
             "extra_tokens_per_app": (exchange - token_checks) / apps,
+            "traffic_reads": int(total(text, "smtp_oauth_scheduler_runs_total", check="traffic")),
+            "traffic_failures": int(total(text, "smtp_oauth_scheduler_runs_total", check="traffic", result="failure")),
         }
     finally:
         stop(agent, sim)
@@ -202,7 +205,9 @@ def table(rows, args):
     note = (
         f"Schedule {args.schedule} for SMTP and token checks (compressed from 5m; CPU at 5 min scales "
         f"the measured share by {parse_seconds(args.schedule)}/300), Graph every 6h, window "
-        f"{args.window}s after the first round, a scrape every 15 s.\n"
+        f"{args.window}s after the first round, a scrape every 15 s; message trace read for "
+        f"{100 * args.traffic_share:g} % of the mailboxes at the SMTP schedule "
+        f"({', '.join(str(r['traffic_reads']) + ' reads, ' + str(r['traffic_failures']) + ' failed' for r in rows)}).\n"
     )
     return head + "\n".join(lines) + "\n\n" + "\n".join(growth) + ("\n\n" if growth else "\n") + note
 
@@ -253,6 +258,8 @@ def main():
     ap.add_argument("--window", type=int, default=120, help="seconds measured after warm-up")
     ap.add_argument("--schedule", default="60s", help="SMTP and token schedule (compressed)")
     ap.add_argument("--spread", default="30s", help="scheduler.startup_spread")
+    ap.add_argument("--traffic-share", type=float, default=0.01,
+                    help="share of the mailboxes whose traffic is watched (message trace)")
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
     if not args.no_build:

@@ -291,6 +291,11 @@ impl Control {
                 .iter()
                 .any(|m| m.name == name && m.canary.is_some())
         });
+        self.shared.ctx.trace.retain(|tenant| {
+            plan.tenants
+                .iter()
+                .any(|t| t.name.eq_ignore_ascii_case(tenant))
+        });
         let summary = self.scheduler.reload(&plan);
         self.sink.diagnose_all();
         self.shared.page.lock().await.drop_page();

@@ -108,15 +108,28 @@ pub async fn run(plan: Arc<Plan>, req: &Request) -> Outcome {
     let mut app_jobs: Vec<Job> = Vec::new();
     let mut smtp_jobs: Vec<Job> = Vec::new();
     let mut seen_apps = BTreeSet::new();
+    let mut seen_tenants = BTreeSet::new();
     for t in &targets {
         let app = t.app();
         if seen_apps.insert(app.name.clone()) {
-            for kind in [CheckKind::Token, CheckKind::Graph, CheckKind::Health] {
+            for kind in crate::plan::APP_KINDS {
                 if let Some(j) = Job::new(kind, Target::App(app.clone())) {
                     if j.settings.enabled {
                         app_jobs.push(j);
                     }
                 }
+            }
+        }
+        // The reads of its tenant (message trace, the inventory), once per tenant.
+        let tenant = plan
+            .tenants
+            .iter()
+            .find(|x| x.name.eq_ignore_ascii_case(&app.tenant));
+        if let Some(tenant) = tenant.filter(|x| seen_tenants.insert(x.name.clone())) {
+            for kind in [CheckKind::Traffic, CheckKind::Discovery] {
+                app_jobs.extend(
+                    Job::new(kind, Target::Tenant(tenant.clone())).filter(|j| j.settings.enabled),
+                );
             }
         }
         // `--send-test-to` on a mailbox with a canary: the canary's run, to that address, so
@@ -343,6 +356,39 @@ fn check_line(out: &mut String, name: &str, c: &CheckStatus) {
     }
 }
 
+/// Each credential's last sign-in (credential activity), or why it is not available.
+fn activity_lines(out: &mut String, a: Option<&crate::status::ActivityStatus>) {
+    let Some(a) = a else { return };
+    if let Some(why) = &a.unavailable {
+        let _ = writeln!(out, "  {:<8} not available: {why}", "signs in");
+        return;
+    }
+    for c in &a.credentials {
+        let _ = writeln!(
+            out,
+            "  {:<8} {} {} · {} · last sign-in {} · expires {}",
+            "signs in",
+            if c.kind == "password" {
+                "secret"
+            } else {
+                c.kind
+            },
+            c.display_name.as_deref().unwrap_or(&c.key_id),
+            if c.agent {
+                format!("{} (the agent's)", c.state)
+            } else {
+                c.state.to_string()
+            },
+            c.last_sign_in
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_else(|| "none".into()),
+            c.expires_at
+                .map(|t| t.format("%Y-%m-%d").to_string())
+                .unwrap_or_else(|| "never".into())
+        );
+    }
+}
+
 fn verdict_lines(out: &mut String, v: &VerdictStatus) {
     let steps: Vec<String> = v
         .steps
@@ -399,6 +445,25 @@ fn text(doc: &Document) -> String {
                     .unwrap_or_default()
             );
         }
+        activity_lines(&mut out, m.credential_activity.as_ref());
+        if let Some(t) = &m.traffic {
+            let _ = writeln!(
+                out,
+                "  {:<8} {} · last message {}{}{}",
+                "sent",
+                t.summary,
+                t.last_message
+                    .map(|l| l.format("%Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_else(|| "none seen".into()),
+                t.expect_within_seconds
+                    .map(|s| format!(
+                        " · expected every {}",
+                        crate::plan::format_duration(std::time::Duration::from_secs(s))
+                    ))
+                    .unwrap_or_default(),
+                if t.silent { " · SILENT" } else { "" }
+            );
+        }
         if let Some(v) = &m.verdict {
             verdict_lines(&mut out, v);
         }
@@ -419,6 +484,7 @@ fn text(doc: &Document) -> String {
         for (k, c) in &a.checks {
             check_line(&mut out, k.as_str(), c);
         }
+        activity_lines(&mut out, a.credential_activity.as_ref());
         if let Some(v) = &a.verdict {
             verdict_lines(&mut out, v);
         }
@@ -439,6 +505,45 @@ fn text(doc: &Document) -> String {
                     .map(|s| format!(", since {}", s.format("%Y-%m-%d %H:%M UTC")))
                     .unwrap_or_default()
             );
+        }
+        out.push('\n');
+    }
+    for t in &doc.discovery {
+        let _ = writeln!(
+            out,
+            "Apps that can send SMTP in tenant {}: {}",
+            t.tenant, t.summary
+        );
+        for a in &t.apps {
+            let _ = writeln!(
+                out,
+                "  {} {} · {}",
+                a.display_name,
+                a.app_id,
+                match &a.configured {
+                    Some(n) => format!("configured as {n}"),
+                    None => "discovered".to_string(),
+                }
+            );
+            for c in &a.credentials {
+                let _ = writeln!(
+                    out,
+                    "    {} {} · expires {} · last sign-in {} · {}",
+                    if c.kind == "password" {
+                        "secret"
+                    } else {
+                        c.kind
+                    },
+                    c.display_name.as_deref().unwrap_or(&c.key_id),
+                    c.expires_at
+                        .map(|e| e.format("%Y-%m-%d").to_string())
+                        .unwrap_or_else(|| "never".into()),
+                    c.last_sign_in
+                        .map(|l| l.format("%Y-%m-%d %H:%M UTC").to_string())
+                        .unwrap_or_else(|| "none".into()),
+                    c.state
+                );
+            }
         }
         out.push('\n');
     }

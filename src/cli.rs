@@ -153,7 +153,7 @@ pub enum Command {
     /// Serve a generated tenant of N healthy mailboxes over N/10 apps on loopback (the
     /// simulator alone) and write the agent configuration that checks it, for measuring the
     /// agent in its own process.
-    Simulate(SimulateArgs),
+    Simulate(Box<SimulateArgs>),
 }
 
 #[derive(Debug, Args, Clone)]
@@ -197,6 +197,12 @@ pub struct SimulateArgs {
     /// Switch every scheduled check off in the generated configuration (for `/probe` alone).
     #[arg(long = "no-schedule")]
     pub no_schedule: bool,
+    /// The share of the mailboxes whose traffic is watched in message trace (0.01: 1%).
+    #[arg(long = "traffic-share", default_value_t = 0.0)]
+    pub traffic_share: f64,
+    /// The traffic check's schedule in the generated configuration.
+    #[arg(long = "traffic-schedule", default_value = "15m")]
+    pub traffic_schedule: String,
     /// A mix of faults on a third of the fleet, moved to other apps and mailboxes every this
     /// long (for the soak test); none when absent.
     #[arg(long = "faults-every", value_name = "DURATION")]

@@ -1,6 +1,8 @@
 //! The built-in demo: starts the simulator, fills its directory with one mailbox per failure mode
 //! (each named after it) and writes a configuration that points the agent at it, all on
-//! loopback: the setup steps, the delivery canary's outcomes and a Microsoft 365 incident. `demo` serves it; `check --demo` checks it; the end-to-end tests assert it.
+//! loopback: the setup steps, the delivery canary's outcomes, a Microsoft 365 incident, which
+//! credential the application signs in with, what it sends (message trace), and the apps of the
+//! tenant that can send SMTP (two nobody configured). `demo` serves it; `check --demo` checks it; the end-to-end tests assert it.
 
 use std::path::PathBuf;
 
@@ -9,12 +11,12 @@ use chrono::{Duration as Days, Utc};
 use crate::plan::Plan;
 use crate::sim::{
     app_certificate, Delivery, GraphFault, HealthIssue, SimApp, Simulator, SmtpFault, SmtpStep,
-    ROLE_APPLICATION_READ_ALL, ROLE_MAIL_READ_WRITE, ROLE_POLICY_READ_ALL,
-    ROLE_SERVICE_HEALTH_READ_ALL,
+    ROLE_APPLICATION_READ_ALL, ROLE_AUDIT_LOG_READ_ALL, ROLE_EXCHANGE_MESSAGE_TRACE_READ_ALL,
+    ROLE_MAIL_READ_WRITE, ROLE_POLICY_READ_ALL, ROLE_SERVICE_HEALTH_READ_ALL,
 };
 
 /// The demo's scenarios: the mailbox named after each failure mode, and what it shows.
-pub const SCENARIOS: [(&str, &str); 27] = [
+pub const SCENARIOS: [(&str, &str); 31] = [
     ("healthy-secret", "everything works, with a client secret"),
     (
         "healthy-certificate",
@@ -108,6 +110,22 @@ pub const SCENARIOS: [(&str, &str); 27] = [
         "secret-on-service-principal",
         "the app signs in with a secret added to its service principal, not its registration",
     ),
+    (
+        "old-secret-in-use",
+        "the application signs in with an old secret expiring in 12 days; the agent with the new one",
+    ),
+    (
+        "traffic-healthy",
+        "message trace: the application sent 312 messages in the last 24 h, and keeps sending",
+    ),
+    (
+        "sender-silent",
+        "message trace: nothing sent for 27 h from a mailbox that sends at least once every 26 h",
+    ),
+    (
+        "traffic-quarantined",
+        "message trace: 10 of the 40 messages of the last 24 h failed or were quarantined",
+    ),
 ];
 
 /// A running demo: the simulator and the configuration for the agent.
@@ -138,6 +156,10 @@ const NORTHWIND_ERP: &str = "c4e305a6-d2bd-442c-9f0e-12de90cdff3b";
 const NOTIFIER: &str = "d5f416b7-e3ce-453d-a0af-23ef01de0a4c";
 const ARCHIVER: &str = "e6a527c8-f4df-464e-b1b0-34f012ef1b5d";
 const PAYMENTS: &str = "f7b638d9-05e0-475f-82c1-4501a3f02c6e";
+const INVOICING: &str = "08c749ea-16f1-4860-93d2-5612b4a13d7f";
+const MAILER: &str = "19d84afb-27a2-4971-a4e3-6723c5b24e80";
+const INTRANET: &str = "2ae95b0c-38b3-4a82-b5f4-7834d6c35f91";
+const FAX: &str = "3bfa6c1d-49c4-4b93-86a5-8945e7d46aa2";
 
 /// The canary mailboxes of Contoso (app erp) and what Exchange does with their messages.
 fn canary_deliveries() -> [(&'static str, &'static str, Delivery); 8] {
@@ -242,7 +264,8 @@ impl Demo {
             )
             .with_graph_role(ROLE_APPLICATION_READ_ALL)
             .with_graph_role(ROLE_SERVICE_HEALTH_READ_ALL)
-            .with_graph_role(ROLE_POLICY_READ_ALL),
+            .with_graph_role(ROLE_POLICY_READ_ALL)
+            .with_graph_role(ROLE_AUDIT_LOG_READ_ALL),
         );
         // The canaries' reader: Mail.ReadWrite only (in a tenant, scoped to the canary
         // mailboxes with RBAC for Applications).
@@ -328,6 +351,92 @@ impl Demo {
                 now + days(400),
             ),
         );
+        // A rotation half done: the agent has the new secret, the invoicing application still
+        // signs in with the old one, which expires in 12 days (and an hour: "12 days" all demo
+        // long).
+        sim.add_app(
+            SimApp::new(CONTOSO, INVOICING, "Invoicing")
+                .with_secret(
+                    &secret("Iv1"),
+                    Some("invoicing-2024"),
+                    now - days(718),
+                    now + days(12) + Days::hours(1),
+                )
+                .with_secret(
+                    &secret("Iv2"),
+                    Some("invoicing-2026"),
+                    now - days(3),
+                    now + days(727),
+                ),
+        );
+        sim.set_sign_in(INVOICING, "invoicing-2024", now - Days::minutes(40));
+        // The mailer: what it sends is watched in message trace (and its reads look the lost
+        // canaries of Contoso up there). Its history: one mailbox sending all along, one gone
+        // silent 27 hours ago, one whose messages fail or are quarantined.
+        sim.add_app(
+            valid(
+                &secret("Ml4"),
+                "mailer",
+                SimApp::new(CONTOSO, MAILER, "Mailer"),
+            )
+            .with_graph_role(ROLE_EXCHANGE_MESSAGE_TRACE_READ_ALL),
+        );
+        let hours = Days::hours;
+        let customer = "customers@fabrikam.com";
+        sim.add_traffic(
+            CONTOSO,
+            "notices@contoso.com",
+            customer,
+            312,
+            "delivered",
+            now - hours(24) + Days::minutes(5),
+            now - Days::minutes(3),
+        );
+        sim.keep_sending(
+            CONTOSO,
+            "notices@contoso.com",
+            customer,
+            std::time::Duration::from_secs(300),
+        );
+        sim.add_traffic(
+            CONTOSO,
+            "reminders@contoso.com",
+            customer,
+            3,
+            "delivered",
+            now - hours(30),
+            now - hours(27),
+        );
+        for (n, status) in [(30, "delivered"), (8, "quarantined"), (2, "failed")] {
+            sim.add_traffic(
+                CONTOSO,
+                "mailings@contoso.com",
+                customer,
+                n,
+                status,
+                now - hours(20),
+                now - hours(1),
+            );
+        }
+        // Two apps nobody configured in the agent that hold SMTP.SendAsApp: the inventory
+        // finds them. The intranet signed in 3 hours ago with a secret that expires in 20 days;
+        // the fax gateway's secret last signed in 120 days ago.
+        sim.add_app(
+            SimApp::new(CONTOSO, INTRANET, "Intranet portal").with_secret(
+                &secret("In5"),
+                Some("intranet-2024"),
+                now - days(345),
+                now + days(20) + Days::hours(1),
+            ),
+        );
+        sim.set_sign_in(INTRANET, "intranet-2024", now - Days::hours(3));
+        sim.add_app(SimApp::new(CONTOSO, FAX, "Fax gateway").with_secret(
+            &secret("Fx6"),
+            Some("fax"),
+            now - days(500),
+            now + days(200),
+        ));
+        sim.set_sign_in(FAX, "fax", now - days(120));
         // The printer signs with a certificate; the one on its registration is another.
         let uploaded = app_certificate("printer-old.contoso.example");
         let printer_cert = app_certificate("printer.contoso.example");
@@ -373,6 +482,10 @@ impl Demo {
             ("digest@contoso.com", vec![]),
             ("archive@contoso.com", vec![ARCHIVER]),
             ("payments@contoso.com", vec![PAYMENTS]),
+            ("invoicing@contoso.com", vec![INVOICING]),
+            ("notices@contoso.com", vec![MAILER]),
+            ("reminders@contoso.com", vec![MAILER]),
+            ("mailings@contoso.com", vec![MAILER]),
         ] {
             sim.add_mailbox(address, &apps);
         }
@@ -402,6 +515,7 @@ impl Demo {
         let mut files = std::collections::HashMap::new();
         for n in [
             "Er8", "Cr7", "Lg3", "Hd2", "Hr4", "Fb6", "Rp9", "Mr1", "Nw2", "Nt5", "Ar3", "Pm6",
+            "Iv2", "Ml4",
         ] {
             files.insert(n, write(&format!("{n}.secret"), &secret(n))?);
         }
@@ -424,7 +538,8 @@ scheduler: { startup_spread: 3s }\n\
 defaults:\n  checks:\n    token: { schedule: 30s, timeout: 5s }\n    smtp: { schedule: 30s, timeout: 5s }\n    graph: { schedule: 1m, timeout: 5s }\n\
 apps:\n",
         );
-        let health = ", checks: { health: { enabled: true, schedule: 1m } }";
+        // The ERP app also inventories Contoso's apps that can send SMTP, with their sign-ins.
+        let health = ", checks: { health: { enabled: true, schedule: 1m }, discovery: { enabled: true, schedule: 1m }, activity: { enabled: true, schedule: 1m } }";
         yaml += &app(
             "erp",
             "contoso.onmicrosoft.com",
@@ -468,6 +583,23 @@ apps:\n",
         yaml += &app("archiver", CONTOSO, ARCHIVER, secret_file("Ar3"), reader);
         yaml += &app("payments", CONTOSO, PAYMENTS, secret_file("Pm6"), reader);
         yaml += &app("hr", CONTOSO, HR, secret_file("Hr4"), reader);
+        // Reads Contoso's message trace: its mailboxes' traffic, and where a lost canary of the
+        // tenant (named as erp names it) stopped.
+        yaml += &app(
+            "mailer",
+            "contoso.onmicrosoft.com",
+            MAILER,
+            secret_file("Ml4"),
+            ", checks: { graph: { enabled: false }, traffic: { enabled: true, schedule: 1m } }",
+        );
+        // Which of its secrets really signs in: the agent reads the sign-in activity report.
+        yaml += &app(
+            "invoicing",
+            CONTOSO,
+            INVOICING,
+            secret_file("Iv2"),
+            ", graph_reader: erp, checks: { activity: { enabled: true, schedule: 1m } }",
+        );
         yaml += &app(
             "fabrikam-erp",
             FABRIKAM,
@@ -542,6 +674,12 @@ apps:\n",
                 port,
             ),
             (
+                "old-secret-in-use",
+                "invoicing",
+                "invoicing@contoso.com",
+                port,
+            ),
+            (
                 "starttls-stripped",
                 "erp",
                 "alerts@contoso.com",
@@ -562,6 +700,15 @@ apps:\n",
             "  - {{ name: exchange-incident, app: northwind-erp, address: orders@northwind.com, smtp_host: 127.0.0.1, smtp_port: {} }}\n",
             stalled.port()
         );
+        for (name, address, within) in [
+            ("traffic-healthy", "notices@contoso.com", "2h"),
+            ("sender-silent", "reminders@contoso.com", "26h"),
+            ("traffic-quarantined", "mailings@contoso.com", "1d"),
+        ] {
+            yaml += &format!(
+                "  - {{ name: {name}, app: mailer, address: {address}, smtp_host: 127.0.0.1, smtp_port: {port}, expect_traffic_within: {within} }}\n"
+            );
+        }
         // The canaries: every minute (the fastest allowed), found by mail-reader; one whose
         // reader (crm) may not read mail.
         for (name, address, _) in canary_deliveries() {

@@ -48,6 +48,8 @@ pub mod checks;
 pub mod diagnosis;
 
 // ── layer 5, memory: what the agent keeps and writes down of each run.
+/// What the agent keeps of each target over time: watched mailboxes' traffic.
+pub mod history;
 /// Log set-up and the lines the agent writes.
 pub mod logging;
 /// Where reports go: state and log, or a collector.

@@ -147,6 +147,8 @@ async fn run(cli: &Cli, command: &Command) -> anyhow::Result<u8> {
                 canary_percent: args.canary_percent,
                 canary_schedule: args.canary_schedule.clone(),
                 health_schedule: args.health_schedule.clone(),
+                traffic_share: args.traffic_share,
+                traffic_schedule: args.traffic_schedule.clone(),
             };
             let path = smtp_oauth_exporter::sim::fleet::generate(&sim, &opts, &args.config_out)?;
             if let Some(every) = &args.faults_every {

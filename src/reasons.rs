@@ -365,6 +365,75 @@ reason_table! {
     }
 }
 
+reason_table! {
+    /// Why reading the credential sign-in activity failed. A refusal (403: no
+    /// `AuditLog.Read.All`, or a tenant without the Entra ID P1 licence the report needs) is no
+    /// failure: the activity is then "not available", which the check reports as a fact.
+    pub enum ActivityReason {
+        /// 429, or 503 with Retry-After.
+        Throttled => ("throttled", true, Step::Transient, "HTTP 429, 503 with Retry-After",
+            "Graph throttled the read; the next one waits for Retry-After"),
+        /// Another HTTP status.
+        HttpError => ("http_error", true, Step::Transient, "other HTTP status",
+            "Graph answered an HTTP error (the report is Graph beta: Microsoft may change it); the log has the status and Graph's error code"),
+        /// Not the JSON Graph promises.
+        InvalidResponse => ("invalid_response", false, Step::Unknown, "not the promised JSON",
+            "not the JSON Graph beta promised (the report is beta: Microsoft may have changed it); the log says what"),
+        /// No Graph token for the app or its reader.
+        TokenUnavailable => ("token_unavailable", false, Step::AppRegistration, "no Graph token",
+            "no Graph token for the app or its graph_reader (the AADSTS code is kept)"),
+    }
+}
+
+reason_table! {
+    /// Why reading the tenant's message trace failed.
+    pub enum TrafficReason {
+        /// 403: no `ExchangeMessageTrace.Read.All`.
+        PermissionMissing => ("trace_permission_missing", false, Step::ApiPermission, "HTTP 403 (Graph)",
+            "grant ExchangeMessageTrace.Read.All (Microsoft Graph > Application permissions, admin consent) to the app that reads the tenant's message trace"),
+        /// 401 "Service principal-less Authentication failed": the tenant lacks the service
+        /// principal of Microsoft's first-party message trace app.
+        ServicePrincipalMissing => ("trace_service_principal_missing", false, Step::AppRegistration, "HTTP 401 Service principal-less Authentication failed",
+            "the tenant lacks the service principal of Microsoft's message trace app: New-MgServicePrincipal -AppId 8bd644d1-64a1-4d4b-ae52-2e0cbf64e373 (Microsoft Graph PowerShell, as an administrator)"),
+        /// 429, or 503 with Retry-After (100 requests per 5 minutes per tenant).
+        Throttled => ("throttled", true, Step::Transient, "HTTP 429, 503 with Retry-After",
+            "Graph throttled message trace (100 requests per 5 minutes per tenant, shared with every other client of the tenant): the next read waits for Retry-After"),
+        /// The agent's own budget for the tenant (100 requests per 5 minutes) is spent.
+        BudgetExhausted => ("budget_exhausted", true, Step::Transient, "100 requests in 5 minutes used",
+            "the window needed more pages than the tenant's budget of 100 requests per 5 minutes allows: the next read continues with a narrower window"),
+        /// Another HTTP status.
+        HttpError => ("http_error", true, Step::Transient, "other HTTP status",
+            "Graph answered an HTTP error; the log has the status and Graph's error code"),
+        /// Not the JSON Graph promises.
+        InvalidResponse => ("invalid_response", false, Step::Unknown, "not the promised JSON",
+            "not the JSON Graph promises; the log says what"),
+        /// No Graph token for the reader.
+        TokenUnavailable => ("token_unavailable", false, Step::AppRegistration, "no Graph token",
+            "no Graph token for the app that reads the trace (the AADSTS code is kept)"),
+    }
+}
+
+reason_table! {
+    /// Why the inventory of the tenant's apps that can send SMTP failed.
+    pub enum DiscoveryReason {
+        /// 403: no `Application.Read.All`.
+        PermissionMissing => ("discovery_permission_missing", false, Step::ApiPermission, "HTTP 403 (Graph)",
+            "grant Application.Read.All (Microsoft Graph > Application permissions, admin consent) to the app that inventories the tenant"),
+        /// 429, or 503 with Retry-After.
+        Throttled => ("throttled", true, Step::Transient, "HTTP 429, 503 with Retry-After",
+            "Graph throttled the inventory; the next one waits for Retry-After"),
+        /// Another HTTP status.
+        HttpError => ("http_error", true, Step::Transient, "other HTTP status",
+            "Graph answered an HTTP error; the log has the status and Graph's error code"),
+        /// Not the JSON Graph promises.
+        InvalidResponse => ("invalid_response", false, Step::Unknown, "not the promised JSON",
+            "not the JSON Graph promises (no SMTP.SendAsApp role on the Office 365 Exchange Online service principal, bad dates, more apps than the agent reads); the log says what"),
+        /// No Graph token for the reader.
+        TokenUnavailable => ("token_unavailable", false, Step::AppRegistration, "no Graph token",
+            "no Graph token for the app that inventories the tenant (the AADSTS code is kept)"),
+    }
+}
+
 impl TokenReason {
     /// The reason for a known AADSTS code; `None` for codes outside the reference table.
     pub fn from_aadsts(code: u32) -> Option<TokenReason> {
@@ -396,6 +465,9 @@ pub enum Reason {
     Graph(GraphReason),
     Canary(CanaryReason),
     Health(HealthReason),
+    Activity(ActivityReason),
+    Traffic(TrafficReason),
+    Discovery(DiscoveryReason),
 }
 
 impl Reason {
@@ -407,6 +479,9 @@ impl Reason {
             Reason::Graph(r) => r.info(),
             Reason::Canary(r) => r.info(),
             Reason::Health(r) => r.info(),
+            Reason::Activity(r) => r.info(),
+            Reason::Traffic(r) => r.info(),
+            Reason::Discovery(r) => r.info(),
         }
     }
 
@@ -429,6 +504,9 @@ impl Reason {
                 | Reason::Graph(GraphReason::Throttled)
                 | Reason::Canary(CanaryReason::GraphThrottled)
                 | Reason::Health(HealthReason::Throttled)
+                | Reason::Activity(ActivityReason::Throttled)
+                | Reason::Traffic(TrafficReason::Throttled)
+                | Reason::Discovery(DiscoveryReason::Throttled)
         )
     }
 
@@ -451,6 +529,18 @@ impl Reason {
             CheckKind::Health => HealthReason::ALL
                 .iter()
                 .map(|r| Reason::Health(*r))
+                .collect(),
+            CheckKind::Activity => ActivityReason::ALL
+                .iter()
+                .map(|r| Reason::Activity(*r))
+                .collect(),
+            CheckKind::Traffic => TrafficReason::ALL
+                .iter()
+                .map(|r| Reason::Traffic(*r))
+                .collect(),
+            CheckKind::Discovery => DiscoveryReason::ALL
+                .iter()
+                .map(|r| Reason::Discovery(*r))
                 .collect(),
         };
         own.into_iter()
@@ -493,6 +583,21 @@ impl From<CanaryReason> for Reason {
 impl From<HealthReason> for Reason {
     fn from(r: HealthReason) -> Self {
         Reason::Health(r)
+    }
+}
+impl From<ActivityReason> for Reason {
+    fn from(r: ActivityReason) -> Self {
+        Reason::Activity(r)
+    }
+}
+impl From<TrafficReason> for Reason {
+    fn from(r: TrafficReason) -> Self {
+        Reason::Traffic(r)
+    }
+}
+impl From<DiscoveryReason> for Reason {
+    fn from(r: DiscoveryReason) -> Self {
+        Reason::Discovery(r)
     }
 }
 

@@ -71,7 +71,7 @@ const RETRY_MAX: Duration = Duration::from_secs(15 * 60);
 /// When Microsoft throttles without saying for how long (an SMTP 432 or 4.7.x, an AADSTS90055
 /// without Retry-After), this long. Each service throttles on its own: Entra ID's throttling of
 /// an app holds back its token check (SMTP runs keep using the cached token), Graph's holds
-/// back its Graph reads (credentials, service health), and Exchange's holds back the mailbox it
+/// back its Graph reads (credentials, service health, credential activity), and Exchange's holds back the mailbox it
 /// throttled. The rest of the agent goes on.
 const THROTTLE_QUIET: Duration = Duration::from_secs(60);
 
@@ -88,8 +88,12 @@ impl Throttler {
     fn of(kind: CheckKind) -> Option<Throttler> {
         match kind {
             CheckKind::Token => Some(Throttler::Entra),
-            CheckKind::Graph | CheckKind::Health => Some(Throttler::Graph),
-            CheckKind::Smtp | CheckKind::Canary => None,
+            CheckKind::Graph | CheckKind::Health | CheckKind::Activity | CheckKind::Discovery => {
+                Some(Throttler::Graph)
+            }
+            // Message trace throttles per tenant, apart from Graph's other reads: only its own
+            // Retry-After holds it back.
+            CheckKind::Smtp | CheckKind::Canary | CheckKind::Traffic => None,
         }
     }
 }

@@ -93,6 +93,8 @@ struct Inner {
     seen_model: HashMap<String, Authorization>,
     /// By tenant (as configured): the open service health issues of the last successful read.
     health: BTreeMap<String, Arc<Vec<crate::checks::health::Issue>>>,
+    /// What is kept over time: watched mailboxes' traffic.
+    history: crate::history::History,
 }
 
 /// The state as the metrics writer reads it, under the lock (nothing is copied).
@@ -108,6 +110,8 @@ pub struct View<'a> {
     /// By app: the model Exchange let it in by, the last time one of its mailboxes got past
     /// AUTH (classic: the token carried `SMTP.SendAsApp`; app_rbac: it did not).
     pub seen_model: &'a HashMap<String, Authorization>,
+    /// What is kept over time: watched mailboxes' traffic.
+    pub history: &'a crate::history::History,
     /// By app: its mailboxes whose latest SMTP run got past AUTH.
     pub authenticated: &'a HashMap<String, HashSet<String>>,
     /// By app: its mailboxes whose latest SMTP run got past AUTH without `SMTP.SendAsApp`.
@@ -124,12 +128,13 @@ impl View<'_> {
             })
         };
         let app = target.app();
+        let watched = target.mailbox().and_then(|m| m.traffic.as_ref());
         let graph = get(CheckKind::Graph, &app.name);
         let other = |sets: &HashMap<String, HashSet<String>>| match target {
             Target::Mailbox(m) => sets
                 .get(&app.name)
                 .is_some_and(|set| set.len() > usize::from(set.contains(&m.name))),
-            Target::App(_) => false,
+            Target::App(_) | Target::Tenant(_) => false,
         };
         Evidence {
             token: get(CheckKind::Token, &app.name).and_then(|s| s.last.clone()),
@@ -142,6 +147,13 @@ impl View<'_> {
             canary: target
                 .mailbox()
                 .and_then(|m| get(CheckKind::Canary, &m.name))
+                .and_then(|s| s.last.clone()),
+            activity: get(CheckKind::Activity, &app.name).and_then(|s| s.last_ok.clone()),
+            traffic: watched
+                .and(target.mailbox())
+                .and_then(|m| self.history.traffic.get(&m.name).cloned()),
+            traffic_check: watched
+                .and_then(|w| get(CheckKind::Traffic, &w.tenant))
                 .and_then(|s| s.last.clone()),
             issues: self.health.get(&app.tenant).cloned(),
             sibling_authenticated: other(self.authenticated),
@@ -165,6 +177,11 @@ pub struct Evidence {
     pub graph: Option<Arc<Report>>,
     pub graph_ok: Option<Arc<Report>>,
     pub canary: Option<Arc<Report>>,
+    /// The app's last successful credential activity read.
+    pub activity: Option<Arc<Report>>,
+    /// The mailbox's traffic, when watched, and its tenant's latest trace read.
+    pub traffic: Option<crate::history::MailboxTraffic>,
+    pub traffic_check: Option<Arc<Report>>,
     /// Open service health issues of the target's tenant.
     pub issues: Option<Arc<Vec<crate::checks::health::Issue>>>,
     pub sibling_authenticated: bool,
@@ -189,6 +206,9 @@ impl Evidence {
             graph: self.graph.as_deref(),
             graph_ok: self.graph_ok.as_deref(),
             canary: self.canary.as_deref(),
+            activity: self.activity.as_deref(),
+            traffic: self.traffic.as_ref(),
+            traffic_check: self.traffic_check.as_deref(),
             issues: self.issues.as_deref().map_or(&[], Vec::as_slice),
             sibling_authenticated: self.sibling_authenticated,
             sibling_rbac_authenticated: self.sibling_rbac_authenticated,
@@ -264,6 +284,7 @@ fn view(inner: &Inner) -> View<'_> {
         seen_model: &inner.seen_model,
         authenticated: &inner.authenticated,
         rbac_authenticated: &inner.rbac_authenticated,
+        history: &inner.history,
     }
 }
 
@@ -322,6 +343,9 @@ impl StateStore {
                     .get_or_insert_with(|| Histogram::new(Buckets::Delivery))
                     .observe(s);
             }
+        }
+        if let (Details::Traffic(t), None) = (&report.details, &report.failure) {
+            inner.history.record_traffic(t, report.started_at);
         }
         if let (Details::Health(h), None) = (&report.details, &report.failure) {
             inner
@@ -430,6 +454,7 @@ impl StateStore {
             st.since.get_or_insert(now);
         }
         inner.verdicts.retain(|k, _| targets.contains(k));
+        inner.history.retain(plan);
         let inner = &mut *inner;
         for set in inner
             .authenticated
@@ -491,6 +516,14 @@ impl StateStore {
         inner.scheduler.verdict_evaluations += 1;
         let evidence = view(&inner).evidence(target);
         let verdict = diagnosis::diagnose(&evidence.inputs(target, plan, now));
+        // The target's own run (its SMTP check or canary; an app's token check) gets a mark in
+        // its heartbeat bar, with the verdict after it.
+        let own = match target {
+            Target::Mailbox(_) => [evidence.smtp.as_ref(), evidence.canary.as_ref()],
+            _ => [evidence.token.as_ref(), None],
+        };
+        let run = own.into_iter().flatten().map(|r| r.started_at).max();
+        inner.history.beat(target.name(), run, verdict.cause);
         let old = inner
             .verdicts
             .insert(target.name().to_string(), verdict.clone());

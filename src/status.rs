@@ -30,6 +30,122 @@ pub struct Document {
     pub mailboxes: Vec<MailboxStatus>,
     /// Open Microsoft 365 service health issues of the tenants watched (`checks.health`).
     pub service_health: Vec<TenantHealth>,
+    /// The inventory of the apps that can send SMTP, per tenant (`checks.discovery`).
+    pub discovery: Vec<TenantDiscovery>,
+}
+
+/// A tenant's apps that hold `SMTP.SendAsApp`, from its last successful inventory.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantDiscovery {
+    pub tenant: String,
+    /// When it was read.
+    pub read_at: DateTime<Utc>,
+    /// "14 apps can send SMTP (2 configured); 3 credentials in use expire this month".
+    pub summary: String,
+    pub apps_can_send: usize,
+    pub configured: usize,
+    /// Credentials of the discovered apps expiring within 30 days: those signed in with lately
+    /// when the activity is read, else all.
+    pub credentials_expiring: usize,
+    /// Whether the counts above know which credentials are in use (credential activity read).
+    pub activity: bool,
+    pub activity_unavailable: Option<String>,
+    pub apps: Vec<DiscoveredAppStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DiscoveredAppStatus {
+    pub app_id: String,
+    pub display_name: String,
+    /// The configured app (watched by its own checks); `null`: discovered, watched by the
+    /// inventory alone.
+    pub configured: Option<String>,
+    pub discovered: bool,
+    /// A discovered app's credentials with their last sign-ins.
+    pub credentials: Vec<CredentialActivity>,
+    pub next_expiry: Option<DateTime<Utc>>,
+    /// What could not be read of it.
+    pub note: Option<String>,
+}
+
+fn discovery_status(
+    d: &crate::checks::discovery::DiscoveryDetails,
+    read_at: DateTime<Utc>,
+    settings: &crate::plan::DiagnosisSettings,
+    now: DateTime<Utc>,
+) -> TenantDiscovery {
+    let window =
+        |x: std::time::Duration| chrono::Duration::from_std(x).unwrap_or(chrono::Duration::MAX);
+    let activity = d.activity_read && d.activity_unavailable.is_none();
+    let expiring = crate::checks::discovery::expiring(
+        d,
+        now,
+        chrono::Duration::days(30),
+        window(settings.credential_used_within),
+    );
+    let configured = d.apps.iter().filter(|a| a.configured.is_some()).count();
+    let state = |last: Option<DateTime<Utc>>| match last {
+        _ if !activity => "unknown",
+        None => "unused",
+        Some(t) if now - t < window(settings.credential_used_within) => "active",
+        Some(t) if now - t > window(settings.credential_stale_after) => "stale",
+        Some(_) => "idle",
+    };
+    let apps = d
+        .apps
+        .iter()
+        .map(|a| {
+            let reg = a.credentials.as_ref();
+            DiscoveredAppStatus {
+                app_id: a.app_id.clone(),
+                display_name: a.display_name.clone(),
+                configured: a.configured.clone(),
+                discovered: a.configured.is_none(),
+                credentials: reg
+                    .map(|r| r.credentials.as_slice())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| {
+                        let last = a
+                            .activity
+                            .iter()
+                            .find(|k| k.key_id.eq_ignore_ascii_case(&c.key_id))
+                            .and_then(|k| k.last_sign_in);
+                        CredentialActivity {
+                            key_id: c.key_id.clone(),
+                            kind: c.kind.as_str(),
+                            origin: c.origin.as_str(),
+                            display_name: c.display_name.clone(),
+                            expires_at: c.end,
+                            last_sign_in: last,
+                            agent: false,
+                            state: state(last),
+                        }
+                    })
+                    .collect(),
+                next_expiry: reg.and_then(|r| r.next_expiry),
+                note: a.note.clone(),
+            }
+        })
+        .collect();
+    TenantDiscovery {
+        tenant: d.tenant.clone(),
+        read_at,
+        summary: format!(
+            "{} app{} can send SMTP ({configured} configured); {expiring} credential{} {}expire{} this month",
+            d.apps.len(),
+            if d.apps.len() == 1 { "" } else { "s" },
+            if expiring == 1 { "" } else { "s" },
+            if activity { "in use " } else { "" },
+            if expiring == 1 { "s" } else { "" },
+        ),
+        apps_can_send: d.apps.len(),
+        configured,
+        credentials_expiring: expiring,
+        activity,
+        activity_unavailable: d.activity_unavailable.clone(),
+        apps,
+    }
 }
 
 /// A watched tenant's open issues, as its last successful read saw them.
@@ -126,10 +242,37 @@ pub struct AppStatus {
     /// How many mailboxes it has.
     pub mailbox_count: usize,
     pub credential_in_use: Option<CredentialStatus>,
+    /// With `checks.activity`: every credential of the app with its last sign-in.
+    pub credential_activity: Option<ActivityStatus>,
     pub checks: BTreeMap<CheckKind, CheckStatus>,
     /// For an app without mailboxes (otherwise its mailboxes carry the verdict); `check`
     /// gives every app it names one.
     pub verdict: Option<VerdictStatus>,
+    /// Its recent runs (an app without mailboxes: its token checks), oldest first.
+    pub recent_runs: Vec<RunMark>,
+}
+
+/// One run in a target's heartbeat bar: when, and the verdict after it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunMark {
+    pub at: DateTime<Utc>,
+    pub severity: &'static str,
+    pub cause: &'static str,
+}
+
+fn recent_runs(h: &crate::history::History, name: &str) -> Vec<RunMark> {
+    h.beats
+        .get(name)
+        .map(|b| {
+            b.iter()
+                .map(|m| RunMark {
+                    at: m.at(),
+                    severity: m.cause.severity().as_str(),
+                    cause: m.cause.label(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,8 +285,14 @@ pub struct MailboxStatus {
     pub tls_insecure_skip_verify: bool,
     /// The app's credential in use (the mailbox signs in with it).
     pub credential_in_use: Option<CredentialStatus>,
+    /// Its app's credential activity.
+    pub credential_activity: Option<ActivityStatus>,
+    /// What it sent, from message trace, when its app watches traffic.
+    pub traffic: Option<TrafficStatus>,
     pub checks: BTreeMap<CheckKind, CheckStatus>,
     pub verdict: Option<VerdictStatus>,
+    /// Its recent runs (SMTP checks and canaries), oldest first: the heartbeat bar.
+    pub recent_runs: Vec<RunMark>,
 }
 
 /// The verdict with the five setup steps as the evidence shows them.
@@ -177,6 +326,119 @@ pub struct CredentialStatus {
     pub expires_at: Option<DateTime<Utc>>,
     /// Whole days until expiry, rounded down (negative once expired).
     pub days_left: Option<i64>,
+}
+
+/// What a watched mailbox sent, from message trace.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrafficStatus {
+    /// The tenant target whose trace read it.
+    pub tenant: String,
+    /// Messages of the last 24 hours, in all and by status (one per recipient).
+    pub last_24h: u64,
+    pub last_24h_by_status: BTreeMap<&'static str, u64>,
+    /// Since the agent started watching, by status.
+    pub totals: BTreeMap<&'static str, u64>,
+    /// The newest message seen.
+    pub last_message: Option<DateTime<Utc>>,
+    /// The start of the first window read (no message since, when `last_message` is `null`).
+    pub watched_since: Option<DateTime<Utc>>,
+    pub expect_within_seconds: Option<u64>,
+    /// Sent nothing for longer than its `expect_traffic_within`.
+    pub silent: bool,
+    /// Failed and quarantined share of the last 24 h (from 10 messages on).
+    pub failed_share: Option<f64>,
+    /// The last 24 hours by the hour, oldest first: `{hour, messages, failed}` (failed counts
+    /// failed and quarantined ones).
+    pub hourly: Vec<HourTraffic>,
+    /// In words: "sent 312 in 24 h, 3 quarantined".
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HourTraffic {
+    pub hour: DateTime<Utc>,
+    pub messages: u64,
+    pub failed: u64,
+}
+
+/// A watched mailbox's traffic, from the state's history.
+fn traffic_status(
+    m: &crate::plan::Mailbox,
+    t: Option<&crate::history::MailboxTraffic>,
+    now: DateTime<Utc>,
+) -> Option<TrafficStatus> {
+    use crate::checks::traffic::TraceStatus;
+    let watch = m.traffic.as_ref()?;
+    let t = t.cloned().unwrap_or_default();
+    let day = t.last_day(now);
+    let by = |counts: &[u64; 7]| -> BTreeMap<&'static str, u64> {
+        TraceStatus::ALL
+            .iter()
+            .filter(|s| counts[s.index()] > 0)
+            .map(|s| (s.as_str(), counts[s.index()]))
+            .collect()
+    };
+    let last_24h: u64 = day.iter().sum();
+    let mut summary = format!("sent {last_24h} in 24 h");
+    for s in TraceStatus::ALL
+        .iter()
+        .filter(|s| **s != TraceStatus::Delivered)
+    {
+        let n = day[s.index()];
+        if n > 0 {
+            summary += &format!(", {n} {}", s.as_str().replace('_', " "));
+        }
+    }
+    let hourly = t
+        .hourly(now)
+        .into_iter()
+        .map(|(h, c)| HourTraffic {
+            hour: DateTime::from_timestamp(h, 0).unwrap_or(now),
+            messages: c.iter().map(|n| u64::from(*n)).sum(),
+            failed: u64::from(c[TraceStatus::Failed.index()])
+                + u64::from(c[TraceStatus::Quarantined.index()]),
+        })
+        .collect();
+    Some(TrafficStatus {
+        tenant: watch.tenant.clone(),
+        last_24h,
+        last_24h_by_status: by(&day),
+        totals: by(&t.totals),
+        last_message: t.last_message,
+        watched_since: t.since,
+        expect_within_seconds: watch.expect_within.map(|d| d.as_secs()),
+        silent: t.silent(now),
+        failed_share: t.failed_share(now),
+        hourly,
+        summary,
+    })
+}
+
+/// Which credentials sign in, from the last successful credential activity read.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActivityStatus {
+    /// Why the report is not available (a 403: no `AuditLog.Read.All`, or no Entra ID P1
+    /// licence); `null` when it was read.
+    pub unavailable: Option<String>,
+    pub credentials: Vec<CredentialActivity>,
+}
+
+/// One credential and its last sign-in.
+#[derive(Debug, Clone, Serialize)]
+pub struct CredentialActivity {
+    pub key_id: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub origin: &'static str,
+    pub display_name: Option<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_sign_in: Option<DateTime<Utc>>,
+    /// Whether the agent signs in with it.
+    pub agent: bool,
+    /// `active` (signed in within `diagnosis.credential_used_within`), `idle` (signed in
+    /// before), `stale` (not for `diagnosis.credential_stale_after`), `unused` (no sign-in
+    /// reported) or `unknown` (an inventoried app whose activity is not read).
+    pub state: &'static str,
 }
 
 /// The latest run of one check.
@@ -374,6 +636,68 @@ fn check_status(plan_enabled: bool, target: &str, st: Option<&TargetState>) -> C
             }
         }),
     }
+}
+
+/// Every credential of the app (the Graph read's, and any other the report lists) with its
+/// last sign-in, from the last successful reads.
+fn credential_activity(
+    graph: Option<&TargetState>,
+    activity: Option<&TargetState>,
+    settings: &crate::plan::DiagnosisSettings,
+    now: DateTime<Utc>,
+) -> Option<ActivityStatus> {
+    let a = activity?.last_ok.as_deref()?.activity()?;
+    let reg = graph
+        .and_then(|g| g.last_ok.as_deref())
+        .and_then(Report::graph)
+        .and_then(|g| g.registration.as_ref());
+    let window =
+        |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    let state = |last: Option<DateTime<Utc>>| match last {
+        None => "unused",
+        Some(t) if now - t < window(settings.credential_used_within) => "active",
+        Some(t) if now - t > window(settings.credential_stale_after) => "stale",
+        Some(_) => "idle",
+    };
+    let mut credentials: Vec<CredentialActivity> = reg
+        .map(|r| r.credentials.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            let last = a.last_sign_in(&c.key_id);
+            CredentialActivity {
+                key_id: c.key_id.clone(),
+                kind: c.kind.as_str(),
+                origin: c.origin.as_str(),
+                display_name: c.display_name.clone(),
+                expires_at: c.end,
+                last_sign_in: last,
+                agent: c.in_use,
+                state: state(last),
+            }
+        })
+        .collect();
+    for k in &a.keys {
+        if !credentials
+            .iter()
+            .any(|c| c.key_id.eq_ignore_ascii_case(&k.key_id))
+        {
+            credentials.push(CredentialActivity {
+                key_id: k.key_id.clone(),
+                kind: k.kind.as_str(),
+                origin: k.origin.as_str(),
+                display_name: None,
+                expires_at: k.expires,
+                last_sign_in: k.last_sign_in,
+                agent: false,
+                state: state(k.last_sign_in),
+            });
+        }
+    }
+    Some(ActivityStatus {
+        unavailable: a.unavailable.clone(),
+        credentials,
+    })
 }
 
 fn credential_in_use(graph: Option<&TargetState>, now: DateTime<Utc>) -> Option<CredentialStatus> {
@@ -577,11 +901,13 @@ fn build(
         match *e {
             Entry::App(app) => {
                 let mut checks = app_checks(app, get);
-                if app.health_check.enabled {
-                    checks.insert(
-                        CheckKind::Health,
-                        check_status(true, &app.name, get(CheckKind::Health, &app.name)),
-                    );
+                for (kind, on) in [
+                    (CheckKind::Health, app.health_check.enabled),
+                    (CheckKind::Activity, app.activity_check.enabled),
+                ] {
+                    if on {
+                        checks.insert(kind, check_status(true, &app.name, get(kind, &app.name)));
+                    }
                 }
                 let of_app = plan.mailboxes_of(&app.name);
                 let target = Target::App(app.clone());
@@ -604,8 +930,15 @@ fn build(
                         .collect(),
                     mailbox_count: of_app.len(),
                     credential_in_use: credential_in_use(get(CheckKind::Graph, &app.name), now),
+                    credential_activity: credential_activity(
+                        get(CheckKind::Graph, &app.name),
+                        get(CheckKind::Activity, &app.name),
+                        &plan.settings.diagnosis,
+                        now,
+                    ),
                     checks,
                     verdict,
+                    recent_runs: recent_runs(view.history, &app.name),
                 });
             }
             Entry::Mailbox(m) => {
@@ -621,6 +954,18 @@ fn build(
                         check_status(true, &m.name, get(CheckKind::Canary, &m.name)),
                     );
                 }
+                if m.app.activity_check.enabled {
+                    checks.insert(
+                        CheckKind::Activity,
+                        check_status(true, &m.app.name, get(CheckKind::Activity, &m.app.name)),
+                    );
+                }
+                if let Some(w) = &m.traffic {
+                    checks.insert(
+                        CheckKind::Traffic,
+                        check_status(true, &w.tenant, get(CheckKind::Traffic, &w.tenant)),
+                    );
+                }
                 let target = Target::Mailbox(m.clone());
                 let verdict = view
                     .verdicts
@@ -634,8 +979,16 @@ fn build(
                     smtp_port: m.smtp_port,
                     tls_insecure_skip_verify: m.tls_insecure_skip_verify,
                     credential_in_use: credential_in_use(get(CheckKind::Graph, &m.app.name), now),
+                    credential_activity: credential_activity(
+                        get(CheckKind::Graph, &m.app.name),
+                        get(CheckKind::Activity, &m.app.name),
+                        &plan.settings.diagnosis,
+                        now,
+                    ),
+                    traffic: traffic_status(m, view.history.traffic.get(&m.name), now),
                     checks,
                     verdict,
+                    recent_runs: recent_runs(view.history, &m.name),
                 });
             }
         }
@@ -665,6 +1018,20 @@ fn build(
                         start: x.start,
                     })
                     .collect(),
+            })
+            .collect(),
+        discovery: view
+            .jobs
+            .iter()
+            .filter(|(k, _)| k.kind == CheckKind::Discovery)
+            .filter_map(|(_, st)| {
+                let r = st.last_ok.as_deref()?;
+                Some(discovery_status(
+                    r.discovery()?,
+                    r.started_at,
+                    &plan.settings.diagnosis,
+                    now,
+                ))
             })
             .collect(),
     }

@@ -134,7 +134,7 @@ pub fn evaluate(
         let Some(t) = plan.target(target) else {
             continue;
         };
-        let app = t.app().name.as_str();
+        let app = t.app_label();
         let verdict = view.verdicts.get(target);
         let (step, cause) = verdict
             .map(|v| (v.step().as_str(), v.cause.label()))
@@ -293,12 +293,33 @@ pub fn evaluate(
                 ),
             );
         }
+        // Credential activity: a credential not signed in for `credential_stale_after`.
+        let activity = |name: &str| {
+            view.jobs
+                .get(&JobKey {
+                    kind: CheckKind::Activity,
+                    target: name.to_string(),
+                })
+                .and_then(|s| s.last_ok.as_deref())
+                .and_then(|r| r.activity())
+        };
+        if *kind == CheckKind::Activity {
+            if let Some(act) = activity(target) {
+                stale_alerts(&mut b, target, app, act, settings, now);
+            }
+        }
         let reg = st
             .last_ok
             .as_deref()
             .and_then(|r| r.graph())
             .and_then(|g| g.registration.as_ref());
         let Some(reg) = reg else { continue };
+        // Signed in within `credential_used_within`: the application uses it.
+        let signed_in = |key_id: &str| {
+            activity(target)
+                .and_then(|a| a.last_sign_in(key_id))
+                .is_some_and(|t| now - t < dur(settings.credential_used_within))
+        };
         if reg.in_use_matches == 0 {
             b.push(
                 AlertName::CredentialNotFound,
@@ -369,20 +390,78 @@ pub fn evaluate(
                 );
             }
         }
-        // The credential in use has its own alerts: this one is about the others.
-        for c in reg.credentials.iter().filter(|c| !c.in_use) {
-            let Some(end) = c.end else { continue };
-            let left = end - now;
-            if left > chrono::Duration::zero() && left < dur(settings.credential_warning) {
-                let name = c.display_name.clone().unwrap_or_default();
-                b.push(
-                    AlertName::AppCredentialExpiring,
-                    &[("target", target), ("app", app), ("type", c.kind.as_str()), ("origin", c.origin.as_str()), ("key_id", &c.key_id), ("display_name", &name)],
-                    None,
-                    format!("A {} of app {target} ({name}) expires in {:.0} days", c.kind.as_str(), days(left)),
-                    "It is not the one the agent signs in with. What to do: if an application signs in with it, plan its rotation: add a new one, configure it, delete the old one (Entra admin center > App registrations > Certificates & secrets); if nothing uses it, delete it.".into(),
-                );
+        let fix = crate::diagnosis::remediation_for(t, Cause::ActiveCredentialExpiring);
+        credential_alerts(&mut b, target, app, reg, &signed_in, &fix, settings, now);
+    }
+    // The apps the inventory discovered: their credentials alert as a configured app's other
+    // credentials do (none is the agent's).
+    for d in view
+        .jobs
+        .iter()
+        .filter(|(k, _)| k.kind == CheckKind::Discovery)
+        .filter_map(|(_, st)| st.last_ok.as_deref()?.discovery())
+    {
+        for a in d.apps.iter().filter(|a| a.configured.is_none()) {
+            let target = a.app_id.as_str();
+            let act = crate::checks::activity::ActivityDetails {
+                keys: a.activity.clone(),
+                ..Default::default()
+            };
+            if d.activity_read {
+                stale_alerts(&mut b, target, target, &act, settings, now);
             }
+            let Some(reg) = &a.credentials else { continue };
+            let signed_in = |key_id: &str| {
+                act.last_sign_in(key_id)
+                    .is_some_and(|t| now - t < dur(settings.credential_used_within))
+            };
+            let fix = format!(
+                "before it expires: put a new credential into the application that signs in as {} ({target}) (Entra admin center > App registrations > Certificates & secrets), check that its sign-ins move to it, then delete the old one",
+                a.display_name
+            );
+            credential_alerts(&mut b, target, target, reg, &signed_in, &fix, settings, now);
+        }
+    }
+    // What the watched mailboxes sent (message trace).
+    for m in &plan.mailboxes {
+        let Some(t) = view.history.traffic.get(&m.name) else {
+            continue;
+        };
+        let labels = [("target", m.name.as_str()), ("app", m.app.name.as_str())];
+        let target = crate::plan::Target::Mailbox(m.clone());
+        if t.silent(now) {
+            b.push(
+                AlertName::TrafficSilent,
+                &labels,
+                None,
+                format!("Mailbox {} has sent nothing for longer than it should", m.name),
+                format!(
+                    "Message trace shows no message from {} since {}, longer than its expect_traffic_within. What to do: {}",
+                    m.address,
+                    t.quiet_since().map(|q| q.to_rfc3339()).unwrap_or_default(),
+                    crate::diagnosis::remediation_for(&target, Cause::TrafficSilent)
+                ),
+            );
+        }
+        if let Some(share) = t
+            .failed_share(now)
+            .filter(|s| *s > settings.traffic_failed_share)
+        {
+            b.push(
+                AlertName::TrafficFailing,
+                &labels,
+                None,
+                format!(
+                    "{:.0}% of the messages mailbox {} sent in the last 24 h failed or were quarantined",
+                    share * 100.0,
+                    m.name
+                ),
+                format!(
+                    "Message trace: more than {:.0}% failed or quarantined. What to do: {}",
+                    settings.traffic_failed_share * 100.0,
+                    crate::diagnosis::remediation_for(&target, Cause::TrafficFailing)
+                ),
+            );
         }
     }
     for m in &plan.mailboxes {
@@ -478,4 +557,124 @@ fn incidents(view: &View, tenant: &str) -> String {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// A credential not signed in for `credential_stale_after`.
+fn stale_alerts(
+    b: &mut Builder,
+    target: &str,
+    app: &str,
+    act: &crate::checks::activity::ActivityDetails,
+    settings: &AlertSettings,
+    now: DateTime<Utc>,
+) {
+    let dur = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    for k in &act.keys {
+        let Some(last) = k.last_sign_in else { continue };
+        if now - last > dur(settings.credential_stale_after) {
+            b.push(
+                AlertName::CredentialStale,
+                &[
+                    ("target", target),
+                    ("app", app),
+                    ("key_id", &k.key_id),
+                    ("type", k.kind.as_str()),
+                    ("origin", k.origin.as_str()),
+                ],
+                None,
+                format!(
+                    "A {} of app {target} has not signed in for {:.0} days",
+                    k.kind.as_str(),
+                    days(now - last)
+                ),
+                format!(
+                    "Its last sign-in was on {}. What to do: if nothing uses it, delete it (Entra admin center > App registrations > Certificates & secrets).",
+                    last.format("%Y-%m-%d")
+                ),
+            );
+        }
+    }
+}
+
+/// The credentials of an app that are not the agent's: those the application signed in with
+/// lately (`signed_in`) alert on their expiry as the agent's own do; the others only as they
+/// near it (info).
+#[allow(clippy::too_many_arguments)]
+fn credential_alerts(
+    b: &mut Builder,
+    target: &str,
+    app: &str,
+    reg: &crate::checks::graph::Registration,
+    signed_in: &dyn Fn(&str) -> bool,
+    fix: &str,
+    settings: &AlertSettings,
+    now: DateTime<Utc>,
+) {
+    let dur = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    for c in reg
+        .credentials
+        .iter()
+        .filter(|c| !c.in_use && signed_in(&c.key_id))
+    {
+        let Some(end) = c.end else { continue };
+        let left = end - now;
+        let name = c.display_name.clone().unwrap_or_default();
+        let labels = [
+            ("target", target),
+            ("app", app),
+            ("type", c.kind.as_str()),
+            ("origin", c.origin.as_str()),
+            ("key_id", c.key_id.as_str()),
+            ("display_name", name.as_str()),
+        ];
+        if left < dur(settings.credential_critical) {
+            b.push(
+                AlertName::ActiveCredentialExpiring,
+                &labels,
+                None,
+                format!(
+                    "The application signs in with a {} of app {target} ({name}) that {}",
+                    c.kind.as_str(),
+                    if left <= chrono::Duration::zero() {
+                        "has expired".to_string()
+                    } else {
+                        format!("expires in {:.1} days", days(left))
+                    }
+                ),
+                format!("The agent signs in with another, so its own checks stay green. What to do now: {fix}"),
+            );
+        } else if left < dur(settings.credential_warning) {
+            b.push(
+                AlertName::ActiveCredentialExpiringSoon,
+                &labels,
+                None,
+                format!(
+                    "The application signs in with a {} of app {target} ({name}) that expires in {:.0} days",
+                    c.kind.as_str(),
+                    days(left)
+                ),
+                format!("The agent signs in with another, so its own checks stay green the day the application stops. What to do: {fix}"),
+            );
+        }
+    }
+    // The credential in use has its own alerts, and so have those the application signs
+    // in with: this one is about the others.
+    for c in reg
+        .credentials
+        .iter()
+        .filter(|c| !c.in_use && !signed_in(&c.key_id))
+    {
+        let Some(end) = c.end else { continue };
+        let left = end - now;
+        if left > chrono::Duration::zero() && left < dur(settings.credential_warning) {
+            let name = c.display_name.clone().unwrap_or_default();
+            b.push(
+                AlertName::AppCredentialExpiring,
+                &[("target", target), ("app", app), ("type", c.kind.as_str()), ("origin", c.origin.as_str()), ("key_id", &c.key_id), ("display_name", &name)],
+                None,
+                format!("A {} of app {target} ({name}) expires in {:.0} days", c.kind.as_str(), days(left)),
+                "It is not the one the agent signs in with. What to do: if an application signs in with it, plan its rotation: add a new one, configure it, delete the old one (Entra admin center > App registrations > Certificates & secrets); if nothing uses it, delete it.".into(),
+            );
+        }
+    }
 }

@@ -97,11 +97,16 @@ impl Rule {
             | A::CredentialExpiring
             | A::CredentialExpired
             | A::AppCredentialExpiring
+            | A::ActiveCredentialExpiringSoon
+            | A::ActiveCredentialExpiring
             | A::CredentialNotFound
             | A::GraphPermissionMissing => Some(("target", Some(CheckKind::Graph))),
+            A::CredentialStale => Some(("target", Some(CheckKind::Activity))),
             A::CheckStale => Some(("check, target", None)),
             // Facts of every mailbox of an endpoint, of a tenant: while such a check is due.
             A::ServerCertificateExpiring => Some(("", Some(CheckKind::Smtp))),
+            // What a trace read keeps is in memory: after a restart, until it has read again.
+            A::TrafficSilent | A::TrafficFailing => Some(("", Some(CheckKind::Traffic))),
             A::MicrosoftIncident => Some(("", Some(CheckKind::Health))),
             // A restart loads the configuration afresh: its failure is over.
             A::ConfigReloadFailing | A::ExporterDown | A::ExporterAbsent => None,
@@ -190,6 +195,15 @@ fn go_text(t: &str) -> String {
             "<canary reader app of mailbox {{ $labels.target }}>",
         ),
         ("{canary_timeout}", "its timeout"),
+        ("{date}", "it expires"),
+        (
+            "{credential}",
+            "{{ $labels.type }} {{ $labels.key_id }} ({{ $labels.display_name }})",
+        ),
+        ("{credential_kind}", "{{ $labels.type }}"),
+        ("{old_credential}", "the old one"),
+        ("{trace}", ""),
+        ("{agent_credential}", ""),
         (
             "{incident}",
             "{{ with printf \"smtp_oauth_verdict_incident_info{target='%s'}\" $labels.target | query }}{{ range . }}{{ .Labels.id }}{{ end }}{{ else }}the incident{{ end }}",
@@ -298,7 +312,9 @@ pub(super) fn covered(kind: CheckKind, reason: Reason) -> bool {
                 || reason == Reason::Canary(CanaryReason::ReaderPermissionMissing)
         }
         CheckKind::Graph => reason == Reason::Graph(GraphReason::PermissionMissing),
-        CheckKind::Health => false,
+        CheckKind::Health | CheckKind::Activity | CheckKind::Traffic | CheckKind::Discovery => {
+            false
+        }
     }
 }
 
@@ -320,6 +336,15 @@ pub(super) const CANARY_FAILING: [Reason; 5] = [
 pub fn rules(s: &AlertSettings) -> Vec<Rule> {
     let days = |d: Duration| d.as_secs() / 86_400;
     let in_use_days = "(smtp_oauth_credential_in_use_expiry_timestamp_seconds - time()) / 86400";
+    // A credential that signed in within `credential_used_within` (credential activity).
+    let signed_in = format!(
+        "(time() - smtp_oauth_credential_last_sign_in_timestamp_seconds < {})",
+        s.credential_used_within.as_secs()
+    );
+    // Days left of the credentials the application signed in with lately, besides the agent's.
+    let active_days = format!(
+        "(\n  (smtp_oauth_credential_expiry_timestamp_seconds - time()) / 86400\n    unless on (job, instance, target, key_id) smtp_oauth_credential_in_use\n    and on (job, instance, target, key_id) {signed_in}\n)"
+    );
     let token_causes: Vec<(&str, String)> = TokenReason::ALL
         .iter()
         .filter(|r| **r != TokenReason::Throttled)
@@ -485,6 +510,36 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
             anchor: "smtpoauthcanaryreaderdenied".into(),
         },
         Rule {
+            name: AlertName::TrafficSilent,
+            level: Level::Warning,
+            cause: Some("traffic_silent"),
+            for_: Some(s.failing_for),
+            expr: with_app("smtp_oauth_traffic_silent == 1"),
+            summary: "Mailbox {{ $labels.target }} has sent nothing for longer than it should".into(),
+            description: format!(
+                "Message trace shows no message from mailbox {{{{ $labels.target }}}} (app {{{{ $labels.app }}}}){{{{ with printf \"smtp_oauth_traffic_last_message_timestamp_seconds{{target='%s'}}\" $labels.target | query }}}}{{{{ range . }}}} since {{{{ .Value | humanizeTimestamp }}}}{{{{ end }}}}{{{{ end }}}}, longer than its expect_traffic_within: the application that sends as it may have stopped, even while the agent's own login works. What to do: {}. {CONFIRM}",
+                go_text(Cause::TrafficSilent.info().remediation)
+            ),
+            anchor: "smtpoauthtrafficsilent".into(),
+        },
+        Rule {
+            name: AlertName::TrafficFailing,
+            level: Level::Warning,
+            cause: Some("traffic_failing"),
+            for_: Some(Duration::from_secs(1800)),
+            expr: with_app(&format!(
+                "smtp_oauth_traffic_failed_share > {}",
+                s.traffic_failed_share
+            )),
+            summary: "{{ $value | humanizePercentage }} of the messages mailbox {{ $labels.target }} sent in the last 24 h failed or were quarantined".into(),
+            description: format!(
+                "Message trace: {{{{ $value | humanizePercentage }}}} of the messages mailbox {{{{ $labels.target }}}} (app {{{{ $labels.app }}}}) sent in the last 24 h failed or were quarantined (more than {}%). What to do: {}. {CONFIRM}",
+                s.traffic_failed_share * 100.0,
+                go_text(Cause::TrafficFailing.info().remediation)
+            ),
+            anchor: "smtpoauthtrafficfailing".into(),
+        },
+        Rule {
             name: AlertName::CredentialExpiringSoon,
             level: Level::Warning,
             cause: Some("credential_expiring"),
@@ -539,14 +594,68 @@ pub fn rules(s: &AlertSettings) -> Vec<Rule> {
             level: Level::Info,
             cause: Some("app_credential_expiring"),
             for_: Some(Duration::from_secs(900)),
-            // The credential in use has alerts of its own: this one is about the others.
+            // The credential in use has alerts of its own, and so has one the application
+            // signed in with lately (credential activity): this one is about the others.
             expr: app_label(&format!(
-                "(smtp_oauth_credential_expiry_timestamp_seconds - time()) / 86400 < {} > 0\n  unless on (job, instance, target, key_id) smtp_oauth_credential_in_use",
+                "(smtp_oauth_credential_expiry_timestamp_seconds - time()) / 86400 < {} > 0\n  unless on (job, instance, target, key_id) smtp_oauth_credential_in_use\n  unless on (job, instance, target, key_id) {signed_in}",
                 days(s.credential_warning)
             )),
             summary: "A {{ $labels.type }} of app {{ $labels.target }} ({{ $labels.display_name }}) expires in {{ $value | printf \"%.0f\" }} days".into(),
             description: "The {{ $labels.type }} {{ $labels.key_id }} ({{ $labels.display_name }}) of app {{ $labels.target }} expires in {{ $value | printf \"%.1f\" }} days; it is not the one the agent signs in with. What to do: if an application signs in with it, plan its rotation: add a new one, configure it, delete the old one (Entra admin center > App registrations > Certificates & secrets); if nothing uses it, delete it.".into(),
             anchor: "smtpoauthappcredentialexpiring".into(),
+        },
+        Rule {
+            name: AlertName::ActiveCredentialExpiringSoon,
+            level: Level::Warning,
+            cause: Some("active_credential_expiring"),
+            for_: Some(Duration::from_secs(900)),
+            expr: app_label(&format!(
+                "{active_days} < {} >= {}",
+                days(s.credential_warning),
+                days(s.credential_critical)
+            )),
+            summary: "The application signs in with a {{ $labels.type }} of app {{ $labels.target }} ({{ $labels.display_name }}) that expires in {{ $value | printf \"%.0f\" }} days".into(),
+            description: format!(
+                "The {{{{ $labels.type }}}} {{{{ $labels.key_id }}}} ({{{{ $labels.display_name }}}}) of app {{{{ $labels.target }}}} signed in within the last {} days and expires in {{{{ $value | printf \"%.1f\" }}}} days; the agent signs in with another, so its own checks stay green the day the application stops. What to do: {}. {CONFIRM}",
+                days(s.credential_used_within),
+                go_text(Cause::ActiveCredentialExpiring.info().remediation)
+            ),
+            anchor: "smtpoauthactivecredentialexpiringsoon".into(),
+        },
+        Rule {
+            name: AlertName::ActiveCredentialExpiring,
+            level: Level::Critical,
+            cause: Some("active_credential_expiring"),
+            for_: Some(Duration::from_secs(900)),
+            // Expired ones too: a credential that signed in lately and has expired is an
+            // application that gets no token any more.
+            expr: app_label(&format!(
+                "{active_days} < {}",
+                days(s.credential_critical)
+            )),
+            summary: "The application signs in with a {{ $labels.type }} of app {{ $labels.target }} ({{ $labels.display_name }}) that {{ if lt $value 0.0 }}has expired{{ else }}expires in {{ $value | printf \"%.1f\" }} days{{ end }}".into(),
+            description: format!(
+                "The {{{{ $labels.type }}}} {{{{ $labels.key_id }}}} ({{{{ $labels.display_name }}}}) of app {{{{ $labels.target }}}} signed in within the last {} days and {{{{ if lt $value 0.0 }}}}has expired: the application gets no token with it any more{{{{ else }}}}expires in {{{{ $value | printf \"%.1f\" }}}} days{{{{ end }}}}; the agent signs in with another, so its own checks stay green. What to do now: {}. {CONFIRM}",
+                days(s.credential_used_within),
+                go_text(Cause::ActiveCredentialExpiring.info().remediation)
+            ),
+            anchor: "smtpoauthactivecredentialexpiring".into(),
+        },
+        Rule {
+            name: AlertName::CredentialStale,
+            level: Level::Info,
+            cause: Some("credential_stale"),
+            for_: Some(Duration::from_secs(3600)),
+            expr: app_label(&format!(
+                "(time() - smtp_oauth_credential_last_sign_in_timestamp_seconds) / 86400 > {}",
+                days(s.credential_stale_after)
+            )),
+            summary: "A {{ $labels.type }} of app {{ $labels.target }} has not signed in for {{ $value | printf \"%.0f\" }} days".into(),
+            description: format!(
+                "The {{{{ $labels.type }}}} {{{{ $labels.key_id }}}} of app {{{{ $labels.target }}}} last signed in {{{{ $value | printf \"%.1f\" }}}} days ago (more than {} days): nothing seems to use it. What to do: if nothing uses it, delete it (Entra admin center > App registrations > Certificates & secrets): a forgotten secret is one more to leak.",
+                days(s.credential_stale_after)
+            ),
+            anchor: "smtpoauthcredentialstale".into(),
         },
         Rule {
             name: AlertName::SendAsAppMissing,

@@ -35,6 +35,9 @@ const FIRST_POLL: Duration = Duration::from_secs(1);
 const MAX_POLL: Duration = Duration::from_secs(15);
 /// The last search starts this long before the canary's timeout: time for Graph to answer.
 const LAST_SEARCH_LEAD: Duration = Duration::from_secs(1);
+/// At most this much of the timeout (and a quarter of what is left after sending) is kept for
+/// looking a lost message up in message trace.
+const TRACE_LOOKUP_RESERVE: Duration = Duration::from_secs(3);
 
 /// A message sent and not found (yet).
 #[derive(Debug, Clone)]
@@ -146,6 +149,10 @@ pub struct CanaryDetails {
     pub polls: u32,
     /// Messages of earlier runs found and deleted in this run.
     pub cleaned_up: u32,
+    /// Not found in time: where message trace says it stopped (when the tenant's trace is
+    /// read, `checks.traffic`).
+    /// (Boxed: every report's details are as large as their largest kind.)
+    pub trace: Option<Box<super::traffic::TraceLookup>>,
 }
 
 impl CanaryDetails {
@@ -369,6 +376,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         found: None,
         polls: 0,
         cleaned_up: 0,
+        trace: None,
     };
     if let Some(f) = sent.failure {
         return Outcome {
@@ -390,7 +398,15 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
         sent_at: accepted_at,
     };
 
-    let graph = match Graph::connect(reader, &ctx.tokens, deadline).await {
+    // With the tenant's trace read, a few seconds stay for looking a lost message up there.
+    let search_deadline = match canary.trace_reader {
+        Some(_) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            deadline - (left / 4).min(TRACE_LOOKUP_RESERVE)
+        }
+        None => deadline,
+    };
+    let graph = match Graph::connect(reader, &ctx.tokens, search_deadline).await {
         Ok(g) => g.prefer(IMMUTABLE_IDS),
         Err(e) => {
             ctx.canary.add(&m.name, pending);
@@ -407,6 +423,22 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
     };
     let graph = Reader { graph: &graph, to };
     let outcome = find(&graph, &message_id, &mut d).await;
+    if let (Err(e), Some(trace_reader)) = (&outcome, &canary.trace_reader) {
+        if e.reason == Reason::Canary(CanaryReason::NotDelivered) {
+            d.trace = Some(Box::new(
+                super::traffic::lookup(
+                    ctx,
+                    trace_reader,
+                    &m.app.tenant,
+                    &message_id,
+                    to,
+                    accepted_at,
+                    deadline,
+                )
+                .await,
+            ));
+        }
+    }
     // Not found, or found and not deleted: a later run deletes it.
     if d.found.as_ref().is_none_or(|f| !f.deleted) {
         ctx.canary.add(&m.name, pending);
@@ -456,11 +488,17 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
             ),
             _ => Outcome::success(Details::Canary(d)),
         },
-        Err(e) => Outcome {
-            failure: Some(Failure::new(e.reason, e.message)),
-            details: Details::Canary(d),
-            retry_after: e.retry_after,
-        },
+        Err(e) => {
+            let mut message = e.message;
+            if let Some(t) = &d.trace {
+                message += &format!("; message trace: {}", t.words());
+            }
+            Outcome {
+                failure: Some(Failure::new(e.reason, message)),
+                details: Details::Canary(d),
+                retry_after: e.retry_after,
+            }
+        }
     }
 }
 
@@ -574,6 +612,7 @@ mod tests {
             }),
             polls: 2,
             cleaned_up: 0,
+            trace: None,
         };
         assert_eq!(d.delivery_seconds(), Some(2.5));
         assert_eq!(d.seen_seconds(), Some(4.0));

@@ -282,6 +282,81 @@ impl<'a> Graph<'a> {
     }
 }
 
+/// One page of a Graph collection: its items and, when there are more, the link to the next.
+#[derive(Debug, Deserialize)]
+pub struct Page<T> {
+    pub value: Vec<T>,
+    #[serde(default, rename = "@odata.nextLink")]
+    pub next_link: Option<String>,
+}
+
+/// Why reading a paged collection failed.
+#[derive(Debug)]
+pub enum PageError {
+    /// A call failed (its status, Retry-After and ids are in the error).
+    Call(GraphError),
+    /// A page is not the collection JSON promised, or its next link is not Graph's.
+    Invalid(String),
+}
+
+impl<'a> Graph<'a> {
+    /// The URL of the next page: the path and query of Graph's `@odata.nextLink` on the Graph
+    /// this session talks to (its `graph_url`, which a test or a proxy may set), so that the
+    /// token never goes to a host a reply names. The link must be under a version root
+    /// (`/v1.0/`, `/beta/`).
+    pub fn next_page_url(&self, link: &str) -> Result<url::Url, String> {
+        let parsed =
+            url::Url::parse(link).map_err(|e| format!("@odata.nextLink is not a URL ({e})"))?;
+        let path = parsed.path();
+        let rest = ["/v1.0/", "/beta/"]
+            .iter()
+            .find_map(|root| path.find(root).map(|i| &path[i..]))
+            .ok_or_else(|| {
+                format!(
+                    "@odata.nextLink {:?} is not under a Graph version root",
+                    clean(path)
+                )
+            })?;
+        let mut u = self.reader.graph_url.clone();
+        let base = u.path().trim_end_matches('/').to_string();
+        u.set_path(&format!("{base}{rest}"));
+        u.set_query(parsed.query());
+        Ok(u)
+    }
+
+    /// Every item of a paged collection, following `@odata.nextLink` for at most `max_pages`
+    /// pages (a collection longer than that is refused rather than read without end).
+    pub async fn get_pages<T: serde::de::DeserializeOwned>(
+        &self,
+        url: url::Url,
+        max_pages: usize,
+    ) -> Result<Vec<T>, PageError> {
+        let mut out = Vec::new();
+        let mut next = Some(url);
+        let mut pages = 0;
+        while let Some(u) = next.take() {
+            if pages == max_pages {
+                return Err(PageError::Invalid(format!(
+                    "the collection has more than {max_pages} pages"
+                )));
+            }
+            pages += 1;
+            let resp = self.get(u).await.map_err(PageError::Call)?;
+            let page: Page<T> = serde_json::from_slice(&resp.body).map_err(|e| {
+                PageError::Invalid(format!(
+                    "page {pages} is not Graph's collection JSON: {e} (request-id {})",
+                    request_id(&resp).unwrap_or_else(|| "none".into())
+                ))
+            })?;
+            out.extend(page.value);
+            if let Some(link) = page.next_link {
+                next = Some(self.next_page_url(&link).map_err(PageError::Invalid)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// Replaces every occurrence of `secret` in `body` with `[redacted]`.
 fn redact_bytes(body: &mut Vec<u8>, secret: &[u8]) {
     if secret.is_empty() || !body.windows(secret.len()).any(|w| w == secret) {

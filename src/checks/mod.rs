@@ -3,13 +3,16 @@
 //! caller sends it where it belongs (state and log for the scheduler, a one-shot page for
 //! `/probe`, a printer for the `check` command).
 
+pub mod activity;
 pub mod canary;
+pub mod discovery;
 pub mod graph;
 pub mod graph_call;
 pub mod health;
 pub mod sessions;
 pub mod smtp;
 pub mod token;
+pub mod traffic;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +33,8 @@ pub struct Context {
     pub canary: canary::Ledger,
     /// At most two SMTP sessions per mailbox, the scheduler's and the probes' together.
     pub sessions: sessions::Sessions,
+    /// Message trace's budget per tenant and where each tenant's next read starts.
+    pub trace: traffic::TraceLedger,
 }
 
 impl Context {
@@ -38,6 +43,7 @@ impl Context {
             tokens,
             canary: canary::Ledger::default(),
             sessions: sessions::Sessions::default(),
+            trace: traffic::TraceLedger::default(),
         }
     }
 }
@@ -115,6 +121,9 @@ pub enum Details {
     Graph(graph::GraphDetails),
     Canary(canary::CanaryDetails),
     Health(health::HealthDetails),
+    Activity(activity::ActivityDetails),
+    Traffic(traffic::TrafficDetails),
+    Discovery(discovery::DiscoveryDetails),
 }
 
 /// What a check module returns.
@@ -199,6 +208,27 @@ impl Report {
             _ => None,
         }
     }
+
+    pub fn activity(&self) -> Option<&activity::ActivityDetails> {
+        match &self.details {
+            Details::Activity(a) => Some(a),
+            _ => None,
+        }
+    }
+
+    pub fn traffic(&self) -> Option<&traffic::TrafficDetails> {
+        match &self.details {
+            Details::Traffic(t) => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn discovery(&self) -> Option<&discovery::DiscoveryDetails> {
+        match &self.details {
+            Details::Discovery(d) => Some(d),
+            _ => None,
+        }
+    }
 }
 
 /// Runs one job now, within its timeout. The scheduler, `/probe` and the `check` command all
@@ -217,6 +247,9 @@ pub async fn run(job: &Job, ctx: &Context, opts: &RunOptions) -> Report {
             CheckKind::Graph => graph::run(&job.target, ctx, deadline).await,
             CheckKind::Canary => canary::run(&job.target, ctx, deadline).await,
             CheckKind::Health => health::run(&job.target, ctx, deadline).await,
+            CheckKind::Activity => activity::run(&job.target, ctx, deadline).await,
+            CheckKind::Traffic => traffic::run(&job.target, ctx, deadline).await,
+            CheckKind::Discovery => discovery::run(&job.target, ctx, deadline).await,
         }
     };
     // Each check respects the deadline itself (so it can say which step was slow); this is the

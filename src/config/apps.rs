@@ -8,13 +8,13 @@ use std::sync::Arc;
 use super::credentials::{self, CertificateError};
 use super::raw::{self, RawChecks};
 use super::validate::{
-    Validator, CANARY_DEFAULT, CANARY_MIN_INTERVAL, GRAPH_DEFAULT, HEALTH_DEFAULT, SMTP_DEFAULT,
-    TOKEN_DEFAULT,
+    TrafficTenants, Validator, ACTIVITY_DEFAULT, CANARY_DEFAULT, CANARY_MIN_INTERVAL,
+    DISCOVERY_DEFAULT, GRAPH_DEFAULT, HEALTH_DEFAULT, SMTP_DEFAULT, TOKEN_DEFAULT, TRAFFIC_DEFAULT,
 };
 use super::ConfigError;
 use crate::plan::{
     is_guid, App, AssertionAlgorithm, Authorization, Canary, Cloud, Credential, MailAddress,
-    Mailbox,
+    Mailbox, TrafficWatch,
 };
 
 impl Validator<'_> {
@@ -133,23 +133,50 @@ impl Validator<'_> {
                 defaults.graph.as_ref(),
                 GRAPH_DEFAULT,
             )?,
-            health_check: {
-                let mut c = self.check_settings(
-                    &format!("{p}.checks.health"),
-                    a.checks.health.as_ref(),
-                    defaults.health.as_ref(),
-                    HEALTH_DEFAULT,
+            health_check: self.opt_in(
+                &format!("{p}.checks.health"),
+                a.checks.health.as_ref(),
+                defaults.health.as_ref(),
+                HEALTH_DEFAULT,
+            )?,
+            activity_check: {
+                let c = self.opt_in(
+                    &format!("{p}.checks.activity"),
+                    a.checks.activity.as_ref(),
+                    defaults.activity.as_ref(),
+                    ACTIVITY_DEFAULT,
                 )?;
-                // Opt-in: the app needs ServiceHealth.Read.All, which it usually lacks.
-                c.enabled = a
-                    .checks
-                    .health
-                    .as_ref()
-                    .and_then(|h| h.enabled)
-                    .or_else(|| defaults.health.as_ref().and_then(|h| h.enabled))
-                    .unwrap_or(false);
+                self.global_only(
+                    &format!("{p}.checks.activity"),
+                    &c,
+                    &name,
+                    cloud,
+                    "credential sign-in activity (Graph beta reports/appCredentialSignInActivities)",
+                )?;
                 c
             },
+            traffic_check: {
+                let c = self.opt_in(
+                    &format!("{p}.checks.traffic"),
+                    a.checks.traffic.as_ref(),
+                    defaults.traffic.as_ref(),
+                    TRAFFIC_DEFAULT,
+                )?;
+                self.global_only(
+                    &format!("{p}.checks.traffic"),
+                    &c,
+                    &name,
+                    cloud,
+                    "message trace (Graph admin/exchange/tracing/messageTraces)",
+                )?;
+                c
+            },
+            discovery_check: self.opt_in(
+                &format!("{p}.checks.discovery"),
+                a.checks.discovery.as_ref(),
+                defaults.discovery.as_ref(),
+                DISCOVERY_DEFAULT,
+            )?,
             name,
             tenant,
             client_id,
@@ -167,6 +194,41 @@ impl Validator<'_> {
             net,
         };
         Ok((app, a.graph_reader))
+    }
+
+    /// An opt-in check's settings: off unless the app or `defaults.checks` enables it (each
+    /// needs a permission the app usually lacks).
+    fn opt_in(
+        &self,
+        path: &str,
+        own: Option<&raw::RawCheck>,
+        default: Option<&raw::RawCheck>,
+        built_in: (&str, &str),
+    ) -> Result<crate::plan::CheckSettings, ConfigError> {
+        let mut c = self.check_settings(path, own, default, built_in)?;
+        c.enabled = own
+            .and_then(|h| h.enabled)
+            .or_else(|| default.and_then(|h| h.enabled))
+            .unwrap_or(false);
+        Ok(c)
+    }
+
+    /// Refuses an enabled check whose Microsoft API exists in the global cloud only.
+    pub(super) fn global_only(
+        &self,
+        path: &str,
+        check: &crate::plan::CheckSettings,
+        app: &str,
+        cloud: Cloud,
+        what: &str,
+    ) -> Result<(), ConfigError> {
+        if check.enabled && cloud != Cloud::Global {
+            return Err(self.err(
+                path,
+                format!("{what} exists in the global cloud only, and app {app:?} uses cloud {cloud}: leave it off there"),
+            ));
+        }
+        Ok(())
     }
 
     fn certificate(
@@ -202,6 +264,7 @@ impl Validator<'_> {
         m: raw::RawMailbox,
         apps: &HashMap<&str, &Arc<App>>,
         defaults: &RawChecks,
+        traffic: &TrafficTenants,
     ) -> Result<Mailbox, ConfigError> {
         let name = self.required(&format!("{p}.name"), m.name)?;
         let app_name = self.required(&format!("{p}.app"), m.app)?;
@@ -223,15 +286,57 @@ impl Validator<'_> {
                 format!("invalid mailbox address {address:?}: expected user@domain"),
             )
         })?;
-        if m.checks.token.is_some() || m.checks.graph.is_some() || m.checks.health.is_some() {
+        if m.checks.token.is_some()
+            || m.checks.graph.is_some()
+            || m.checks.health.is_some()
+            || m.checks.activity.is_some()
+            || m.checks.traffic.is_some()
+            || m.checks.discovery.is_some()
+        {
             return Err(self.err(
                 format!("{p}.checks"),
-                "mailboxes take only the smtp check; token, graph and health belong to apps (the canary has its own block)",
+                "mailboxes take only the smtp check; token, graph, health, activity, traffic and discovery belong to apps (the canary and expect_traffic_within are the mailbox's own)",
             ));
         }
+        let tenant_trace = traffic.get(&app.tenant.to_ascii_lowercase());
         let canary = match m.canary {
             None => None,
-            Some(c) => self.canary(&format!("{p}.canary"), c, app, &address, apps)?,
+            Some(c) => self
+                .canary(&format!("{p}.canary"), c, app, &address, apps)?
+                .map(|c| Canary {
+                    trace_reader: tenant_trace.map(|(_, first)| first.graph_reader_or_self()),
+                    ..c
+                }),
+        };
+        let expect_within = match &m.expect_traffic_within {
+            None => None,
+            Some(v) => {
+                let d = crate::plan::parse_duration(v)
+                    .map_err(|e| self.err(format!("{p}.expect_traffic_within"), e))?;
+                if d.is_zero() {
+                    return Err(self.err(
+                        format!("{p}.expect_traffic_within"),
+                        "must be greater than 0s",
+                    ));
+                }
+                Some(d)
+            }
+        };
+        let traffic = match (app.traffic_check.enabled, tenant_trace) {
+            (true, Some((tenant, _))) => Some(Box::new(TrafficWatch {
+                tenant: tenant.clone(),
+                expect_within,
+            })),
+            _ if expect_within.is_some() => {
+                return Err(self.err(
+                    format!("{p}.expect_traffic_within"),
+                    format!(
+                    "app {:?} does not watch its mailboxes' traffic: enable checks.traffic on it",
+                    app.name
+                ),
+                ))
+            }
+            _ => None,
         };
         Ok(Mailbox {
             smtp_host: match m.smtp_host {
@@ -285,6 +390,7 @@ impl Validator<'_> {
             app: app.clone(),
             address,
             canary,
+            traffic,
         })
     }
 
@@ -326,7 +432,12 @@ impl Validator<'_> {
                 "the canary sends a message each run: at most once a minute (Exchange Online allows a mailbox 30 messages a minute, and they are the application's)",
             ));
         }
-        Ok(check.enabled.then_some(Canary { to, reader, check }))
+        Ok(check.enabled.then_some(Canary {
+            to,
+            reader,
+            check,
+            trace_reader: None,
+        }))
     }
 }
 /// A DNS name (letters, digits, `-`, `.`) or an IP address.

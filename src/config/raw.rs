@@ -84,6 +84,9 @@ pub struct RawMetrics {
 #[serde(deny_unknown_fields)]
 pub struct RawDiagnosis {
     pub expiry_warning: Option<String>,
+    pub traffic_failed_share: Option<f64>,
+    pub credential_used_within: Option<String>,
+    pub credential_stale_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +105,12 @@ pub struct RawChecks {
     pub graph: Option<RawCheck>,
     /// Service health of the app's tenant (off unless enabled).
     pub health: Option<RawCheck>,
+    /// The last sign-in of each of the app's credentials (off unless enabled).
+    pub activity: Option<RawCheck>,
+    /// Its mailboxes' traffic in message trace (off unless enabled).
+    pub traffic: Option<RawCheck>,
+    /// The inventory of its tenant's apps that can send SMTP (off unless enabled).
+    pub discovery: Option<RawCheck>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -152,6 +161,8 @@ pub struct RawMailbox {
     pub ehlo_name: Option<String>,
     pub mail_from: Option<bool>,
     pub tls_insecure_skip_verify: Option<bool>,
+    /// With its app's traffic watched: the longest silence that is normal.
+    pub expect_traffic_within: Option<String>,
     #[serde(default)]
     pub checks: RawChecks,
     /// The delivery canary (off without this block).

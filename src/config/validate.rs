@@ -22,11 +22,23 @@ pub(super) const SMTP_DEFAULT: (&str, &str) = ("5m", "30s");
 pub(super) const GRAPH_DEFAULT: (&str, &str) = ("6h", "30s");
 /// Service health every 5 minutes (Microsoft posts updates about every 30 minutes).
 pub(super) const HEALTH_DEFAULT: (&str, &str) = ("5m", "30s");
+/// Message trace every 15 minutes: at most 100 requests per 5 minutes per tenant, and the
+/// trace lags a few minutes behind anyway.
+pub(super) const TRAFFIC_DEFAULT: (&str, &str) = ("15m", "60s");
+/// The inventory every 6 hours, as the credential reads (credentials change slowly; each
+/// discovered app costs two Graph reads).
+pub(super) const DISCOVERY_DEFAULT: (&str, &str) = ("6h", "60s");
+/// Credential sign-in activity every hour (Entra ID updates the report within hours).
+pub(super) const ACTIVITY_DEFAULT: (&str, &str) = ("1h", "30s");
 /// The canary every 15 minutes, and 5 minutes for the message to arrive.
 pub(super) const CANARY_DEFAULT: (&str, &str) = ("15m", "5m");
 /// The canary never runs more often: Exchange Online allows a mailbox 30 messages a minute and
 /// 10,000 recipients a day, and the canary must not eat into what the application sends.
 pub(super) const CANARY_MIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// By tenant (lower case): the tenant's name as its first app with traffic watched writes it,
+/// and that app.
+pub(super) type TrafficTenants = HashMap<String, (String, Arc<App>)>;
 
 pub struct Validator<'a> {
     pub(super) file: &'a str,
@@ -121,9 +133,35 @@ impl<'a> Validator<'a> {
             }
         }
         let mut diagnosis = DiagnosisSettings::default();
-        if let Some(s) = &raw.diagnosis.expiry_warning {
-            diagnosis.expiry_warning =
-                parse_duration(s).map_err(|m| self.err("diagnosis.expiry_warning", m))?;
+        for (field, value, into) in [
+            (
+                "expiry_warning",
+                &raw.diagnosis.expiry_warning,
+                &mut diagnosis.expiry_warning,
+            ),
+            (
+                "credential_used_within",
+                &raw.diagnosis.credential_used_within,
+                &mut diagnosis.credential_used_within,
+            ),
+            (
+                "credential_stale_after",
+                &raw.diagnosis.credential_stale_after,
+                &mut diagnosis.credential_stale_after,
+            ),
+        ] {
+            if let Some(v) = value {
+                *into = parse_duration(v).map_err(|m| self.err(format!("diagnosis.{field}"), m))?;
+            }
+        }
+        if let Some(share) = raw.diagnosis.traffic_failed_share {
+            if !(0.0..=1.0).contains(&share) || share.is_nan() {
+                return Err(self.err(
+                    "diagnosis.traffic_failed_share",
+                    format!("{share} is not a share: expected a number from 0 to 1, such as 0.1 for 10%"),
+                ));
+            }
+            diagnosis.traffic_failed_share = share;
         }
         let default_cloud = match &raw.defaults.cloud {
             Some(c) => c
@@ -137,6 +175,9 @@ impl<'a> Validator<'a> {
             ("smtp", &defaults.smtp, SMTP_DEFAULT),
             ("graph", &defaults.graph, GRAPH_DEFAULT),
             ("health", &defaults.health, HEALTH_DEFAULT),
+            ("activity", &defaults.activity, ACTIVITY_DEFAULT),
+            ("traffic", &defaults.traffic, TRAFFIC_DEFAULT),
+            ("discovery", &defaults.discovery, DISCOVERY_DEFAULT),
         ] {
             self.check_settings(
                 &format!("defaults.checks.{kind}"),
@@ -204,12 +245,35 @@ impl<'a> Validator<'a> {
         }
         let by_name: HashMap<&str, &Arc<App>> =
             final_apps.iter().map(|a| (a.name.as_str(), a)).collect();
+        // One message trace read per tenant: its first app with traffic watched reads it, with
+        // its settings, which the others of the tenant must share.
+        let mut traffic: TrafficTenants = HashMap::new();
+        for (i, a) in final_apps.iter().enumerate() {
+            if !a.traffic_check.enabled {
+                continue;
+            }
+            match traffic.get(&a.tenant.to_ascii_lowercase()) {
+                Some((_, first)) if first.traffic_check != a.traffic_check => {
+                    return Err(self.err(
+                        format!("apps[{i}].checks.traffic"),
+                        format!(
+                            "tenant {}'s message trace is read once for all its apps, with the settings of app {:?} (its first with traffic): give app {:?} the same schedule and timeout",
+                            a.tenant, first.name, a.name
+                        ),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    traffic.insert(a.tenant.to_ascii_lowercase(), (a.tenant.clone(), a.clone()));
+                }
+            }
+        }
 
         let mut mailboxes = Vec::new();
         let mut mnames = HashSet::new();
         for (i, m) in raw.mailboxes.into_iter().enumerate() {
             let p = format!("mailboxes[{i}]");
-            let mb = self.mailbox(&p, m, &by_name, &defaults)?;
+            let mb = self.mailbox(&p, m, &by_name, &defaults, &traffic)?;
             if !mnames.insert(mb.name.clone()) {
                 return Err(self.err(
                     format!("{p}.name"),
@@ -232,11 +296,45 @@ impl<'a> Validator<'a> {
             }
             mailboxes.push(Arc::new(mb));
         }
+        // One inventory per tenant, likewise.
+        let mut discovery: TrafficTenants = HashMap::new();
+        for (i, a) in final_apps.iter().enumerate() {
+            if !a.discovery_check.enabled {
+                continue;
+            }
+            match discovery.get(&a.tenant.to_ascii_lowercase()) {
+                Some((_, first)) if first.discovery_check != a.discovery_check => {
+                    return Err(self.err(
+                        format!("apps[{i}].checks.discovery"),
+                        format!(
+                            "tenant {}'s apps are inventoried once, with the settings of app {:?} (its first with discovery): give app {:?} the same schedule and timeout",
+                            a.tenant, first.name, a.name
+                        ),
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    discovery.insert(a.tenant.to_ascii_lowercase(), (a.tenant.clone(), a.clone()));
+                }
+            }
+        }
+        // A tenant target's name is a `target` label too.
+        for (tenant, _) in traffic.values().chain(discovery.values()) {
+            if names.contains(tenant) || mnames.contains(tenant) {
+                return Err(self.err(
+                    "apps",
+                    format!("tenant {tenant:?} watches its traffic under its own name, which an app or mailbox also has: rename that one"),
+                ));
+            }
+        }
         let metrics = MetricsSettings {
             detail: raw.metrics.detail.unwrap_or(false),
         };
         let mut alerts = AlertSettings {
             credential_warning: diagnosis.expiry_warning,
+            credential_used_within: diagnosis.credential_used_within,
+            credential_stale_after: diagnosis.credential_stale_after,
+            traffic_failed_share: diagnosis.traffic_failed_share,
             ..Default::default()
         };
         let a = &raw.alerts;

@@ -97,6 +97,35 @@ cause_table! {
     CredentialExpiring => ("credential_expiring", Step::Credential, Severity::Warning,
         "the {kind} app {app} signs in with expires in {days} days ({date})",
         "Entra admin center > App registrations > client ID {client_id} > Certificates & secrets: add a new {kind}, put it in the application's and the agent's configuration, then delete the old one"),
+    /// A credential of the app that is not the agent's signed in within
+    /// `diagnosis.credential_used_within` (the application uses it) and expires within
+    /// `diagnosis.expiry_warning`.
+    ActiveCredentialExpiring => ("active_credential_expiring", Step::Credential, Severity::Warning,
+        "the application signs in with {credential_kind} {credential} of app {app} (last sign-in {last_sign_in}), not the one the agent uses{agent_credential}, and it expires in {days} days ({date}): then the application stops sending while the agent's checks stay green",
+        "before {date}: put the value of the credential the agent uses (or a new one: Entra admin center > App registrations > client ID {client_id} > Certificates & secrets) into the application's configuration, check that its sign-ins move to it, then delete {credential}"),
+    /// A credential that signed in within `diagnosis.credential_used_within`, not the agent's,
+    /// has expired: the application signing in with it gets no token any more.
+    ActiveCredentialExpired => ("active_credential_expired", Step::Credential, Severity::Critical,
+        "{credential_kind} {credential} of app {app} expired on {date}, and the application signed in with it {last_sign_in}: it gets no token any more (AADSTS7000222), while the agent signs in with another{agent_credential}",
+        "put the value of the credential the agent uses (or a new one: Entra admin center > App registrations > client ID {client_id} > Certificates & secrets > New client secret) into the application's configuration now; then delete {credential}, whose sign-ins otherwise keep this verdict for diagnosis.credential_used_within"),
+    /// The newest credential has not signed in since it was added, while an older one has: a
+    /// rotation the application has not taken.
+    RotationNotTaken => ("rotation_not_taken", Step::Credential, Severity::Warning,
+        "{credential_kind} {credential} of app {app} was added on {date} and nothing has signed in with it since: the application still uses the old {old_credential} (last sign-in {last_sign_in})",
+        "put the value of {credential} into the application's configuration, check that its sign-ins move to it, then delete {old_credential} (Entra admin center > App registrations > client ID {client_id} > Certificates & secrets)"),
+    /// A watched mailbox sent nothing for longer than its `expect_traffic_within`.
+    TrafficSilent => ("traffic_silent", Step::Unknown, Severity::Warning,
+        "{address} has sent nothing for {silence}{last_message}, and it sends at least once every {expected}: the application that sends as it may have stopped",
+        "look at the application that sends as {address}: its service, its outgoing queue, its log (AADSTS7000222 there is an expired secret: see its app's credential activity); Exchange admin center > Mail flow > Message trace, sender {address}; if it has nothing to send at such times, raise its expect_traffic_within"),
+    /// A watched mailbox's failed and quarantined messages of the last 24 h are more than
+    /// `diagnosis.traffic_failed_share` of them.
+    TrafficFailing => ("traffic_failing", Step::Policy, Severity::Warning,
+        "{share} of the {total} messages {address} sent in the last 24 h failed or were quarantined ({failed} failed, {quarantined} quarantined)",
+        "Exchange admin center > Mail flow > Message trace: sender {address}, status Failed or Quarantined; a failed one's details give the recipient's reply; Microsoft Defender portal > Email & collaboration > Review > Quarantine: release the ones wrongly held, and fix why they were held (the sending domain's SPF, DKIM, DMARC; a transport rule; the content)"),
+    /// The tenant's message trace could not be read: the mailbox's traffic is not watched.
+    TrafficUnavailable => ("traffic_unavailable", Step::Unknown, Severity::Warning,
+        "the message trace of tenant {tenant} could not be read ({reason}): what {address} sends is not watched",
+        "{reason_fix}"),
     /// An app management policy forbids new client secrets for the app, or caps their lifetime
     /// below `diagnosis.expiry_warning`, and the app signs in with a secret.
     SecretRotationRestricted => ("secret_rotation_restricted", Step::Credential, Severity::Warning,
@@ -200,7 +229,7 @@ cause_table! {
         "look for compromised accounts and unexpected mail flows (Exchange admin center > Mail flow > Message trace), then open a service request with Microsoft support to lift the block"),
     /// The canary was accepted and not delivered within its timeout.
     CanaryNotDelivered => ("canary_not_delivered", Step::Unknown, Severity::Critical,
-        "the canary from {address} was accepted but is not in {canary_to} after {canary_timeout}: mail is accepted and goes nowhere",
+        "the canary from {address} was accepted but is not in {canary_to} after {canary_timeout}: mail is accepted and goes nowhere{trace}",
         "Exchange admin center > Mail flow > Message trace: search the canary's Message-ID ({message_id}) for where it stopped (quarantine, a transport rule, a queue, an outbound block)"),
     /// The canary landed in Junk Email.
     CanaryJunk => ("canary_junk", Step::Policy, Severity::Warning,

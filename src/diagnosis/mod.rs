@@ -3,9 +3,11 @@
 //! admin's terms (portal path or PowerShell). Facts: `shared/reference/microsoft-365.md`.
 //! This file decides; the cause table, the text filling and the step checklist have theirs.
 
+mod activity;
 mod causes;
 mod render;
 mod steps;
+mod traffic;
 
 pub use causes::{markdown_table, Cause, CauseInfo, Severity};
 pub use render::remediation_for;
@@ -63,6 +65,12 @@ pub struct Inputs<'a> {
     pub graph_ok: Option<&'a Report>,
     /// The mailbox's latest canary run.
     pub canary: Option<&'a Report>,
+    /// The app's last successful credential activity read.
+    pub activity: Option<&'a Report>,
+    /// The mailbox's traffic, when its app watches it.
+    pub traffic: Option<&'a crate::checks::traffic::MailboxTraffic>,
+    /// Its tenant's latest message trace read.
+    pub traffic_check: Option<&'a Report>,
     /// Open service health issues of the tenant (empty when not watched).
     pub issues: &'a [crate::checks::health::Issue],
     /// Another mailbox of the same app got past AUTH in its latest run (so the Exchange service
@@ -86,6 +94,14 @@ struct Finding<'a> {
     days: Option<i64>,
     date: Option<DateTime<Utc>>,
     incident: Option<&'a crate::checks::health::Issue>,
+    /// The credential a finding about credential activity is about.
+    credential: Option<&'a crate::checks::graph::CredentialInfo>,
+    /// The other credential it names (the old one a rotation left in use).
+    other: Option<&'a crate::checks::graph::CredentialInfo>,
+    /// The last sign-in it names.
+    last_sign_in: Option<DateTime<Utc>>,
+    /// More `{placeholders}` of its cause's texts, with their values.
+    extra: Vec<(&'static str, String)>,
 }
 
 impl<'a> Finding<'a> {
@@ -97,6 +113,10 @@ impl<'a> Finding<'a> {
             days: None,
             date: None,
             incident: None,
+            credential: None,
+            other: None,
+            last_sign_in: None,
+            extra: Vec::new(),
         }
     }
 }
@@ -182,6 +202,8 @@ pub fn diagnose(i: &Inputs) -> Verdict {
     if let Some(f) = expiry_finding(i) {
         findings.push(f);
     }
+    findings.extend(activity::findings(i));
+    findings.extend(traffic::findings(i));
     if let Some(r) = i.graph {
         if let Some(f) = &r.failure {
             let cause = match f.reason {
@@ -203,6 +225,7 @@ pub fn diagnose(i: &Inputs) -> Verdict {
         || match i.target {
             Target::Mailbox(m) => m.smtp_check.enabled && i.smtp.is_none(),
             Target::App(a) => a.token_check.enabled && i.token.is_none(),
+            Target::Tenant(_) => false,
         };
     if awaited {
         findings.push(Finding::new(Cause::Pending, None, None));
@@ -236,7 +259,11 @@ pub fn diagnose(i: &Inputs) -> Verdict {
             CheckKind::Token => Some(Service::MicrosoftEntra),
             CheckKind::Smtp | CheckKind::Canary if token_failure => Some(Service::MicrosoftEntra),
             CheckKind::Smtp | CheckKind::Canary => Some(Service::ExchangeOnline),
-            CheckKind::Graph | CheckKind::Health => None,
+            CheckKind::Graph
+            | CheckKind::Health
+            | CheckKind::Activity
+            | CheckKind::Traffic
+            | CheckKind::Discovery => None,
         };
         let incident = i
             .issues
@@ -260,6 +287,10 @@ pub fn diagnose(i: &Inputs) -> Verdict {
         days: best.days,
         date: best.date,
         incident: best.incident,
+        credential: best.credential,
+        other: best.other,
+        last_sign_in: best.last_sign_in,
+        extra: &best.extra,
     };
     let info = best.cause.info();
     Verdict {

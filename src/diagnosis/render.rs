@@ -16,6 +16,11 @@ pub(super) struct Vars<'a> {
     pub days: Option<i64>,
     pub date: Option<DateTime<Utc>>,
     pub incident: Option<&'a Issue>,
+    pub credential: Option<&'a crate::checks::graph::CredentialInfo>,
+    pub other: Option<&'a crate::checks::graph::CredentialInfo>,
+    pub last_sign_in: Option<DateTime<Utc>>,
+    /// The finding's own placeholders.
+    pub extra: &'a [(&'static str, String)],
 }
 
 impl Vars<'_> {
@@ -73,7 +78,48 @@ impl Vars<'_> {
             })
             .unwrap_or_default();
         let incident = self.incident;
-        let pairs: [(&str, String); 23] = [
+        let agent_credential = self
+            .i
+            .graph_ok
+            .and_then(|r| r.graph())
+            .and_then(|g| g.registration.as_ref())
+            .and_then(|r| r.in_use())
+            .map(|c| format!(", {}", super::activity::name(c)))
+            .unwrap_or_default();
+        let credential_kind = self
+            .credential
+            .map(|c| match c.kind {
+                crate::checks::graph::CredentialType::Password => "client secret",
+                crate::checks::graph::CredentialType::Certificate => "certificate",
+            })
+            .unwrap_or(kind);
+        let trace = self
+            .i
+            .canary
+            .and_then(|r| r.canary())
+            .and_then(|c| c.trace.as_ref())
+            .map(|t| format!("; message trace: {}", t.words()))
+            .unwrap_or_default();
+        let pairs: [(&str, String); 29] = [
+            ("{trace}", trace),
+            (
+                "{credential}",
+                self.credential
+                    .map(super::activity::name)
+                    .unwrap_or_default(),
+            ),
+            ("{credential_kind}", credential_kind.to_string()),
+            (
+                "{old_credential}",
+                self.other.map(super::activity::name).unwrap_or_default(),
+            ),
+            (
+                "{last_sign_in}",
+                self.last_sign_in
+                    .map(|t| t.format("on %Y-%m-%d %H:%M UTC").to_string())
+                    .unwrap_or_default(),
+            ),
+            ("{agent_credential}", agent_credential),
             ("{policy}", policy),
             ("{held}", self.held()),
             (
@@ -151,6 +197,11 @@ impl Vars<'_> {
             ),
         ];
         let mut out = template.to_string();
+        for (k, v) in self.extra {
+            if out.contains(k) {
+                out = out.replace(k, v);
+            }
+        }
         for (k, v) in pairs {
             if out.contains(k) {
                 out = out.replace(k, &v);
@@ -177,7 +228,9 @@ impl Vars<'_> {
         };
         let what = match r.kind {
             CheckKind::Token => "Entra ID holds back the app's token check (its mailboxes keep sending with the cached token)",
-            CheckKind::Graph | CheckKind::Health => "Graph holds back the app's Graph reads (credentials, service health)",
+            CheckKind::Graph | CheckKind::Health | CheckKind::Activity => "Graph holds back the app's Graph reads (credentials, service health, credential activity)",
+            CheckKind::Traffic => "message trace holds back the tenant's reads",
+            CheckKind::Discovery => "Graph holds back the tenant's inventory",
             CheckKind::Smtp => "Exchange holds back this mailbox's SMTP check",
             CheckKind::Canary => "this mailbox's canary waits",
         };
@@ -209,6 +262,9 @@ pub fn remediation_for(target: &Target, cause: Cause) -> String {
         graph: None,
         graph_ok: None,
         canary: None,
+        activity: None,
+        traffic: None,
+        traffic_check: None,
         issues: &[],
         sibling_authenticated: false,
         sibling_rbac_authenticated: false,
@@ -223,6 +279,10 @@ pub fn remediation_for(target: &Target, cause: Cause) -> String {
         days: None,
         date: None,
         incident: None,
+        credential: None,
+        other: None,
+        last_sign_in: None,
+        extra: &[],
     };
     vars.render(cause.info().remediation)
 }

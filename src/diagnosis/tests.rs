@@ -72,6 +72,9 @@ fn diagnose_with(plan: &Plan, token: Option<&Report>, smtp: Option<&Report>) -> 
         now: DateTime::from_timestamp(1_800_000_100, 0).unwrap(),
         settings: &plan.settings.diagnosis,
         canary: None,
+        activity: None,
+        traffic: None,
+        traffic_check: None,
         issues: &[],
     })
 }
@@ -106,6 +109,9 @@ fn an_incident_explains_only_failures_of_the_service_it_is_on() {
             now: DateTime::from_timestamp(1_800_000_100, 0).unwrap(),
             settings: &p.settings.diagnosis,
             canary: None,
+            activity: None,
+            traffic: None,
+            traffic_check: None,
             issues,
         })
     };
@@ -259,6 +265,9 @@ fn no_fix_tells_an_rbac_app_to_add_the_role() {
                     graph: other.filter(|_| kind == CheckKind::Graph),
                     graph_ok: None,
                     canary: other.filter(|_| kind == CheckKind::Canary),
+                    activity: other.filter(|_| kind == CheckKind::Activity),
+                    traffic: None,
+                    traffic_check: other.filter(|_| kind == CheckKind::Traffic),
                     issues: &[],
                     sibling_authenticated: sibling,
                     sibling_rbac_authenticated: sibling,

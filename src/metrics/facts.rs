@@ -21,6 +21,9 @@ pub(super) enum Naming {
 pub(super) struct Item<'a> {
     pub base: Vec<(&'a str, &'a str)>,
     pub details: &'a Details,
+    /// An app the inventory discovered: the agent does not sign in with its credentials, so
+    /// nothing is said of a credential in use.
+    pub discovered: bool,
 }
 
 impl<'a> Item<'a> {
@@ -42,6 +45,12 @@ impl<'a> Item<'a> {
             _ => None,
         }
     }
+    fn activity(&self) -> Option<&'a crate::checks::activity::ActivityDetails> {
+        match self.details {
+            Details::Activity(d) => Some(d),
+            _ => None,
+        }
+    }
 }
 
 /// The check-specific families of a set of reports' facts.
@@ -49,6 +58,48 @@ pub(super) fn write_facts(f: &mut Exposition, items: &[Item], detail: bool, nami
     write_smtp(f, items, detail, naming);
     write_token(f, items, detail);
     write_graph(f, items, detail);
+    write_activity(f, items);
+}
+
+/// The credential activity report: whether it could be read, and the last sign-in of each
+/// credential, keyed as the expiry series are (`key_id`, `type`, `origin`).
+fn write_activity(f: &mut Exposition, items: &[Item]) {
+    let reads = || {
+        items
+            .iter()
+            .filter_map(|i| i.activity().map(|d| (&i.base, d)))
+    };
+    f.family(
+        "credential_activity_available",
+        "Whether the credential sign-in activity report could be read (0: not available, a 403 for want of AuditLog.Read.All or of the Entra ID P1 licence).",
+        Kind::Gauge,
+    );
+    for (base, d) in reads() {
+        f.sample(base, b(d.unavailable.is_none()));
+    }
+    f.family(
+        "credential_last_sign_in_timestamp_seconds",
+        "The last sign-in with a secret or certificate of the app (Graph beta appCredentialSignInActivities; may count partial or failed sign-ins); absent when none is reported.",
+        Kind::Gauge,
+    );
+    for (base, d) in reads() {
+        for k in &d.keys {
+            if let Some(t) = k.last_sign_in {
+                let key_id = graph_label(&k.key_id);
+                f.sample(
+                    &with(
+                        base,
+                        &[
+                            ("key_id", key_id.as_str()),
+                            ("type", k.kind.as_str()),
+                            ("origin", k.origin.as_str()),
+                        ],
+                    ),
+                    ts(t),
+                );
+            }
+        }
+    }
 }
 
 fn write_smtp(f: &mut Exposition, items: &[Item], detail: bool, naming: Naming) {
@@ -180,6 +231,17 @@ fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
                 .map(|r| (&i.base, r))
         })
     };
+    // The configured apps' only: a discovered app's credentials are none the agent uses.
+    let regs_of = |discovered: bool| {
+        items
+            .iter()
+            .filter(move |i| i.discovered == discovered)
+            .filter_map(|i| {
+                i.graph()
+                    .and_then(|g| g.registration.as_ref())
+                    .map(|r| (&i.base, r))
+            })
+    };
     let credentials =
         |f: &mut Exposition, want: fn(&crate::checks::graph::CredentialInfo) -> Option<f64>| {
             for (base, reg) in regs() {
@@ -264,7 +326,7 @@ fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
         "Present (1) when several credentials match the agent's own (secrets sharing the first three characters), so none is picked.",
         Kind::Gauge,
     );
-    for (base, reg) in regs() {
+    for (base, reg) in regs_of(false) {
         if reg.hint_ambiguous {
             f.sample(base, 1.0);
         }
@@ -274,7 +336,7 @@ fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
         "Whether any credential of the app registration matches the one the agent signs in with (0: the configured secret or certificate is not on the app).",
         Kind::Gauge,
     );
-    for (base, reg) in regs() {
+    for (base, reg) in regs_of(false) {
         f.sample(base, b(reg.in_use_matches > 0));
     }
     let policies = || {

@@ -56,6 +56,15 @@ pub struct App {
     pub graph_check: CheckSettings,
     /// Microsoft 365 service health of the app's tenant (`enabled: false` unless configured).
     pub health_check: CheckSettings,
+    /// The last sign-in of each of the app's credentials (Graph beta, global cloud;
+    /// `enabled: false` unless configured).
+    pub activity_check: CheckSettings,
+    /// Its mailboxes' traffic in message trace (global cloud; `enabled: false` unless
+    /// configured); its tenant's first app with it enabled reads the trace for all.
+    pub traffic_check: CheckSettings,
+    /// The inventory of its tenant's apps that can send SMTP (`enabled: false` unless
+    /// configured); its tenant's first app with it enabled reads it.
+    pub discovery_check: CheckSettings,
     pub net: Arc<NetClients>,
 }
 
@@ -88,7 +97,7 @@ impl App {
     pub fn digest(&self) -> [u8; 32] {
         let mut h = sha2::Sha256::new();
         let settings = format!(
-            "{}\0{}\0{}\0{:?}\0{}\0{}\0{:?}\0{:?}\0{:?}\0{:?}\0{}\0{:?}\0{}",
+            "{}\0{}\0{}\0{:?}\0{}\0{}\0{:?}\0{:?}\0{:?}\0{:?}\0{:?}\0{:?}\0{:?}\0{}\0{:?}\0{}",
             self.name,
             self.tenant,
             self.client_id,
@@ -99,6 +108,9 @@ impl App {
             self.token_check,
             self.graph_check,
             self.health_check,
+            self.activity_check,
+            self.traffic_check,
+            self.discovery_check,
             match &self.credential {
                 Credential::ClientSecret(_) => "secret".to_string(),
                 Credential::Certificate(c) => format!("{:?}", c.algorithm),

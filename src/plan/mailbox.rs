@@ -26,6 +26,20 @@ pub struct Mailbox {
     pub smtp_check: CheckSettings,
     /// The delivery canary, when configured.
     pub canary: Option<Canary>,
+    /// Its application's traffic in message trace, when its app watches traffic.
+    /// (Boxed: most mailboxes have none, and there may be 10,000 of them.)
+    pub traffic: Option<Box<TrafficWatch>>,
+}
+
+/// How a mailbox's traffic is watched: by its tenant's message trace read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrafficWatch {
+    /// The tenant target whose traffic check reads it (the tenant as its first traffic app
+    /// names it).
+    pub tenant: String,
+    /// The application sends at least once within this long (`expect_traffic_within`): a
+    /// longer silence is a finding; `None`: no expectation.
+    pub expect_within: Option<std::time::Duration>,
 }
 
 /// A mailbox's delivery canary: a message sent over its SMTP session to `to`, then found in
@@ -36,6 +50,9 @@ pub struct Canary {
     /// The app with `Mail.ReadWrite` (scoped to the canary mailbox) that finds the message.
     pub reader: Arc<App>,
     pub check: CheckSettings,
+    /// The app whose Graph token looks a lost message up in message trace: its tenant's
+    /// traffic reader, when the tenant's traffic is watched.
+    pub trace_reader: Option<Arc<App>>,
 }
 
 impl Mailbox {
@@ -59,6 +76,12 @@ impl Mailbox {
         if let Some(c) = &self.canary {
             h.update(format!("canary\0{}\0{:?}", c.to, c.check).as_bytes());
             h.update(c.reader.digest());
+            if let Some(r) = &c.trace_reader {
+                h.update(r.digest());
+            }
+        }
+        if let Some(t) = &self.traffic {
+            h.update(format!("traffic\0{}\0{:?}", t.tenant, t.expect_within).as_bytes());
         }
         h.update(self.app.digest());
         h.finalize().into()

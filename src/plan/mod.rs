@@ -8,18 +8,20 @@ mod cloud;
 mod mailbox;
 mod schedule;
 mod settings;
+mod tenant;
 
 pub use app::{
     is_guid, App, AssertionAlgorithm, Authorization, CertificateCredential, Credential, NetClients,
     SigningKey,
 };
 pub use cloud::Cloud;
-pub use mailbox::{Canary, MailAddress, Mailbox};
+pub use mailbox::{Canary, MailAddress, Mailbox, TrafficWatch};
 pub use schedule::{days_until, format_duration, parse_duration, parse_iso8601_duration, Schedule};
 pub use settings::{
     AlertSettings, AlertmanagerAuth, AlertmanagerSettings, CheckSettings, DiagnosisSettings,
     MetricsSettings, ProbeSettings, SchedulerSettings, Settings,
 };
+pub use tenant::{Tenant, TenantRead};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -40,15 +42,27 @@ pub enum CheckKind {
     Canary,
     /// Microsoft 365 service health of the app's tenant, read from Graph (per app, opt-in).
     Health,
+    /// The last sign-in of each of the app's credentials, from Graph beta's
+    /// `reports/appCredentialSignInActivities` (per app, opt-in, global cloud).
+    Activity,
+    /// What the watched mailboxes sent, from message trace (per tenant, opt-in per app,
+    /// global cloud).
+    Traffic,
+    /// The apps of the tenant that hold `SMTP.SendAsApp`, and their credentials (per tenant,
+    /// opt-in per app).
+    Discovery,
 }
 
 impl CheckKind {
-    pub const ALL: [CheckKind; 5] = [
+    pub const ALL: [CheckKind; 8] = [
         CheckKind::Token,
         CheckKind::Smtp,
         CheckKind::Graph,
         CheckKind::Canary,
         CheckKind::Health,
+        CheckKind::Activity,
+        CheckKind::Traffic,
+        CheckKind::Discovery,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,12 +72,21 @@ impl CheckKind {
             CheckKind::Graph => "graph",
             CheckKind::Canary => "canary",
             CheckKind::Health => "health",
+            CheckKind::Activity => "activity",
+            CheckKind::Traffic => "traffic",
+            CheckKind::Discovery => "discovery",
         }
     }
 
-    /// Whether the kind checks apps (token, graph, health) rather than mailboxes (smtp, canary).
+    /// Whether the kind checks apps (token, graph, health, activity) or tenants (traffic)
+    /// rather than mailboxes (smtp, canary).
     pub fn is_per_app(self) -> bool {
         !matches!(self, CheckKind::Smtp | CheckKind::Canary)
+    }
+
+    /// Whether the kind checks tenants (traffic, discovery).
+    pub fn is_per_tenant(self) -> bool {
+        matches!(self, CheckKind::Traffic | CheckKind::Discovery)
     }
 }
 
@@ -80,16 +103,28 @@ impl std::str::FromStr for CheckKind {
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!("unknown check {s:?}, expected token, smtp, graph, canary or health")
+                format!(
+                    "unknown check {s:?}, expected token, smtp, graph, canary, health, activity, traffic or discovery"
+                )
             })
     }
 }
+
+/// The check kinds of an app, in the order its jobs are made.
+pub const APP_KINDS: [CheckKind; 4] = [
+    CheckKind::Token,
+    CheckKind::Graph,
+    CheckKind::Health,
+    CheckKind::Activity,
+];
 
 /// What a check runs against.
 #[derive(Debug, Clone)]
 pub enum Target {
     App(Arc<App>),
     Mailbox(Arc<Mailbox>),
+    /// A tenant whose message trace is read (its first traffic app's reader reads it).
+    Tenant(Arc<Tenant>),
 }
 
 impl Target {
@@ -98,37 +133,61 @@ impl Target {
         match self {
             Target::App(a) => &a.name,
             Target::Mailbox(m) => &m.name,
+            Target::Tenant(t) => &t.name,
         }
     }
 
-    /// The app itself, or the mailbox's app.
+    /// The app itself, the mailbox's app, or the app that reads the tenant.
     pub fn app(&self) -> &Arc<App> {
         match self {
             Target::App(a) => a,
             Target::Mailbox(m) => &m.app,
+            Target::Tenant(t) => t.reader(),
         }
     }
 
     pub fn mailbox(&self) -> Option<&Arc<Mailbox>> {
         match self {
-            Target::App(_) => None,
             Target::Mailbox(m) => Some(m),
+            Target::App(_) | Target::Tenant(_) => None,
         }
     }
 
-    /// The target's digest (see [`App::digest`], [`Mailbox::digest`]).
+    pub fn tenant(&self) -> Option<&Arc<Tenant>> {
+        match self {
+            Target::Tenant(t) => Some(t),
+            Target::App(_) | Target::Mailbox(_) => None,
+        }
+    }
+
+    /// The `app` label of its alerts: the app's name, or for a tenant its own name.
+    pub fn app_label(&self) -> &str {
+        match self {
+            Target::Tenant(t) => &t.name,
+            _ => &self.app().name,
+        }
+    }
+
+    /// The target's digest (see [`App::digest`], [`Mailbox::digest`], [`Tenant::digest`]).
     pub fn digest(&self) -> [u8; 32] {
         match self {
             Target::App(a) => a.digest(),
             Target::Mailbox(m) => m.digest(),
+            Target::Tenant(t) => t.digest(),
         }
     }
 
     /// The check kinds that apply to this target.
     pub fn kinds(&self) -> &'static [CheckKind] {
         match self {
-            Target::App(_) => &[CheckKind::Token, CheckKind::Graph, CheckKind::Health],
+            Target::App(_) => &[
+                CheckKind::Token,
+                CheckKind::Graph,
+                CheckKind::Health,
+                CheckKind::Activity,
+            ],
             Target::Mailbox(_) => &[CheckKind::Smtp, CheckKind::Canary],
+            Target::Tenant(_) => &[CheckKind::Traffic, CheckKind::Discovery],
         }
     }
 
@@ -138,8 +197,11 @@ impl Target {
             (Target::App(a), CheckKind::Token) => Some(&a.token_check),
             (Target::App(a), CheckKind::Graph) => Some(&a.graph_check),
             (Target::App(a), CheckKind::Health) => Some(&a.health_check),
+            (Target::App(a), CheckKind::Activity) => Some(&a.activity_check),
             (Target::Mailbox(m), CheckKind::Smtp) => Some(&m.smtp_check),
             (Target::Mailbox(m), CheckKind::Canary) => m.canary.as_ref().map(|c| &c.check),
+            (Target::Tenant(t), CheckKind::Traffic) => t.traffic.as_ref().map(|r| &r.check),
+            (Target::Tenant(t), CheckKind::Discovery) => t.discovery.as_ref().map(|r| &r.check),
             _ => None,
         }
     }
@@ -257,7 +319,10 @@ pub struct Plan {
     pub settings: Settings,
     pub apps: Vec<Arc<App>>,
     pub mailboxes: Vec<Arc<Mailbox>>,
-    /// Every enabled job, apps first, in configuration order.
+    /// The tenants whose message trace is read (made from the mailboxes whose app watches
+    /// traffic).
+    pub tenants: Vec<Arc<Tenant>>,
+    /// Every enabled job, apps first, then mailboxes and tenants, in configuration order.
     pub jobs: Vec<Job>,
     /// Things that are allowed but worth a warning in the log (such as inline secrets).
     pub warnings: Vec<String>,
@@ -290,7 +355,7 @@ impl Plan {
                 .or_default()
                 .push(app.clone());
             mailboxes_by_app.entry(app.name.clone()).or_default();
-            for kind in [CheckKind::Token, CheckKind::Graph, CheckKind::Health] {
+            for kind in APP_KINDS {
                 if let Some(j) = Job::new(kind, Target::App(app.clone())) {
                     if j.settings.enabled {
                         jobs.push(j);
@@ -312,12 +377,74 @@ impl Plan {
                 }
             }
         }
+        // One tenant target per tenant read once for all its apps: its message trace (for the
+        // mailboxes whose app watches traffic) and its inventory (`discovery`), each by the
+        // first app that enables it, with that app's settings.
+        let mut tenants: Vec<Tenant> = Vec::new();
+        let read = |app: &Arc<App>, check: &CheckSettings| TenantRead {
+            reader: app.graph_reader_or_self(),
+            by: app.clone(),
+            check: check.clone(),
+        };
+        let tenant_of = |tenants: &mut Vec<Tenant>, name: &str| -> usize {
+            match tenants
+                .iter()
+                .position(|t| t.name.eq_ignore_ascii_case(name))
+            {
+                Some(i) => i,
+                None => {
+                    tenants.push(Tenant {
+                        name: name.to_string(),
+                        traffic: None,
+                        senders: Vec::new(),
+                        discovery: None,
+                        configured: Vec::new(),
+                    });
+                    tenants.len() - 1
+                }
+            }
+        };
+        for m in &mailboxes {
+            let Some(t) = &m.traffic else { continue };
+            let i = tenant_of(&mut tenants, &t.tenant);
+            let x = &mut tenants[i];
+            x.traffic
+                .get_or_insert_with(|| read(&m.app, &m.app.traffic_check));
+            x.senders.push(m.clone());
+        }
+        for a in apps.iter().filter(|a| a.discovery_check.enabled) {
+            let i = tenant_of(&mut tenants, &a.tenant);
+            tenants[i]
+                .discovery
+                .get_or_insert_with(|| read(a, &a.discovery_check));
+        }
+        for t in &mut tenants {
+            t.configured = apps
+                .iter()
+                .chain(mailboxes.iter().map(|m| &m.app))
+                .map(|a| (a.client_id.to_ascii_lowercase(), a.name.clone()))
+                .collect();
+            t.configured.sort();
+            t.configured.dedup();
+        }
+        let tenants: Vec<Arc<Tenant>> = tenants.into_iter().map(Arc::new).collect();
+        for t in &tenants {
+            targets.insert(t.name.clone(), Target::Tenant(t.clone()));
+            for kind in [CheckKind::Traffic, CheckKind::Discovery] {
+                if let Some(j) = Job::new(kind, Target::Tenant(t.clone())) {
+                    if j.settings.enabled {
+                        jobs.push(j);
+                    }
+                }
+            }
+        }
         let jobs_by_key = jobs.iter().enumerate().map(|(i, j)| (j.key(), i)).collect();
         Plan {
             settings,
             jobs_by_key,
             apps,
             mailboxes,
+            tenants,
             jobs,
             warnings,
             inline_secrets: 0,
@@ -385,6 +512,17 @@ impl Plan {
     /// The verdict targets a finished job's report can change: a mailbox alone (and its
     /// siblings, whose verdict reads it), or an app and all its mailboxes.
     pub fn affected_by(&self, job: &Job) -> Vec<Target> {
+        if let Target::Tenant(t) = &job.target {
+            // The traffic of its mailboxes; the inventory changes no verdict.
+            if job.kind != CheckKind::Traffic {
+                return Vec::new();
+            }
+            return t
+                .senders
+                .iter()
+                .map(|m| Target::Mailbox(m.clone()))
+                .collect();
+        }
         let app = job.target.app();
         if job.kind == CheckKind::Health {
             // Service health speaks for every target of the tenant (by index: a fleet of one

@@ -67,12 +67,23 @@ impl ProbeSettings {
 pub struct DiagnosisSettings {
     /// An in-use secret or certificate expiring within this long gives a warning verdict.
     pub expiry_warning: Duration,
+    /// A credential that signed in within this long is in use by the application, whether or
+    /// not the agent uses it: its expiry counts as the in-use credential's (credential activity).
+    pub credential_used_within: Duration,
+    /// A credential whose last sign-in is older than this is stale (credential activity).
+    pub credential_stale_after: Duration,
+    /// The share of a watched mailbox's messages of the last 24 h that failed or were
+    /// quarantined above which it is a finding (traffic).
+    pub traffic_failed_share: f64,
 }
 
 impl Default for DiagnosisSettings {
     fn default() -> Self {
         Self {
             expiry_warning: Duration::from_secs(30 * 86_400),
+            credential_used_within: Duration::from_secs(7 * 86_400),
+            credential_stale_after: Duration::from_secs(90 * 86_400),
+            traffic_failed_share: 0.1,
         }
     }
 }
@@ -142,6 +153,15 @@ pub struct AlertSettings {
     pub stale_intervals: u32,
     /// The canary's delivery taking longer than this: warning.
     pub canary_slow: Duration,
+    /// A credential that signed in within this long counts as used by the application
+    /// (`diagnosis.credential_used_within`): its expiry alerts as the in-use one's.
+    pub credential_used_within: Duration,
+    /// A credential whose last sign-in is older than this is stale
+    /// (`diagnosis.credential_stale_after`): an info alert.
+    pub credential_stale_after: Duration,
+    /// A watched mailbox whose failed and quarantined messages are more than this share of
+    /// the last 24 h's (`diagnosis.traffic_failed_share`).
+    pub traffic_failed_share: f64,
     /// Where the alerts' `runbook_url` links point (`alerts.runbook_base_url`, such as an
     /// internal copy of `docs/runbooks.md`); `None`: the agent's own `/runbooks`.
     pub runbook_base_url: Option<String>,
@@ -156,6 +176,9 @@ impl Default for AlertSettings {
             failing_for: Duration::from_secs(600),
             stale_intervals: 3,
             canary_slow: Duration::from_secs(600),
+            credential_used_within: Duration::from_secs(7 * 86_400),
+            credential_stale_after: Duration::from_secs(90 * 86_400),
+            traffic_failed_share: 0.1,
             runbook_base_url: None,
         }
     }

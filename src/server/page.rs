@@ -6,7 +6,8 @@
 use std::fmt::Write as _;
 
 use crate::status::{
-    CheckStatus, CredentialStatus, Document, PageInfo, VerdictStatus, DEFAULT_LIMIT,
+    ActivityStatus, CheckStatus, CredentialStatus, Document, PageInfo, RunMark, TrafficStatus,
+    VerdictStatus, DEFAULT_LIMIT,
 };
 
 /// HTML-escapes text for element content and quoted attributes.
@@ -38,6 +39,9 @@ code{font-size:.85rem;overflow-wrap:anywhere}
 .ok{background:#1e8e3e}.warning{background:#e37400}.critical{background:#c5221f}.pending{background:#777}
 .fail{color:#c5221f}.pass{color:#1e8e3e}
 .summary{font-size:1rem}
+.chart{display:block;margin-top:.2rem}.chart .sent{fill:#1a73e8}.chart .failed{fill:#a50e0e}.chart .none{fill:#ddd}
+.beats{display:flex;gap:2px;margin-top:.35rem}.beat{display:inline-block;width:6px;height:16px;border-radius:2px}
+.beat.ok{background:#34a853}.beat.warning{background:#fbbc04}.beat.critical{background:#ea4335}.beat.pending{background:#9aa0a6}
 .fix{font-size:.85rem}
 @media (max-width:700px){
  table,thead,tbody,tr,th,td{display:block}
@@ -100,15 +104,159 @@ fn credential_cell(c: Option<&CredentialStatus>) -> String {
     }
 }
 
-fn verdict_cells(v: Option<&VerdictStatus>) -> String {
+/// A watched mailbox's traffic: its summary, and its last 24 hours as a small bar chart (one bar
+/// an hour, failed and quarantined in red), inline SVG: no script.
+fn traffic_cell(t: Option<&TrafficStatus>) -> String {
+    let Some(t) = t else {
+        return String::new();
+    };
+    let last = match (t.last_message, t.watched_since) {
+        (Some(l), _) => format!("last {}", l.format("%Y-%m-%d %H:%M UTC")),
+        (None, Some(w)) => format!("none since {}", w.format("%Y-%m-%d %H:%M UTC")),
+        (None, None) => "not read yet".into(),
+    };
+    let max = t
+        .hourly
+        .iter()
+        .map(|h| h.messages)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let (w, h) = (4u64, 24u64);
+    let mut bars = String::new();
+    for (i, hour) in t.hourly.iter().enumerate() {
+        let x = i as u64 * w;
+        if hour.messages == 0 {
+            let _ = write!(
+                bars,
+                "<rect class=\"none\" x=\"{x}\" y=\"{}\" width=\"{}\" height=\"1\"/>",
+                h - 1,
+                w - 1
+            );
+            continue;
+        }
+        let total = (hour.messages * h).div_ceil(max).max(1);
+        let failed = (hour.failed * h).div_ceil(max).min(total);
+        let title = format!(
+            "{} UTC: {} sent, {} failed or quarantined",
+            hour.hour.format("%H:00"),
+            hour.messages,
+            hour.failed
+        );
+        let _ = write!(
+            bars,
+            "<g><title>{}</title><rect class=\"sent\" x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{}\"/>",
+            escape(&title),
+            h - total,
+            w - 1,
+            total - failed
+        );
+        if failed > 0 {
+            let _ = write!(
+                bars,
+                "<rect class=\"failed\" x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{failed}\"/>",
+                h - failed,
+                w - 1
+            );
+        }
+        bars.push_str("</g>");
+    }
+    format!(
+        "<div class=\"traffic{}\" data-sent=\"{}\"><b>traffic</b> {}{} · {}<svg class=\"chart\" role=\"img\" aria-label=\"messages per hour, last 24 h\" width=\"{}\" height=\"{h}\" viewBox=\"0 0 {} {h}\">{bars}</svg></div>",
+        if t.silent { " fail" } else { "" },
+        t.last_24h,
+        escape(&t.summary),
+        if t.silent { " · <b>silent</b>" } else { "" },
+        escape(&last),
+        w * 24,
+        w * 24,
+    )
+}
+
+/// What the credential activity adds to the credential cell: the credentials the application
+/// signs in with besides the agent's, stale ones, or why the activity is not available.
+fn activity_lines(a: Option<&ActivityStatus>) -> String {
+    let Some(a) = a else {
+        return String::new();
+    };
+    if let Some(why) = &a.unavailable {
+        return format!(
+            "<div><small>sign-in activity not available: {}</small></div>",
+            escape(why)
+        );
+    }
+    let mut out = String::new();
+    for c in &a.credentials {
+        let what = if c.kind == "certificate" {
+            "certificate"
+        } else {
+            "secret"
+        };
+        let name = c.display_name.as_deref().unwrap_or(&c.key_id);
+        let last = c
+            .last_sign_in
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default();
+        let expires = c
+            .expires_at
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_else(|| "no expiry".into());
+        match (c.agent, c.state) {
+            (false, "active") => {
+                let _ = write!(
+                    out,
+                    "<div class=\"active-credential\" data-key-id=\"{}\"><b>the application signs in with {what} {}</b> (last sign-in {last}), expires {expires}</div>",
+                    escape(&c.key_id),
+                    escape(name)
+                );
+            }
+            (_, "stale") => {
+                let _ = write!(
+                    out,
+                    "<div><small>stale: {what} {} (last sign-in {last})</small></div>",
+                    escape(name)
+                );
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The target's recent runs as a heartbeat bar: one mark a run, coloured by the verdict after
+/// it, oldest first (the status page's take on Uptime Kuma's bar).
+fn beats(runs: &[RunMark]) -> String {
+    if runs.is_empty() {
+        return String::new();
+    }
+    let marks: String = runs
+        .iter()
+        .map(|r| {
+            format!(
+                "<span class=\"beat {}\" title=\"{} UTC: {}\"></span>",
+                escape(r.severity),
+                r.at.format("%Y-%m-%d %H:%M:%S"),
+                escape(r.cause)
+            )
+        })
+        .collect();
+    format!(
+        "<div class=\"beats\" role=\"img\" aria-label=\"the last {} runs\" data-runs=\"{}\">{marks}</div>",
+        runs.len(),
+        runs.len()
+    )
+}
+
+fn verdict_cells(v: Option<&VerdictStatus>, runs: &[RunMark]) -> String {
     match v {
         None => "<td data-label=\"Verdict\">(see its mailboxes)</td><td data-label=\"What to do\"></td>".into(),
         Some(v) => format!(
-            "<td data-label=\"Verdict\" class=\"verdict\">{} {}<br><small>step {} · <code>{}</code></small></td><td data-label=\"What to do\" class=\"fix\">{}</td>",
+            "<td data-label=\"Verdict\" class=\"verdict\">{} {}<br><small>step {} · <code>{}</code></small>{}</td><td data-label=\"What to do\" class=\"fix\">{}</td>",
             badge(v.severity),
             escape(&v.summary),
             escape(v.step_title),
             escape(v.cause),
+            beats(runs),
             escape(&v.remediation)
         ),
     }
@@ -177,7 +325,8 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
                 .checks
                 .iter()
                 .map(|(k, c)| check_cell(k.as_str(), c))
-                .collect();
+                .collect::<String>()
+                + &traffic_cell(m.traffic.as_ref());
             let _ = writeln!(
                 h,
                 "<tr{}><td data-label=\"Mailbox\"><b>{}</b><br><small>{} · app {} · {}:{}</small></td>{}<td data-label=\"Checks\">{checks}</td><td data-label=\"Credential in use\">{}</td></tr>",
@@ -187,8 +336,9 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
                 escape(&m.app),
                 escape(&m.smtp_host),
                 m.smtp_port,
-                verdict_cells(m.verdict.as_ref()),
-                credential_cell(m.credential_in_use.as_ref()),
+                verdict_cells(m.verdict.as_ref(), &m.recent_runs),
+                credential_cell(m.credential_in_use.as_ref())
+                    + &activity_lines(m.credential_activity.as_ref()),
             );
         }
         h.push_str("</tbody></table>\n");
@@ -225,8 +375,65 @@ pub fn render(doc: &Document, telemetry_path: &str) -> String {
                 } else {
                     format!("mailboxes: {}", escape(&a.mailboxes.join(", ")))
                 },
-                verdict_cells(a.verdict.as_ref()),
-                credential_cell(a.credential_in_use.as_ref()),
+                verdict_cells(a.verdict.as_ref(), &a.recent_runs),
+                credential_cell(a.credential_in_use.as_ref())
+                    + &activity_lines(a.credential_activity.as_ref()),
+            );
+        }
+        h.push_str("</tbody></table>\n");
+    }
+    for t in &doc.discovery {
+        let _ = writeln!(
+            h,
+            "<h2>Apps that can send SMTP: tenant {}</h2>\n<p class=\"summary\" data-tenant=\"{}\">{}</p>",
+            escape(&t.tenant),
+            escape(&t.tenant),
+            escape(&t.summary)
+        );
+        h.push_str("<table class=\"discovery\"><thead><tr><th>App</th><th>Watched by</th><th>Credentials</th></tr></thead><tbody>\n");
+        for a in &t.apps {
+            let watched = match &a.configured {
+                Some(name) => format!("its own checks (app {})", escape(name)),
+                None => "<b>discovered</b>: the inventory (credential expiry and sign-ins)".into(),
+            };
+            let creds: String = a
+                .credentials
+                .iter()
+                .map(|c| {
+                    format!(
+                        "<div>{} {}: expires {}{}{}</div>",
+                        if c.kind == "certificate" {
+                            "certificate"
+                        } else {
+                            "secret"
+                        },
+                        escape(c.display_name.as_deref().unwrap_or(&c.key_id)),
+                        c.expires_at
+                            .map(|e| e.format("%Y-%m-%d").to_string())
+                            .unwrap_or_else(|| "never".into()),
+                        c.last_sign_in
+                            .map(|l| format!(", last sign-in {}", l.format("%Y-%m-%d %H:%M UTC")))
+                            .unwrap_or_default(),
+                        if c.state == "unknown" {
+                            String::new()
+                        } else {
+                            format!(" ({})", escape(c.state))
+                        }
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                h,
+                "<tr data-app-id=\"{}\" data-discovered=\"{}\"><td data-label=\"App\"><b>{}</b><br><small>client ID {}</small></td><td data-label=\"Watched by\">{watched}</td><td data-label=\"Credentials\">{}{}</td></tr>",
+                escape(&a.app_id),
+                a.discovered,
+                escape(&a.display_name),
+                escape(&a.app_id),
+                creds,
+                a.note
+                    .as_deref()
+                    .map(|n| format!("<div><small>{}</small></div>", escape(n)))
+                    .unwrap_or_default()
             );
         }
         h.push_str("</tbody></table>\n");

@@ -47,7 +47,7 @@ fn bad_request(message: String) -> Response<Body> {
 fn job(target: &Target, check: Option<CheckKind>) -> Result<Job, String> {
     let kind = check.unwrap_or(match target {
         Target::Mailbox(_) => CheckKind::Smtp,
-        Target::App(_) => CheckKind::Token,
+        Target::App(_) | Target::Tenant(_) => CheckKind::Token,
     });
     let on = if kind.is_per_app() {
         Target::App(target.app().clone())
@@ -60,6 +60,7 @@ fn job(target: &Target, check: Option<CheckKind>) -> Result<Job, String> {
             app.name
         ),
         Target::Mailbox(m) => format!("check={kind} does not apply to mailbox {:?}", m.name),
+        Target::Tenant(_) => format!("check={kind} does not apply to a tenant"),
     })
 }
 
@@ -112,6 +113,13 @@ fn parse_check(query: &str) -> Result<(Option<String>, Option<CheckKind>), Strin
                 .into(),
         );
     }
+    // A trace read moves the tenant's window on and spends its budget: the counts of the
+    // window a probe read would be missing from /metrics.
+    if check == Some(CheckKind::Traffic) {
+        return Err(
+            "message trace is read once per window, on its own schedule, not per scrape".into(),
+        );
+    }
     Ok((target, check))
 }
 
@@ -130,7 +138,7 @@ pub async fn handle(
         return bad_request("the target parameter is missing: /probe?target=NAME".into());
     };
     let plan = shared.plan();
-    let Some(target) = plan.target(&name).cloned() else {
+    let Some(target) = plan.target(&name).filter(|t| t.tenant().is_none()).cloned() else {
         // Names come from the configuration, but the query is anyone's: do not echo it whole.
         let shown: String = name.chars().take(64).filter(|c| !c.is_control()).collect();
         return bad_request(format!(
@@ -265,6 +273,11 @@ fn answer(
             .filter(|r| r.success())
             .or(evidence.graph_ok.as_deref()),
         canary: evidence.canary.as_deref(),
+        activity: find(CheckKind::Activity)
+            .filter(|r| r.success())
+            .or(evidence.activity.as_deref()),
+        traffic: evidence.traffic.as_ref(),
+        traffic_check: evidence.traffic_check.as_deref(),
         issues: evidence.issues.as_deref().map_or(&[], Vec::as_slice),
         sibling_authenticated: evidence.sibling_authenticated,
         sibling_rbac_authenticated: evidence.sibling_rbac_authenticated,

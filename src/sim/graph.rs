@@ -17,7 +17,7 @@ use super::token::{verify, GRAPH_RESOURCES};
 use super::SimApp;
 
 /// Application roles that may read app registrations (least privileged first).
-const READ_ROLES: [&str; 3] = [
+pub(super) const READ_ROLES: [&str; 3] = [
     super::ROLE_APPLICATION_READ_ALL,
     "Application.ReadWrite.All",
     "Directory.Read.All",
@@ -50,7 +50,7 @@ fn app_id_of(object: &str) -> Option<(Object, String)> {
 
 /// The application object, or its service principal, as Graph v1.0 returns it: each lists
 /// only the credentials added to it.
-fn object_json(app: &SimApp, object: Object) -> Map<String, Value> {
+pub(super) fn object_json(app: &SimApp, object: Object) -> Map<String, Value> {
     let on_sp = object == Object::ServicePrincipal;
     let passwords: Vec<Value> = app
         .secrets

@@ -229,6 +229,39 @@ pub(super) fn eq_clauses(filter: &str) -> Option<Vec<(String, Literal)>> {
     }
 }
 
+/// `prop op literal [and prop op literal]...` with `op` one of `eq`, `ge`, `le`, `gt`, `lt`
+/// (in any case) and a literal in single quotes or bare (a date) → (prop, op in lower case,
+/// literal text); `None` for anything else.
+pub(super) fn comparisons(filter: &str) -> Option<Vec<(String, String, String)>> {
+    let toks = tokens(filter)?;
+    let mut out = Vec::new();
+    let mut it = toks.into_iter();
+    loop {
+        let Some(Tok::Word(prop)) = it.next() else {
+            return None;
+        };
+        if prop.is_empty() || !prop.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return None;
+        }
+        let op = match it.next()? {
+            Tok::Word(op) => op.to_ascii_lowercase(),
+            Tok::Str(_) => return None,
+        };
+        if !matches!(op.as_str(), "eq" | "ge" | "le" | "gt" | "lt") {
+            return None;
+        }
+        let lit = match it.next()? {
+            Tok::Str(s) | Tok::Word(s) => s,
+        };
+        out.push((prop, op, lit));
+        match it.next() {
+            None => return Some(out),
+            Some(Tok::Word(and)) if and.eq_ignore_ascii_case("and") => {}
+            Some(_) => return None,
+        }
+    }
+}
+
 /// Percent-decodes a path segment; `None` when it is not valid percent-encoded UTF-8.
 pub(super) fn percent_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();

@@ -1,5 +1,5 @@
 //! The simulator's HTTPS server (hyper over rustls): routes the login and Graph endpoints
-//! (app registrations, mail, service health).
+//! (app registrations, mail, service health, credential sign-in activity, message trace).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -57,6 +57,39 @@ async fn route(state: HttpsState, req: Request<Incoming>) -> Result<SimResponse,
             )
         }
         ("GET", ["v1.0", object])
+            if object.replace("%27", "'")
+                == format!(
+                    "servicePrincipals(appId='{}')",
+                    super::discovery::EXCHANGE_ONLINE_APP_ID
+                ) =>
+        {
+            super::discovery::handle(
+                &state,
+                super::discovery::Read::Exchange,
+                parts.uri.query(),
+                &parts.headers,
+            )
+            .await
+        }
+        ("GET", ["v1.0", "servicePrincipals", id]) => {
+            super::discovery::handle(
+                &state,
+                super::discovery::Read::ByObjectId(id),
+                parts.uri.query(),
+                &parts.headers,
+            )
+            .await
+        }
+        ("GET", ["v1.0", "servicePrincipals", id, "appRoleAssignedTo"]) => {
+            super::discovery::handle(
+                &state,
+                super::discovery::Read::AssignedTo(id),
+                parts.uri.query(),
+                &parts.headers,
+            )
+            .await
+        }
+        ("GET", ["v1.0", object])
             if object.starts_with("applications(") || object.starts_with("servicePrincipals(") =>
         {
             super::graph::handle(&state, object, parts.uri.query(), &parts.headers).await
@@ -84,6 +117,12 @@ async fn route(state: HttpsState, req: Request<Incoming>) -> Result<SimResponse,
                 &parts.headers,
             )
             .await
+        }
+        ("GET", ["v1.0", "admin", "exchange", "tracing", "messageTraces", rest @ ..]) => {
+            super::trace::handle(&state, rest, parts.uri.query(), &parts.headers).await
+        }
+        ("GET", ["beta", "reports", "appCredentialSignInActivities"]) => {
+            super::activity::handle(&state, parts.uri.query(), &parts.headers).await
         }
         ("GET", ["v1.0", "admin", "serviceAnnouncement", rest @ ..]) => {
             super::health::handle(&state, rest, parts.uri.query(), &parts.headers).await

@@ -28,8 +28,13 @@ pub enum Delivery {
     Inbox(Duration),
     /// Delivered to each recipient's Junk Email folder this long after acceptance.
     Junk(Duration),
-    /// Accepted (250 with a queue id) and never delivered.
+    /// Accepted (250 with a queue id) and never delivered (message trace: `pending`).
     Lost,
+    /// Accepted and held in quarantine (message trace: `quarantined`).
+    Quarantine,
+    /// Accepted, then refused on the way with this reply (message trace: `failed`, the reply
+    /// in its detail).
+    Bounce(String),
     /// Refused with this reply at this step: [`SmtpStep::MailFrom`], [`SmtpStep::RcptTo`] (every
     /// recipient), or [`SmtpStep::Data`] meaning after the final dot (the message is then not
     /// stored, nor recorded as accepted). Any other step counts as `Data`. A `421` closes the
@@ -108,7 +113,9 @@ pub(super) fn deliver(d: &mut Directory, sender: &str, recipients: &[String], da
     let (folder, delay) = match delivery_of(d, sender) {
         Delivery::Inbox(delay) => (FOLDER_INBOX, delay),
         Delivery::Junk(delay) => (FOLDER_JUNK, delay),
-        Delivery::Lost | Delivery::Reject { .. } => return,
+        Delivery::Lost | Delivery::Quarantine | Delivery::Bounce(_) | Delivery::Reject { .. } => {
+            return
+        }
     };
     let (message_id, subject) = headers(data);
     let internet_message_id = message_id.unwrap_or_else(generated_message_id);

@@ -5,6 +5,8 @@
 //! into mailbox stores as scripted per sender ([`Delivery`]), each scriptable to fail.
 //! The directory (tenants, apps, credentials, mailboxes) lives in [`Directory`].
 
+mod activity;
+mod discovery;
 pub mod fleet;
 pub mod front;
 mod graph;
@@ -20,6 +22,7 @@ pub mod smtp;
 mod smtp_fault;
 pub mod tls;
 mod token;
+mod trace;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -50,6 +53,10 @@ pub const ROLE_MAIL_READ: &str = "Mail.Read";
 pub const ROLE_SERVICE_HEALTH_READ_ALL: &str = "ServiceHealth.Read.All";
 /// The Graph role that reads the tenant's policies (app management policies among them).
 pub const ROLE_POLICY_READ_ALL: &str = "Policy.Read.All";
+/// The Graph role that reads the sign-in and audit reports (credential sign-in activity).
+pub const ROLE_AUDIT_LOG_READ_ALL: &str = "AuditLog.Read.All";
+/// The Graph role that reads Exchange Online's message trace.
+pub const ROLE_EXCHANGE_MESSAGE_TRACE_READ_ALL: &str = "ExchangeMessageTrace.Read.All";
 
 /// A client secret of an app registration.
 #[derive(Debug, Clone)]
@@ -389,6 +396,28 @@ pub struct Directory {
     health_issues: Vec<health::IssueState>,
     /// Service health requests received, by the client ID of the caller (`""`: no valid token).
     pub health_requests: HashMap<String, u64>,
+    /// The last sign-in of each credential, by key ID: recorded when the token endpoint issues a
+    /// token with it, or scripted (an application signing in with a secret the agent does not
+    /// use).
+    pub sign_ins: HashMap<String, DateTime<Utc>>,
+    /// Tenants without the Entra ID P1 licence the sign-in activity report needs.
+    pub activity_unlicensed: HashSet<String>,
+    /// Requests to the credential sign-in activity report received.
+    pub activity_requests: u64,
+    /// Message trace rows, oldest first.
+    trace_rows: VecDeque<trace::Row>,
+    /// Message trace requests accepted per tenant in the last 5 minutes (its throttling).
+    trace_limit: HashMap<String, VecDeque<tokio::time::Instant>>,
+    /// The most rows a message trace page holds, whatever `$top` asks (Graph's default 1,000).
+    pub trace_page_cap: usize,
+    /// Tenants without the service principal of Microsoft's message trace app.
+    pub trace_unprincipled: HashSet<String>,
+    /// Message trace requests received, and those answered 429.
+    pub trace_calls: u64,
+    pub trace_throttled: u64,
+    /// The inventory's reads received, and the most assignments a page of them holds.
+    pub discovery_requests: u64,
+    pub discovery_page_cap: usize,
     /// SMTP connections by listener: open now, and the most open at once (Exchange allows a
     /// mailbox 3 concurrent connections).
     pub smtp_connections: HashMap<std::net::SocketAddr, SmtpConnections>,
@@ -429,6 +458,17 @@ impl Default for Directory {
             graph_mail_requests: Vec::new(),
             health_issues: Vec::new(),
             health_requests: HashMap::new(),
+            sign_ins: HashMap::new(),
+            activity_unlicensed: HashSet::new(),
+            activity_requests: 0,
+            trace_rows: VecDeque::new(),
+            trace_limit: HashMap::new(),
+            trace_page_cap: 1000,
+            trace_unprincipled: HashSet::new(),
+            trace_calls: 0,
+            trace_throttled: 0,
+            discovery_requests: 0,
+            discovery_page_cap: 999,
         }
     }
 }
@@ -500,3 +540,4 @@ pub use simulator::{Simulator, SmtpListener};
 pub use smtp::Transcript;
 pub use smtp_fault::{SmtpFault, SmtpStep};
 pub use token::IssuedClaims;
+pub use trace::TraceEntry;

@@ -291,6 +291,167 @@ impl Simulator {
         }
     }
 
+    /// The key ID of an app's secret or certificate by its display name (the tests and the demo
+    /// name credentials; Graph keys them by ID).
+    pub fn key_id(&self, client_id: &str, display_name: &str) -> Option<String> {
+        let d = self.directory.lock().expect("sim lock");
+        let app = d.apps.get(client_id)?;
+        app.secrets
+            .iter()
+            .map(|s| (&s.key_id, &s.display_name))
+            .chain(
+                app.certificates
+                    .iter()
+                    .map(|c| (&c.key_id, &c.display_name)),
+            )
+            .find(|(_, n)| n.as_deref() == Some(display_name))
+            .map(|(k, _)| k.clone())
+    }
+
+    /// Records a sign-in with an app's credential (by display name) at `at`, as the application
+    /// itself signing in would; the token endpoint records the agent's own.
+    pub fn set_sign_in(
+        &self,
+        client_id: &str,
+        display_name: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) {
+        if let Some(k) = self.key_id(client_id, display_name) {
+            self.directory
+                .lock()
+                .expect("sim lock")
+                .sign_ins
+                .insert(k, at);
+        }
+    }
+
+    /// Whether a tenant has the Entra ID P1 licence the sign-in activity report needs (it has,
+    /// unless this says otherwise).
+    pub fn set_activity_licensed(&self, tenant_id: &str, licensed: bool) {
+        let mut d = self.directory.lock().expect("sim lock");
+        let t = tenant_id.to_ascii_lowercase();
+        if licensed {
+            d.activity_unlicensed.remove(&t);
+        } else {
+            d.activity_unlicensed.insert(t);
+        }
+    }
+
+    /// Adds rows to a tenant's message trace (scripted history).
+    pub fn add_trace(&self, tenant_id: &str, entries: Vec<super::TraceEntry>) {
+        let mut d = self.directory.lock().expect("sim lock");
+        super::trace::add(&mut d, tenant_id, entries);
+    }
+
+    /// Scripted history: `count` messages from `sender` to `recipient`, of this trace status,
+    /// received evenly from `from` to `to` (both included).
+    #[allow(clippy::too_many_arguments)]
+    pub fn add_traffic(
+        &self,
+        tenant_id: &str,
+        sender: &str,
+        recipient: &str,
+        count: usize,
+        status: &str,
+        from: chrono::DateTime<chrono::Utc>,
+        to: chrono::DateTime<chrono::Utc>,
+    ) {
+        // Evenly from `from` to `to`, both included (one message: at `to`).
+        let step = (to - from) / (count.saturating_sub(1).max(1) as i32);
+        let from = if count == 1 { to } else { from };
+        let entries = (0..count)
+            .map(|i| super::TraceEntry {
+                sender: sender.into(),
+                recipient: recipient.into(),
+                message_id: format!("<{}@sim.example>", uuid::Uuid::new_v4()),
+                received: from + step * (i as i32),
+                status: status.into(),
+                subject: format!("message {i}"),
+                detail: (status == "failed").then(|| {
+                    "550 5.1.1 RESOLVER.ADR.RecipientNotFound; Recipient not found".into()
+                }),
+            })
+            .collect();
+        self.add_trace(tenant_id, entries);
+    }
+
+    /// Keeps `sender` sending: one delivered message to `recipient` in its tenant's message
+    /// trace every `every`, for as long as the simulator runs (a demo mailbox that is never
+    /// silent).
+    pub fn keep_sending(&self, tenant_id: &str, sender: &str, recipient: &str, every: Duration) {
+        let directory = self.directory.clone();
+        let stop = self.stop.clone();
+        let (tenant, sender, recipient) = (
+            tenant_id.to_string(),
+            sender.to_string(),
+            recipient.to_string(),
+        );
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                n += 1;
+                let mut d = directory.lock().expect("sim lock");
+                let now = d.now();
+                super::trace::add(
+                    &mut d,
+                    &tenant,
+                    [super::TraceEntry {
+                        sender: sender.clone(),
+                        recipient: recipient.clone(),
+                        message_id: format!("<{}@sim.example>", uuid::Uuid::new_v4()),
+                        received: chrono::DateTime::from_timestamp(now.timestamp(), 0)
+                            .unwrap_or(now),
+                        status: "delivered".into(),
+                        subject: format!("message {n}"),
+                        detail: None,
+                    }],
+                );
+            }
+        });
+    }
+
+    /// The most app role assignments a page of `appRoleAssignedTo` holds (default 999).
+    pub fn set_discovery_page_cap(&self, n: usize) {
+        self.directory.lock().expect("sim lock").discovery_page_cap = n;
+    }
+
+    /// The inventory's reads received so far (faults included).
+    pub fn discovery_requests(&self) -> u64 {
+        self.directory.lock().expect("sim lock").discovery_requests
+    }
+
+    /// The most rows a message trace page holds (Graph: `$top`, default 1,000).
+    pub fn set_trace_page_cap(&self, rows: usize) {
+        self.directory.lock().expect("sim lock").trace_page_cap = rows;
+    }
+
+    /// Whether the tenant has the service principal of Microsoft's message trace app
+    /// (`8bd644d1-64a1-4d4b-ae52-2e0cbf64e373`); without it message trace answers 401.
+    pub fn set_trace_service_principal(&self, tenant_id: &str, present: bool) {
+        let mut d = self.directory.lock().expect("sim lock");
+        let t = tenant_id.to_ascii_lowercase();
+        if present {
+            d.trace_unprincipled.remove(&t);
+        } else {
+            d.trace_unprincipled.insert(t);
+        }
+    }
+
+    /// Message trace requests received so far (faults included), and those answered 429.
+    pub fn trace_calls(&self) -> (u64, u64) {
+        let d = self.directory.lock().expect("sim lock");
+        (d.trace_calls, d.trace_throttled)
+    }
+
+    /// Requests to the credential sign-in activity report so far, faults included.
+    pub fn activity_requests(&self) -> u64 {
+        self.directory.lock().expect("sim lock").activity_requests
+    }
+
     /// Service health requests received so far from this client ID, faults included.
     pub fn health_requests(&self, client_id: &str) -> u64 {
         self.directory

@@ -581,6 +581,15 @@ impl Conn {
         };
         let mut d = self.shared.directory.lock().expect("sim lock");
         super::mailbox::deliver(&mut d, &msg.sender, &msg.recipients, &msg.data);
+        // The message in its tenant's message trace, one row per recipient.
+        let tenant = self
+            .authed_app
+            .as_ref()
+            .and_then(|a| d.apps.get(a))
+            .map(|a| a.tenant_id.clone());
+        if let Some(t) = tenant {
+            super::trace::accepted(&mut d, &t, &msg.sender, &msg.recipients, &msg.data);
+        }
         // A demo runs for days: keep the newest (tests look at a handful).
         if d.messages.len() >= super::MESSAGES_KEPT {
             d.messages.remove(0);

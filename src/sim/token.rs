@@ -275,6 +275,8 @@ pub async fn handle(
     }
     let now = d.now();
     let acr;
+    // The credential that signs in: its last sign-in is what the activity report shows.
+    let key_id;
     if let Some(secret) = form.get("client_secret") {
         match app.secrets.iter().find(|s| &s.value == secret) {
             None => {
@@ -293,7 +295,10 @@ pub async fn handle(
                     &format!("The provided client secret keys for app '{client_id}' are expired. Visit the Azure portal to create new keys for your app."),
                 )
             }
-            Some(_) => acr = "1",
+            Some(s) => {
+                acr = "1";
+                key_id = s.key_id.clone();
+            }
         }
     } else if let Some(assertion) = form.get("client_assertion") {
         if form.get("client_assertion_type").map(String::as_str)
@@ -307,7 +312,7 @@ pub async fn handle(
             );
         }
         let expected_aud_suffix = path.to_string();
-        if let Err((code, msg)) = check_assertion(
+        match check_assertion(
             &mut d.seen_jti,
             &app,
             assertion,
@@ -315,7 +320,10 @@ pub async fn handle(
             host,
             now,
         ) {
-            return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", code, &msg);
+            Err((code, msg)) => {
+                return aad_error(StatusCode::UNAUTHORIZED, "invalid_client", code, &msg)
+            }
+            Ok(k) => key_id = k,
         }
         acr = "2";
     } else {
@@ -356,6 +364,7 @@ pub async fn handle(
     if d.record {
         d.issued_tokens.push(token.clone());
     }
+    d.sign_ins.insert(key_id, now);
     drop(d);
     json(
         StatusCode::OK,
@@ -404,7 +413,7 @@ fn check_assertion(
     token_path: &str,
     host: &str,
     now: DateTime<Utc>,
-) -> Result<(), (u32, String)> {
+) -> Result<String, (u32, String)> {
     let header = jsonwebtoken::decode_header(assertion)
         .map_err(|_| (700027, "Client assertion is not a valid JWT.".to_string()))?;
     if !matches!(
@@ -485,5 +494,5 @@ fn check_assertion(
     if !seen_jti.insert(c.jti) {
         return Err((700027, "Client assertion jti was already used.".into()));
     }
-    Ok(())
+    Ok(cert.key_id.clone())
 }

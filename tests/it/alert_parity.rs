@@ -18,13 +18,16 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use smtp_oauth_exporter::alerts::{self, AlertName, Tracker};
 use smtp_oauth_exporter::auth::Resource;
+use smtp_oauth_exporter::checks::activity::{ActivityDetails, KeyActivity};
 use smtp_oauth_exporter::checks::canary::{CanaryDetails, Found};
+use smtp_oauth_exporter::checks::discovery::{DiscoveredApp, DiscoveryDetails};
 use smtp_oauth_exporter::checks::graph::{
     CredentialInfo, CredentialOrigin, CredentialType, GraphDetails, Registration,
 };
 use smtp_oauth_exporter::checks::health::{HealthDetails, Issue, Service};
 use smtp_oauth_exporter::checks::smtp::{CertFacts, Phase, ReplyFacts, SmtpDetails, TlsFacts};
 use smtp_oauth_exporter::checks::token::TokenDetails;
+use smtp_oauth_exporter::checks::traffic::{SenderTraffic, TraceStatus, TrafficDetails};
 use smtp_oauth_exporter::checks::{Details, Failure, Report};
 use smtp_oauth_exporter::metrics::{self, AgentInfo, PageSettings};
 use smtp_oauth_exporter::plan::{AlertSettings, CheckKind, Plan};
@@ -60,6 +63,9 @@ apps:
   - { name: a-cred, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000005, client_secret: "Abc~x" }
   - { name: a-expired, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000006, client_secret: "Abc~x" }
   - { name: a-notfound, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000007, client_secret: "Abc~x" }
+  - { name: a-traffic, tenant: traffic.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000011, client_secret: "Abc~x", checks: { traffic: { enabled: true } } }
+  - { name: a-inventory, tenant: inventory.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000012, client_secret: "Abc~x", checks: { graph: { enabled: false }, discovery: { enabled: true }, activity: { enabled: true } } }
+  - { name: a-active, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000010, client_secret: "Abc~x", checks: { activity: { enabled: true } } }
   - name: a-mail
     tenant: fabrikam.onmicrosoft.com
     client_id: 00000000-0000-4000-8000-000000000008
@@ -77,6 +83,8 @@ mailboxes:
   - { name: m-slow, app: a-mail, address: slow@fabrikam.com, canary: { schedule: 15m } }
   - { name: m-junk, app: a-mail, address: junk@fabrikam.com, canary: { schedule: 15m } }
   - { name: m-reader, app: a-mail, address: reader@fabrikam.com, canary: { schedule: 15m } }
+  - { name: m-silent, app: a-traffic, address: silent@traffic.example, expect_traffic_within: 30m }
+  - { name: m-failing, app: a-traffic, address: failing@traffic.example, expect_traffic_within: 1d }
 "#;
 
 fn report(
@@ -201,6 +209,7 @@ fn canary(
         }),
         polls: 1,
         cleaned_up: 0,
+        trace: None,
     };
     report(
         CheckKind::Canary,
@@ -377,6 +386,158 @@ fn reports(minute: i64) -> Vec<Report> {
                 registration(&[("k", 300.0, true)], now),
             ));
         }
+        // a-active: the agent's secret, and one the application signed in with an hour ago
+        // that expires in 7 days and 30 minutes (soon, then under 7 days); a third last signed
+        // in 90 days less 10 minutes ago (stale from minute 10).
+        out.push(report(
+            CheckKind::Graph,
+            "a-active",
+            m,
+            None,
+            registration(
+                &[
+                    ("k-agent", 300.0, true),
+                    ("k-app", 7.0 + 30.0 / 1440.0, false),
+                    ("k-old", 200.0, false),
+                ],
+                now,
+            ),
+        ));
+        let key = |k: &str, ago: f64| KeyActivity {
+            key_id: k.into(),
+            kind: CredentialType::Password,
+            origin: CredentialOrigin::Application,
+            expires: None,
+            last_sign_in: Some(now - days(ago)),
+        };
+        out.push(report(
+            CheckKind::Activity,
+            "a-active",
+            m,
+            None,
+            Details::Activity(ActivityDetails {
+                reader: "a-active".into(),
+                http_status: Some(200),
+                keys: vec![
+                    key("k-agent", 0.0),
+                    key("k-app", 1.0 / 24.0),
+                    key("k-old", 90.0 - 10.0 / 1440.0),
+                ],
+                unavailable: None,
+            }),
+        ));
+    }
+    if every5 {
+        // Message trace, the last 5 minutes each time: m-silent sends once each until minute
+        // 20 (then silent for more than its 30 minutes from minute 51); m-failing sends 20
+        // messages and 5 failures at minute 0 (a share of 20%), then 30 more at minute 40
+        // (9%).
+        let counts = |pairs: &[(TraceStatus, u32)]| {
+            let mut c = [0u32; 7];
+            for (s, n) in pairs {
+                c[s.index()] = *n;
+            }
+            c
+        };
+        let hour = |minute: i64| minute * 60 / 3600 * 3600;
+        let silent = if m <= 20 {
+            vec![(hour(m), counts(&[(TraceStatus::Delivered, 1)]))]
+        } else {
+            Vec::new()
+        };
+        let failing = match m {
+            0 => vec![(
+                0,
+                counts(&[(TraceStatus::Delivered, 20), (TraceStatus::Failed, 5)]),
+            )],
+            40 => vec![(0, counts(&[(TraceStatus::Delivered, 30)]))],
+            _ => Vec::new(),
+        };
+        out.push(report(
+            CheckKind::Traffic,
+            "traffic.onmicrosoft.com",
+            m,
+            None,
+            Details::Traffic(TrafficDetails {
+                tenant: "traffic.onmicrosoft.com".into(),
+                reader: "a-traffic".into(),
+                http_status: Some(200),
+                window: Some((at(m - 5), at(m))),
+                pages: 1,
+                rows: 0,
+                senders: vec![
+                    SenderTraffic {
+                        mailbox: "m-silent".into(),
+                        newest: (m <= 20).then(|| at(m)),
+                        hours: silent,
+                        expect_within: Some(Duration::from_secs(1800)),
+                    },
+                    SenderTraffic {
+                        mailbox: "m-failing".into(),
+                        newest: (!failing.is_empty()).then(|| at(m)),
+                        hours: failing,
+                        expect_within: Some(Duration::from_secs(86_400)),
+                    },
+                ],
+            }),
+        ));
+    }
+    if m == 0 {
+        // The inventory: an app nobody configured whose secret the application signed in with
+        // two hours ago expires in 7 days and 20 minutes, another of its secrets last signed in
+        // 90 days less 5 minutes ago, a third expires in 29.5 days unused.
+        let now = at(0);
+        let Details::Graph(g) = registration(
+            &[
+                ("k-d-active", 7.0 + 20.0 / 1440.0, false),
+                ("k-d-stale", 200.0, false),
+                ("k-d-info", 29.5, false),
+            ],
+            now,
+        ) else {
+            unreachable!()
+        };
+        let key = |k: &str, ago: f64| KeyActivity {
+            key_id: k.into(),
+            kind: CredentialType::Password,
+            origin: CredentialOrigin::Application,
+            expires: None,
+            last_sign_in: Some(now - days(ago)),
+        };
+        out.push(report(
+            CheckKind::Discovery,
+            "inventory.onmicrosoft.com",
+            m,
+            None,
+            Details::Discovery(DiscoveryDetails {
+                tenant: "inventory.onmicrosoft.com".into(),
+                reader: "a-inventory".into(),
+                http_status: Some(200),
+                apps: vec![
+                    DiscoveredApp {
+                        app_id: "00000000-0000-4000-8000-000000000012".into(),
+                        display_name: "Inventory".into(),
+                        configured: Some("a-inventory".into()),
+                        credentials: None,
+                        activity: Vec::new(),
+                        note: None,
+                    },
+                    DiscoveredApp {
+                        app_id: "00000000-0000-4000-8000-0000000000d1".into(),
+                        display_name: "Intranet".into(),
+                        configured: None,
+                        credentials: g.registration,
+                        activity: vec![
+                            key("k-d-active", 2.0 / 24.0),
+                            key("k-d-stale", 90.0 - 5.0 / 1440.0),
+                        ],
+                        note: None,
+                    },
+                ],
+                activity_unavailable: None,
+                activity_read: true,
+            }),
+        ));
     }
     if m % 15 == 0 {
         // Canaries: one lost until minute 45, one taking 700 s, one landing in Junk Email.

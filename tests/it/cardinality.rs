@@ -1,5 +1,5 @@
-//! The cardinality budget on a demo scrape: a healthy mailbox costs at most 8 series (5 today),
-//! and what every mailbox of one SMTP endpoint shares (TLS facts, per-phase latency) is one set
+//! The cardinality budget on a demo scrape: a healthy mailbox costs at most 8 series (5 today, 7
+//! with its traffic watched), and what every mailbox of one SMTP endpoint shares (TLS facts, per-phase latency) is one set
 //! of series per endpoint, fed by all of its mailboxes.
 
 use std::collections::BTreeMap;
@@ -36,6 +36,7 @@ async fn a_healthy_mailbox_costs_at_most_eight_series_and_endpoints_are_shared()
                 == smtp_oauth_exporter::demo::SCENARIOS.len() + 1
                 && !t.contains("cause=\"pending\"")
                 && t.contains("graph-throttled\",app=\"reports\",step=\"transient\"")
+                && t.contains("smtp_oauth_traffic_messages_total{target=\"traffic-healthy\"")
         },
     )
     .await;
@@ -83,6 +84,33 @@ async fn a_healthy_mailbox_costs_at_most_eight_series_and_endpoints_are_shared()
         "{}",
         own.join("\n")
     );
+    // A healthy mailbox whose traffic is watched: its messages by status (delivered alone) and
+    // its newest message on top, within the budget.
+    let own = series_with(&text, "target", "traffic-healthy");
+    let mut names: Vec<&str> = own.iter().map(|l| l.split('{').next().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "smtp_oauth_check_duration_seconds",
+            "smtp_oauth_check_last_run_timestamp_seconds",
+            "smtp_oauth_check_last_success_timestamp_seconds",
+            "smtp_oauth_check_success",
+            "smtp_oauth_traffic_last_message_timestamp_seconds",
+            "smtp_oauth_traffic_messages_total",
+            "smtp_oauth_verdict",
+        ],
+        "{}",
+        own.join("\n")
+    );
+    // One that fails: a counter per status seen, its failed share; still a handful.
+    let own = series_with(&text, "target", "traffic-quarantined");
+    let traffic: Vec<&&str> = own
+        .iter()
+        .filter(|l| l.starts_with("smtp_oauth_traffic_"))
+        .collect();
+    assert_eq!(traffic.len(), 5, "{traffic:?}");
+    assert!(own.len() <= 10, "{}", own.join("\n"));
     // No mailbox series carries a phase or a TLS fact.
     for line in text.lines().filter(|l| l.contains("target=\"")) {
         assert!(

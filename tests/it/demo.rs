@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 /// Each scenario of the demo catalogue and the verdict the agent must reach: (step, cause).
-const EXPECTED: [(&str, &str, &str); 27] = [
+const EXPECTED: [(&str, &str, &str); 31] = [
     ("healthy-secret", "ok", "ok"),
     ("healthy-certificate", "ok", "ok"),
     ("secret-expiring", "2", "credential_expiring"),
@@ -53,6 +53,10 @@ const EXPECTED: [(&str, &str, &str); 27] = [
         "enterprise_app_missing",
     ),
     ("secret-on-service-principal", "ok", "ok"),
+    ("old-secret-in-use", "2", "active_credential_expiring"),
+    ("traffic-healthy", "ok", "ok"),
+    ("sender-silent", "unknown", "traffic_silent"),
+    ("traffic-quarantined", "policy", "traffic_failing"),
 ];
 
 #[test]
@@ -207,8 +211,8 @@ async fn every_scenario_shows_its_verdict_on_metrics_status_and_the_page() {
         .unwrap();
     assert_eq!(expiring["credential_in_use"]["days_left"], 10);
     // The scenarios and the canaries' reader app (an app without a mailbox has a verdict).
-    assert_eq!(status["summary"]["targets"], 28);
-    assert_eq!(status["summary"]["ok"], 6);
+    assert_eq!(status["summary"]["targets"], 32);
+    assert_eq!(status["summary"]["ok"], 7);
     // The secret on the service principal is the one in use, its expiry known (once the app's
     // first Graph read is in: a tenant's first reads are spread at one a second).
     loop {
@@ -261,6 +265,19 @@ async fn every_scenario_shows_its_verdict_on_metrics_status_and_the_page() {
         mismatches(&rendered)
     );
     assert!(dom.contains("id=\"summary\""), "{dom}");
+    // The inventory: the apps nobody configured, marked discovered.
+    assert!(
+        dom.contains(
+            "14 apps can send SMTP (12 configured); 1 credential in use expires this month"
+        ) && dom.contains("data-discovered=\"true\"")
+            && dom.contains("Intranet portal"),
+        "{dom}"
+    );
+    // Traffic beside the checks, with its chart.
+    assert!(
+        dom.contains("sent 40 in 24 h, 2 failed, 8 quarantined") && dom.contains("class=\"chart\""),
+        "{dom}"
+    );
     assert!(demo.stop().success());
 }
 
@@ -301,7 +318,7 @@ fn check_demo_prints_every_verdict() {
         assert!(block.contains("steps"), "{block}");
     }
     assert!(
-        text.contains("28 targets: 6 ok, 4 warning, 18 critical, 0 pending"),
+        text.contains("32 targets: 7 ok, 7 warning, 18 critical, 0 pending"),
         "{text}"
     );
     // The canary's delivery, and the incident with its title.
@@ -314,6 +331,13 @@ fn check_demo_prints_every_verdict() {
         text.contains("EX1024351 exchange_online incident (service_degradation): Users may be unable to send email using SMTP AUTH"),
         "{text}"
     );
+    // The inventory, and the lost canary looked up in message trace.
+    assert!(
+        text.contains("Apps that can send SMTP in tenant contoso.onmicrosoft.com: 14 apps can send SMTP (12 configured); 1 credential in use expires this month")
+            && text.contains("Intranet portal 2ae95b0c-38b3-4a82-b5f4-7834d6c35f91 · discovered"),
+        "{text}"
+    );
+    assert!(text.contains("message trace: still pending"), "{text}");
     // --no-canary: nothing sent, the canary scenarios show their login's verdict.
     let (text, _, _) = run_binary(&["check", "--demo", "--no-canary", "canary-lost"]);
     assert!(

@@ -19,8 +19,9 @@ use chrono::Utc;
 use smtp_oauth_exporter::plan::CheckKind;
 use smtp_oauth_exporter::sim::{
     CertFault, Delivery, Front, GraphFault, HttpBody, HttpReply, NetFault, SimApp, SmtpFault,
-    SmtpListener, SmtpStep, TokenFault, ROLE_APPLICATION_READ_ALL, ROLE_MAIL_READ_WRITE,
-    ROLE_SERVICE_HEALTH_READ_ALL, ROLE_SMTP,
+    SmtpListener, SmtpStep, TokenFault, ROLE_APPLICATION_READ_ALL, ROLE_AUDIT_LOG_READ_ALL,
+    ROLE_EXCHANGE_MESSAGE_TRACE_READ_ALL, ROLE_MAIL_READ_WRITE, ROLE_SERVICE_HEALTH_READ_ALL,
+    ROLE_SMTP,
 };
 
 use crate::common::*;
@@ -74,6 +75,8 @@ pub enum Setup {
     TenantSmtpAuthOff,
     /// The app has no `Application.Read.All`.
     NoGraphRole,
+    /// The tenant has no service principal of Microsoft's message trace app.
+    NoTraceServicePrincipal,
     /// The canary's reader has no `Mail.ReadWrite`.
     NoMailRole,
     /// The canary's address is no mailbox (Exchange takes the message, Graph knows no user).
@@ -135,14 +138,23 @@ impl Row {
         self
     }
 
-    /// The `target` label: the app (token, Graph, health) or the mailbox (SMTP, canary).
+    /// The `target` label: the app (token, Graph, health, activity), the mailbox (SMTP,
+    /// canary) or the tenant (traffic: each row's own, by its domain).
     pub fn target(&self) -> String {
-        format!("{}-{}", self.check, self.name)
+        match self.check {
+            CheckKind::Traffic | CheckKind::Discovery => {
+                format!("{}-{}.onmicrosoft.com", self.check, self.name)
+            }
+            _ => format!("{}-{}", self.check, self.name),
+        }
     }
 
     fn app(&self) -> String {
         match self.check {
             CheckKind::Smtp | CheckKind::Canary => format!("{}-app", self.target()),
+            CheckKind::Traffic | CheckKind::Discovery => {
+                format!("{}-{}-app", self.check, self.name)
+            }
             _ => self.target(),
         }
     }
@@ -736,6 +748,20 @@ pub fn canary_faults() -> Vec<Row> {
         Row::new(c, "lost", Fault::Delivery(Delivery::Lost), "not_delivered"),
         Row::new(
             c,
+            "quarantined",
+            Fault::Delivery(Delivery::Quarantine),
+            "not_delivered",
+        ),
+        Row::new(
+            c,
+            "bounced",
+            Fault::Delivery(Delivery::Bounce(
+                "550 5.1.1 RESOLVER.ADR.RecipientNotFound".into(),
+            )),
+            "not_delivered",
+        ),
+        Row::new(
+            c,
             "late",
             Fault::Delivery(Delivery::Inbox(Duration::from_secs(3600))),
             "not_delivered",
@@ -887,6 +913,152 @@ pub fn health_faults() -> Vec<Row> {
     ]
 }
 
+/// Credential activity's faults: Graph's replies and the network to Graph (a refusal, 403, is
+/// no failure: `tests/it/activity.rs` shows it "not available").
+pub fn activity_faults() -> Vec<Row> {
+    let a = CheckKind::Activity;
+    vec![
+        Row::new(
+            a,
+            "too-many-requests",
+            Fault::Graph(GraphFault::TooManyRequests {
+                retry_after_seconds: 1,
+            }),
+            "throttled",
+        ),
+        Row::new(
+            a,
+            "server-error",
+            Fault::Graph(GraphFault::ServerError),
+            "http_error",
+        ),
+        Row::new(
+            a,
+            "malformed-json",
+            Fault::Graph(GraphFault::MalformedJson),
+            "invalid_response",
+        ),
+        Row::new(
+            a,
+            "refused",
+            Fault::Net(NetFault::Refuse),
+            "connect_refused",
+        ),
+        Row::new(a, "dns", Fault::Dns, "dns"),
+        Row::new(a, "silence", Fault::Net(NetFault::Silence), "timeout"),
+        Row::new(
+            a,
+            "self-signed",
+            Fault::Net(NetFault::Certificate(CertFault::SelfSigned)),
+            "tls_cert_invalid",
+        ),
+        Row::new(a, "reset", Fault::Net(NetFault::Reset), "tls_handshake"),
+    ]
+}
+
+/// Message trace's faults: Graph's replies, the permission, the tenant without the message trace
+/// app's service principal, and the network to Graph.
+pub fn traffic_faults() -> Vec<Row> {
+    let t = CheckKind::Traffic;
+    vec![
+        Row::new(
+            t,
+            "forbidden",
+            Fault::Graph(GraphFault::Forbidden),
+            "trace_permission_missing",
+        ),
+        Row::new(
+            t,
+            "no-trace-sp",
+            Fault::Setup(Setup::NoTraceServicePrincipal),
+            "trace_service_principal_missing",
+        ),
+        Row::new(
+            t,
+            "too-many-requests",
+            Fault::Graph(GraphFault::TooManyRequests {
+                retry_after_seconds: 1,
+            }),
+            "throttled",
+        ),
+        Row::new(
+            t,
+            "server-error",
+            Fault::Graph(GraphFault::ServerError),
+            "http_error",
+        ),
+        Row::new(
+            t,
+            "malformed-json",
+            Fault::Graph(GraphFault::MalformedJson),
+            "invalid_response",
+        ),
+        Row::new(
+            t,
+            "refused",
+            Fault::Net(NetFault::Refuse),
+            "connect_refused",
+        ),
+        Row::new(t, "dns", Fault::Dns, "dns"),
+        Row::new(t, "silence", Fault::Net(NetFault::Silence), "timeout"),
+        Row::new(
+            t,
+            "self-signed",
+            Fault::Net(NetFault::Certificate(CertFault::SelfSigned)),
+            "tls_cert_invalid",
+        ),
+        Row::new(t, "reset", Fault::Net(NetFault::Reset), "tls_handshake"),
+    ]
+}
+
+/// The inventory's faults: Graph's replies and the network to Graph.
+pub fn discovery_faults() -> Vec<Row> {
+    let d = CheckKind::Discovery;
+    vec![
+        Row::new(
+            d,
+            "forbidden",
+            Fault::Graph(GraphFault::Forbidden),
+            "discovery_permission_missing",
+        ),
+        Row::new(
+            d,
+            "too-many-requests",
+            Fault::Graph(GraphFault::TooManyRequests {
+                retry_after_seconds: 1,
+            }),
+            "throttled",
+        ),
+        Row::new(
+            d,
+            "server-error",
+            Fault::Graph(GraphFault::ServerError),
+            "http_error",
+        ),
+        Row::new(
+            d,
+            "malformed-json",
+            Fault::Graph(GraphFault::MalformedJson),
+            "invalid_response",
+        ),
+        Row::new(
+            d,
+            "refused",
+            Fault::Net(NetFault::Refuse),
+            "connect_refused",
+        ),
+        Row::new(d, "dns", Fault::Dns, "dns"),
+        Row::new(d, "silence", Fault::Net(NetFault::Silence), "timeout"),
+        Row::new(
+            d,
+            "self-signed",
+            Fault::Net(NetFault::Certificate(CertFault::SelfSigned)),
+            "tls_cert_invalid",
+        ),
+        Row::new(d, "reset", Fault::Net(NetFault::Reset), "tls_handshake"),
+    ]
+}
+
 /// The matrix: every fault on every check it applies to.
 pub fn matrix() -> Vec<Row> {
     let mut rows = Vec::new();
@@ -899,6 +1071,9 @@ pub fn matrix() -> Vec<Row> {
             CheckKind::Graph,
             CheckKind::Canary,
             CheckKind::Health,
+            CheckKind::Activity,
+            CheckKind::Traffic,
+            CheckKind::Discovery,
         ] {
             rows.push(
                 Row::new(
@@ -918,6 +1093,9 @@ pub fn matrix() -> Vec<Row> {
     rows.extend(smtp_network(CheckKind::Canary));
     rows.extend(canary_faults());
     rows.extend(health_faults());
+    rows.extend(activity_faults());
+    rows.extend(traffic_faults());
+    rows.extend(discovery_faults());
     let g = CheckKind::Graph;
     let graph = Fault::Graph;
     rows.extend([
@@ -1064,6 +1242,11 @@ async fn start(rows: &[Row]) -> Bench {
             client_id: client_id(1000 + i as u32),
             tenant: if matches!(row.fault, Fault::Setup(Setup::TenantSmtpAuthOff)) {
                 OTHER_TENANT.into()
+            } else if matches!(row.check, CheckKind::Traffic | CheckKind::Discovery) {
+                // Message trace and the inventory are read per tenant: each row its own.
+                let id = format!("33333333-4444-5555-6666-{:012}", i);
+                w.sim.add_tenant(&id, &[&row.target()]);
+                id
             } else {
                 TENANT.into()
             },
@@ -1077,7 +1260,9 @@ async fn start(rows: &[Row]) -> Bench {
                 now + chrono::Duration::days(90),
             )
             .with_graph_role(ROLE_APPLICATION_READ_ALL)
-            .with_graph_role(ROLE_SERVICE_HEALTH_READ_ALL);
+            .with_graph_role(ROLE_SERVICE_HEALTH_READ_ALL)
+            .with_graph_role(ROLE_AUDIT_LOG_READ_ALL)
+            .with_graph_role(ROLE_EXCHANGE_MESSAGE_TRACE_READ_ALL);
         // A canary's reader: its own app, Mail.ReadWrite.
         let reader = (row.check == CheckKind::Canary).then(|| {
             let id = client_id(5000 + i as u32);
@@ -1118,9 +1303,11 @@ async fn start(rows: &[Row]) -> Bench {
                 let front = w.sim.start_front(upstream, Some(f.clone())).unwrap();
                 match row.check {
                     CheckKind::Token => login = format!("https://127.0.0.1:{}", front.port()),
-                    CheckKind::Graph | CheckKind::Health => {
-                        graph = format!("https://127.0.0.1:{}", front.port())
-                    }
+                    CheckKind::Graph
+                    | CheckKind::Health
+                    | CheckKind::Activity
+                    | CheckKind::Traffic
+                    | CheckKind::Discovery => graph = format!("https://127.0.0.1:{}", front.port()),
                     CheckKind::Smtp | CheckKind::Canary => smtp_port = front.port(),
                 }
                 if let NetFault::Http(r) = f {
@@ -1140,9 +1327,11 @@ async fn start(rows: &[Row]) -> Bench {
             }
             Fault::Dns => match row.check {
                 CheckKind::Token => login = format!("https://login-{}.invalid", row.name),
-                CheckKind::Graph | CheckKind::Health => {
-                    graph = format!("https://graph-{}.invalid", row.name)
-                }
+                CheckKind::Graph
+                | CheckKind::Health
+                | CheckKind::Activity
+                | CheckKind::Traffic
+                | CheckKind::Discovery => graph = format!("https://graph-{}.invalid", row.name),
                 CheckKind::Smtp | CheckKind::Canary => smtp_host = format!("{}.invalid", row.name),
             },
             Fault::Setup(Setup::NoConsent) => app = app.without_consent(),
@@ -1150,6 +1339,9 @@ async fn start(rows: &[Row]) -> Bench {
             Fault::Setup(Setup::NoHealthRole) => app
                 .graph_roles
                 .retain(|r| r != ROLE_SERVICE_HEALTH_READ_ALL),
+            Fault::Setup(Setup::NoTraceServicePrincipal) => {
+                w.sim.set_trace_service_principal(&h.tenant, false)
+            }
             Fault::Setup(_) => {}
         }
         w.sim.add_app(app);
@@ -1162,13 +1354,20 @@ async fn start(rows: &[Row]) -> Bench {
             || (matches!(row.fault, Fault::Token(_) | Fault::Setup(Setup::NoConsent))
                 && !matches!(row.fault, Fault::Token(TokenFault::TooManyRequests { .. })));
         apps += &format!(
-            "  - name: {}\n    tenant: {}\n    client_id: {}\n    client_secret_file: {secret}\n    login_url: {login}\n    graph_url: {graph}\n    ca_file: {}\n    checks:\n      token: {{ enabled: {token_on} }}\n      graph: {{ enabled: {} }}\n      health: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n",
+            "  - name: {}\n    tenant: {}\n    client_id: {}\n    client_secret_file: {secret}\n    login_url: {login}\n    graph_url: {graph}\n    ca_file: {}\n    checks:\n      token: {{ enabled: {token_on} }}\n      graph: {{ enabled: {} }}\n      health: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n      activity: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n      traffic: {{ enabled: {}, schedule: 2s, timeout: {CHECK_TIMEOUT}s }}\n      discovery: {{ enabled: {}, schedule: 1s, timeout: {CHECK_TIMEOUT}s }}\n",
             row.app(),
-            h.tenant,
+            if matches!(row.check, CheckKind::Traffic | CheckKind::Discovery) {
+                row.target()
+            } else {
+                h.tenant.clone()
+            },
             h.client_id,
             w.ca_file.display(),
             row.check == CheckKind::Graph,
             row.check == CheckKind::Health,
+            row.check == CheckKind::Activity,
+            row.check == CheckKind::Traffic,
+            row.check == CheckKind::Discovery,
         );
         if let Some(id) = &reader {
             apps += &format!(
@@ -1176,6 +1375,17 @@ async fn start(rows: &[Row]) -> Bench {
                 row.target(),
                 h.tenant,
                 w.ca_file.display(),
+            );
+        }
+        if row.check == CheckKind::Traffic {
+            // The mailbox whose traffic is watched (its SMTP check off: the row is about the
+            // trace).
+            let address = format!("{}@contoso.com", row.app());
+            w.sim.add_mailbox(&address, &[h.client_id.as_str()]);
+            mailboxes += &format!(
+                "  - {{ name: {}-mb, app: {}, address: {address}, checks: {{ smtp: {{ enabled: false }} }} }}\n",
+                row.app(),
+                row.app()
             );
         }
         if matches!(row.check, CheckKind::Smtp | CheckKind::Canary) {
@@ -1458,6 +1668,9 @@ pub async fn run_table(rows: &[Row], recover: bool) {
                     .graph_roles
                     .push(ROLE_SERVICE_HEALTH_READ_ALL.into());
             }
+            Fault::Setup(Setup::NoTraceServicePrincipal) => {
+                sim.set_trace_service_principal(&h.tenant, true)
+            }
             // Canary rows: not recovered within the test (once a minute).
             Fault::Setup(Setup::NoMailRole | Setup::UnknownRecipient) => {}
         }
@@ -1621,6 +1834,8 @@ fn kind(f: &Fault) -> String {
             Delivery::Inbox(_) => "Inbox",
             Delivery::Junk(_) => "Junk",
             Delivery::Lost => "Lost",
+            Delivery::Quarantine => "Quarantine",
+            Delivery::Bounce(_) => "Bounce",
             Delivery::Reject { .. } => "Reject",
         },
         Fault::ReaderToken(_) => "Token",
@@ -1691,6 +1906,8 @@ fn every_fault_the_simulator_scripts_has_a_row() {
         "delivery:Inbox",
         "delivery:Junk",
         "delivery:Lost",
+        "delivery:Quarantine",
+        "delivery:Bounce",
         "delivery:Reject",
         "reader:Token",
     ]
@@ -1726,6 +1943,7 @@ fn every_fault_the_simulator_scripts_has_a_row() {
         Setup::NoMailRole,
         Setup::UnknownRecipient,
         Setup::NoHealthRole,
+        Setup::NoTraceServicePrincipal,
     ] {
         want.push(format!("setup:{s:?}"));
     }

@@ -6,7 +6,8 @@
 use chrono::Utc;
 use smtp_oauth_exporter::sim::{
     app_certificate, AppCertificate, Delivery, HealthIssue, SimApp, SmtpFault, TokenFault,
-    ROLE_APPLICATION_READ_ALL, ROLE_MAIL_READ_WRITE, ROLE_SERVICE_HEALTH_READ_ALL,
+    ROLE_APPLICATION_READ_ALL, ROLE_AUDIT_LOG_READ_ALL, ROLE_EXCHANGE_MESSAGE_TRACE_READ_ALL,
+    ROLE_MAIL_READ_WRITE, ROLE_SERVICE_HEALTH_READ_ALL,
 };
 
 use crate::common::*;
@@ -43,7 +44,9 @@ pub async fn fleet(w: &World) -> Fleet {
             )
             .with_graph_role(ROLE_APPLICATION_READ_ALL)
             .with_graph_role(ROLE_MAIL_READ_WRITE)
-            .with_graph_role(ROLE_SERVICE_HEALTH_READ_ALL),
+            .with_graph_role(ROLE_SERVICE_HEALTH_READ_ALL)
+            .with_graph_role(ROLE_AUDIT_LOG_READ_ALL)
+            .with_graph_role(ROLE_EXCHANGE_MESSAGE_TRACE_READ_ALL),
     );
     w.sim.add_app(SimApp::new(TENANT, &a2, "stale").with_secret(
         stale,
@@ -96,7 +99,7 @@ pub async fn fleet(w: &World) -> Fleet {
             "good",
             &a1,
             &good_file,
-            "    checks:\n      health: { enabled: true, schedule: 1s }\n"
+            "    checks:\n      health: { enabled: true, schedule: 1s }\n      activity: { enabled: true, schedule: 1s }\n      traffic: { enabled: true, schedule: 1s }\n"
         ),
         secret_app(w, "stale", &a2, &stale_file, ""),
         secret_app(w, "wrong", &a3, &wrong_file, ""),

@@ -9,7 +9,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use smtp_oauth_exporter::auth::cache::EntryStats;
 use smtp_oauth_exporter::auth::Resource;
+use smtp_oauth_exporter::checks::activity::{ActivityDetails, KeyActivity};
 use smtp_oauth_exporter::checks::canary::{CanaryDetails, Found};
+use smtp_oauth_exporter::checks::discovery::{DiscoveredApp, DiscoveryDetails};
 use smtp_oauth_exporter::checks::graph::{
     policy::{SecretPolicy, SecretRules},
     CredentialInfo, CredentialOrigin, CredentialType, GraphDetails, Registration,
@@ -17,6 +19,7 @@ use smtp_oauth_exporter::checks::graph::{
 use smtp_oauth_exporter::checks::health::{HealthDetails, Issue, Service};
 use smtp_oauth_exporter::checks::smtp::{CertFacts, Phase, ReplyFacts, SmtpDetails, TlsFacts};
 use smtp_oauth_exporter::checks::token::TokenDetails;
+use smtp_oauth_exporter::checks::traffic::{SenderTraffic, TraceStatus, TrafficDetails};
 use smtp_oauth_exporter::checks::{Details, Failure, Report};
 use smtp_oauth_exporter::metrics::{self, AgentInfo};
 use smtp_oauth_exporter::plan::CheckKind;
@@ -164,7 +167,7 @@ fn metrics_exposition_matches_the_golden_file() {
     // The plan first, as the agent does: jobs count from an hour before, so the legacy app's
     // never-successful token check is overdue and `check_overdue` has a sample.
     let plan = smtp_oauth_exporter::config::from_yaml(
-        "apps:\n  - { name: billing, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: x }\n  - { name: legacy, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000002, client_secret: y }\nmailboxes:\n  - { name: invoices, app: billing, address: invoices@contoso.com }\n  - { name: scans, app: billing, address: scans@contoso.com }\n",
+        "apps:\n  - { name: billing, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000001, client_secret: x, checks: { activity: { enabled: true }, traffic: { enabled: true }, discovery: { enabled: true } } }\n  - { name: legacy, tenant: contoso.onmicrosoft.com, client_id: 00000000-0000-4000-8000-000000000002, client_secret: y }\nmailboxes:\n  - { name: invoices, app: billing, address: invoices@contoso.com, expect_traffic_within: 30m }\n  - { name: scans, app: billing, address: scans@contoso.com }\n",
         "golden.yml",
         std::path::Path::new("."),
     )
@@ -217,6 +220,126 @@ fn metrics_exposition_matches_the_golden_file() {
             }),
             polls: 3,
             cleaned_up: 0,
+            trace: None,
+        }),
+    ));
+    // Credential activity: the secret in use signed in a minute ago, the other one (which
+    // expires in 5 days) an hour ago, the certificate never.
+    let key = |key_id: &str, kind, last: Option<i64>| KeyActivity {
+        key_id: key_id.into(),
+        kind,
+        origin: CredentialOrigin::Application,
+        expires: None,
+        last_sign_in: last.map(at),
+    };
+    state.record(report(
+        CheckKind::Activity,
+        "billing",
+        None,
+        Details::Activity(ActivityDetails {
+            reader: "billing".into(),
+            http_status: Some(200),
+            keys: vec![
+                key("key-1", CredentialType::Password, Some(-60)),
+                key("key-2", CredentialType::Password, Some(-3600)),
+                key("key-3", CredentialType::Certificate, None),
+            ],
+            unavailable: None,
+        }),
+    ));
+    // Message trace: invoices sent 40 messages in the hour before, the last 45 minutes ago (it
+    // sends every 30 minutes: silent); scans 12, 3 of them quarantined.
+    let counts = |pairs: &[(TraceStatus, u32)]| {
+        let mut c = [0u32; 7];
+        for (s, n) in pairs {
+            c[s.index()] = *n;
+        }
+        c
+    };
+    let hour = at(-3600).timestamp() / 3600 * 3600;
+    state.record(report(
+        CheckKind::Traffic,
+        "contoso.onmicrosoft.com",
+        None,
+        Details::Traffic(TrafficDetails {
+            tenant: "contoso.onmicrosoft.com".into(),
+            reader: "billing".into(),
+            http_status: Some(200),
+            window: Some((at(-7200), at(-60))),
+            pages: 1,
+            rows: 60,
+            senders: vec![
+                SenderTraffic {
+                    mailbox: "invoices".into(),
+                    hours: vec![(hour, counts(&[(TraceStatus::Delivered, 40)]))],
+                    newest: Some(at(-2700)),
+                    expect_within: Some(Duration::from_secs(1800)),
+                },
+                SenderTraffic {
+                    mailbox: "scans".into(),
+                    hours: vec![(
+                        hour,
+                        counts(&[(TraceStatus::Delivered, 9), (TraceStatus::Quarantined, 3)]),
+                    )],
+                    newest: Some(at(-600)),
+                    expect_within: None,
+                },
+            ],
+        }),
+    ));
+    // The inventory: the configured app, and one nobody configured whose secret signed in
+    // two hours ago.
+    let discovered_key = |key_id: &str, last: i64| KeyActivity {
+        key_id: key_id.into(),
+        kind: CredentialType::Password,
+        origin: CredentialOrigin::ServicePrincipal,
+        expires: None,
+        last_sign_in: Some(at(last)),
+    };
+    state.record(report(
+        CheckKind::Discovery,
+        "contoso.onmicrosoft.com",
+        None,
+        Details::Discovery(DiscoveryDetails {
+            tenant: "contoso.onmicrosoft.com".into(),
+            reader: "billing".into(),
+            http_status: Some(200),
+            apps: vec![
+                DiscoveredApp {
+                    app_id: "00000000-0000-4000-8000-000000000001".into(),
+                    display_name: "Billing".into(),
+                    configured: Some("billing".into()),
+                    credentials: None,
+                    activity: Vec::new(),
+                    note: None,
+                },
+                DiscoveredApp {
+                    app_id: "00000000-0000-4000-8000-0000000000d1".into(),
+                    display_name: "Intranet".into(),
+                    configured: None,
+                    credentials: Some(Registration {
+                        object_id: Some("sp".into()),
+                        created: None,
+                        credentials: vec![CredentialInfo {
+                            key_id: "key-d1".into(),
+                            kind: CredentialType::Password,
+                            origin: CredentialOrigin::ServicePrincipal,
+                            display_name: Some("intranet".into()),
+                            start: Some(at(-86_400)),
+                            end: Some(at(86_400 * 20)),
+                            in_use: false,
+                        }],
+                        earliest_expiry: Some(at(86_400 * 20)),
+                        next_expiry: Some(at(86_400 * 20)),
+                        in_use_matches: 0,
+                        hint_ambiguous: false,
+                    }),
+                    activity: vec![discovered_key("key-d1", -7200)],
+                    note: None,
+                },
+            ],
+            activity_unavailable: None,
+            activity_read: true,
         }),
     ));
     // Service health: an Exchange Online incident and an Entra advisory.

@@ -53,16 +53,20 @@ const CRITICAL: [&str; 18] = [
     "service-principal-missing-in-entra",
 ];
 /// Healthy ones (and throttling alone): no alert about them or about their own app.
-const QUIET: [&str; 5] = [
+const QUIET: [&str; 6] = [
     "healthy-secret",
+    "traffic-healthy",
     "healthy-certificate",
     "graph-throttled",
     "rbac-in-scope",
     "secret-on-service-principal",
 ];
 /// The warnings: a team message each, no page.
-const WARNINGS: [&str; 4] = [
+const WARNINGS: [&str; 7] = [
     "secret-expiring",
+    "old-secret-in-use",
+    "sender-silent",
+    "traffic-quarantined",
     "canary-junk",
     "canary-reader-denied",
     "canary-delivered",
@@ -70,7 +74,7 @@ const WARNINGS: [&str; 4] = [
 
 /// Alerts Prometheus must show (pending or firing) for a scenario: (mailbox, alert name,
 /// whether the alert is about the mailbox or about its app).
-const EXPECTED: [(&str, &str, About); 26] = [
+const EXPECTED: [(&str, &str, About); 29] = [
     (
         "secret-expiring",
         "SmtpOAuthCredentialExpiringSoon",
@@ -160,6 +164,17 @@ const EXPECTED: [(&str, &str, About); 26] = [
         About::App,
     ),
     ("canary-delivered", "SmtpOAuthCanarySlow", About::Mailbox),
+    (
+        "old-secret-in-use",
+        "SmtpOAuthActiveCredentialExpiringSoon",
+        About::App,
+    ),
+    ("sender-silent", "SmtpOAuthTrafficSilent", About::Mailbox),
+    (
+        "traffic-quarantined",
+        "SmtpOAuthTrafficFailing",
+        About::Mailbox,
+    ),
     (
         "exchange-incident",
         "SmtpOAuthSmtpUnreachable",

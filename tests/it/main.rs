@@ -1,6 +1,7 @@
 //! Integration tests: one binary (link once), a module per area. Everything runs over real
 //! loopback sockets against the simulator, with TLS certificates generated per run.
 
+mod activity;
 mod agent_alerts;
 mod alert_parity;
 mod alerts;
@@ -13,6 +14,7 @@ mod config_errors;
 mod dashboards;
 mod demo;
 mod deploy;
+mod discovery;
 mod faults;
 mod fixtures;
 mod golden;
@@ -22,6 +24,7 @@ mod hygiene;
 mod independent;
 mod layering;
 mod live;
+mod page;
 mod probe;
 mod promtool;
 mod reasons;
@@ -35,4 +38,5 @@ mod shard;
 mod sim_mail;
 mod smtp;
 mod token;
+mod traffic;
 mod web;

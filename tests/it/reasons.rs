@@ -22,7 +22,7 @@ use crate::common::*;
 use crate::faults::{run_table, Fault, Row, Setup};
 
 /// Reasons no server can produce: the table's completeness test accepts them without a row.
-const NO_SCENARIO: [(&str, &str); 3] = [
+const NO_SCENARIO: [(&str, &str); 4] = [
     (
         "internal_error",
         "a bug in the agent (a panic) fails the run: a server that could cause it would have found a bug (its_path_is_labelled_internal_error tests the label)",
@@ -35,6 +35,10 @@ const NO_SCENARIO: [(&str, &str); 3] = [
         "message_rejected",
         "the SMTP check never sends a message: `check --send-test-to` does, and its own test runs the command over the simulator (the canary's row covers the canary)",
     ),
+    (
+        "budget_exhausted",
+        "the agent's own budget of message trace: a window of more pages than 100 requests in 5 minutes allow; traffic::a_window_larger_than_the_budget_stops_at_a_hundred_requests spends it over the simulator",
+    ),
 ];
 
 fn aadsts(status: u16, error: &str, code: u32) -> Fault {
@@ -45,15 +49,24 @@ fn aadsts(status: u16, error: &str, code: u32) -> Fault {
     })
 }
 
-/// One scenario per reason of each check: the token, SMTP and Graph checks' below, the canary's
-/// and service health's the first fault matrix row giving each.
+/// One scenario per reason of each check: the token, SMTP and Graph checks' below, the canary's,
+/// service health's and credential activity's the first fault matrix row giving each.
 pub fn table() -> Vec<Row> {
     let mut rows = core_table();
     let mut seen: BTreeSet<(CheckKind, &str)> = BTreeSet::new();
     rows.extend(
         crate::faults::matrix()
             .into_iter()
-            .filter(|r| matches!(r.check, CheckKind::Canary | CheckKind::Health))
+            .filter(|r| {
+                matches!(
+                    r.check,
+                    CheckKind::Canary
+                        | CheckKind::Health
+                        | CheckKind::Activity
+                        | CheckKind::Traffic
+                        | CheckKind::Discovery
+                )
+            })
             .filter(|r| seen.insert((r.check, r.reason))),
     );
     rows

@@ -212,7 +212,7 @@ async fn a_throttling_service_holds_back_only_the_checks_that_use_it() {
                 .unwrap();
             assert!(
                 v.summary.contains(
-                    "Graph holds back the app's Graph reads (credentials, service health) until "
+                    "Graph holds back the app's Graph reads (credentials, service health, credential activity) until "
                 ) && v.summary.contains("as its Retry-After asks"),
                 "{v:?}"
             );

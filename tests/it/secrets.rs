@@ -50,12 +50,14 @@ const FAILURES: [&str; 6] = [
     "starttls_missing",
 ];
 /// ... and its successes (target, check).
-const SUCCESSES: [(&str, &str); 5] = [
+const SUCCESSES: [(&str, &str); 7] = [
     ("good", "token"),
     ("ok", "smtp"),
     ("cert-mb", "smtp"),
     ("ok", "canary"),
     ("good", "health"),
+    ("good", "activity"),
+    (TENANT, "traffic"),
 ];
 
 /// The fleet's apps and mailboxes.

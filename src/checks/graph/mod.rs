@@ -354,6 +354,37 @@ fn read_object(
         .map_err(|m| Box::new(invalid(url, resp, &m, std::mem::take(details))))
 }
 
+/// An app's credentials as the inventory reads them: its service principal's reply and, when the
+/// registration is in the tenant, the application's (`None`: registered elsewhere, a
+/// multi-tenant app). No in-use match: the agent does not sign in with them.
+pub(crate) fn read_credentials(
+    client_id: &str,
+    application: Option<&[u8]>,
+    service_principal: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Registration, String> {
+    let sp = registration::read_registration(
+        client_id,
+        service_principal,
+        now,
+        CredentialOrigin::ServicePrincipal,
+    )?;
+    let parsed = match application {
+        Some(body) => {
+            let mut app = registration::read_registration(
+                client_id,
+                body,
+                now,
+                CredentialOrigin::Application,
+            )?;
+            app.merge(sp, now)?;
+            app
+        }
+        None => sp,
+    };
+    Ok(parsed.registration)
+}
+
 fn invalid(url: &str, resp: &BoundedResponse, m: &str, details: GraphDetails) -> Outcome {
     failed(
         GraphReason::InvalidResponse,
