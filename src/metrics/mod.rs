@@ -21,6 +21,11 @@ pub use facts::write_endpoints;
 use facts::{write_facts, Item, Naming};
 pub use text::{Exposition, Histogram, Kind};
 
+mod probe;
+mod tenant;
+pub use probe::render_probe;
+use tenant::{discovered_facts, write_discovery, write_health, write_traffic};
+
 /// Metric name prefix.
 pub const NAMESPACE: &str = "smtp_oauth";
 
@@ -337,137 +342,6 @@ fn write_checks(f: &mut Exposition, view: &View, page: PageSettings) {
     write_health(f, view);
 }
 
-/// The last successful inventory of each tenant.
-fn inventories<'a>(
-    view: &'a View,
-) -> impl Iterator<Item = &'a crate::checks::discovery::DiscoveryDetails> + 'a {
-    view.jobs
-        .iter()
-        .filter(|(k, _)| k.kind == CheckKind::Discovery)
-        .filter_map(|(_, st)| st.last_ok.as_deref()?.discovery())
-}
-
-/// The discovered apps' credentials (and their activity, where read) as the credential check's
-/// and the activity check's details, by client ID.
-fn discovered_facts(view: &View) -> Vec<(String, Details)> {
-    let mut out = Vec::new();
-    for d in inventories(view) {
-        for a in d.apps.iter().filter(|a| a.configured.is_none()) {
-            if let Some(r) = &a.credentials {
-                out.push((
-                    a.app_id.clone(),
-                    Details::Graph(crate::checks::graph::GraphDetails {
-                        reader: d.reader.clone(),
-                        http_status: Some(200),
-                        registration: Some(r.clone()),
-                        secret_policy: None,
-                    }),
-                ));
-            }
-            if d.activity_read {
-                out.push((
-                    a.app_id.clone(),
-                    Details::Activity(crate::checks::activity::ActivityDetails {
-                        reader: d.reader.clone(),
-                        http_status: Some(200),
-                        keys: a.activity.clone(),
-                        unavailable: d.activity_unavailable.clone(),
-                    }),
-                ));
-            }
-        }
-    }
-    out
-}
-
-/// The inventory: how many apps of each tenant can send SMTP, configured or not, and each
-/// discovered one.
-fn write_discovery(f: &mut Exposition, view: &View) {
-    f.family(
-        "smtp_send_apps",
-        "Apps of a tenant that hold SMTP.SendAsApp (the inventory, checks.discovery), configured in the agent or not.",
-        Kind::Gauge,
-    );
-    for d in inventories(view) {
-        let configured = d.apps.iter().filter(|a| a.configured.is_some()).count();
-        for (label, n) in [("true", configured), ("false", d.apps.len() - configured)] {
-            f.sample(
-                &[("target", d.tenant.as_str()), ("configured", label)],
-                n as f64,
-            );
-        }
-    }
-    f.family(
-        "discovered_app_info",
-        "An app the inventory found holding SMTP.SendAsApp that the agent does not check itself (its client ID is the target of its credential series); always 1.",
-        Kind::Gauge,
-    );
-    for d in inventories(view) {
-        for a in d.apps.iter().filter(|a| a.configured.is_none()) {
-            f.sample(
-                &[
-                    ("target", a.app_id.as_str()),
-                    ("tenant", d.tenant.as_str()),
-                    ("display_name", a.display_name.as_str()),
-                ],
-                1.0,
-            );
-        }
-    }
-}
-
-/// What each watched mailbox sent, from message trace: counters by status (those seen: a
-/// healthy mailbox has one), the newest message, and while they hold, its silence beyond
-/// `expect_traffic_within` and its failed share of the last 24 h.
-pub fn write_traffic(f: &mut Exposition, view: &View, now: DateTime<Utc>) {
-    let mut watched: Vec<(&String, &crate::history::MailboxTraffic)> =
-        view.history.traffic.iter().collect();
-    watched.sort_by(|a, b| a.0.cmp(b.0));
-    f.family(
-        "traffic_messages_total",
-        "Messages a watched mailbox sent, by message trace status (one per recipient, as the trace lists them), since the agent started watching; a status appears with its first message.",
-        Kind::Counter,
-    );
-    for (m, t) in &watched {
-        for s in crate::checks::traffic::TraceStatus::ALL {
-            let n = t.totals[s.index()];
-            if n > 0 {
-                f.sample(&[("target", m.as_str()), ("status", s.as_str())], n as f64);
-            }
-        }
-    }
-    f.family(
-        "traffic_last_message_timestamp_seconds",
-        "The newest message a watched mailbox sent, from message trace; until one is seen, the start of the first window read (nothing sent since).",
-        Kind::Gauge,
-    );
-    for (m, t) in &watched {
-        if let Some(q) = t.quiet_since() {
-            f.sample(&[("target", m.as_str())], ts(q));
-        }
-    }
-    f.family(
-        "traffic_silent",
-        "Present (1) while a watched mailbox has sent nothing for longer than its expect_traffic_within.",
-        Kind::Gauge,
-    );
-    for (m, t) in &watched {
-        if t.silent(now) {
-            f.sample(&[("target", m.as_str())], 1.0);
-        }
-    }
-    f.family(
-        "traffic_failed_share",
-        "The share of a watched mailbox's messages of the last 24 h that failed or were quarantined; present while above 0, from 10 messages on.",
-        Kind::Gauge,
-    );
-    for (m, t) in &watched {
-        if let Some(s) = t.failed_share(now).filter(|s| *s > 0.0) {
-            f.sample(&[("target", m.as_str())], s);
-        }
-    }
-}
-
 /// The canary's last delivery: its latency, and whether it landed in Junk Email (from the last
 /// run that found its message).
 fn write_canary(f: &mut Exposition, view: &View) {
@@ -503,30 +377,6 @@ fn write_canary(f: &mut Exposition, view: &View) {
     for (target, c) in found() {
         if c.found.as_ref().is_some_and(|x| x.junk) {
             f.sample(&[("target", target)], 1.0);
-        }
-    }
-}
-
-/// Open Microsoft 365 service health issues of the watched tenants: one series each, labels
-/// from fixed sets (the title and impact go to /status, / and the log, never to a label).
-fn write_health(f: &mut Exposition, view: &View) {
-    f.family(
-        "service_health_issue_info",
-        "An open Microsoft 365 service health issue of a watched tenant (Exchange Online, Microsoft Entra): its id, service, classification (incident, advisory) and status; always 1.",
-        Kind::Gauge,
-    );
-    for (tenant, issues) in view.health {
-        for x in issues.iter() {
-            f.sample(
-                &[
-                    ("tenant", tenant.as_str()),
-                    ("id", x.id.as_str()),
-                    ("service", x.service.as_str()),
-                    ("classification", x.classification()),
-                    ("status", x.status.as_str()),
-                ],
-                1.0,
-            );
         }
     }
 }
@@ -597,97 +447,4 @@ pub fn write_token_cache(f: &mut Exposition, stats: &[EntryStats], detail: bool)
             }
         }
     }
-}
-
-/// A `/probe` answer: that run's series only, without a `target` label (Prometheus adds the
-/// target through relabelling), in blackbox_exporter's names where they exist, with the SMTP
-/// phases in full.
-pub fn render_probe(
-    reports: &[Report],
-    verdict: Option<&Verdict>,
-    duration: std::time::Duration,
-    cached: Option<std::time::Duration>,
-) -> String {
-    let mut f = Exposition::new("probe", 8 * 1024);
-    f.one(
-        "success",
-        "Whether every check of the probe succeeded.",
-        Kind::Gauge,
-        &[],
-        b(!reports.is_empty() && reports.iter().all(|r| r.success())),
-    );
-    f.one(
-        "duration_seconds",
-        "How long the probe took.",
-        Kind::Gauge,
-        &[],
-        secs(duration),
-    );
-    f.one(
-        "cached",
-        "1 when the probe answered with a recent run (the agent's scheduled one, or another probe's) instead of running the check: see probe_result_age_seconds.",
-        Kind::Gauge,
-        &[],
-        b(cached.is_some()),
-    );
-    f.one(
-        "result_age_seconds",
-        "How long ago the run the probe answers with ended (0 for a run made for this probe).",
-        Kind::Gauge,
-        &[],
-        secs(cached.unwrap_or_default()),
-    );
-    f.family(
-        "check_success",
-        "Whether the check succeeded in this probe.",
-        Kind::Gauge,
-    );
-    for r in reports {
-        f.sample(&[("check", r.kind.as_str())], b(r.success()));
-    }
-    f.family(
-        "check_duration_seconds",
-        "How long the check took in this probe.",
-        Kind::Gauge,
-    );
-    for r in reports {
-        f.sample(&[("check", r.kind.as_str())], secs(r.duration));
-    }
-    f.family(
-        "failure_info",
-        "Present (1) when the check failed: the reason from the check's fixed set and the AADSTS code when it is a known one.",
-        Kind::Gauge,
-    );
-    for r in reports {
-        if let Some(fail) = &r.failure {
-            let aadsts = fail.aadsts.map(|c| c.to_string()).unwrap_or_default();
-            f.sample(
-                &[
-                    ("check", r.kind.as_str()),
-                    ("reason", fail.reason.as_str()),
-                    ("aadsts", &aadsts),
-                ],
-                1.0,
-            );
-        }
-    }
-    if let Some(v) = verdict {
-        f.one(
-            "verdict",
-            VERDICT_HELP,
-            Kind::Gauge,
-            &verdict_labels(&[], v),
-            1.0,
-        );
-    }
-    let items: Vec<Item> = reports
-        .iter()
-        .map(|r| Item {
-            base: Vec::new(),
-            details: &r.details,
-            discovered: false,
-        })
-        .collect();
-    write_facts(&mut f, &items, true, Naming::Probe);
-    f.encode()
 }

@@ -582,3 +582,41 @@ fn the_check_fails_on_each_import_the_crate_used_to_have() {
         );
     }
 }
+
+/// Tables may run long (one row per scenario, reason or rule); nothing else does.
+const TABLES: &[(&str, &str)] = &[
+    ("demo", "the demo's scenarios, one per failure mode"),
+    (
+        "reasons",
+        "the reason tables, one row per reason of each check",
+    ),
+    ("alerts::rules", "the rule table, one entry per alert"),
+];
+
+/// About 600 lines: a file that grows past this does more than one job.
+const MAX_LINES: usize = 650;
+
+#[test]
+fn every_file_has_one_job_a_doc_line_that_names_it_and_about_600_lines_at_most() {
+    let files = sources();
+    let mut long = Vec::new();
+    for (module, src) in &files {
+        assert!(
+            src.trim_start().starts_with("//!"),
+            "{module} does not open with a `//!` line naming its job"
+        );
+        // Unit tests beside the code do not count.
+        let code = src.split("\n#[cfg(test)]").next().unwrap_or(src);
+        let lines = code.lines().count();
+        if lines > MAX_LINES && !TABLES.iter().any(|(t, _)| t == module) {
+            long.push(format!("{module}: {lines} lines"));
+        }
+    }
+    assert!(
+        long.is_empty(),
+        "over {MAX_LINES} lines without being a table: {long:?}"
+    );
+    for (t, why) in TABLES {
+        assert!(files.contains_key(*t), "{t} ({why}) is gone: drop it here");
+    }
+}
