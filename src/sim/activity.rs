@@ -9,20 +9,13 @@ use hyper::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
 use super::graph_call::{begin, eq_clauses, query_params, FaultReplies, Literal};
-use super::reply::{graph_error, json, time, with_ids, HttpsState, Ids, SimResponse};
+use super::reply::{
+    directory_forbidden, graph_error, json, time, with_ids, HttpsState, Ids, SimResponse,
+};
 use super::ROLE_AUDIT_LOG_READ_ALL;
 
 /// Entries per page.
 const PAGE: usize = 50;
-
-fn forbidden(ids: &Ids) -> SimResponse {
-    graph_error(
-        StatusCode::FORBIDDEN,
-        "Authorization_RequestDenied",
-        "Insufficient privileges to complete the operation.",
-        ids,
-    )
-}
 
 fn unlicensed(ids: &Ids) -> SimResponse {
     graph_error(
@@ -36,7 +29,7 @@ fn unlicensed(ids: &Ids) -> SimResponse {
 /// Answers the report.
 pub async fn handle(state: &HttpsState, query: Option<&str>, headers: &HeaderMap) -> SimResponse {
     let replies = FaultReplies {
-        forbidden: &forbidden,
+        forbidden: &directory_forbidden,
         not_found: &|ids: &Ids| {
             graph_error(
                 StatusCode::NOT_FOUND,
@@ -52,7 +45,7 @@ pub async fn handle(state: &HttpsState, query: Option<&str>, headers: &HeaderMap
         Err(r) => return r,
     };
     if !call.has_role(&[ROLE_AUDIT_LOG_READ_ALL]) {
-        return forbidden(&call.ids);
+        return directory_forbidden(&call.ids);
     }
     let params = query_params(query);
     let mut app_filter = None;

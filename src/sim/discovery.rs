@@ -10,7 +10,9 @@ use sha2::Digest;
 
 use super::graph::{object_json, Object, READ_ROLES};
 use super::graph_call::{begin, query_params, FaultReplies};
-use super::reply::{graph_error, json, time, with_ids, HttpsState, Ids, SimResponse};
+use super::reply::{
+    directory_forbidden, directory_not_found, json, time, with_ids, HttpsState, SimResponse,
+};
 use super::ROLE_SMTP;
 
 /// Office 365 Exchange Online's application ID.
@@ -20,24 +22,6 @@ const SEND_AS_APP_ROLE_ID: &str = "7a3b9e2c-5d1f-4e8a-9c6b-2f4d8e1a3c5b";
 /// Another of its roles, which the inventory must not mistake for it.
 const FULL_ACCESS_ROLE_ID: &str = "dc890d15-9560-4a4c-9b7f-a736ec74ec40";
 const PAGE: usize = 100;
-
-fn forbidden(ids: &Ids) -> SimResponse {
-    graph_error(
-        StatusCode::FORBIDDEN,
-        "Authorization_RequestDenied",
-        "Insufficient privileges to complete the operation.",
-        ids,
-    )
-}
-
-fn not_found(ids: &Ids) -> SimResponse {
-    graph_error(
-        StatusCode::NOT_FOUND,
-        "Request_ResourceNotFound",
-        "Resource does not exist or one of its queried reference-property objects are not present.",
-        ids,
-    )
-}
 
 /// The object ID of Exchange Online's service principal in a tenant (stable per tenant).
 fn exchange_object_id(tenant: &str) -> String {
@@ -79,8 +63,8 @@ pub async fn handle(
     headers: &HeaderMap,
 ) -> SimResponse {
     let replies = FaultReplies {
-        forbidden: &forbidden,
-        not_found: &not_found,
+        forbidden: &directory_forbidden,
+        not_found: &directory_not_found,
         malformed: "{\"id\":\"00000000\",\"appRoles\":[{",
     };
     let call = match begin(state, headers, replies, |d, _| d.discovery_requests += 1).await {
@@ -89,7 +73,7 @@ pub async fn handle(
     };
     let ids = &call.ids;
     if !call.has_role(&READ_ROLES) {
-        return forbidden(ids);
+        return directory_forbidden(ids);
     }
     let tenant = call.claims.tid.clone();
     let exo = exchange_object_id(&tenant);
@@ -118,7 +102,7 @@ pub async fn handle(
         }
         Read::ByObjectId(id) => {
             let Some(app) = holders.iter().find(|a| a.sp_object_id == id) else {
-                return not_found(ids);
+                return directory_not_found(ids);
             };
             let mut o = object_json(app, Object::ServicePrincipal);
             select(&mut o, query);
@@ -126,7 +110,7 @@ pub async fn handle(
         }
         Read::AssignedTo(id) => {
             if id != exo {
-                return not_found(ids);
+                return directory_not_found(ids);
             }
             let params = query_params(query);
             let top = params

@@ -11,7 +11,8 @@ use serde_json::{json, Map, Value};
 use sha1::Digest;
 
 use super::reply::{
-    graph_error, json, time, unauthenticated, with_ids, HttpsState, Ids, SimResponse,
+    directory_forbidden, graph_error, json, time, unauthenticated, with_ids, HttpsState, Ids,
+    SimResponse,
 };
 use super::token::{verify, GRAPH_RESOURCES};
 use super::SimApp;
@@ -147,7 +148,7 @@ pub async fn handle(
         d.graph_faults.get(&app_id).cloned()
     };
     let replies = super::graph_call::FaultReplies {
-        forbidden: &forbidden,
+        forbidden: &directory_forbidden,
         not_found: &|ids: &Ids| not_found(&app_id, ids),
         malformed: "{\"id\":\"00000000\",\"passwordCredentials\":[{\"keyId\":",
     };
@@ -178,7 +179,7 @@ pub async fn handle(
         .iter()
         .any(|r| READ_ROLES.contains(&r.as_str()))
     {
-        return forbidden(&ids);
+        return directory_forbidden(&ids);
     }
 
     // A token reads its own tenant only: an app of another tenant is not found.
@@ -219,15 +220,6 @@ pub async fn handle(
             .expect("static header"),
     );
     with_ids(r, &ids)
-}
-
-fn forbidden(ids: &Ids) -> SimResponse {
-    graph_error(
-        StatusCode::FORBIDDEN,
-        "Authorization_RequestDenied",
-        "Insufficient privileges to complete the operation.",
-        ids,
-    )
 }
 
 fn not_found(app_id: &str, ids: &Ids) -> SimResponse {

@@ -8,30 +8,14 @@ use hyper::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
 use super::graph_call::{begin, FaultReplies};
-use super::reply::{graph_error, json, time, with_ids, HttpsState, Ids, SimResponse};
+use super::reply::{
+    directory_forbidden, directory_not_found, json, time, with_ids, HttpsState, SimResponse,
+};
 use super::{SimAppPolicy, ROLE_POLICY_READ_ALL};
 
 /// The least privileged application permission that reads app management policies, beside
 /// `Policy.Read.All`.
 const POLICY_READ_APPLICATION_CONFIGURATION: &str = "Policy.Read.ApplicationConfiguration";
-
-fn forbidden(ids: &Ids) -> SimResponse {
-    graph_error(
-        StatusCode::FORBIDDEN,
-        "Authorization_RequestDenied",
-        "Insufficient privileges to complete the operation.",
-        ids,
-    )
-}
-
-fn not_found(ids: &Ids) -> SimResponse {
-    graph_error(
-        StatusCode::NOT_FOUND,
-        "Request_ResourceNotFound",
-        "Resource does not exist or one of its queried reference-property objects are not present.",
-        ids,
-    )
-}
 
 /// An `appManagementConfiguration` with the secret restrictions of a policy.
 fn restrictions(p: &SimAppPolicy) -> Value {
@@ -70,8 +54,8 @@ pub async fn handle(
         state,
         headers,
         FaultReplies {
-            forbidden: &forbidden,
-            not_found: &not_found,
+            forbidden: &directory_forbidden,
+            not_found: &directory_not_found,
             malformed: "{\"value\":[{\"restrictions\":",
         },
         |_, _| {},
@@ -82,13 +66,13 @@ pub async fn handle(
         Err(r) => return r,
     };
     if !call.has_role(&[ROLE_POLICY_READ_ALL, POLICY_READ_APPLICATION_CONFIGURATION]) {
-        return forbidden(&call.ids);
+        return directory_forbidden(&call.ids);
     }
     let d = state.directory.lock().expect("sim lock");
     let body = match app_object_id {
         None => {
             let Some(tenant) = d.tenant(&call.claims.tid) else {
-                return not_found(&call.ids);
+                return directory_not_found(&call.ids);
             };
             let policy = tenant.default_policy.clone().unwrap_or_default();
             json!({
@@ -107,7 +91,7 @@ pub async fn handle(
                 .values()
                 .find(|a| a.object_id.eq_ignore_ascii_case(id) && a.tenant_id == call.claims.tid)
             else {
-                return not_found(&call.ids);
+                return directory_not_found(&call.ids);
             };
             let value: Vec<Value> = app
                 .policy

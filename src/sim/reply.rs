@@ -67,6 +67,27 @@ pub fn graph_error(status: StatusCode, code: &str, message: &str, ids: &Ids) -> 
     with_ids(json(status, &body), ids)
 }
 
+/// Graph's 403 for a directory object (an application, a service principal, a policy, a
+/// report) read without the permission it needs.
+pub fn directory_forbidden(ids: &Ids) -> SimResponse {
+    graph_error(
+        StatusCode::FORBIDDEN,
+        "Authorization_RequestDenied",
+        "Insufficient privileges to complete the operation.",
+        ids,
+    )
+}
+
+/// Graph's 404 for a directory object that does not exist.
+pub fn directory_not_found(ids: &Ids) -> SimResponse {
+    graph_error(
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+        "Resource does not exist or one of its queried reference-property objects are not present.",
+        ids,
+    )
+}
+
 pub fn with_retry_after(mut r: SimResponse, seconds: u64) -> SimResponse {
     r.headers_mut().insert(
         "retry-after",
