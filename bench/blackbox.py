@@ -14,6 +14,7 @@ bench/results/blackbox-<time>.md.
 
     bench/blackbox.py                  # 400 probes each, sequential and at concurrency 20
     bench/blackbox.py --probes 2000
+    bench/blackbox.py --profile        # and the agent's top sites under perf (needs perf)
 """
 
 import argparse
@@ -121,11 +122,42 @@ def pct(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+def profile_probes(pid, fn, n, work):
+    """The agent's top sites by its own CPU samples (perf, 2 kHz) over n sequential probes."""
+    data = work / "perf.data"
+    rec = subprocess.Popen(["perf", "record", "-F", "2000", "-p", str(pid), "-o", str(data)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    for _ in range(n):
+        fn()
+    rec.send_signal(2)
+    rec.wait(30)
+    report = subprocess.run(
+        ["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "dso,symbol",
+         "--percent-limit", "1.5", "-q"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rows = []
+    for line in report.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) < 4 or not parts[0].endswith("%"):
+            continue
+        pct, dso, _, sym = parts
+        sym = re.sub(r"::h[0-9a-f]{16}$", "", sym.strip())
+        rows.append(f"| {pct} | {dso} | `{sym[:110]}` |")
+    return (
+        f"\nThe agent's top sites over {n} sequential probes (perf, self time, at least 1.5 %):\n\n"
+        "| share | object | symbol |\n|---:|---|---|\n" + "\n".join(rows) + "\n"
+    )
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--probes", type=int, default=400, help="probes per exporter and mode")
     ap.add_argument("--window", type=int, default=60, help="seconds the scheduled checks are measured")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--profile", action="store_true",
+                    help="also sample the agent with perf during sequential probes and list its top sites")
     args = ap.parse_args()
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--locked"], cwd=ROOT, check=True)
@@ -225,6 +257,7 @@ def main():
                     acc[name]["lat"] += m["lat"]
             results[conc] = acc
         loaded = {"blackbox": rss_mib(bb.pid), "ours": rss_mib(ours.pid)}
+        profile = profile_probes(ours.pid, ours_probe, n, work) if args.profile else ""
         ours.terminate()
         ours.wait(10)
         # The scheduled check: the agent on its schedule alone, CPU per SMTP run over a window.
@@ -288,6 +321,7 @@ def main():
         f"({n} probes of each per mode, alternated in 4 rounds; CPU is each exporter process's own user+system time). "
         f"A scheduled check / blackbox_exporter's probe (mean of both modes): {scheduled_ms / bb_cpu:.2f}.\n"
     )
+    out += profile
     print(out)
     results_dir = ROOT / "bench" / "results"
     results_dir.mkdir(exist_ok=True)
