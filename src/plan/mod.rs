@@ -21,7 +21,7 @@ pub use settings::{
     AlertSettings, AlertmanagerAuth, AlertmanagerSettings, CheckSettings, DiagnosisSettings,
     MetricsSettings, ProbeSettings, SchedulerSettings, Settings,
 };
-pub use tenant::{Tenant, TenantRead};
+pub use tenant::{Configured, Tenant, TenantRead};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -386,23 +386,19 @@ impl Plan {
             by: app.clone(),
             check: check.clone(),
         };
-        let tenant_of = |tenants: &mut Vec<Tenant>, name: &str| -> usize {
-            match tenants
-                .iter()
-                .position(|t| t.name.eq_ignore_ascii_case(name))
-            {
-                Some(i) => i,
-                None => {
-                    tenants.push(Tenant {
-                        name: name.to_string(),
-                        traffic: None,
-                        senders: Vec::new(),
-                        discovery: None,
-                        configured: Vec::new(),
-                    });
-                    tenants.len() - 1
-                }
-            }
+        // Tenants by name in lower case (as Entra ID compares them): their index in `tenants`.
+        let mut index: HashMap<String, usize> = HashMap::new();
+        let mut tenant_of = |tenants: &mut Vec<Tenant>, name: &str| -> usize {
+            *index.entry(name.to_ascii_lowercase()).or_insert_with(|| {
+                tenants.push(Tenant {
+                    name: name.to_string(),
+                    traffic: None,
+                    senders: Vec::new(),
+                    discovery: None,
+                    configured: Arc::default(),
+                });
+                tenants.len() - 1
+            })
         };
         for m in &mailboxes {
             let Some(t) = &m.traffic else { continue };
@@ -418,14 +414,16 @@ impl Plan {
                 .discovery
                 .get_or_insert_with(|| read(a, &a.discovery_check));
         }
-        for t in &mut tenants {
-            t.configured = apps
-                .iter()
-                .chain(mailboxes.iter().map(|m| &m.app))
-                .map(|a| (a.client_id.to_ascii_lowercase(), a.name.clone()))
-                .collect();
-            t.configured.sort();
-            t.configured.dedup();
+        // The inventory's list of configured apps: made once, shared by the tenants that read
+        // an inventory (a list per tenant was O(tenants × apps): 147 MiB at 10,000 apps each in
+        // a tenant of its own).
+        if tenants.iter().any(|t| t.discovery.is_some()) {
+            let configured = Arc::new(Configured::new(
+                apps.iter().chain(mailboxes.iter().map(|m| &m.app)),
+            ));
+            for t in tenants.iter_mut().filter(|t| t.discovery.is_some()) {
+                t.configured = configured.clone();
+            }
         }
         let tenants: Vec<Arc<Tenant>> = tenants.into_iter().map(Arc::new).collect();
         for t in &tenants {

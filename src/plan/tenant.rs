@@ -29,9 +29,35 @@ pub struct Tenant {
     pub senders: Vec<Arc<Mailbox>>,
     /// The inventory of the apps that can send SMTP (`discovery`).
     pub discovery: Option<TenantRead>,
-    /// The configured apps (client ID in lower case, name): the inventory leaves their
-    /// credentials to their own checks.
-    pub configured: Vec<(String, String)>,
+    /// The configured apps, for the inventory (empty without one): it leaves their credentials
+    /// to their own checks. One list shared by every tenant of the plan.
+    pub configured: Arc<Configured>,
+}
+
+/// The configured apps (client ID in lower case, name), sorted, and their digest: made once per
+/// plan, whatever the number of tenants.
+#[derive(Debug, Default)]
+pub struct Configured {
+    apps: Vec<(String, String)>,
+    digest: [u8; 32],
+}
+
+impl Configured {
+    pub fn new<'a>(apps: impl Iterator<Item = &'a Arc<App>>) -> Configured {
+        let mut apps: Vec<(String, String)> = apps
+            .map(|a| (a.client_id.to_ascii_lowercase(), a.name.clone()))
+            .collect();
+        apps.sort();
+        apps.dedup();
+        let mut h = sha2::Sha256::new();
+        for (id, name) in &apps {
+            h.update(format!("\0{id}\0{name}").as_bytes());
+        }
+        Configured {
+            apps,
+            digest: h.finalize().into(),
+        }
+    }
 }
 
 impl Tenant {
@@ -47,9 +73,11 @@ impl Tenant {
 
     /// The name of the configured app with this client ID, if any.
     pub fn configured_as(&self, client_id: &str) -> Option<&str> {
-        self.configured
-            .iter()
-            .find(|(id, _)| id.eq_ignore_ascii_case(client_id))
+        let id = client_id.to_ascii_lowercase();
+        let apps = &self.configured.apps;
+        let first = apps.partition_point(|(x, _)| *x < id);
+        apps.get(first)
+            .filter(|(x, _)| *x == id)
             .map(|(_, n)| n.as_str())
     }
 
@@ -80,9 +108,7 @@ impl Tenant {
                 .as_bytes(),
             );
         }
-        for (id, name) in &self.configured {
-            h.update(format!("\0{id}\0{name}").as_bytes());
-        }
+        h.update(self.configured.digest);
         h.finalize().into()
     }
 }
