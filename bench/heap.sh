@@ -4,11 +4,13 @@
 # (the first Graph reads are spread two a second: 500 s for 1,000 apps) and a few scrapes; then
 # the top allocation sites live at the heap's peak. The release binary is the plain build again
 # afterwards, so that other benchmarks do not run the profiling one.
-# Usage: bench/heap.sh [MAILBOXES] [SECONDS]    (defaults 10000 and 600)
+# Usage: bench/heap.sh [MAILBOXES] [SECONDS] [SIMULATE OPTIONS...]    (defaults 10000 and 600)
+#   bench/heap.sh 10000 120 --per-app 1 --tenant-per-app --health-schedule 60s   (a shape)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10000}
 secs=${2:-600}
+shift $(( $# > 2 ? 2 : $# ))
 work=target/bench/heap-$(date -u +%Y%m%d-%H%M%S)
 mkdir -p "$work"
 # The simulator from a plain build (it must not be slowed down, nor write a profile).
@@ -17,7 +19,7 @@ cp target/release/smtp-oauth-exporter "$work/simulator"
 cargo build --release --locked --features dhat-heap
 cp target/release/smtp-oauth-exporter "$work/agent-dhat"
 "$work/simulator" simulate --mailboxes "$n" --config-out "$work/sim" --startup-spread 30s \
-  --max-concurrent-checks 200 --log.level warn >"$work/sim.log" 2>&1 &
+  --max-concurrent-checks 200 --log.level warn "$@" >"$work/sim.log" 2>&1 &
 sim=$!
 trap 'kill $sim 2>/dev/null || true' EXIT
 for _ in $(seq 100); do [ -f "$work/sim/agent.yml" ] && break; sleep 0.2; done

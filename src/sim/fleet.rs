@@ -44,9 +44,11 @@ pub struct FleetOptions {
     pub canary_schedule: String,
     /// Service health read for every tenant (by one app of each), on this schedule.
     pub health_schedule: Option<String>,
-    /// The share of the mailboxes whose traffic is watched (0: none): every app's mailboxes
-    /// or none, so every `1 / share`-th app, with a day of history in message trace (two
-    /// messages an hour each) and `expect_traffic_within: 1d`.
+    /// The share of the mailboxes whose traffic is watched (0: none), each with a day of
+    /// history in message trace (two messages an hour) and `expect_traffic_within: 1d`: every
+    /// `1 / share`-th app whole when there are that many apps; else the first app (traffic is
+    /// watched per app) with every `1 / share`-th of its mailboxes sending, the others silent
+    /// and expected to be.
     pub traffic_share: f64,
     /// The traffic check's schedule in the generated configuration.
     pub traffic_schedule: String,
@@ -128,9 +130,11 @@ apps:\n",
         opts.graph_schedule,
         opts.traffic_schedule
     );
-    // Every `every`-th app has its mailboxes' traffic watched.
+    // Every `every`-th app has its mailboxes' traffic watched, or with fewer apps than that,
+    // the first app and every `every`-th of its mailboxes.
     let every =
         (opts.traffic_share > 0.0).then(|| (1.0 / opts.traffic_share).round().max(1.0) as usize);
+    let whole_apps = every.is_some_and(|k| apps >= k);
     let mut mailboxes = String::from("mailboxes:\n");
     let port = sim.smtp_addr.port();
     let health = opts
@@ -140,7 +144,7 @@ apps:\n",
     for a in 0..apps {
         let id = client_id(a);
         let tenant = tenant_of(opts, a);
-        let watched = every.is_some_and(|k| a % k == 0);
+        let watched = every.is_some_and(|k| if whole_apps { a % k == 0 } else { a == 0 });
         // With one tenant, its first app reads its service health.
         let checks: Vec<&str> = [
             health.as_deref().filter(|_| opts.tenant_per_app || a == 0),
@@ -187,7 +191,8 @@ apps:\n",
                 ),
                 _ => String::new(),
             };
-            if watched {
+            let sends = watched && (whole_apps || every.is_some_and(|k| n % k == 0));
+            if sends {
                 sim.add_traffic(
                     &tenant,
                     &address,
@@ -200,7 +205,7 @@ apps:\n",
             }
             mailboxes += &format!(
                 "  - {{ name: mb-{a}-{m}, app: app-{a}, address: {address}, smtp_host: 127.0.0.1, smtp_port: {port}{canary}{} }}\n",
-                if watched { ", expect_traffic_within: 1d" } else { "" }
+                if sends { ", expect_traffic_within: 1d" } else { "" }
             );
         }
     }
