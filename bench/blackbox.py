@@ -122,8 +122,23 @@ def pct(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
+# Where a sample's symbol belongs, first match wins.
+CATEGORIES = [
+    ("kernel (loopback TCP, epoll, wake-ups)", lambda dso, sym: dso.startswith("[kernel")),
+    ("TLS crypto (ring)", lambda dso, sym: "ring_core" in sym or sym.startswith(("ring::", "fe4_", "fe_", "x25519"))),
+    ("certificate parsing (x509-parser, nom)", lambda dso, sym: any(k in sym for k in ("nom::", "x509", "der_parser", "asn1"))),
+    ("formatting (fmt)", lambda dso, sym: "fmt::" in sym or "format_inner" in sym),
+    ("TLS protocol (rustls)", lambda dso, sym: "rustls" in sym),
+    ("allocator and memcpy", lambda dso, sym: any(k in sym for k in ("malloc", "free", "realloc", "memmove", "memcpy", "memset", "_int_"))),
+    ("tokio runtime", lambda dso, sym: "tokio" in sym),
+    ("HTTP (hyper, reqwest)", lambda dso, sym: "hyper" in sym or "reqwest" in sym),
+    ("the agent's own code", lambda dso, sym: "smtp_oauth_exporter" in sym),
+]
+
+
 def profile_probes(pid, fn, n, work):
-    """The agent's top sites by its own CPU samples (perf, 2 kHz) over n sequential probes."""
+    """The agent's CPU by category and its top symbols (perf samples at 2 kHz, self time) over
+    n sequential probes."""
     data = work / "perf.data"
     rec = subprocess.Popen(["perf", "record", "-F", "2000", "-p", str(pid), "-o", str(data)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -133,21 +148,24 @@ def profile_probes(pid, fn, n, work):
     rec.send_signal(2)
     rec.wait(30)
     report = subprocess.run(
-        ["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "dso,symbol",
-         "--percent-limit", "1.5", "-q"],
+        ["perf", "report", "-i", str(data), "--stdio", "--no-children", "--sort", "dso,symbol", "-q"],
         capture_output=True, text=True, check=True,
     ).stdout
-    rows = []
+    by_cat, top = {}, []
     for line in report.splitlines():
-        parts = line.split(None, 3)
-        if len(parts) < 4 or not parts[0].endswith("%"):
+        m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[[.k]\]\s+(.*?)\s*$", line)
+        if not m:
             continue
-        pct, dso, _, sym = parts
-        sym = re.sub(r"::h[0-9a-f]{16}$", "", sym.strip())
-        rows.append(f"| {pct} | {dso} | `{sym[:110]}` |")
+        pct, dso, sym = float(m.group(1)), m.group(2), re.sub(r"::h[0-9a-f]{16}$", "", m.group(3))
+        cat = next((c for c, f in CATEGORIES if f(dso, sym)), "other")
+        by_cat[cat] = by_cat.get(cat, 0.0) + pct
+        if len(top) < 10:
+            top.append(f"| {pct:.1f} % | {dso} | `{sym[:100]}` |")
+    cats = "\n".join(f"| {c} | {p:.1f} % |" for c, p in sorted(by_cat.items(), key=lambda x: -x[1]))
     return (
-        f"\nThe agent's top sites over {n} sequential probes (perf, self time, at least 1.5 %):\n\n"
-        "| share | object | symbol |\n|---:|---|---|\n" + "\n".join(rows) + "\n"
+        f"\nWhere the agent's CPU goes over {n} sequential probes (perf, self time):\n\n"
+        "| category | share |\n|---|---:|\n" + cats + "\n\nTop symbols:\n\n"
+        "| share | object | symbol |\n|---:|---|---|\n" + "\n".join(top) + "\n"
     )
 
 
