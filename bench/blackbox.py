@@ -156,7 +156,9 @@ def profile_probes(pid, fn, n, work):
         m = re.match(r"\s*([\d.]+)%\s+(\S+)\s+\[[.k]\]\s+(.*?)\s*$", line)
         if not m:
             continue
-        pct, dso, sym = float(m.group(1)), m.group(2), re.sub(r"::h[0-9a-f]{16}$", "", m.group(3))
+        # The symbol, without perf's padding and trailing columns, nor Rust's hash suffix.
+        sym = re.sub(r"::h[0-9a-f]{16}$", "", re.split(r"\s{2,}", m.group(3))[0])
+        pct, dso = float(m.group(1)), m.group(2)
         cat = next((c for c, f in CATEGORIES if f(dso, sym)), "other")
         by_cat[cat] = by_cat.get(cat, 0.0) + pct
         if len(top) < 10:
