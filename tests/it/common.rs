@@ -189,19 +189,26 @@ impl Process {
     /// [`Process::start`] with the soft and hard limit on open files set to `limit` (by the
     /// shell's `ulimit -n`, so that the agent cannot raise it).
     pub async fn start_with_open_files(limit: Option<u32>, args: &[&str], log: PathBuf) -> Process {
+        Self::start_under(limit.map(|n| format!("ulimit -n {n}")), args, log).await
+    }
+
+    /// [`Process::start`] with the soft limit on open files at `limit` and the hard one left as
+    /// it is: what a shell or systemd gives a service by default (soft 1024), whatever this
+    /// test process raised its own limit to.
+    pub async fn start_with_soft_open_files(limit: u32, args: &[&str], log: PathBuf) -> Process {
+        Self::start_under(Some(format!("ulimit -Sn {limit}")), args, log).await
+    }
+
+    async fn start_under(ulimit: Option<String>, args: &[&str], log: PathBuf) -> Process {
         let file = std::fs::File::create(&log).expect("log file");
         let mut all: Vec<&str> = args.to_vec();
         all.extend(["--web.listen-address", "127.0.0.1:0"]);
         let binary = env!("CARGO_BIN_EXE_smtp-oauth-exporter");
-        let mut command = match limit {
+        let mut command = match ulimit {
             None => std::process::Command::new(binary),
-            Some(n) => {
+            Some(u) => {
                 let mut c = std::process::Command::new("sh");
-                c.args([
-                    "-c",
-                    &format!("ulimit -n {n} && exec \"$0\" \"$@\""),
-                    binary,
-                ]);
+                c.args(["-c", &format!("{u} && exec \"$0\" \"$@\""), binary]);
                 c
             }
         };

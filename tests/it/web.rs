@@ -369,7 +369,11 @@ async fn wrong_passwords_cost_one_bcrypt_at_a_time_and_once_each() {
 
 /// Opens `n` connections to the agent that never send a whole request (every other one sends
 /// half of one and stalls), each established before the next is opened.
-async fn idle_sockets(port: u16, n: usize) -> Vec<tokio::net::TcpStream> {
+async fn idle_sockets(
+    port: u16,
+    n: usize,
+    opened: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<tokio::net::TcpStream> {
     let mut idle = Vec::new();
     for i in 0..n {
         let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -381,6 +385,7 @@ async fn idle_sockets(port: u16, n: usize) -> Vec<tokio::net::TcpStream> {
                 .unwrap();
         }
         idle.push(s);
+        opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
     idle
 }
@@ -419,7 +424,9 @@ async fn two_thousand_idle_sockets_do_not_delay_a_scrape() {
     let dir = tempfile::tempdir().unwrap();
     let config = agent_config(dir.path());
     for (cap, sockets) in [("64", 300), ("1024", 2000)] {
-        let agent = Process::start(
+        // The agent with the soft limit a service gets by default (1024), not this process's.
+        let agent = Process::start_with_soft_open_files(
+            1024,
             &[
                 "--config.file",
                 config.to_str().unwrap(),
@@ -429,8 +436,19 @@ async fn two_thousand_idle_sockets_do_not_delay_a_scrape() {
             dir.path().join(format!("agent-{cap}.log")),
         )
         .await;
-        let idle = idle_sockets(agent.port, sockets).await;
+        // Scrape while the sockets come in, once most of them hold a place (past what a soft
+        // limit of 1024 descriptors lets a server accept): the old server stopped accepting
+        // there, and a scrape waited in the backlog until its header timeout freed places.
+        let opened = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let opening = tokio::spawn(idle_sockets(agent.port, sockets, opened.clone()));
+        let started = Instant::now();
+        while opened.load(std::sync::atomic::Ordering::SeqCst) < sockets.min(1100)
+            && started.elapsed() < Duration::from_secs(5)
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let times = scrape_times(&agent).await;
+        let idle = opening.await.unwrap();
         eprintln!("scrapes behind {sockets} idle sockets (--web.max-connections {cap}): {times:?}");
         assert!(
             times[times.len() - 1] < Duration::from_secs(1)
