@@ -49,14 +49,6 @@ fn agent_yaml(apps: &[String], mailboxes: &[(&str, &str)], smtp_port: u16) -> St
     y
 }
 
-fn verdict_cause(text: &str, target: &str) -> Option<String> {
-    text.lines()
-        .find(|l| l.starts_with(&format!("smtp_oauth_verdict{{target=\"{target}\",")))
-        .and_then(|l| l.split("cause=\"").nth(1))
-        .and_then(|r| r.split('"').next())
-        .map(str::to_string)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_credential_the_application_signs_in_with_is_named_when_the_agent_uses_another() {
     let w = World::new().await;

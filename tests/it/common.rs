@@ -430,3 +430,12 @@ pub async fn http_receiver() -> (u16, Inbox) {
     });
     (port, inbox)
 }
+
+/// The `cause` label of a target's `smtp_oauth_verdict` series on a scrape.
+pub fn verdict_cause(text: &str, target: &str) -> Option<String> {
+    text.lines()
+        .find(|l| l.starts_with(&format!("smtp_oauth_verdict{{target=\"{target}\",")))
+        .and_then(|l| l.split("cause=\"").nth(1))
+        .and_then(|r| r.split('"').next())
+        .map(str::to_string)
+}

@@ -46,14 +46,6 @@ fn config(w: &World, smtp_port: u16, health_role: bool) -> String {
     )
 }
 
-fn verdict_cause(text: &str, target: &str) -> Option<String> {
-    text.lines()
-        .find(|l| l.starts_with(&format!("smtp_oauth_verdict{{target=\"{target}\",")))
-        .and_then(|l| l.split("cause=\"").nth(1))
-        .and_then(|r| r.split('"').next())
-        .map(str::to_string)
-}
-
 fn advisory(id: &str) -> HealthIssue {
     HealthIssue {
         id: id.into(),

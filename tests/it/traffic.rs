@@ -52,14 +52,6 @@ fn setup(w: &World, schedule: &str, mailboxes: &[(&str, &str, &str)], extra_top:
     y
 }
 
-fn verdict_cause(text: &str, target: &str) -> Option<String> {
-    text.lines()
-        .find(|l| l.starts_with(&format!("smtp_oauth_verdict{{target=\"{target}\",")))
-        .and_then(|l| l.split("cause=\"").nth(1))
-        .and_then(|r| r.split('"').next())
-        .map(str::to_string)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_are_counted_by_status_over_pages_and_windows_and_a_failing_share_is_said() {
     let w = World::new().await;
