@@ -46,6 +46,43 @@ pub struct CredentialActivity {
     pub state: &'static str,
 }
 
+impl CredentialActivity {
+    /// The row of a credential the Graph read lists, with its last sign-in.
+    pub(super) fn of(
+        c: &crate::checks::graph::CredentialInfo,
+        last_sign_in: Option<DateTime<Utc>>,
+        agent: bool,
+        state: &'static str,
+    ) -> Self {
+        CredentialActivity {
+            key_id: c.key_id.clone(),
+            kind: c.kind.as_str(),
+            origin: c.origin.as_str(),
+            display_name: c.display_name.clone(),
+            expires_at: c.end,
+            last_sign_in,
+            agent,
+            state,
+        }
+    }
+}
+
+/// A credential's state from its last sign-in: `active`, `idle`, `stale` or `unused`.
+pub(super) fn activity_state(
+    last: Option<DateTime<Utc>>,
+    settings: &crate::plan::DiagnosisSettings,
+    now: DateTime<Utc>,
+) -> &'static str {
+    let window =
+        |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    match last {
+        None => "unused",
+        Some(t) if now - t < window(settings.credential_used_within) => "active",
+        Some(t) if now - t > window(settings.credential_stale_after) => "stale",
+        Some(_) => "idle",
+    }
+}
+
 /// Every credential of the app (the Graph read's, and any other the report lists) with its
 /// last sign-in, from the last successful reads.
 pub(super) fn credential_activity(
@@ -59,30 +96,14 @@ pub(super) fn credential_activity(
         .and_then(|g| g.last_ok.as_deref())
         .and_then(Report::graph)
         .and_then(|g| g.registration.as_ref());
-    let window =
-        |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
-    let state = |last: Option<DateTime<Utc>>| match last {
-        None => "unused",
-        Some(t) if now - t < window(settings.credential_used_within) => "active",
-        Some(t) if now - t > window(settings.credential_stale_after) => "stale",
-        Some(_) => "idle",
-    };
+    let state = |last| activity_state(last, settings, now);
     let mut credentials: Vec<CredentialActivity> = reg
         .map(|r| r.credentials.as_slice())
         .unwrap_or_default()
         .iter()
         .map(|c| {
             let last = a.last_sign_in(&c.key_id);
-            CredentialActivity {
-                key_id: c.key_id.clone(),
-                kind: c.kind.as_str(),
-                origin: c.origin.as_str(),
-                display_name: c.display_name.clone(),
-                expires_at: c.end,
-                last_sign_in: last,
-                agent: c.in_use,
-                state: state(last),
-            }
+            CredentialActivity::of(c, last, c.in_use, state(last))
         })
         .collect();
     for k in &a.keys {

@@ -56,12 +56,12 @@ pub(super) fn discovery_status(
         window(settings.credential_used_within),
     );
     let configured = d.apps.iter().filter(|a| a.configured.is_some()).count();
-    let state = |last: Option<DateTime<Utc>>| match last {
-        _ if !activity => "unknown",
-        None => "unused",
-        Some(t) if now - t < window(settings.credential_used_within) => "active",
-        Some(t) if now - t > window(settings.credential_stale_after) => "stale",
-        Some(_) => "idle",
+    let state = |last| {
+        if activity {
+            super::credentials::activity_state(last, settings, now)
+        } else {
+            "unknown"
+        }
     };
     let apps = d
         .apps
@@ -83,16 +83,7 @@ pub(super) fn discovery_status(
                             .iter()
                             .find(|k| k.key_id.eq_ignore_ascii_case(&c.key_id))
                             .and_then(|k| k.last_sign_in);
-                        CredentialActivity {
-                            key_id: c.key_id.clone(),
-                            kind: c.kind.as_str(),
-                            origin: c.origin.as_str(),
-                            display_name: c.display_name.clone(),
-                            expires_at: c.end,
-                            last_sign_in: last,
-                            agent: false,
-                            state: state(last),
-                        }
+                        CredentialActivity::of(c, last, false, state(last))
                     })
                     .collect(),
                 next_expiry: reg.and_then(|r| r.next_expiry),
