@@ -59,10 +59,8 @@ impl Sink for StateSink {
             .map(|h| (h.tenant.clone(), h.issues.clone()));
         let before = health.as_ref().map(|(tenant, _)| {
             self.state
-                .health()
-                .into_iter()
-                .find(|(t, _)| t == tenant)
-                .map(|(_, i)| i.as_ref().clone())
+                .health_of(tenant)
+                .map(|i| i.as_ref().clone())
                 .unwrap_or_default()
         });
         let siblings = self.state.record(report);

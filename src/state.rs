@@ -535,13 +535,9 @@ impl StateStore {
         (verdict, changed.then_some(old))
     }
 
-    /// The open service health issues of every watched tenant.
-    pub fn health(&self) -> Vec<(String, Arc<Vec<crate::checks::health::Issue>>)> {
-        self.lock()
-            .health
-            .iter()
-            .map(|(t, i)| (t.clone(), i.clone()))
-            .collect()
+    /// The open service health issues of a watched tenant (`None`: not read yet).
+    pub fn health_of(&self, tenant: &str) -> Option<Arc<Vec<crate::checks::health::Issue>>> {
+        self.lock().health.get(tenant).cloned()
     }
 
     /// Every stored verdict, by target name.
