@@ -2,7 +2,7 @@
 //! token lifetime and role, every credential and its expiry), written for the targets of
 //! `/metrics` or without a target on `/probe`, and the per-endpoint SMTP families.
 
-use super::{b, secs, ts, with, Exposition, Kind};
+use super::{b, secs, ts, Exposition, Kind};
 use crate::checks::graph::GraphDetails;
 use crate::checks::smtp::{SmtpDetails, TlsFacts};
 use crate::checks::token::TokenDetails;
@@ -19,7 +19,8 @@ pub(super) enum Naming {
 
 /// Check facts with their base labels (the target; none on `/probe`).
 pub(super) struct Item<'a> {
-    pub base: Vec<(&'a str, &'a str)>,
+    /// The target label (none on `/probe`).
+    pub target: Option<(&'a str, &'a str)>,
     pub details: &'a Details,
     /// An app the inventory discovered: the agent does not sign in with its credentials, so
     /// nothing is said of a credential in use.
@@ -27,6 +28,10 @@ pub(super) struct Item<'a> {
 }
 
 impl<'a> Item<'a> {
+    /// The base labels.
+    fn base(&self) -> &[(&'a str, &'a str)] {
+        self.target.as_slice()
+    }
     fn smtp(&self) -> Option<&'a SmtpDetails> {
         match self.details {
             Details::Smtp(d) => Some(d),
@@ -67,7 +72,7 @@ fn write_activity(f: &mut Exposition, items: &[Item]) {
     let reads = || {
         items
             .iter()
-            .filter_map(|i| i.activity().map(|d| (&i.base, d)))
+            .filter_map(|i| i.activity().map(|d| (i.base(), d)))
     };
     f.family(
         "credential_activity_available",
@@ -86,15 +91,13 @@ fn write_activity(f: &mut Exposition, items: &[Item]) {
         for k in &d.keys {
             if let Some(t) = k.last_sign_in {
                 let key_id = graph_label(&k.key_id);
-                f.sample(
-                    &with(
-                        base,
-                        &[
-                            ("key_id", key_id.as_str()),
-                            ("type", k.kind.as_str()),
-                            ("origin", k.origin.as_str()),
-                        ],
-                    ),
+                f.sample_with(
+                    base,
+                    &[
+                        ("key_id", &key_id),
+                        ("type", k.kind.as_str()),
+                        ("origin", k.origin.as_str()),
+                    ],
                     ts(t),
                 );
             }
@@ -103,7 +106,7 @@ fn write_activity(f: &mut Exposition, items: &[Item]) {
 }
 
 fn write_smtp(f: &mut Exposition, items: &[Item], detail: bool, naming: Naming) {
-    let smtp = || items.iter().filter_map(|i| i.smtp().map(|d| (&i.base, d)));
+    let smtp = || items.iter().filter_map(|i| i.smtp().map(|d| (i.base(), d)));
     if naming == Naming::Agent {
         f.family(
             "smtp_tls_insecure_skip_verify",
@@ -124,10 +127,7 @@ fn write_smtp(f: &mut Exposition, items: &[Item], detail: bool, naming: Naming) 
                 Kind::Gauge,
             );
             for (base, d) in smtp() {
-                f.sample(
-                    &with(base, &[("app", &d.app), ("address", &d.address)]),
-                    1.0,
-                );
+                f.sample_with(base, &[("app", &d.app), ("address", &d.address)], 1.0);
             }
         }
         f.family(
@@ -137,7 +137,7 @@ fn write_smtp(f: &mut Exposition, items: &[Item], detail: bool, naming: Naming) 
         );
         for (base, d) in smtp() {
             for (phase, dur) in &d.phases {
-                f.sample(&with(base, &[("phase", phase.as_str())]), secs(*dur));
+                f.sample_with(base, &[("phase", phase.as_str())], secs(*dur));
             }
         }
     }
@@ -149,7 +149,7 @@ fn write_smtp(f: &mut Exposition, items: &[Item], detail: bool, naming: Naming) 
     for (base, d) in smtp() {
         if let Some(phase) = d.failed_phase {
             let code = d.failed_reply.as_ref().map_or(0, |r| r.code);
-            f.sample(&with(base, &[("phase", phase.as_str())]), f64::from(code));
+            f.sample_with(base, &[("phase", phase.as_str())], f64::from(code));
         }
     }
     f.family(
@@ -160,25 +160,23 @@ fn write_smtp(f: &mut Exposition, items: &[Item], detail: bool, naming: Naming) 
     for (base, d) in smtp() {
         let enhanced = d.failed_reply.as_ref().and_then(|r| r.enhanced.as_deref());
         if let (Some(phase), Some(e)) = (d.failed_phase, enhanced) {
-            f.sample(
-                &with(
-                    base,
-                    &[("phase", phase.as_str()), ("enhanced_status_code", e)],
-                ),
+            f.sample_with(
+                base,
+                &[("phase", phase.as_str()), ("enhanced_status_code", e)],
                 1.0,
             );
         }
     }
     if naming == Naming::Probe {
         let tls: Vec<(&[(&str, &str)], &TlsFacts)> = smtp()
-            .filter_map(|(base, d)| Some((base.as_slice(), d.tls.as_deref()?)))
+            .filter_map(|(base, d)| Some((base, d.tls.as_deref()?)))
             .collect();
         write_tls(f, &tls, Naming::Probe);
     }
 }
 
 fn write_token(f: &mut Exposition, items: &[Item], detail: bool) {
-    let token = || items.iter().filter_map(|i| i.token().map(|d| (&i.base, d)));
+    let token = || items.iter().filter_map(|i| i.token().map(|d| (i.base(), d)));
     f.family(
         "token_expiry_timestamp_seconds",
         "When the token from the last successful token check expires.",
@@ -186,7 +184,7 @@ fn write_token(f: &mut Exposition, items: &[Item], detail: bool) {
     );
     for (base, d) in token() {
         if let Some(t) = d.expires_at {
-            f.sample(&with(base, &[("resource", d.resource.as_str())]), ts(t));
+            f.sample_with(base, &[("resource", d.resource.as_str())], ts(t));
         }
     }
     f.family(
@@ -207,18 +205,22 @@ fn write_token(f: &mut Exposition, items: &[Item], detail: bool) {
         );
         for (base, d) in token() {
             if let Some(s) = d.lifetime_seconds {
-                f.sample(&with(base, &[("resource", d.resource.as_str())]), s as f64);
+                f.sample_with(base, &[("resource", d.resource.as_str())], s as f64);
             }
         }
     }
 }
 
 /// A label value from Graph data (a display name): no control characters, at most 128 characters.
-fn graph_label(s: &str) -> String {
+fn graph_label(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.len() <= 128 && !s.chars().any(char::is_control) {
+        return s.into();
+    }
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(128)
-        .collect()
+        .collect::<String>()
+        .into()
 }
 
 /// The app registration's credentials, keyed by `key_id` (display names repeat), and the one
@@ -228,7 +230,7 @@ fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
         items.iter().filter_map(|i| {
             i.graph()
                 .and_then(|g| g.registration.as_ref())
-                .map(|r| (&i.base, r))
+                .map(|r| (i.base(), r))
         })
     };
     // The configured apps' only: a discovered app's credentials are none the agent uses.
@@ -239,7 +241,7 @@ fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
             .filter_map(|i| {
                 i.graph()
                     .and_then(|g| g.registration.as_ref())
-                    .map(|r| (&i.base, r))
+                    .map(|r| (i.base(), r))
             })
     };
     let credentials =
@@ -249,16 +251,14 @@ fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
                     if let Some(v) = want(c) {
                         let key_id = graph_label(&c.key_id);
                         let name = graph_label(c.display_name.as_deref().unwrap_or(""));
-                        f.sample(
-                            &with(
-                                base,
-                                &[
-                                    ("key_id", key_id.as_str()),
-                                    ("type", c.kind.as_str()),
-                                    ("origin", c.origin.as_str()),
-                                    ("display_name", name.as_str()),
-                                ],
-                            ),
+                        f.sample_with(
+                            base,
+                            &[
+                                ("key_id", &key_id),
+                                ("type", c.kind.as_str()),
+                                ("origin", c.origin.as_str()),
+                                ("display_name", &name),
+                            ],
                             v,
                         );
                     }
@@ -312,11 +312,9 @@ fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
     );
     for (base, reg) in regs() {
         if let Some((c, t)) = reg.in_use().and_then(|c| Some((c, c.end?))) {
-            f.sample(
-                &with(
-                    base,
-                    &[("type", c.kind.as_str()), ("origin", c.origin.as_str())],
-                ),
+            f.sample_with(
+                base,
+                &[("type", c.kind.as_str()), ("origin", c.origin.as_str())],
                 ts(t),
             );
         }
@@ -344,7 +342,7 @@ fn write_graph(f: &mut Exposition, items: &[Item], detail: bool) {
             i.graph()
                 .and_then(|g| g.secret_policy.as_ref())
                 .and_then(|p| p.known)
-                .map(|r| (&i.base, r))
+                .map(|r| (i.base(), r))
         })
     };
     f.family(
@@ -423,7 +421,7 @@ fn write_tls(f: &mut Exposition, items: &[(&[(&str, &str)], &TlsFacts)], naming:
         Kind::Gauge,
     );
     for (base, tls) in items {
-        f.sample(&with(base, &[("version", &tls.version)]), 1.0);
+        f.sample_with(base, &[("version", &tls.version)], 1.0);
     }
     f.family(
         earliest,
@@ -454,16 +452,14 @@ fn write_tls(f: &mut Exposition, items: &[(&[(&str, &str)], &TlsFacts)], naming:
     );
     for (base, tls) in items {
         if let Some(leaf) = tls.chain.first() {
-            f.sample(
-                &with(
-                    base,
-                    &[
-                        ("subject", &leaf.subject),
-                        ("issuer", &leaf.issuer),
-                        ("serialnumber", &leaf.serial),
-                        ("fingerprint_sha256", &leaf.fingerprint_sha256),
-                    ],
-                ),
+            f.sample_with(
+                base,
+                &[
+                    ("subject", &leaf.subject),
+                    ("issuer", &leaf.issuer),
+                    ("serialnumber", &leaf.serial),
+                    ("fingerprint_sha256", &leaf.fingerprint_sha256),
+                ],
                 1.0,
             );
         }
@@ -476,11 +472,9 @@ fn write_tls(f: &mut Exposition, items: &[(&[(&str, &str)], &TlsFacts)], naming:
         );
         for (base, tls) in items {
             for (depth, c) in tls.chain.iter().enumerate() {
-                f.sample(
-                    &with(
-                        base,
-                        &[("depth", &depth.to_string()), ("subject", &c.subject)],
-                    ),
+                f.sample_with(
+                    base,
+                    &[("depth", &depth.to_string()), ("subject", &c.subject)],
                     ts(c.not_after),
                 );
             }

@@ -53,11 +53,6 @@ fn secs(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e6
 }
 
-/// Base labels plus more.
-fn with<'a>(base: &[(&'a str, &'a str)], more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
-    base.iter().chain(more).copied().collect()
-}
-
 /// What the page shows beyond the state.
 #[derive(Debug, Clone, Copy)]
 pub struct PageSettings {
@@ -165,23 +160,21 @@ pub fn write_authorization(f: &mut Exposition, view: &View) {
 
 const VERDICT_HELP: &str = "The diagnosis of a mailbox (or of an app without one): the broken setup step (1-5, policy, network, transient, unknown, ok), the cause and its severity; always 1.";
 
-fn verdict_labels<'a>(base: &[(&'a str, &'a str)], v: &'a Verdict) -> Vec<(&'a str, &'a str)> {
-    with(
-        base,
-        &[
-            ("step", v.step().as_str()),
-            ("cause", v.cause.label()),
-            ("severity", v.severity().as_str()),
-        ],
-    )
+fn verdict_labels(v: &Verdict) -> [(&'static str, &str); 3] {
+    [
+        ("step", v.step().as_str()),
+        ("cause", v.cause.label()),
+        ("severity", v.severity().as_str()),
+    ]
 }
 
 /// One series per target that has a verdict: its app, step, cause and severity (fixed sets).
 pub fn write_verdicts(f: &mut Exposition, view: &View) {
     f.family("verdict", VERDICT_HELP, Kind::Gauge);
     for (target, v) in view.verdicts {
-        f.sample(
-            &verdict_labels(&[("target", target), ("app", &v.app)], v),
+        f.sample_with(
+            &[("target", target), ("app", &v.app)],
+            &verdict_labels(v),
             1.0,
         );
     }
@@ -263,11 +256,9 @@ fn write_checks(f: &mut Exposition, view: &View, page: PageSettings) {
     for (k, st) in jobs {
         if let Some(fail) = st.last.as_ref().and_then(|r| r.failure.as_ref()) {
             let aadsts = fail.aadsts.map(|c| c.to_string()).unwrap_or_default();
-            f.sample(
-                &with(
-                    &label(k),
-                    &[("reason", fail.reason.as_str()), ("aadsts", &aadsts)],
-                ),
+            f.sample_with(
+                &label(k),
+                &[("reason", fail.reason.as_str()), ("aadsts", &aadsts)],
                 1.0,
             );
         }
@@ -279,7 +270,7 @@ fn write_checks(f: &mut Exposition, view: &View, page: PageSettings) {
     );
     for (k, st) in jobs {
         for (reason, n) in &st.failures_by_reason {
-            f.sample(&with(&label(k), &[("reason", reason.as_str())]), *n as f64);
+            f.sample_with(&label(k), &[("reason", reason.as_str())], *n as f64);
         }
     }
     f.family(
@@ -300,7 +291,7 @@ fn write_checks(f: &mut Exposition, view: &View, page: PageSettings) {
     for (k, st) in jobs {
         if k.kind.is_per_app() || detail {
             for (result, n) in [("success", st.runs_success), ("failure", st.runs_failure)] {
-                f.sample(&with(&label(k), &[("result", result)]), n as f64);
+                f.sample_with(&label(k), &[("result", result)], n as f64);
             }
         }
     }
@@ -319,7 +310,7 @@ fn write_checks(f: &mut Exposition, view: &View, page: PageSettings) {
                 _ => &r.details,
             };
             Some(Item {
-                base: vec![("target", k.target.as_str())],
+                target: Some(("target", k.target.as_str())),
                 details,
                 discovered: false,
             })
@@ -331,7 +322,7 @@ fn write_checks(f: &mut Exposition, view: &View, page: PageSettings) {
     let mut items = items;
     for (app_id, details) in &discovered {
         items.push(Item {
-            base: vec![("target", app_id.as_str())],
+            target: Some(("target", app_id.as_str())),
             details,
             discovered: true,
         });

@@ -80,14 +80,14 @@ pub fn render_probe(
             "verdict",
             VERDICT_HELP,
             Kind::Gauge,
-            &verdict_labels(&[], v),
+            &verdict_labels(v),
             1.0,
         );
     }
     let items: Vec<Item> = reports
         .iter()
         .map(|r| Item {
-            base: Vec::new(),
+            target: None,
             details: &r.details,
             discovered: false,
         })

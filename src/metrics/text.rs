@@ -41,6 +41,11 @@ pub struct Exposition {
 
 /// A label value with `\`, `"` and line feeds escaped (the format's three escapes).
 fn escape_into(out: &mut String, v: &str) {
+    // Most values (names, addresses, ids) need no escape: one copy, not a push per character.
+    if !v.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
             '\\' => out.push_str("\\\\"),
@@ -58,10 +63,48 @@ fn value_into(out: &mut String, v: f64) {
     } else if v.is_infinite() {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
-        let _ = write!(out, "{}", v as i64);
+        out.push_str(itoa::Buffer::new().format(v as i64));
+    } else if let Some((r, digits)) = decimal(v) {
+        // What `{v}` writes (see `decimal`), without the float formatter: the page's values
+        // are mostly timestamps in milliseconds and durations in microseconds.
+        if r < 0 {
+            out.push('-');
+        }
+        let scale = 10u64.pow(digits);
+        let (int, mut frac) = (r.unsigned_abs() / scale, r.unsigned_abs() % scale);
+        out.push_str(itoa::Buffer::new().format(int));
+        out.push('.');
+        let mut width = digits as usize;
+        while frac % 10 == 0 {
+            frac /= 10;
+            width -= 1;
+        }
+        let mut buf = itoa::Buffer::new();
+        let s = buf.format(frac);
+        for _ in s.len()..width {
+            out.push('0');
+        }
+        out.push_str(s);
     } else {
         let _ = write!(out, "{v}");
     }
+}
+
+/// `v` as `r / 10^digits` when it is the double nearest that decimal, with 3 or 6 digits and
+/// `v` small enough that no shorter decimal is as near: then that decimal, trailing zeros
+/// dropped, is Rust's shortest round-trip form, which `{v}` writes.
+fn decimal(v: f64) -> Option<(i64, u32)> {
+    for (digits, limit) in [(3, 1e11), (6, 1e8)] {
+        if v.abs() >= limit {
+            continue;
+        }
+        let scale = 10f64.powi(digits as i32);
+        let r = (v * scale).round();
+        if r / scale == v {
+            return Some((r as i64, digits));
+        }
+    }
+    None
 }
 
 impl Exposition {
@@ -99,12 +142,11 @@ impl Exposition {
         self.out.push_str(suffix);
     }
 
-    fn finish_sample(&mut self, labels: &[(&str, &str)], extra: Option<(&str, &str)>, v: f64) {
+    fn finish_sample(&mut self, labels: &[(&str, &str)], more: &[(&str, &str)], v: f64) {
         let out = &mut self.out;
-        let mut all = labels.iter().copied().chain(extra).peekable();
-        if all.peek().is_some() {
+        if !labels.is_empty() || !more.is_empty() {
             out.push('{');
-            for (i, (k, v)) in all.enumerate() {
+            for (i, (k, v)) in labels.iter().chain(more).enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -123,7 +165,14 @@ impl Exposition {
     /// A sample of the current gauge or counter family.
     pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
         self.start_sample("");
-        self.finish_sample(labels, None, value);
+        self.finish_sample(labels, &[], value);
+    }
+
+    /// A sample with labels in two parts (a target's base labels, then its own): what
+    /// `sample(&[base, more].concat(), ..)` writes, without building the list.
+    pub fn sample_with(&mut self, base: &[(&str, &str)], more: &[(&str, &str)], value: f64) {
+        self.start_sample("");
+        self.finish_sample(base, more, value);
     }
 
     /// The samples of one histogram of the current histogram family.
@@ -133,14 +182,14 @@ impl Exposition {
             le.clear();
             value_into(&mut le, bound);
             self.start_sample("_bucket");
-            self.finish_sample(labels, Some(("le", &le)), cumulative as f64);
+            self.finish_sample(labels, &[("le", &le)], cumulative as f64);
         }
         self.start_sample("_bucket");
-        self.finish_sample(labels, Some(("le", "+Inf")), h.count as f64);
+        self.finish_sample(labels, &[("le", "+Inf")], h.count as f64);
         self.start_sample("_sum");
-        self.finish_sample(labels, None, h.sum);
+        self.finish_sample(labels, &[], h.sum);
         self.start_sample("_count");
-        self.finish_sample(labels, None, h.count as f64);
+        self.finish_sample(labels, &[], h.count as f64);
     }
 
     /// Starts a family and writes one sample: for families of a single series.
@@ -180,6 +229,42 @@ mod tests {
             text,
             "# HELP p_a_total A.\n# TYPE p_a_total counter\np_a_total 3\n# HELP p_b B.\n# TYPE p_b gauge\np_b{t=\"x\\\"y\\\\z\\nw\"} 1\np_b{t=\"2\"} 0.25\n"
         );
+    }
+
+    #[test]
+    fn values_are_written_as_rusts_shortest_form() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut values = vec![
+            0.0, -0.0, 0.5, -0.5, 0.001, 0.000001, 0.1 + 0.2, 1e-7, 123.456, 1e11, 9.99e10, 1e15,
+            2e15, -3.25, 1796528645.671, 0.000435, 99999999.999999,
+        ];
+        for _ in 0..200_000 {
+            let n = next();
+            values.push(match n % 5 {
+                // timestamps in milliseconds, durations in microseconds, seconds, anything
+                0 => (1_700_000_000_000 + (n >> 8) % 200_000_000_000) as f64 / 1000.0,
+                1 => ((n >> 8) % 100_000_000) as f64 / 1e6,
+                2 => ((n >> 8) % 10_000_000) as f64 / 1000.0 - 5000.0,
+                3 => f64::from_bits(n >> 2),
+                _ => (n >> 11) as f64 / (1u64 << 20) as f64,
+            });
+        }
+        for v in values {
+            let mut out = String::new();
+            value_into(&mut out, v);
+            let want = if v.fract() == 0.0 && v.abs() < 1e15 {
+                format!("{}", v as i64)
+            } else {
+                format!("{v}")
+            };
+            assert_eq!(out, want, "{v:?}");
+        }
     }
 
     #[test]
