@@ -172,7 +172,7 @@ impl CanaryDetails {
 }
 
 fn failed(reason: impl Into<Reason>, message: impl Into<String>, d: CanaryDetails) -> Outcome {
-    Outcome::failure(Failure::new(reason, message), Details::Canary(d))
+    Outcome::failure(Failure::new(reason, message), Details::Canary(Box::new(d)))
 }
 
 /// One message of Graph's reply to the search.
@@ -381,7 +381,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
     if let Some(f) = sent.failure {
         return Outcome {
             failure: Some(f),
-            details: Details::Canary(d),
+            details: Details::Canary(Box::new(d)),
             retry_after: sent.retry_after,
         };
     }
@@ -416,7 +416,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
             };
             return Outcome {
                 failure: Some(e.failure(reason)),
-                details: Details::Canary(d),
+                details: Details::Canary(Box::new(d)),
                 retry_after: e.retry_after,
             };
         }
@@ -486,7 +486,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
                 ),
                 d,
             ),
-            _ => Outcome::success(Details::Canary(d)),
+            _ => Outcome::success(Details::Canary(Box::new(d))),
         },
         Err(e) => {
             let mut message = e.message;
@@ -495,7 +495,7 @@ pub async fn run(target: &Target, ctx: &Context, deadline: Instant) -> Outcome {
             }
             Outcome {
                 failure: Some(Failure::new(e.reason, message)),
-                details: Details::Canary(d),
+                details: Details::Canary(Box::new(d)),
                 retry_after: e.retry_after,
             }
         }

@@ -119,7 +119,8 @@ pub enum Details {
     Token(token::TokenDetails),
     Smtp(smtp::SmtpDetails),
     Graph(graph::GraphDetails),
-    Canary(canary::CanaryDetails),
+    /// Boxed: the largest details (384 bytes) would size every report of every kind.
+    Canary(Box<canary::CanaryDetails>),
     Health(health::HealthDetails),
     Activity(activity::ActivityDetails),
     Traffic(traffic::TrafficDetails),

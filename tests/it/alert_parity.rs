@@ -216,7 +216,7 @@ fn canary(
         target,
         minute,
         failure,
-        Details::Canary(d),
+        Details::Canary(Box::new(d)),
     )
 }
 

@@ -206,7 +206,7 @@ fn metrics_exposition_matches_the_golden_file() {
         CheckKind::Canary,
         "invoices",
         Some(failed(CanaryReason::DeliveredToJunk.into(), None)),
-        Details::Canary(CanaryDetails {
+        Details::Canary(Box::new(CanaryDetails {
             smtp: canary_smtp,
             to: "invoices@contoso.com".into(),
             reader: "billing".into(),
@@ -221,7 +221,7 @@ fn metrics_exposition_matches_the_golden_file() {
             polls: 3,
             cleaned_up: 0,
             trace: None,
-        }),
+        })),
     ));
     // Credential activity: the secret in use signed in a minute ago, the other one (which
     // expires in 5 days) an hour ago, the certificate never.
