@@ -176,7 +176,11 @@ fn write_smtp(f: &mut Exposition, items: &[Item], detail: bool, naming: Naming) 
 }
 
 fn write_token(f: &mut Exposition, items: &[Item], detail: bool) {
-    let token = || items.iter().filter_map(|i| i.token().map(|d| (i.base(), d)));
+    let token = || {
+        items
+            .iter()
+            .filter_map(|i| i.token().map(|d| (i.base(), d)))
+    };
     f.family(
         "token_expiry_timestamp_seconds",
         "When the token from the last successful token check expires.",
