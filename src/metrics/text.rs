@@ -164,8 +164,7 @@ impl Exposition {
 
     /// A sample of the current gauge or counter family.
     pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) {
-        self.start_sample("");
-        self.finish_sample(labels, &[], value);
+        self.sample_with(labels, &[], value);
     }
 
     /// A sample with labels in two parts (a target's base labels, then its own): what
