@@ -87,7 +87,7 @@ pub fn render_probe(
     let items: Vec<Item> = reports
         .iter()
         .map(|r| Item {
-            target: None,
+            labels: "",
             details: &r.details,
             discovered: false,
         })

@@ -107,6 +107,20 @@ fn decimal(v: f64) -> Option<(i64, u32)> {
     None
 }
 
+/// Labels as a sample writes them between the braces (`k="v",k2="v2"`, values escaped), into
+/// `out`: for [`Exposition::sample_escaped`].
+pub fn escaped_labels(out: &mut String, labels: &[(&str, &str)]) {
+    for (i, (k, v)) in labels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_into(out, v);
+        out.push('"');
+    }
+}
+
 impl Exposition {
     /// Series named `{prefix}_{name}`, into a buffer of about `capacity` bytes (the size of the
     /// last page, so that writing does not grow it step by step).
@@ -159,6 +173,31 @@ impl Exposition {
         }
         out.push(' ');
         value_into(out, v);
+        out.push('\n');
+    }
+
+    /// A sample whose first labels were written (escaped, as `k="v",k2="v2"`) by
+    /// [`escaped_labels`], then `more`: for a target's labels written once and read by every
+    /// family of the target.
+    pub fn sample_escaped(&mut self, escaped: &str, more: &[(&str, &str)], value: f64) {
+        self.start_sample("");
+        let out = &mut self.out;
+        if !escaped.is_empty() || !more.is_empty() {
+            out.push('{');
+            out.push_str(escaped);
+            for (i, (k, v)) in more.iter().enumerate() {
+                if i > 0 || !escaped.is_empty() {
+                    out.push(',');
+                }
+                out.push_str(k);
+                out.push_str("=\"");
+                escape_into(out, v);
+                out.push('"');
+            }
+            out.push('}');
+        }
+        out.push(' ');
+        value_into(out, value);
         out.push('\n');
     }
 
@@ -227,6 +266,30 @@ mod tests {
         assert_eq!(
             text,
             "# HELP p_a_total A.\n# TYPE p_a_total counter\np_a_total 3\n# HELP p_b B.\n# TYPE p_b gauge\np_b{t=\"x\\\"y\\\\z\\nw\"} 1\np_b{t=\"2\"} 0.25\n"
+        );
+    }
+
+    #[test]
+    fn labels_escaped_once_write_what_labels_given_each_time_write() {
+        let base = [("t", "x\"y\\z\nw"), ("c", "smtp")];
+        for more in [&[][..], &[("r", "a\"b")][..], &[("r", "a"), ("s", "b")][..]] {
+            let mut once = String::new();
+            escaped_labels(&mut once, &base);
+            let mut a = Exposition::new("p", 0);
+            a.family("f", "F.", Kind::Gauge);
+            a.sample_escaped(&once, more, 0.5);
+            let mut b = Exposition::new("p", 0);
+            b.family("f", "F.", Kind::Gauge);
+            b.sample_with(&base, more, 0.5);
+            assert_eq!(a.encode(), b.encode());
+        }
+        let mut a = Exposition::new("p", 0);
+        a.family("f", "F.", Kind::Gauge);
+        a.sample_escaped("", &[], 2.0);
+        a.sample_escaped("", &[("r", "x")], 3.0);
+        assert_eq!(
+            a.encode(),
+            "# HELP p_f F.\n# TYPE p_f gauge\np_f 2\np_f{r=\"x\"} 3\n"
         );
     }
 

@@ -170,9 +170,18 @@ async fn metrics_page(shared: &Arc<Shared>, gzip: bool) -> Option<(Bytes, bool)>
         let capacity = cache.last_len + cache.last_len / 16;
         // Drop the old page first: two 6 MB pages need not live at once.
         cache.page = None;
-        let text = tokio::task::spawn_blocking(move || s.render_metrics_sized(capacity))
-            .await
-            .ok()?;
+        let text = tokio::task::spawn_blocking(move || {
+            let start = std::time::Instant::now();
+            let text = s.render_metrics_sized(capacity);
+            tracing::debug!(
+                bytes = text.len(),
+                seconds = start.elapsed().as_secs_f64(),
+                "rendered /metrics"
+            );
+            text
+        })
+        .await
+        .ok()?;
         let at = std::time::Instant::now();
         cache.last_len = text.len();
         cache.page = Some(Page {
