@@ -18,7 +18,7 @@ use crate::checks::{Details, Report};
 use crate::diagnosis::Verdict;
 use crate::state::View;
 pub use facts::write_endpoints;
-use facts::{write_facts, Item, Naming};
+use facts::{write_facts, Facts, Naming};
 pub use text::{Exposition, Histogram, Kind};
 
 mod probe;
@@ -204,8 +204,6 @@ pub fn write_verdicts(f: &mut Exposition, view: &View) {
 struct Row<'a> {
     /// Its labels (`check`, `target`), escaped, in the rows' shared buffer.
     labels: std::ops::Range<usize>,
-    /// Its `target` label alone (the end of `labels`).
-    target: std::ops::Range<usize>,
     kind: CheckKind,
     st: &'a crate::state::TargetState,
     /// The last run: whether it succeeded, its duration and start.
@@ -217,35 +215,73 @@ struct Row<'a> {
     runs: (u64, u64),
 }
 
+/// The details of a job's report whose facts `/metrics` shows. Facts that a failed run could
+/// not re-read stay as the last successful run saw them (Graph runs every few hours; one 429
+/// must not resolve an expiry alert).
+fn facts_of(st: &crate::state::TargetState) -> Option<&Details> {
+    let r = st.last.as_ref()?;
+    Some(match (&r.details, &st.last_ok) {
+        (Details::Graph(g), Some(ok)) if g.registration.is_none() => &ok.details,
+        // The last sign-ins of the last read that worked stay true through a failure; a read
+        // that never worked says nothing.
+        (Details::Activity(_), Some(ok)) if r.failure.is_some() => &ok.details,
+        (Details::Activity(_), None) if r.failure.is_some() => return None,
+        _ => &r.details,
+    })
+}
+
 /// The series of every (check, target), then the check-specific facts.
 fn write_checks(f: &mut Exposition, view: &View, page: PageSettings) {
     let detail = page.detail;
     let jobs = view.jobs;
+    // Every job's labels, escaped once, first (the rows below borrow them)...
     let mut labels = String::with_capacity(jobs.len() * 48);
-    let rows: Vec<Row> = jobs
-        .iter()
-        .map(|(k, st)| {
+    let spans: Vec<_> = jobs
+        .keys()
+        .map(|k| {
             let from = labels.len();
             text::escaped_labels(&mut labels, &[("check", k.kind.as_str())]);
             labels.push(',');
             let target = labels.len();
             text::escaped_labels(&mut labels, &[("target", k.target.as_str())]);
-            Row {
-                labels: from..labels.len(),
-                target: target..labels.len(),
-                kind: k.kind,
-                st,
-                last: st
-                    .last
-                    .as_ref()
-                    .map(|r| (r.success(), secs(r.duration), ts(r.started_at))),
-                last_success: st.last_success.map(ts),
-                overdue: st.overdue(page.stale_intervals, page.now),
-                failures_by_reason: !st.failures_by_reason.is_empty(),
-                runs: (st.runs_success, st.runs_failure),
-            }
+            (from..labels.len(), target..labels.len())
         })
         .collect();
+    // ... then, in one pass over the states and their last reports, each job's row and the
+    // facts of its report. The apps the inventory discovered (not configured) follow: their
+    // credentials and last sign-ins in the same families, with their client ID as the target,
+    // from its last successful run.
+    let discovered: Vec<(String, Details)> = discovered_facts(view)
+        .into_iter()
+        .map(|(app_id, details)| {
+            let mut base = String::new();
+            text::escaped_labels(&mut base, &[("target", app_id.as_str())]);
+            (base, details)
+        })
+        .collect();
+    let mut facts = Facts::default();
+    let mut rows = Vec::with_capacity(jobs.len());
+    for ((k, st), (all, target)) in jobs.iter().zip(spans) {
+        if let Some(details) = facts_of(st) {
+            facts.push(&labels[target], details, false);
+        }
+        rows.push(Row {
+            labels: all,
+            kind: k.kind,
+            st,
+            last: st
+                .last
+                .as_ref()
+                .map(|r| (r.success(), secs(r.duration), ts(r.started_at))),
+            last_success: st.last_success.map(ts),
+            overdue: st.overdue(page.stale_intervals, page.now),
+            failures_by_reason: !st.failures_by_reason.is_empty(),
+            runs: (st.runs_success, st.runs_failure),
+        });
+    }
+    for (base, details) in &discovered {
+        facts.push(base, details, true);
+    }
     let label = |r: &Row| &labels[r.labels.clone()];
     f.family(
         "check_success",
@@ -334,45 +370,7 @@ fn write_checks(f: &mut Exposition, view: &View, page: PageSettings) {
             f.sample_escaped(label(r), &[("result", result)], n as f64);
         }
     }
-    // Facts that a failed run could not re-read stay as the last successful run saw them
-    // (Graph runs every few hours; one 429 must not resolve an expiry alert).
-    let mut items: Vec<Item> = rows
-        .iter()
-        .filter_map(|row| {
-            let (st, r) = (row.st, row.st.last.as_ref()?);
-            let details = match (&r.details, &st.last_ok) {
-                (Details::Graph(g), Some(ok)) if g.registration.is_none() => &ok.details,
-                // The last sign-ins of the last read that worked stay true through a failure;
-                // a read that never worked says nothing.
-                (Details::Activity(_), Some(ok)) if r.failure.is_some() => &ok.details,
-                (Details::Activity(_), None) if r.failure.is_some() => return None,
-                _ => &r.details,
-            };
-            Some(Item {
-                labels: &labels[row.target.clone()],
-                details,
-                discovered: false,
-            })
-        })
-        .collect();
-    // The apps the inventory discovered (not configured): their credentials and last sign-ins
-    // in the same families, with their client ID as the target, from its last successful run.
-    let discovered: Vec<(String, Details)> = discovered_facts(view)
-        .into_iter()
-        .map(|(app_id, details)| {
-            let mut base = String::new();
-            text::escaped_labels(&mut base, &[("target", app_id.as_str())]);
-            (base, details)
-        })
-        .collect();
-    for (base, details) in &discovered {
-        items.push(Item {
-            labels: base,
-            details,
-            discovered: true,
-        });
-    }
-    write_facts(f, &items, detail, Naming::Agent);
+    write_facts(f, &facts, detail, Naming::Agent);
     write_discovery(f, view);
     write_canary(f, view);
     write_health(f, view);

@@ -84,14 +84,10 @@ pub fn render_probe(
             1.0,
         );
     }
-    let items: Vec<Item> = reports
-        .iter()
-        .map(|r| Item {
-            labels: "",
-            details: &r.details,
-            discovered: false,
-        })
-        .collect();
-    write_facts(&mut f, &items, true, Naming::Probe);
+    let mut facts = Facts::default();
+    for r in reports {
+        facts.push("", &r.details, false);
+    }
+    write_facts(&mut f, &facts, true, Naming::Probe);
     f.encode()
 }

@@ -113,7 +113,12 @@ impl Shared {
             now: chrono::Utc::now(),
         };
         let agent = self.agent.lock().expect("agent lock").clone();
-        let tokens = self.tokens.stats();
+        // Per-app request counts only with detail (`token_requests_by_app_total`).
+        let tokens = if page.detail {
+            self.tokens.stats()
+        } else {
+            self.tokens.totals()
+        };
         self.state
             .with_view(|v| metrics::render(&agent, v, &tokens, page, capacity))
     }
