@@ -243,7 +243,7 @@ def shape_table(pairs, args):
                 f"| {r['shape']} | {r['mailboxes']:,} | {r['cpu_per_check_ms']:.2f} ms | {r['cpu_share_at_5m']:.2f} % "
                 f"| {r['rss_max']:.1f} MiB | {r['scrape_ms']:.1f} ms | {r['scrape_mb']:.2f} MB "
                 f"| {r['slip_p50'] or 0:.3f} s / {r['slip_p99'] or 0:.3f} s | {r['extra_tokens_per_app']:.2f} "
-                f"| {r['first_round_s']:.0f} s (spread {args.spread}) | {r['verdicts']:,.0f} |"
+                f"| {r['first_round_s']:.1f} s (spread {args.spread}) | {r['verdicts']:,.0f} |"
             )
         k = math.log(big["mailboxes"] / small["mailboxes"])
 
