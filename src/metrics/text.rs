@@ -110,10 +110,20 @@ fn decimal(v: f64) -> Option<(i64, u32)> {
 /// Labels as a sample writes them between the braces (`k="v",k2="v2"`, values escaped), into
 /// `out`: for [`Exposition::sample_escaped`].
 pub fn escaped_labels(out: &mut String, labels: &[(&str, &str)]) {
-    for (i, (k, v)) in labels.iter().enumerate() {
-        if i > 0 {
+    push_labels(out, labels, true);
+}
+
+/// `labels` as `k="v"` pairs, values escaped, each after a comma but the first of the braces.
+fn push_labels<'a>(
+    out: &mut String,
+    labels: impl IntoIterator<Item = &'a (&'a str, &'a str)>,
+    mut first: bool,
+) {
+    for (k, v) in labels {
+        if !first {
             out.push(',');
         }
+        first = false;
         out.push_str(k);
         out.push_str("=\"");
         escape_into(out, v);
@@ -156,19 +166,20 @@ impl Exposition {
         self.out.push_str(suffix);
     }
 
-    fn finish_sample(&mut self, labels: &[(&str, &str)], more: &[(&str, &str)], v: f64) {
+    /// The labels (`escaped` ones first, as [`escaped_labels`] writes them), the value and the
+    /// line's end.
+    fn finish_sample(
+        &mut self,
+        escaped: &str,
+        labels: &[(&str, &str)],
+        more: &[(&str, &str)],
+        v: f64,
+    ) {
         let out = &mut self.out;
-        if !labels.is_empty() || !more.is_empty() {
+        if !escaped.is_empty() || !labels.is_empty() || !more.is_empty() {
             out.push('{');
-            for (i, (k, v)) in labels.iter().chain(more).enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(k);
-                out.push_str("=\"");
-                escape_into(out, v);
-                out.push('"');
-            }
+            out.push_str(escaped);
+            push_labels(out, labels.iter().chain(more), escaped.is_empty());
             out.push('}');
         }
         out.push(' ');
@@ -181,24 +192,7 @@ impl Exposition {
     /// family of the target.
     pub fn sample_escaped(&mut self, escaped: &str, more: &[(&str, &str)], value: f64) {
         self.start_sample("");
-        let out = &mut self.out;
-        if !escaped.is_empty() || !more.is_empty() {
-            out.push('{');
-            out.push_str(escaped);
-            for (i, (k, v)) in more.iter().enumerate() {
-                if i > 0 || !escaped.is_empty() {
-                    out.push(',');
-                }
-                out.push_str(k);
-                out.push_str("=\"");
-                escape_into(out, v);
-                out.push('"');
-            }
-            out.push('}');
-        }
-        out.push(' ');
-        value_into(out, value);
-        out.push('\n');
+        self.finish_sample(escaped, &[], more, value);
     }
 
     /// A sample of the current gauge or counter family.
@@ -210,7 +204,7 @@ impl Exposition {
     /// `sample(&[base, more].concat(), ..)` writes, without building the list.
     pub fn sample_with(&mut self, base: &[(&str, &str)], more: &[(&str, &str)], value: f64) {
         self.start_sample("");
-        self.finish_sample(base, more, value);
+        self.finish_sample("", base, more, value);
     }
 
     /// The samples of one histogram of the current histogram family.
@@ -220,14 +214,14 @@ impl Exposition {
             le.clear();
             value_into(&mut le, bound);
             self.start_sample("_bucket");
-            self.finish_sample(labels, &[("le", &le)], cumulative as f64);
+            self.finish_sample("", labels, &[("le", &le)], cumulative as f64);
         }
         self.start_sample("_bucket");
-        self.finish_sample(labels, &[("le", "+Inf")], h.count as f64);
+        self.finish_sample("", labels, &[("le", "+Inf")], h.count as f64);
         self.start_sample("_sum");
-        self.finish_sample(labels, &[], h.sum);
+        self.finish_sample("", labels, &[], h.sum);
         self.start_sample("_count");
-        self.finish_sample(labels, &[], h.count as f64);
+        self.finish_sample("", labels, &[], h.count as f64);
     }
 
     /// Starts a family and writes one sample: for families of a single series.
