@@ -244,36 +244,35 @@ impl TokenCache {
     /// the per-app sums: what `/metrics` needs without `metrics.detail`. At 10,000 apps the
     /// per-app sums cost a scrape 20,000 name copies and ordered inserts under the cache lock.
     pub fn totals(&self) -> Vec<EntryStats> {
-        let mut sums: BTreeMap<Resource, (u64, u64)> = BTreeMap::new();
-        for ((_, resource), (ok, failed)) in self.retired.lock().expect("token cache lock").iter() {
-            let s = sums.entry(*resource).or_default();
-            s.0 += ok;
-            s.1 += failed;
-        }
-        for e in self.entries.lock().expect("token cache lock").values() {
-            let s = sums.entry(e.resource).or_default();
-            s.0 += e.requests_ok.load(Ordering::Relaxed);
-            s.1 += e.requests_failed.load(Ordering::Relaxed);
-        }
-        sums.into_iter()
-            .map(|(resource, (ok, failed))| EntryStats {
-                app: String::new(),
-                resource,
-                requests_ok: ok,
-                requests_failed: failed,
-            })
-            .collect()
+        self.sums(false)
     }
 
     /// Request counts by app and resource (entries of apps no longer configured summed under
     /// the app name ""), sorted.
     pub fn stats(&self) -> Vec<EntryStats> {
+        self.sums(true)
+    }
+
+    /// The request counters of retired and live entries, summed by app and resource, or by
+    /// resource alone (every app named "", which allocates nothing).
+    fn sums(&self, per_app: bool) -> Vec<EntryStats> {
+        let app = |name: &str| {
+            if per_app {
+                name.to_string()
+            } else {
+                String::new()
+            }
+        };
         let mut sums: BTreeMap<(String, Resource), (u64, u64)> = BTreeMap::new();
-        for (k, v) in self.retired.lock().expect("token cache lock").iter() {
-            *sums.entry(k.clone()).or_default() = *v;
+        for ((name, resource), (ok, failed)) in
+            self.retired.lock().expect("token cache lock").iter()
+        {
+            let s = sums.entry((app(name), *resource)).or_default();
+            s.0 += ok;
+            s.1 += failed;
         }
         for e in self.entries.lock().expect("token cache lock").values() {
-            let s = sums.entry((e.app_name.clone(), e.resource)).or_default();
+            let s = sums.entry((app(&e.app_name), e.resource)).or_default();
             s.0 += e.requests_ok.load(Ordering::Relaxed);
             s.1 += e.requests_failed.load(Ordering::Relaxed);
         }

@@ -3,7 +3,7 @@
 //! `/metrics` or without a target on `/probe`, and the per-endpoint SMTP families.
 
 use super::{b, secs, ts, Exposition, Kind};
-use crate::checks::graph::{GraphDetails, Registration};
+use crate::checks::graph::GraphDetails;
 use crate::checks::smtp::{SmtpDetails, TlsFacts};
 use crate::checks::token::TokenDetails;
 use crate::checks::Details;
@@ -264,20 +264,16 @@ fn write_graph(
     discovered: &Of<GraphDetails>,
     detail: bool,
 ) {
-    fn regs_of<'a>(items: &[(&'a str, &'a GraphDetails)]) -> Vec<(&'a str, &'a Registration)> {
-        items
-            .iter()
-            .filter_map(|(base, g)| g.registration.as_ref().map(|r| (*base, r)))
-            .collect()
-    }
-    let (configured, others) = (regs_of(graph), regs_of(discovered));
     // Read once, for the families below: each credential's labels (escaped) and figures, and
     // each app's. At 10,000 apps, reading the registrations again for each family was most of
     // the time these families took.
     let mut labels = String::new();
     let mut credentials = Vec::new();
     let mut apps = Vec::new();
-    for (i, (base, reg)) in configured.iter().chain(&others).enumerate() {
+    let registrations = (graph.iter().map(|g| (g, true)))
+        .chain(discovered.iter().map(|g| (g, false)))
+        .filter_map(|((base, g), configured)| Some((*base, g.registration.as_ref()?, configured)));
+    for (base, reg, configured) in registrations {
         for c in &reg.credentials {
             let from = labels.len();
             labels.push_str(base);
@@ -305,7 +301,7 @@ fn write_graph(
         }
         apps.push(App {
             base,
-            configured: i < configured.len(),
+            configured,
             earliest: reg.earliest_expiry.map(ts),
             next: reg.next_expiry.map(ts),
             in_use: reg
